@@ -1,0 +1,33 @@
+// Flash attention (FlashAttention-2 style) for one packed sequence, CPU.
+// q: [s, H, d], k, v: [s, Hkv, d] (token-major), out: [s, H, d], lse: [H, s] (log-sum-exp per row).
+// Query head h uses key/value head h / (H / Hkv) (GQA). Documents: doc_lens [ndocs] summing to s
+// (nullptr / ndocs == 0 means one document); attention never crosses a document boundary.
+// Memory is O(s) (no [s, s] buffer). Deterministic for any thread count (work split by (kv head, block),
+// no atomics). Rows with no visible key (fully masked) give output 0, lse = -inf, gradient 0, never NaN.
+#pragma once
+#include "common.h"
+
+namespace ua {
+
+struct AttnShape {
+  int64_t s = 0;      // tokens
+  int64_t H = 0;      // query heads
+  int64_t Hkv = 0;    // key/value heads, H % Hkv == 0
+  int64_t d = 0;      // head dim
+  bool causal = true;
+  float scale = 0.f;  // 0 means 1/sqrt(d)
+};
+
+void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh);
+
+// dq += ..., dk += ..., dv += ... (shapes as q, k, v). Recomputes P from lse (no saved probabilities).
+void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout,
+                              const float* q, const float* k, const float* v, const float* out, const float* lse,
+                              const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh);
+
+// Naive O(s^2) fp64 reference used by tests and benchmarks (same layouts, float outputs).
+void attention_reference_forward(float* out, const float* q, const float* k, const float* v,
+                                 const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh);
+
+}  // namespace ua

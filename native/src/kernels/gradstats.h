@@ -1,0 +1,45 @@
+// Gradient statistics and gradient-policy operations over a flat gradient buffer split into
+// named tensors. All reductions are in double with a fixed summation order: the result is
+// bitwise identical for any thread count and on every process.
+#pragma once
+#include "common.h"
+
+namespace ua {
+
+struct TensorSpan {
+  int64_t offset = 0;  // element offset in the flat buffer
+  int64_t numel = 0;
+  int64_t rows = 0;    // first dimension (for centralization of 2-D weights); rows * cols == numel
+  int64_t cols = 0;
+};
+
+struct GradStats {
+  double grad_mean = 0;   // mean over tensors of mean(|g|) (each tensor counts once; REFERENCE §5)
+  double l2_norm = 0;     // global L2 norm over finite values
+  double max_abs = 0;     // max |g| over finite values
+  int64_t nonfinite = 0;  // count of NaN/Inf
+};
+
+// per_tensor_mean_abs [ntensors] (nullable).
+GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors);
+
+// Counter-based Gaussian noise (Philox4x32-10, Box-Muller), keyed by (seed, step, tensor index):
+// g[i] += std * N(0,1)_i. Identical on every process for the same key.
+void add_noise(float* g, int64_t n, float std, uint64_t seed, uint64_t step, uint64_t tensor);
+
+// The i-th standard normal of the stream keyed by (seed, step, tensor): exposed for tests.
+float philox_normal(uint64_t seed, uint64_t step, uint64_t tensor, uint64_t i);
+
+// g *= factor
+void scale(float* g, int64_t n, float factor);
+
+// Gradient centralization: for a [rows, cols] gradient, subtract from each row its mean over cols.
+void centralize(float* g, int64_t rows, int64_t cols);
+
+// Clip by a global norm already computed (reduced): if norm > max_norm, g *= max_norm / (norm + 1e-6).
+// Returns the factor applied (1 when no clipping).
+float clip_by_global_norm(float* g, int64_t n, double norm, double max_norm);
+
+void zero(float* g, int64_t n);
+
+}  // namespace ua

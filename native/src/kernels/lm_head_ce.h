@@ -1,0 +1,31 @@
+// Fused, chunked LM head + cross-entropy. Never materializes [n, vocab]: logits are computed
+// `chunk` tokens at a time (forward) and recomputed in the backward.
+// h: [n, dim] final hidden states, W: [vocab, dim] (lm_head or tied embedding), labels: [n]
+// with ignore index -100 (any negative label is ignored).
+#pragma once
+#include "common.h"
+
+namespace ua {
+
+constexpr int32_t kIgnoreIndex = -100;
+
+struct CeResult {
+  double loss = 0;        // sum over valid tokens of token_loss, divided by normalizer
+  int64_t valid = 0;      // number of tokens with label >= 0
+};
+
+// token_loss [n] (nullable): -log p(label) per token, 0 for ignored tokens.
+// lse [n] (nullable): log-sum-exp of each row's logits, saved for the backward.
+// normalizer: the GLOBAL count of valid tokens (across ranks / micro-batches); must be > 0.
+CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const float* W,
+                            const int32_t* labels, int64_t n, int64_t dim, int64_t vocab,
+                            float normalizer, int64_t chunk);
+
+// Gradient of L = sum_t weight_t * token_loss_t, where weight_t = token_weight[t] when token_weight
+// is given (e.g. DPO), otherwise 1/normalizer for valid tokens. dh [n, dim] +=, dW [vocab, dim] +=
+// (either nullable). lse from the forward (recomputed when nullptr).
+void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, const int32_t* labels,
+                         const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
+                         float normalizer, int64_t chunk);
+
+}  // namespace ua

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Idempotent project setup used by `npm start` and `npm test`:
+#   1. Debian packages the native addon links against (OpenBLAS, Gloo),
+#   2. `npm ci` when node_modules is missing or older than package-lock.json,
+#   3. the native addon (node-gyp) when any native source is newer than the built addon,
+#   4. `tsc` (incremental).
+# A second run with nothing changed only does cheap timestamp checks.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# 1. System packages ----------------------------------------------------------
+pkgs=(libopenblas-dev libgloo-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  cmd="apt-get update && apt-get install -y ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    say "missing Debian packages: ${missing[*]}"
+    say "install them as root, then run this again:"
+    printf '  sudo sh -c "%s"\n' "$cmd" >&2
+    exit 1
+  fi
+fi
+
+# 2. npm dependencies ---------------------------------------------------------
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# 3. Native addon -------------------------------------------------------------
+# Incremental: reconfigure only when binding.gyp or the set of sources changed, then `make`
+# through node-gyp (only changed files recompile). A lock keeps concurrent runs from colliding.
+addon=native/build/Release/ulysses_native.node
+sources=$(cd native && find src -name '*.cc' -o -name '*.h' | sort)
+if [ ! -f "$addon" ] || [ -n "$(find native/binding.gyp native/src -newer "$addon" -print -quit)" ] \
+   || [ "$sources" != "$(cat native/build/sources.txt 2>/dev/null)" ]; then
+  say "building the native addon"
+  gyp_args=()
+  # Build against the headers of the running Node.js when they are installed beside it,
+  # so no header download is needed.
+  node_prefix=$(dirname "$(dirname "$(command -v node)")")
+  if [ -f "$node_prefix/include/node/node_api.h" ]; then
+    gyp_args+=(--nodedir="$node_prefix")
+  fi
+  jobs=$(nproc 2>/dev/null || echo 2)
+  gyp="$root/node_modules/.bin/node-gyp"
+  mkdir -p native/build
+  (
+    flock 9
+    cd native
+    if [ ! -f build/Makefile ] || [ binding.gyp -nt build/Makefile ] || [ "$sources" != "$(cat build/sources.txt 2>/dev/null)" ]; then
+      "$gyp" configure "${gyp_args[@]}" --loglevel=error
+    fi
+    "$gyp" build -j "$jobs" --loglevel=error >/dev/null
+    printf '%s\n' "$sources" > build/sources.txt
+    touch "build/Release/ulysses_native.node"
+  ) 9>native/build/.lock >&2
+fi
+
+# 4. TypeScript ---------------------------------------------------------------
+if [ ! -f dist/.tsbuildinfo ] || [ -n "$(find src bench tsconfig.json -newer dist/.tsbuildinfo -print -quit)" ]; then
+  say "tsc"
+  node_modules/.bin/tsc -p tsconfig.json
+fi

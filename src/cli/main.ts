@@ -1,0 +1,53 @@
+/**
+ * The `ulysses-actors` command line: parses the command word and hands the rest to one command
+ * module. The only place in the project that decides exit codes (bin/ulysses-actors sets
+ * process.exitCode from the value returned here).
+ * Exit codes: 0 success, 1 job failed, 2 bad input, 130 interrupted.
+ */
+import { UsageError } from './UsageError.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  bench: {
+    summary: 'bench <gemm|attention|step> [--json]   benchmarks with figures and ratios',
+    load: async () => (await import('./commands/bench.js')).benchCommand,
+  },
+  up: {
+    summary: 'up [--config job.yaml]                 run a job (this machine)',
+    load: async () => (await import('./commands/up.js')).upCommand,
+  },
+};
+
+function usage(): string {
+  const lines = Object.values(commands).map((c) => `  ulysses-actors ${c.summary}`);
+  return ['usage:', ...lines, '  ulysses-actors --help'].join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage() + '\n');
+    return name ? EXIT_OK : EXIT_USAGE;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`ulysses-actors: unknown command '${name}'\n${usage()}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await (await cmd.load())(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`ulysses-actors ${name}: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    const msg = e instanceof Error ? `${(e as { code?: string }).code ? `[${(e as { code?: string }).code}] ` : ''}${e.message}` : String(e);
+    process.stderr.write(`ulysses-actors ${name}: failed: ${msg}\n`);
+    return EXIT_FAILED;
+  }
+}

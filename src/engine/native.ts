@@ -1,0 +1,38 @@
+/**
+ * Loads the compiled native addon (native/build/Release/ulysses_native.node) once and exposes its
+ * raw binding. Callers should use the typed wrappers in src/engine, never this object directly:
+ * the raw functions trust their callers less than nothing, but report problems as bare codes.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EngineError } from './errors.js';
+
+/** Root of the package (the folder holding package.json), found from this file's location. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native', 'binding.gyp'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new EngineError('ERR_ADDON', 'cannot find the ulysses-actors package root');
+    dir = up;
+  }
+}
+
+// The binding's surface is described per family in the wrappers; here it is an open record.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type NativeBinding = Record<string, any>;
+
+let cached: NativeBinding | undefined;
+
+export function native(): NativeBinding {
+  if (cached) return cached;
+  const path = join(packageRoot(), 'native', 'build', 'Release', 'ulysses_native.node');
+  if (!existsSync(path)) {
+    throw new EngineError('ERR_ADDON', `native addon not built (${path}); run \`npm run setup\``);
+  }
+  const require = createRequire(import.meta.url);
+  cached = require(path) as NativeBinding;
+  return cached;
+}
