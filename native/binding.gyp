@@ -14,7 +14,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14", "-O2", "-O0"],
       "cflags": ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
-      "libraries": ["-lopenblas", "-fopenmp"],
+      "libraries": ["-lopenblas", "-l:libgloo.so.0", "-fopenmp"],
       "ldflags": ["-fopenmp"]
     }
   ]
