@@ -30,6 +30,10 @@ void add_noise(float* g, int64_t n, float std, uint64_t seed, uint64_t step, uin
 // The i-th standard normal of the stream keyed by (seed, step, tensor): exposed for tests.
 float philox_normal(uint64_t seed, uint64_t step, uint64_t tensor, uint64_t i);
 
+// The raw Philox4x32-10 block function (Salmon et al., SC'11): out = philox(ctr, key).
+// Exposed so tests can check it against the published known-answer vectors.
+void philox4x32_10(uint32_t out[4], const uint32_t ctr[4], const uint32_t key[2]);
+
 // g *= factor
 void scale(float* g, int64_t n, float factor);
 

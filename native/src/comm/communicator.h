@@ -1,0 +1,84 @@
+// A communicator over Gloo's TCP transport: a fixed group of ranks (processes) connected in a full
+// mesh, with blocking collectives that each end within the communicator's timeout. Callers run
+// these off the JS main thread. Plain C++ (no N-API).
+// Must never hang (every wait has a deadline), never let a Gloo exception escape as anything but
+// CommError, and never be used again after a failure (it reports ERR_COMM_CLOSED instead).
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "comm/comm_error.h"
+#include "comm/store.h"
+
+namespace gloo {
+class Context;
+namespace transport {
+class Device;
+}
+}  // namespace gloo
+
+namespace ua::comm {
+
+class Communicator {
+ public:
+  // Connects `size` ranks through `store` (blocking, up to `timeout`). `host`: address to listen on.
+  static std::shared_ptr<Communicator> connect(int rank, int size, std::shared_ptr<Store> store, Millis timeout,
+                                               const std::string& host = "127.0.0.1");
+  ~Communicator();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  Millis timeout() const { return timeout_; }
+
+  // x[n] <- sum over ranks of x[n]. Ring reduce-scatter + all-gather: every element is summed once,
+  // on one rank, then copied, so every rank ends with the same bits.
+  void all_reduce_sum(float* x, size_t n);
+  // bytes of `data` on `root` copied to every rank.
+  void broadcast(void* data, size_t bytes, int root);
+  void barrier();
+  // out[size * bytes]: rank i's `in` at offset i * bytes.
+  void all_gather(const void* in, void* out, size_t bytes);
+  // in/out[size * bytes]: chunk j of `in` goes to rank j; chunk i of `out` came from rank i.
+  void all_to_all(const void* in, void* out, size_t bytes_per_rank);
+
+  // Sub-communicator over `members` (global ranks of this communicator, ascending, including this
+  // rank); every member calls it with the same tag and members.
+  std::shared_ptr<Communicator> split(const std::string& tag, const std::vector<int>& members);
+
+  // Closes the connections; later calls fail with ERR_COMM_CLOSED. Safe to call twice.
+  void close();
+  bool failed() const { return failed_.load(); }
+
+  // Scratch buffer reused by packing collectives (ulysses.cc); only used under the op lock.
+  std::vector<float>& scratch() { return scratch_; }
+  std::mutex& op_mutex() { return op_mu_; }
+
+ private:
+  Communicator() = default;
+  // Runs one collective under the op lock: refuses when closed/failed, maps Gloo errors.
+  template <typename F> void run(const char* what, F&& body);
+  uint32_t next_tag() { return tag_++; }
+
+  int rank_ = 0, size_ = 1;
+  Millis timeout_{30000};
+  std::shared_ptr<Store> store_;
+  std::shared_ptr<gloo::transport::Device> device_;
+  std::shared_ptr<gloo::Context> ctx_;
+  std::mutex op_mu_;
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> closed_{false};
+  std::string failure_;
+  uint32_t tag_ = 1;
+  std::vector<float> scratch_;
+};
+
+// memcpy bandwidth (GB/s, 1e9 bytes/s) of a `bytes` buffer, single thread, best of repeated copies
+// for at least `min_seconds`. The baseline of the all-to-all benchmark.
+double memcpy_gbps(size_t bytes, double min_seconds);
+
+}  // namespace ua::comm

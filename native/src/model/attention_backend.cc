@@ -1,0 +1,29 @@
+// Default attention backend: the local flash attention kernel over the whole (local) sequence.
+// Must never communicate; sequence-parallel backends live elsewhere.
+#include "model/attention_backend.h"
+
+namespace ua {
+
+namespace {
+AttnShape ShapeOf(const AttnCall& c) {
+  AttnShape sh;
+  sh.s = c.n;
+  sh.H = c.H;
+  sh.Hkv = c.Hkv;
+  sh.d = c.d;
+  sh.causal = true;
+  return sh;
+}
+}  // namespace
+
+void LocalFlashAttention::forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                                  const AttnCall& c) {
+  flash_attention_forward(out, lse, q, k, v, c.doc_lens, c.ndocs, ShapeOf(c));
+}
+
+void LocalFlashAttention::backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                   const float* v, const float* out, const float* lse, const AttnCall& c) {
+  flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, c.doc_lens, c.ndocs, ShapeOf(c));
+}
+
+}  // namespace ua

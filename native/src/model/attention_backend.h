@@ -1,0 +1,49 @@
+// The attention seam of the model: every layer's attention goes through an AttentionBackend, so
+// sequence parallelism can replace it without touching the model.
+//
+// Contract (layouts as in kernels/attention.h, token-major):
+//   q: [n, H, d], k, v: [n, Hkv, d], out: [n, H, d], lse: [H, n]  (n = tokens held by THIS rank)
+//   doc_lens: document lengths of the sequence the backend attends over (ndocs == 0: one document).
+//   backward ACCUMULATES into dq, dk, dv (the model zeroes them first).
+//
+// The default LocalFlashAttention calls the local flash attention kernel on the whole sequence.
+// Ulysses (next issue) plugs in here: forward = all-to-all seq->head on q, k, v (the rank then
+// holds all tokens for H/P heads), local flash attention, all-to-all head->seq on out (and keeps
+// the head-sharded tensors it needs); backward = the opposite all-to-alls around the local
+// flash backward. The model itself then holds only n = s/P tokens and never changes.
+// A backend must never keep pointers to the model's buffers beyond one call.
+#pragma once
+#include <cstdint>
+
+#include "kernels/attention.h"
+
+namespace ua {
+
+struct AttnCall {
+  int64_t n = 0;       // tokens held by this rank
+  int64_t H = 0;       // query heads
+  int64_t Hkv = 0;     // key/value heads
+  int64_t d = 0;       // head dim
+  const int32_t* doc_lens = nullptr;
+  int64_t ndocs = 0;
+};
+
+class AttentionBackend {
+ public:
+  virtual ~AttentionBackend() = default;
+  // Size of the lse buffer the model must provide (floats); local: H * n.
+  virtual int64_t lse_size(const AttnCall& c) const { return c.H * c.n; }
+  virtual void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) = 0;
+  virtual void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* out, const float* lse, const AttnCall& c) = 0;
+};
+
+// One process, whole sequence: the local flash attention kernel, causal.
+class LocalFlashAttention : public AttentionBackend {
+ public:
+  void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) override;
+  void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                const float* out, const float* lse, const AttnCall& c) override;
+};
+
+}  // namespace ua

@@ -1,0 +1,146 @@
+// The Llama-family decoder (Llama 2/3, Qwen2) on CPU: parameters and gradients in two flat,
+// 64-byte-aligned float buffers with HF-named views, seeded initialization, and forward +
+// backward over ONE packed token sequence (documents given as lengths, global position ids).
+// Pure C++: no N-API here. Never materializes [n, vocab] (fused LM head + CE) or [n, n]
+// (flash attention through the AttentionBackend seam, see attention_backend.h).
+//
+// Per layer (REFERENCE §1):
+//   xn1 = rms(x) ; q,k,v = proj(xn1) (+bias for qwen2) ; rope(q), rope(k) ; att = attn(q,k,v)
+//   h = x + o_proj(att) ; xn2 = rms(h) ; act = silu(gate(xn2)) * up(xn2) ; y = h + down(act)
+// Shapes: x, h, y: [n, D]; q, att: [n, H*d]; k, v: [n, Hkv*d]; gate, up, act: [n, I].
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/attention_backend.h"
+
+namespace ua {
+
+struct LlamaConfig {
+  int64_t vocab = 0;
+  int64_t hidden = 0;        // D
+  int64_t intermediate = 0;  // I
+  int64_t layers = 0;
+  int64_t heads = 0;         // H
+  int64_t kv_heads = 0;      // Hkv
+  int64_t head_dim = 0;      // d
+  float rope_theta = 10000.f;
+  float rms_eps = 1e-6f;
+  bool tie_embeddings = false;
+  bool qkv_bias = false;     // qwen2 (or llama attention_bias; then o_proj has a bias too)
+  bool o_bias = false;       // llama attention_bias = true
+  float init_range = 0.02f;
+};
+
+// Throws std::invalid_argument naming the field and the problem (the binding maps it to ERR_CONFIG).
+void validate_config(const LlamaConfig& c);
+
+struct ParamView {
+  std::string name;
+  int64_t offset = 0;            // element offset in the flat buffer (multiple of 16 floats)
+  std::vector<int64_t> shape;
+  int64_t numel = 0;
+  bool init_normal = false;      // linear / embedding weight: N(0, init_range)
+  float init_value = 0.f;        // otherwise constant (1 for norms, 0 for biases)
+};
+
+// 64-byte-aligned float storage, zero-filled. Shared so JS ArrayBuffers can outlive the model.
+struct FloatStorage {
+  float* data = nullptr;
+  int64_t size = 0;
+  explicit FloatStorage(int64_t n);
+  ~FloatStorage();
+  FloatStorage(const FloatStorage&) = delete;
+  FloatStorage& operator=(const FloatStorage&) = delete;
+};
+
+struct ForwardResult {
+  double loss = 0;     // sum of token losses / normalizer
+  int64_t valid = 0;   // tokens with label >= 0 in this sequence
+};
+
+class LlamaModel {
+ public:
+  explicit LlamaModel(const LlamaConfig& cfg);
+
+  const LlamaConfig& config() const { return cfg_; }
+  const std::vector<ParamView>& views() const { return views_; }
+  int64_t num_params() const;     // trainable elements (excluding alignment padding)
+  int64_t flat_size() const { return flat_size_; }
+  std::shared_ptr<FloatStorage> params() const { return params_; }
+  std::shared_ptr<FloatStorage> grads() const { return grads_; }
+
+  // Deterministic init: normal(0, init_range) via philox keyed by (seed, 0, view index); ones; zeros.
+  void init(uint64_t seed);
+  void zero_grad();
+
+  void set_checkpointing(bool on) { checkpointing_ = on; }
+  bool checkpointing() const { return checkpointing_; }
+  // Replace the attention backend (nullptr restores the local flash attention).
+  void set_attention_backend(std::shared_ptr<AttentionBackend> b);
+
+  // tokens, labels, positions: [n]; doc_lens: [ndocs] summing to n (ndocs == 0: one document).
+  // token_loss [n] nullable. Throws std::invalid_argument on bad inputs (ids out of range ...).
+  ForwardResult forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
+                        const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss);
+
+  // Accumulates dL/dparams into grads for L = sum_t w_t * token_loss_t, w_t = token_weight[t]
+  // (nullable: 1/normalizer of the last forward). Requires a forward since the last backward.
+  void backward(const float* token_weight);
+  bool has_forward() const { return has_forward_; }
+
+  // Bytes held by the activation arena (0 before the first forward).
+  int64_t activation_bytes() const;
+
+ private:
+  struct LayerParams {
+    float *ln1, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo, *ln2, *wg, *wu, *wd;
+  };
+  // Saved (or recomputed) activations of one layer.
+  struct LayerActs {
+    float *x, *xn1, *rstd1, *q, *k, *v, *att, *lse, *h, *xn2, *rstd2, *gate, *up;
+  };
+
+  void build_views();
+  LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
+  void ensure_buffers(int64_t n);
+  LayerActs acts_for(int64_t l);
+  void layer_forward(int64_t l, LayerActs& a, float* y);
+  void layer_backward(int64_t l, LayerActs& a, float* dres);
+
+  LlamaConfig cfg_;
+  std::vector<ParamView> views_;
+  int64_t flat_size_ = 0;
+  std::shared_ptr<FloatStorage> params_, grads_;
+  std::shared_ptr<AttentionBackend> attn_;
+  bool checkpointing_ = false;
+
+  // Activation arena (allocated once per (n, checkpointing) pair).
+  int64_t buf_n_ = -1;
+  bool buf_ckpt_ = false;
+  std::unique_ptr<FloatStorage> arena_;
+  std::vector<float*> layer_base_;  // per layer: saved activations (all, or only x when checkpointing)
+  float* recompute_base_ = nullptr; // checkpointing: one full LayerActs set
+  float* xfinal_ = nullptr;         // [n, D] output of the last layer
+  float* hn_ = nullptr;             // [n, D] final norm output
+  float* rstdf_ = nullptr;          // [n]
+  float* lse_ce_ = nullptr;         // [n]
+  float* scratch_act_ = nullptr;    // [n, I] act (forward) / d_act (backward)
+  float* scratch_dg_ = nullptr;     // [n, I] d_gate
+  float* scratch_du_ = nullptr;     // [n, I] d_up
+  float* scratch_dD_ = nullptr;     // [n, D] d of a normed input
+  float* scratch_dq_ = nullptr;     // [n, H*d] d_att, then d_q
+  float* scratch_dq2_ = nullptr;    // [n, H*d]
+  float* scratch_dk_ = nullptr;     // [n, Hkv*d]
+  float* scratch_dv_ = nullptr;     // [n, Hkv*d]
+  float* dres_ = nullptr;           // [n, D] gradient of the residual stream
+
+  // Inputs of the last forward (copied: the backward must not depend on caller memory).
+  std::vector<int32_t> tokens_, labels_, positions_, doc_lens_;
+  float normalizer_ = 1.f;
+  bool has_forward_ = false;
+};
+
+}  // namespace ua

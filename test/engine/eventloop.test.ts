@@ -1,0 +1,41 @@
+// A long native call must not block Node's event loop: while a ~2-second sgemm runs on the
+// worker pool, a 10 ms interval timer on the main thread keeps firing.
+import t from 'tap';
+import { matmul } from '../../src/engine/ops/matmul.js';
+
+t.test('a 2-second kernel runs off the main thread', async (t) => {
+  // Size a square product from a calibrated rate so it takes about 2 s on this machine.
+  const n0 = 1024;
+  const a = new Float32Array(n0 * n0).fill(0.5);
+  const c = new Float32Array(n0 * n0);
+  await matmul(c, a, a, n0, n0, n0); // warm-up (thread pool start)
+  const t0 = performance.now();
+  await matmul(c, a, a, n0, n0, n0);
+  const rate = (2 * n0 ** 3) / Math.max(1e-4, (performance.now() - t0) / 1e3); // flop/s
+  const m = Math.min(6144, Math.max(1024, Math.round(Math.cbrt(rate) / 16) * 16)); // 2*m^3 / rate ~ 2 s
+  const n = m, K = m;
+  const A = new Float32Array(n * K).fill(0.25);
+  const B = new Float32Array(K * n).fill(0.5);
+  const C = new Float32Array(n * n);
+
+  let last = performance.now();
+  let maxGap = 0;
+  let ticks = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last);
+    last = now;
+    ticks++;
+  }, 10);
+  const start = performance.now();
+  try {
+    await matmul(C, A, B, n, n, K);
+  } finally {
+    clearInterval(timer);
+  }
+  const seconds = (performance.now() - start) / 1e3;
+  t.equal(C[0], 0.125 * K, 'the product is right');
+  t.ok(seconds > 0.5, `the kernel ran long enough to matter (${seconds.toFixed(2)} s, K=${K})`);
+  t.ok(ticks >= Math.floor((seconds * 1000) / 10 / 2), `timer kept firing (${ticks} ticks in ${seconds.toFixed(2)} s)`);
+  t.ok(maxGap < 50, `largest gap between ticks ${maxGap.toFixed(1)} ms < 50 ms`);
+});
