@@ -17,6 +17,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'bench <gemm|attention|step> [--json]   benchmarks with figures and ratios',
     load: async () => (await import('./commands/bench.js')).benchCommand,
   },
+  chart: {
+    summary: 'chart [--format json|mermaid]         export the training-policy statechart',
+    load: async () => (await import('./commands/chart.js')).chartCommand,
+  },
   up: {
     summary: 'up [--config job.yaml]                 run a job (this machine)',
     load: async () => (await import('./commands/up.js')).upCommand,
