@@ -1,5 +1,5 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { runCli } from '../helpers/cli.js';
 import { chartToMermaid, exportChart } from '../../src/statecharts/exportChart.js';
 import { trainingPolicyMachine } from '../../src/statecharts/trainingPolicy.js';
 
@@ -20,11 +20,10 @@ t.test('the exported chart names all five policy states and the ordered guards',
 });
 
 t.test('`chart` CLI prints json and mermaid, and refuses an unknown format with exit 2', async (t) => {
-  const bin = new URL('../../bin/ulysses-actors', import.meta.url).pathname;
-  const json = spawnSync(process.execPath, [bin, 'chart', '--format', 'json'], { encoding: 'utf8' });
-  t.equal(json.status, 0);
+  const json = runCli(['chart', '--format', 'json']);
+  t.equal(json.status, 0, json.stderr);
   t.equal(JSON.parse(json.stdout).id, 'policy');
-  const bad = spawnSync(process.execPath, [bin, 'chart', '--format', 'svgz'], { encoding: 'utf8' });
+  const bad = runCli(['chart', '--format', 'svgz']);
   t.equal(bad.status, 2);
   t.match(bad.stderr, /--format must be json or mermaid/);
 });
