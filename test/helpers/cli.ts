@@ -1,7 +1,7 @@
 /**
- * Runs the real `bin/ulysses-actors` in a child process, the way a user does. The child gets the
- * environment without tap's NODE_OPTIONS loaders (they would treat the extensionless bin script as
- * CommonJS), plus any overrides.
+ * Runs the real `bin/ulysses-actors` in a child process, the way a user does. tap wraps
+ * child_process and injects its loaders through NODE_OPTIONS, and they load the extensionless
+ * bin script as CommonJS; so the child is started through `sh`, which drops NODE_OPTIONS first.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +15,7 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 }
 
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; input?: string } = {}) {
-  return spawnSync(process.execPath, [binPath, ...args], {
+  return spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$@"', 'sh', process.execPath, binPath, ...args], {
     encoding: 'utf8',
     env: cleanEnv(opts.env),
     cwd: opts.cwd,
@@ -25,5 +25,5 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
 }
 
 export function spawnCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): ChildProcess {
-  return spawn(process.execPath, [binPath, ...args], { env: cleanEnv(opts.env), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$@"', 'sh', process.execPath, binPath, ...args], { env: cleanEnv(opts.env), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
 }
