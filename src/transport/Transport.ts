@@ -1,0 +1,30 @@
+/**
+ * The Transport seam: what every control-plane component talks through. The ZeroMQ endpoints
+ * implement it; the fault proxy wraps it (drop, delay, duplicate, reorder, partition).
+ * A transport never throws from send(): failures are logged and the frame is counted as lost,
+ * exactly like a frame lost on the network.
+ */
+import type { Frame } from './FrameCodec.js';
+import type { MessageType } from './messages.js';
+
+/** Identity of a peer as seen by the coordinator's ROUTER (`rank:3`, `agent:0`). */
+export type PeerId = string;
+
+export type FrameHandler = (frame: Frame, from: PeerId) => void;
+
+export interface TransportStats {
+  sent: number;
+  received: number;
+  dropped: number;
+  sendErrors: number;
+}
+
+export interface Transport {
+  /** Queue a message to a peer (coordinator side) or to the coordinator (peer side: `to` is ignored). */
+  send(to: PeerId, type: MessageType, body: Record<string, unknown>): void;
+  onFrame(handler: FrameHandler): void;
+  readonly stats: TransportStats;
+  close(): Promise<void>;
+}
+
+export const peerIdOf = (role: string, index: number): PeerId => `${role}:${index}`;

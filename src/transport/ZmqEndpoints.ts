@@ -1,0 +1,266 @@
+/**
+ * ZeroMQ endpoints of the control plane: a ROUTER for the coordinator and a DEALER for agents and
+ * ranks. Both use linger 0, ZMTP heartbeats, a send queue (zeromq.js allows one pending send per
+ * socket), CURVE encryption, and validate every received frame (dropped and logged when bad).
+ * The ROUTER also runs a ZAP handler that admits only the job's client key.
+ * Must never: block the event loop, throw from send(), or crash on a hostile frame.
+ */
+import { Dealer, Reply, Router } from 'zeromq';
+import type { Logger } from '../util/Logger.js';
+import { DEFAULT_MAX_FRAME_BYTES, decodeFrame, encodeFrame, type Frame, type Role } from './FrameCodec.js';
+import type { JobKeys } from './keys.js';
+import { z85Encode } from './keys.js';
+import type { MessageType } from './messages.js';
+import type { FrameHandler, PeerId, Transport, TransportStats } from './Transport.js';
+
+export interface EndpointOptions {
+  keys: JobKeys;
+  logger: Logger;
+  maxFrameBytes?: number;
+  /** ZMTP heartbeat interval (ms); 0 disables */
+  zmtpHeartbeatMs?: number;
+}
+
+const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
+
+/** One-at-a-time sender over a zeromq.js socket. */
+class SendQueue {
+  private q: (Buffer | string)[][] = [];
+  private busy = false;
+  private closed = false;
+
+  constructor(
+    private readonly sock: { send(m: (Buffer | string)[]): Promise<void> },
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  push(parts: (Buffer | string)[]): void {
+    if (this.closed) return;
+    this.q.push(parts);
+    if (!this.busy) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    while (this.q.length && !this.closed) {
+      const m = this.q.shift()!;
+      try {
+        await this.sock.send(m);
+      } catch (e) {
+        this.onError(e);
+      }
+    }
+    this.busy = false;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.q = [];
+  }
+}
+
+abstract class EndpointBase {
+  readonly stats: TransportStats = { sent: 0, received: 0, dropped: 0, sendErrors: 0 };
+  protected handlers: FrameHandler[] = [];
+  protected seq = 0;
+  protected closed = false;
+  protected readonly maxFrameBytes: number;
+
+  constructor(protected readonly opts: EndpointOptions) {
+    this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  }
+
+  onFrame(handler: FrameHandler): void {
+    this.handlers.push(handler);
+  }
+
+  /** Decodes, validates (plus an optional check of the sender) and hands the frame to the handlers. */
+  protected deliver(raw: Buffer, from: PeerId, check?: (f: Frame) => string | null): void {
+    const r = decodeFrame(raw, this.maxFrameBytes);
+    const reason = r.ok ? check?.(r.frame) ?? null : r.reason;
+    if (!r.ok || reason) {
+      this.stats.dropped++;
+      this.opts.logger.warn('dropped a control frame', { from, reason });
+      return;
+    }
+    this.stats.received++;
+    for (const h of this.handlers) {
+      try {
+        h(r.frame, from);
+      } catch (e) {
+        this.opts.logger.error('frame handler failed', { from, type: r.frame.type, error: (e as Error).message });
+      }
+    }
+  }
+
+  protected sendError(e: unknown): void {
+    this.stats.sendErrors++;
+    if (!this.closed) this.opts.logger.warn('control send failed', { error: (e as Error).message });
+  }
+}
+
+export interface RouterOptions extends EndpointOptions {
+  /** bind address; loopback by default */
+  host?: string;
+  /** 0 = ephemeral */
+  port?: number;
+}
+
+/** The coordinator's endpoint. Peers are addressed by their routing id (`rank:3`). */
+export class RouterEndpoint extends EndpointBase implements Transport {
+  private readonly sock: Router;
+  private readonly zap: Reply;
+  private readonly queue: SendQueue;
+  private endpointUrl = '';
+
+  constructor(opts: RouterOptions) {
+    super(opts);
+    this.sock = new Router({
+      linger: 0,
+      mandatory: false,
+      handover: true,
+      curveServer: true,
+      curveSecretKey: opts.keys.server.secretKey,
+      curvePublicKey: opts.keys.server.publicKey,
+      zapDomain: 'ulysses',
+      maxMessageSize: this.maxFrameBytes + 1024,
+      heartbeatInterval: opts.zmtpHeartbeatMs ?? 1000,
+      heartbeatTimeout: (opts.zmtpHeartbeatMs ?? 1000) * 3,
+    });
+    this.zap = new Reply({ linger: 0 });
+    this.queue = new SendQueue(this.sock, (e) => this.sendError(e));
+  }
+
+  /** Binds and starts receiving; returns the tcp:// endpoint peers connect to. */
+  async bind(host = (this.opts as RouterOptions).host ?? '127.0.0.1', port = (this.opts as RouterOptions).port ?? 0): Promise<string> {
+    await this.zap.bind(ZAP_ENDPOINT);
+    void this.zapLoop();
+    await this.sock.bind(`tcp://${host}:${port === 0 ? '*' : port}`);
+    this.endpointUrl = this.sock.lastEndpoint ?? '';
+    void this.receiveLoop();
+    return this.endpointUrl;
+  }
+
+  get endpoint(): string {
+    return this.endpointUrl;
+  }
+
+  send(to: PeerId, type: MessageType, body: Record<string, unknown>): void {
+    if (this.closed) return;
+    const buf = encodeFrame({ type, role: 'coord', sender: -1, incarnation: 0, seq: this.seq++, body });
+    this.stats.sent++;
+    this.queue.push([to, buf]);
+  }
+
+  private async zapLoop(): Promise<void> {
+    const allowed = this.opts.keys.client.publicKey;
+    try {
+      for await (const msg of this.zap) {
+        // ZAP request: version, request id, domain, address, identity, mechanism, credentials...
+        const [version, requestId, , address, , mechanism, credentials] = msg;
+        const key = mechanism?.toString() === 'CURVE' && credentials?.length === 32 ? z85Encode(credentials) : '';
+        const ok = key === allowed;
+        if (!ok) this.opts.logger.warn('refused a peer without the job key', { address: address?.toString() });
+        await this.zap.send([version ?? '1.0', requestId ?? '', ok ? '200' : '400', ok ? 'OK' : 'not a member of this job', ok ? 'job' : '', '']);
+      }
+    } catch (e) {
+      if (!this.closed) this.opts.logger.error('ZAP handler stopped', { error: (e as Error).message });
+    }
+  }
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const parts of this.sock) {
+        if (parts.length !== 2) {
+          this.stats.dropped++;
+          this.opts.logger.warn('dropped a control message with an unexpected part count', { parts: parts.length });
+          continue;
+        }
+        const from = parts[0]!.toString();
+        // a frame must come from the identity it claims (`role:sender`)
+        this.deliver(parts[1]!, from, (f) =>
+          `${f.role}:${f.sender}` === from ? null : `sender ${f.role}:${f.sender} does not match its connection ${from}`,
+        );
+      }
+    } catch (e) {
+      if (!this.closed) this.opts.logger.error('router receive loop stopped', { error: (e as Error).message });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.close();
+    this.sock.close();
+    this.zap.close();
+  }
+}
+
+export interface DealerOptions extends EndpointOptions {
+  role: Role;
+  index: number;
+  incarnation: number;
+}
+
+/** An agent's or rank's endpoint: one connection to the coordinator. */
+export class DealerEndpoint extends EndpointBase implements Transport {
+  private readonly sock: Dealer;
+  private readonly queue: SendQueue;
+  readonly id: PeerId;
+
+  constructor(private readonly dopts: DealerOptions) {
+    super(dopts);
+    this.id = `${dopts.role}:${dopts.index}`;
+    this.sock = new Dealer({
+      linger: 0,
+      routingId: this.id,
+      curveServerKey: dopts.keys.server.publicKey,
+      curvePublicKey: dopts.keys.client.publicKey,
+      curveSecretKey: dopts.keys.client.secretKey,
+      maxMessageSize: this.maxFrameBytes + 1024,
+      heartbeatInterval: dopts.zmtpHeartbeatMs ?? 1000,
+      heartbeatTimeout: (dopts.zmtpHeartbeatMs ?? 1000) * 3,
+    });
+    this.queue = new SendQueue(this.sock, (e) => this.sendError(e));
+  }
+
+  connect(endpoint: string): void {
+    this.sock.connect(endpoint);
+    void this.receiveLoop();
+  }
+
+  send(_to: PeerId, type: MessageType, body: Record<string, unknown>): void {
+    if (this.closed) return;
+    const buf = encodeFrame({ type, role: this.dopts.role, sender: this.dopts.index, incarnation: this.dopts.incarnation, seq: this.seq++, body });
+    this.stats.sent++;
+    this.queue.push([buf]);
+  }
+
+  /** Raw bytes, bypassing the codec: for tests and the fault proxy's corruption faults only. */
+  sendRaw(parts: Buffer[]): void {
+    this.queue.push(parts);
+  }
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const parts of this.sock) {
+        if (parts.length !== 1) {
+          this.stats.dropped++;
+          continue;
+        }
+        this.deliver(parts[0]!, 'coord');
+      }
+    } catch (e) {
+      if (!this.closed) this.opts.logger.error('dealer receive loop stopped', { error: (e as Error).message });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.close();
+    this.sock.close();
+  }
+}
+
+export type { Frame };
