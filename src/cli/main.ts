@@ -4,6 +4,7 @@
  * process.exitCode from the value returned here).
  * Exit codes: 0 success, 1 job failed, 2 bad input, 130 interrupted.
  */
+import { ConfigError } from '../config/ConfigError.js';
 import { UsageError } from './UsageError.js';
 
 export const EXIT_OK = 0;
@@ -20,6 +21,18 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   chart: {
     summary: 'chart [--format json|mermaid]         export the training-policy statechart',
     load: async () => (await import('./commands/chart.js')).chartCommand,
+  },
+  'check-config': {
+    summary: 'check-config job.yaml [--KEY VALUE ...]  print the resolved config or every problem',
+    load: async () => (await import('./commands/checkConfig.js')).checkConfigCommand,
+  },
+  agent: {
+    summary: 'agent --join tcp://HOST:PORT --job-key FILE   a node agent (started by `up`, Slurm or Kubernetes)',
+    load: async () => (await import('./commands/agent.js')).agentCommand,
+  },
+  rank: {
+    summary: 'rank                                   a rank process (started by its node agent)',
+    load: async () => (await import('./commands/rank.js')).rankCommand,
   },
   up: {
     summary: 'up [--config job.yaml]                 run a job (this machine)',
@@ -46,6 +59,10 @@ export async function run(argv: string[]): Promise<number> {
   try {
     return await (await cmd.load())(rest);
   } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`ulysses-actors ${name}: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
     if (e instanceof UsageError) {
       process.stderr.write(`ulysses-actors ${name}: ${e.message}\n`);
       return EXIT_USAGE;

@@ -31,10 +31,13 @@ export class HeartbeatMonitor {
 
   constructor(private readonly o: HeartbeatOptions) {}
 
-  /** Starts watching a peer now (as if it had just sent a heartbeat at step -1). */
-  watch(peer: PeerId): void {
+  /**
+   * Starts watching a peer (as if it had just sent a heartbeat at step -1). `startupGraceMs`
+   * extends the first deadline for a process that is still starting up.
+   */
+  watch(peer: PeerId, startupGraceMs = 0): void {
     const now = this.o.clock.now();
-    this.peers.set(peer, { lastBeat: now, step: -1, stepSince: now, busy: false, reported: false });
+    this.peers.set(peer, { lastBeat: now + startupGraceMs, step: -1, stepSince: now, busy: false, reported: false });
     // check often enough that detection latency stays well under one interval
     this.timer ??= this.o.clock.setInterval(() => this.check(), Math.max(10, Math.floor(this.o.intervalMs / 4)));
   }
@@ -64,7 +67,7 @@ export class HeartbeatMonitor {
       if (p.reported) continue;
       if (now - p.lastBeat > deadAfter) {
         p.reported = true;
-        this.o.onDead(peer, now - p.lastBeat);
+        this.o.onDead(peer, Math.max(0, now - p.lastBeat));
       } else if (this.o.stepTimeoutMs > 0 && p.busy && now - p.stepSince > this.o.stepTimeoutMs) {
         p.reported = true;
         this.o.onHung(peer, p.step, now - p.stepSince);

@@ -28,6 +28,7 @@ class SendQueue {
   private q: (Buffer | string)[][] = [];
   private busy = false;
   private closed = false;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly sock: { send(m: (Buffer | string)[]): Promise<void> },
@@ -51,11 +52,23 @@ class SendQueue {
       }
     }
     this.busy = false;
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    w.forEach((r) => r());
+  }
+
+  /** Resolves when everything queued so far has been handed to ZeroMQ. */
+  idle(): Promise<void> {
+    if (!this.busy && this.q.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
   }
 
   close(): void {
     this.closed = true;
     this.q = [];
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    w.forEach((r) => r());
   }
 }
 
@@ -234,6 +247,11 @@ export class DealerEndpoint extends EndpointBase implements Transport {
     const buf = encodeFrame({ type, role: this.dopts.role, sender: this.dopts.index, incarnation: this.dopts.incarnation, seq: this.seq++, body });
     this.stats.sent++;
     this.queue.push([buf]);
+  }
+
+  /** Resolves when queued frames have been handed to ZeroMQ, or after timeoutMs. */
+  async flush(timeoutMs = 1000): Promise<void> {
+    await Promise.race([this.queue.idle(), new Promise((r) => setTimeout(r, timeoutMs))]);
   }
 
   /** Raw bytes, bypassing the codec: for tests and the fault proxy's corruption faults only. */

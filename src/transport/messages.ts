@@ -25,8 +25,8 @@ const opt = (f: FieldSpec): FieldSpec => ({ ...f, optional: true });
 /** Every message the control plane understands, with its body's shape. */
 export const messageSpecs = {
   // membership
-  'peer.hello': { role: str({ max: 16 }), host: str({ max: 256 }), pid: int(), slots: opt(int()), rank: opt(int()) },
-  'peer.welcome': { jobId: str({ max: 128 }), world: int(), config: opt(obj()) },
+  'peer.hello': { role: str({ max: 16 }), host: str({ max: 256 }), pid: int(), slots: opt(int()), rank: opt(int()), incarnation: opt(int()) },
+  'peer.welcome': { jobId: str({ max: 128 }), world: int(), config: opt(obj()), attempt: opt(int()) },
   'peer.bye': { reason: str() },
   // liveness: application heartbeats carry progress so hangs are visible
   'peer.heartbeat': { step: int(), phase: str({ max: 64 }), busy: opt(bool()) },
@@ -37,10 +37,21 @@ export const messageSpecs = {
   'kv.reply': { id: int(), value: opt(bytes()), values: opt({ kind: 'array', max: 4096 }), error: opt(str()) },
   // agents
   'agent.spawn': { rank: int(), incarnation: int(), env: obj(), args: { kind: 'array', max: 256 } },
-  'agent.signal': { pid: int(), signal: str({ max: 16 }) },
-  'agent.rank.exited': { rank: int(), pid: int(), code: opt(int()), signal: opt(str({ max: 16 })), stderrTail: str({ max: 65536 }) },
+  'agent.stop': { rank: int(), incarnation: int(), reason: str(), graceMs: int() },
+  'agent.signal': { rank: int(), signal: str({ max: 16 }) },
+  'agent.rank.started': { rank: int(), incarnation: int(), pid: int() },
+  'agent.rank.exited': {
+    rank: int(),
+    incarnation: int(),
+    pid: int(),
+    code: opt(int()),
+    signal: opt(str({ max: 16 })),
+    stderrTail: str({ max: 65536 }),
+    unkillable: opt(bool()),
+  },
   // ranks
-  'rank.ready': { rank: int() },
+  'rank.ready': { rank: int(), resumedFrom: opt(int()) },
+  'rank.done': { step: int(), finalHash: opt(str({ max: 128 })) },
   'rank.step.done': {
     step: int(),
     loss: num(),

@@ -8,8 +8,10 @@ import type { BenchResult, Benchmark } from '../../../bench/types.js';
 
 const benches: Record<string, () => Promise<Benchmark>> = {
   gemm: async () => (await import('../../../bench/gemm.js')).gemmBench,
-
-
+  attention: async () => (await import('../../../bench/attention.js')).attentionBench,
+  step: async () => (await import('../../../bench/step.js')).stepBench,
+  alltoall: async () => (await import('../../../bench/alltoall.js')).alltoallBench,
+  kernels: async () => (await import('../../../bench/kernels.js')).kernelsBench,
 };
 
 export async function benchCommand(argv: string[]): Promise<number> {

@@ -1,0 +1,146 @@
+/**
+ * The node agent: one per host. It joins the coordinator, starts the rank processes of its host
+ * when told to, watches them, and reports every exit with its exit code, signal and the tail of
+ * stderr. It owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). It never
+ * outlives the coordinator: when the coordinator goes silent it stops its ranks and exits.
+ */
+import { hostname } from 'node:os';
+import { readJobKeys } from '../transport/keys.js';
+import { DealerEndpoint } from '../transport/ZmqEndpoints.js';
+import { createLogger, type Logger } from '../util/Logger.js';
+import { ProcessChild } from './ProcessChild.js';
+
+export interface AgentOptions {
+  coordUrl: string;
+  keyFile: string;
+  hostIndex: number;
+  slots: number;
+  logger?: Logger;
+  /** how to start a rank; default: this package's CLI `rank` command with this Node.js */
+  rankCommand?: { command: string; args: string[] };
+  /** path of the compiled CLI entry (src/cli/entryPath.ts) */
+  cliEntry: string;
+  heartbeatIntervalMs?: number;
+  missLimit?: number;
+}
+
+interface RankProc {
+  child: ProcessChild;
+  incarnation: number;
+}
+
+export async function runAgent(o: AgentOptions): Promise<number> {
+  const log = o.logger ?? createLogger('info', undefined, `agent${o.hostIndex}`);
+  const keys = await readJobKeys(o.keyFile);
+  const ep = new DealerEndpoint({ keys, logger: log, role: 'agent', index: o.hostIndex, incarnation: 0 });
+  const ranks = new Map<number, RankProc>();
+  const rankCmd = o.rankCommand ?? { command: process.execPath, args: [o.cliEntry, 'rank'] };
+  let intervalMs = o.heartbeatIntervalMs ?? 1000;
+  let missLimit = o.missLimit ?? 3;
+  let lastFromCoord = Date.now();
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((r) => (finish = r));
+
+  const stopAll = async (reason: string) => {
+    await Promise.all([...ranks.values()].map((r) => r.child.stop(reason)));
+  };
+
+  ep.onFrame((f) => {
+    lastFromCoord = Date.now();
+    switch (f.type) {
+      case 'peer.welcome': {
+        const cluster = ((f.body.config as Record<string, unknown> | undefined)?.cluster ?? {}) as Record<string, number>;
+        if (cluster.heartbeat_interval_s > 0) intervalMs = cluster.heartbeat_interval_s * 1000;
+        if (cluster.heartbeat_miss_limit > 0) missLimit = cluster.heartbeat_miss_limit;
+        startHeartbeats();
+        break;
+      }
+      case 'agent.spawn': {
+        const rank = f.body.rank as number;
+        const incarnation = f.body.incarnation as number;
+        const prev = ranks.get(rank);
+        if (prev?.child.alive) {
+          log.error('asked to start a rank that is still running; stopping the old one first', { rank });
+          void prev.child.stop('replaced');
+        }
+        const child = new ProcessChild({
+          command: rankCmd.command,
+          args: [...rankCmd.args, ...((f.body.args as string[]) ?? [])],
+          env: { ...process.env, ...(f.body.env as Record<string, string>), ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile },
+          // the coordinator has already asked the rank to abort over the control plane
+          requestAbort: () => {},
+          abortWaitMs: 2000,
+          graceMs: 3000,
+          killWaitMs: 3000,
+          onOutput: (stream, chunk) => (stream === 'stderr' ? process.stderr : process.stdout).write(chunk),
+          onUnkillable: (pid) => log.error('a rank process could not be killed', { rank, pid }),
+        });
+        ranks.set(rank, { child, incarnation });
+        if (child.pid !== undefined) ep.send('coord', 'agent.rank.started', { rank, incarnation, pid: child.pid });
+        void child.exited.then((exit) => {
+          ep.send('coord', 'agent.rank.exited', {
+            rank,
+            incarnation,
+            pid: child.pid ?? -1,
+            code: exit.code ?? undefined,
+            signal: exit.signal ?? undefined,
+            stderrTail: child.stderrTail().slice(-8192),
+          });
+        });
+        break;
+      }
+      case 'agent.stop': {
+        const r = ranks.get(f.body.rank as number);
+        if (r && r.incarnation === f.body.incarnation) void r.child.stop(String(f.body.reason));
+        break;
+      }
+      case 'agent.signal': {
+        const r = ranks.get(f.body.rank as number);
+        const sig = String(f.body.signal) as NodeJS.Signals;
+        if (r?.child.pid !== undefined && r.child.alive) {
+          try {
+            process.kill(r.child.pid, sig);
+          } catch (e) {
+            log.warn('signal failed', { rank: f.body.rank, signal: sig, error: (e as Error).message });
+          }
+        }
+        break;
+      }
+      case 'job.command':
+        if (f.body.command === 'shutdown') void stopAll('job finished').then(() => finish(0));
+        break;
+      default:
+        break;
+    }
+  });
+
+  ep.connect(o.coordUrl);
+  ep.send('coord', 'peer.hello', { role: 'agent', host: hostname(), pid: process.pid, slots: o.slots });
+  // heartbeats start (again) once the welcome tells the job's interval
+  let hb: NodeJS.Timeout | undefined;
+  function startHeartbeats() {
+    clearInterval(hb);
+    const beat = () => {
+      ep.send('coord', 'peer.heartbeat', { step: 0, phase: 'agent', busy: false });
+      if (Date.now() - lastFromCoord > intervalMs * (missLimit + 2)) {
+        log.error("lost the coordinator: stopping this host's ranks");
+        void stopAll('lost the coordinator').then(() => finish(1));
+      }
+    };
+    beat();
+    hb = setInterval(beat, intervalMs);
+  }
+  startHeartbeats();
+  const onSignal = () => void stopAll('agent interrupted').then(() => finish(130));
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
+  const code = await finished;
+  clearInterval(hb);
+  process.removeListener('SIGTERM', onSignal);
+  process.removeListener('SIGINT', onSignal);
+  await ep.flush(500);
+  await new Promise((r) => setTimeout(r, 50));
+  await ep.close();
+  return code;
+}

@@ -1,0 +1,95 @@
+// End to end on loopback: coordinator + local node agent + rank processes running the synthetic
+// workload. Checks completion, one_for_all recovery from a checkpoint, giving up on a restart
+// storm, and that no process of the job is left.
+import t from 'tap';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Coordinator } from '../../src/actors/Coordinator.js';
+import { LocalLauncher } from '../../src/actors/LocalLauncher.js';
+import { cliEntry } from '../../src/cli/entryPath.js';
+import { createLogger } from '../../src/util/Logger.js';
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+function jobConfig(outputDir: string, extra: Record<string, unknown> = {}) {
+  return {
+    output_dir: outputDir,
+    max_steps: 12,
+    save_steps: 4,
+    synthetic: { step_ms: 30 },
+    cluster: { heartbeat_interval_s: 0.2, heartbeat_miss_limit: 3, max_restarts: 2, restart_window_s: 60, shutdown_grace_s: 1, rendezvous_timeout_s: 30, step_timeout_s: 30 },
+    ...extra,
+  };
+}
+
+async function runJob(dir: string, config: Record<string, unknown>, slots = 2) {
+  const logger = createLogger('warn');
+  const launcher = new LocalLauncher(cliEntry(), logger);
+  const coord = new Coordinator({ config, hosts: [{ host: 'localhost', slots }], outputDir: dir, launcher, logger, workload: 'synthetic' });
+  const result = await coord.run();
+  const events = readFileSync(join(dir, 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const pids = [...launcher.children.map((c) => c.pid!), ...events.filter((e) => e.type === 'rank.joined').map((e) => e.pid as number)];
+  return { result, events, pids };
+}
+
+t.test('a 2-rank job runs to completion and leaves no process behind', async (t) => {
+  const dir = t.testdir();
+  const { result, events, pids } = await runJob(dir, jobConfig(dir));
+  t.equal(result.ok, true, String(result.reason));
+  t.equal(result.state, 'succeeded');
+  t.equal(result.lastStep, 12);
+  t.equal(result.finalHashes.length, 2);
+  t.equal(result.finalHashes[0], result.finalHashes[1], 'both ranks end with the same state');
+  const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.same(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  t.ok(events.some((e) => e.type === 'job.state' && e.state === 'succeeded'));
+  t.ok(existsSync(join(dir, 'checkpoint-12', 'state.json')));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(pids.filter(alive), [], `no process left (checked ${pids.length})`);
+});
+
+t.test('a rank failure restarts the whole group from the last checkpoint; same final state', async (t) => {
+  const ref = t.testdir();
+  const clean = await runJob(ref, jobConfig(ref));
+  const dir = join(ref, 'faulty');
+  const { result, events, pids } = await runJob(dir, jobConfig(dir, { synthetic: { step_ms: 30, fail_at_step: 7 } }));
+  t.equal(result.ok, true, String(result.reason));
+  t.equal(result.restarts, 1);
+  t.equal(result.finalHashes[0], clean.result.finalHashes[0], 'final state equals the fault-free run');
+  const failed = events.find((e) => e.type === 'job.rank.failed');
+  t.equal(failed?.rank, 1, 'the failing rank is named');
+  t.ok(events.some((e) => e.type === 'job.restarted' && e.attempt === 1));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(pids.filter(alive), []);
+});
+
+t.test('a restart storm gives up within the restart intensity and names the first failure', async (t) => {
+  const dir = t.testdir();
+  const logger = createLogger('silent');
+  const launcher = new LocalLauncher(cliEntry(), logger);
+  const coord = new Coordinator({
+    config: jobConfig(dir, { max_steps: 4 }),
+    hosts: [{ host: 'localhost', slots: 2 }],
+    outputDir: dir,
+    launcher,
+    logger,
+    workload: 'no-such-workload', // every rank exits with code 2 at every start: a restart storm
+  });
+  const storm = await coord.run();
+  t.equal(storm.ok, false);
+  t.equal(storm.state, 'failed');
+  t.equal(storm.restarts, 2, 'max_restarts restarts, then it gave up');
+  t.match(String(storm.reason), /restart intensity exceeded/);
+  t.match(String(storm.reason), /first failure: rank\d: exited with code 2/);
+  const events = readFileSync(join(dir, 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const pids = [...launcher.children.map((c) => c.pid!), ...events.filter((e) => e.type === 'rank.joined').map((e) => e.pid as number)];
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(pids.filter(alive), []);
+});
