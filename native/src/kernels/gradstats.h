@@ -24,7 +24,11 @@ struct GradStats {
 GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors);
 
 // Counter-based Gaussian noise (Philox4x32-10, Box-Muller), keyed by (seed, step, tensor index):
-// g[i] += std * N(0,1)_i. Identical on every process for the same key.
+// g[i] = fma(std, N(0,1)_i, g[i]). Identical on every process and for any thread count.
+// Stream: element i uses Philox block b = i / 4 with counter (b lo32, b hi32, step lo32, tensor lo32)
+// and key (seed lo32, seed hi32); words (x0, x1) and (x2, x3) give two Box-Muller pairs with
+// u1 = ((x >> 8) + 1) 2^-24 in (0, 1], u2 = (x >> 8) 2^-24: z = sqrt(-2 ln u1) * (cos, sin)(2 pi u2)
+// (fp32 math; |z| <= 5.77 by construction). Bindings limit step and tensor to 32 bits.
 void add_noise(float* g, int64_t n, float std, uint64_t seed, uint64_t step, uint64_t tensor);
 
 // The i-th standard normal of the stream keyed by (seed, step, tensor): exposed for tests.

@@ -59,13 +59,18 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 #pragma omp parallel for num_threads(threads_for(count * 8)) schedule(static)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, i1 = std::min(count, (c + 1) * kChunk);
-    if (dgate) {
+    if (dgate && dup) {  // the usual case: one pass, one sigmoid per element
+      for (int64_t i = i0; i < i1; ++i) {
+        const float g = gate[i], s = sigmoid(g), d = dout[i];
+        dgate[i] += d * up[i] * (s * (1.0f + g * (1.0f - s)));
+        dup[i] += d * (g * s);
+      }
+    } else if (dgate) {
       for (int64_t i = i0; i < i1; ++i) {
         const float g = gate[i], s = sigmoid(g);
         dgate[i] += dout[i] * up[i] * (s * (1.0f + g * (1.0f - s)));
       }
-    }
-    if (dup) {
+    } else if (dup) {
       for (int64_t i = i0; i < i1; ++i) {
         const float g = gate[i];
         dup[i] += dout[i] * (g * sigmoid(g));

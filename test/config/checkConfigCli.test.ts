@@ -1,0 +1,74 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+// End to end through the built CLI (npm test builds first with scripts/setup.sh).
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const fixtures = join(root, 'test/config/fixtures');
+const built = existsSync(join(root, 'dist/src/cli/commands/checkConfig.js'));
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  // Drop ULYSSES_* (determinism) and tap's own variables (its loader hooks and process-info
+  // instrumentation must not load into the plain-JS CLI).
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(ULYSSES_|TAP|_TAPJS_|NODE_OPTIONS$|TS_NODE_)/.test(k)));
+  // Through sh: tap's process-info wrapper re-adds NODE_OPTIONS to every spawn, and its hooks
+  // make Node load the extensionless ESM bin as CommonJS; the shell drops them again.
+  const r = spawnSync('/bin/sh', ['-c', 'unset NODE_OPTIONS; exec "$0" "$@"', process.execPath, join(root, 'bin/ulysses-actors'), 'check-config', ...args], {
+    cwd: root,
+    env: { ...clean, ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+t.test('the CLI is built', async (t) => {
+  t.ok(built, 'dist/src/cli/commands/checkConfig.js exists (run `npm run setup` first)');
+});
+
+t.test('every example config resolves; YAML output lists the ignored keys', { skip: !built }, async (t) => {
+  for (const f of ['examples/llama3_lora_sft.yaml', 'examples/qwen2_full_dpo.yaml', 'examples/tiny_pt.yaml']) {
+    const r = cli([f, '--nodes', 'examples/hosts.txt']);
+    t.equal(r.code, 0, `${f} exits 0: ${r.err}`);
+    t.match(r.out, /^stage: (sft|dpo|pt)$/m);
+    t.match(r.out, /world: 4 ranks/);
+  }
+  const r = cli(['examples/llama3_lora_sft.yaml']);
+  t.match(r.out, /# ignored \(no effect here\):\n#   trust_remote_code: /);
+  t.match(r.out, /#   ddp_timeout: collective timeouts are set by cluster\.collective_timeout_s/);
+});
+
+t.test('--json prints one object with env and flags applied and sp from DeepSpeed', { skip: !built }, async (t) => {
+  const r = cli(['examples/qwen2_full_dpo.yaml', '--json', '--seed', '11', '--adjust-lr', '2', '--cluster.visualizer.enabled=false'], { ULYSSES_SEED: '10', ULYSSES_SAVE_STEPS: '7' });
+  t.equal(r.code, 0, r.err);
+  const o = JSON.parse(r.out.trim().split('\n').pop()!);
+  t.equal(o.config.seed, 11, 'flag over env');
+  t.equal(o.config.save_steps, 7, 'env over file');
+  t.equal(o.config.learning_rate, 1e-5, '5e-6 x --adjust-lr 2');
+  t.equal(o.config.sequence_parallel_size, 2, 'from examples/deepspeed_sp2.json');
+  t.equal(o.config.cluster.visualizer.enabled, false);
+  t.ok(o.ignored.some((i: { key: string }) => i.key === 'do_train'));
+});
+
+t.test('bad input exits 2 and prints every problem (config, env, flags, hostfile)', { skip: !built }, async (t) => {
+  const r = cli([join(fixtures, 'bad.yaml'), '--lerning_rate', '1', '--nodes', join(fixtures, 'hosts_bad.txt')], { ULYSSES_SEED: 'abc' });
+  t.equal(r.code, 2);
+  t.equal(r.out, '', 'nothing on stdout');
+  const lines = r.err.split('\n').filter((l) => l.startsWith('  - '));
+  t.equal(lines.length, 7 + 1 + 1 + 5, 'seven file problems, one env, one flag, five hostfile lines:\n' + r.err);
+  t.match(r.err, /bad\.yaml:3: stage: is not one of the supported values \(got "ppo"\); use one of pt, sft, dpo/);
+  t.match(r.err, /learning_rat: unknown key; did you mean learning_rate\?/);
+  t.match(r.err, /--lerning_rate: unknown option; did you mean --learning_rate\?/);
+  t.match(r.err, /env ULYSSES_SEED: seed: must be a whole number/);
+  t.match(r.err, /hosts_bad\.txt:3: duplicate host/);
+});
+
+t.test('a missing config file and a bad flag value exit 2', { skip: !built }, async (t) => {
+  t.equal(cli(['no/such/job.yaml']).code, 2);
+  const r = cli(['--bf16', 'maybe']);
+  t.equal(r.code, 2);
+  t.match(r.err, /bf16: must be true or false \(got "maybe"\)/);
+  t.equal(cli([]).code, 0, 'no config: the embedded default job');
+});
