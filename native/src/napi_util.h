@@ -197,5 +197,6 @@ void InitBasic(Napi::Env env, Napi::Object exports);      // bind_basic.cc: line
 void InitOptim(Napi::Env env, Napi::Object exports);      // bind_optim.cc: AdamW, gradient stats, policy ops
 void InitAttention(Napi::Env env, Napi::Object exports);  // bind_attention.cc: flash attention, LM head + CE
 void InitModel(Napi::Env env, Napi::Object exports);      // bind_model.cc: the Llama-family model
+void InitComm(Napi::Env env, Napi::Object exports);       // bind_comm.cc: Gloo communicator, Ulysses all-to-all
 
 }  // namespace ua

@@ -12,8 +12,12 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/transport/tcp/device.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <random>
 
 namespace ua::comm {
 
@@ -35,7 +39,7 @@ void connect_mesh(gloo::rendezvous::Context& ctx, Store& store, std::shared_ptr<
 }  // namespace
 
 std::shared_ptr<Communicator> Communicator::connect(int rank, int size, std::shared_ptr<Store> store, Millis timeout,
-                                                    const std::string& host) {
+                                                    const std::string& host, bool shared_memory) {
   if (size < 1 || rank < 0 || rank >= size)
     throw CommError("ERR_COMM_ARG", "communicator: rank " + std::to_string(rank) + " is not in [0, " +
                                         std::to_string(size) + ")");
@@ -58,7 +62,52 @@ std::shared_ptr<Communicator> Communicator::connect(int rank, int size, std::sha
   connect_mesh(*ctx, scoped, c->device_,
                "communicator: rank " + std::to_string(rank) + " of " + std::to_string(size) + " connecting");
   c->ctx_ = std::move(ctx);
+  c->want_shm_ = shared_memory;
+  c->setup_shared_memory();
   return c;
+}
+
+void Communicator::setup_shared_memory() {
+  if (size_ == 1 || !want_shm_) return;
+  // Same host for every member?
+  char id[128] = {0};
+  std::string mine = host_identity();
+  std::memcpy(id, mine.data(), std::min(mine.size(), sizeof(id) - 1));
+  std::vector<char> ids(sizeof(id) * size_);
+  all_gather(id, ids.data(), sizeof(id));
+  for (int i = 0; i < size_; i++)
+    if (std::memcmp(ids.data() + i * sizeof(id), id, sizeof(id)) != 0) return;
+  // A fresh name prefix from rank 0, so concurrent jobs and sub-groups never collide.
+  char token[32] = {0};
+  if (rank_ == 0) {
+    std::random_device rd;
+    std::snprintf(token, sizeof(token), "%d-%08x%08x", static_cast<int>(getpid()), rd(), rd());
+  }
+  broadcast(token, sizeof(token), 0);
+  // Every step must succeed on every member, or all stay on TCP (never diverge).
+  auto agree = [&](bool ok) {
+    int32_t flag = ok ? 1 : 0;
+    std::vector<int32_t> flags(size_);
+    all_gather(&flag, flags.data(), sizeof(flag));
+    for (int32_t f : flags)
+      if (!f) return false;
+    return true;
+  };
+  std::unique_ptr<ShmExchange> shm;
+  try {
+    shm.reset(new ShmExchange(rank_, size_, token));
+  } catch (const std::runtime_error&) {
+  }
+  if (!agree(shm != nullptr)) return;
+  bool ok = true;
+  try {
+    shm->open_peers();
+  } catch (const std::runtime_error&) {
+    ok = false;
+  }
+  if (!agree(ok)) return;
+  shm->unlink_own();
+  shm_ = std::move(shm);
 }
 
 Communicator::~Communicator() {
@@ -77,6 +126,9 @@ void Communicator::close() {
     // A broken peer may make closing fail; the handles are dropped either way.
   }
   ctx_.reset();
+  shm_.reset();
+  // The store (possibly a JS-backed one) is only needed to connect and split.
+  store_.reset();
 }
 
 template <typename F> void Communicator::run(const char* what, F&& body) {
@@ -90,6 +142,14 @@ template <typename F> void Communicator::run(const char* what, F&& body) {
     failure_ = e.what();
     failed_ = true;
     throw;
+  } catch (const ShmTimeout& e) {
+    failure_ = during + ": no answer within " + std::to_string(timeout_.count()) + " ms (" + e.what() + ")";
+    failed_ = true;
+    throw CommError("ERR_COMM_TIMEOUT", failure_);
+  } catch (const ShmPeerDead& e) {
+    failure_ = during + ": " + e.what();
+    failed_ = true;
+    throw CommError("ERR_COMM_PEER", failure_);
   } catch (const std::exception& e) {
     CommError ce = classify_gloo_error(e.what(), during);
     if (ce.code == "ERR_COMM_TIMEOUT")
@@ -132,14 +192,16 @@ void Communicator::broadcast(void* data, size_t bytes, int root) {
   });
 }
 
+void Communicator::gloo_barrier() {
+  gloo::BarrierOptions opts(ctx_);
+  opts.setTag(next_tag());
+  opts.setTimeout(timeout_);
+  gloo::barrier(opts);
+}
+
 void Communicator::barrier() {
   if (size_ == 1) return;
-  run("barrier", [&] {
-    gloo::BarrierOptions opts(ctx_);
-    opts.setTag(next_tag());
-    opts.setTimeout(timeout_);
-    gloo::barrier(opts);
-  });
+  run("barrier", [&] { gloo_barrier(); });
 }
 
 void Communicator::all_gather(const void* in, void* out, size_t bytes) {
@@ -159,18 +221,79 @@ void Communicator::all_gather(const void* in, void* out, size_t bytes) {
 }
 
 void Communicator::all_to_all(const void* in, void* out, size_t bytes_per_rank) {
-  if (size_ == 1) {
-    if (bytes_per_rank) std::memmove(out, in, bytes_per_rank);
-    return;
-  }
-  if (bytes_per_rank == 0) return;
+  const uint8_t* src = static_cast<const uint8_t*>(in);
+  uint8_t* dst = static_cast<uint8_t*>(out);
+  const size_t chunk = bytes_per_rank;
+  exchange(
+      chunk, [&](int j, uint8_t* d) { std::memcpy(d, src + j * chunk, chunk); },
+      [&](int i, const uint8_t* data) { std::memcpy(dst + i * chunk, data, chunk); }, src, dst);
+}
+
+void Communicator::exchange(size_t chunk, const Pack& pack, const Consume& consume, const uint8_t* send_direct,
+                            uint8_t* recv_direct) {
+  if (chunk == 0) return;
+  const size_t total = chunk * size_;
   run("allToAll", [&] {
-    gloo::AlltoallOptions opts(ctx_);
-    opts.setInput(const_cast<uint8_t*>(static_cast<const uint8_t*>(in)), bytes_per_rank * size_);
-    opts.setOutput(static_cast<uint8_t*>(out), bytes_per_rank * size_);
-    opts.setTag(next_tag());
-    opts.setTimeout(timeout_);
-    gloo::alltoall(opts);
+    // This rank's own chunk never leaves the process: read it from the input, or pack it straight
+    // into the output, or (neither given) pack it into scratch and consume that.
+    auto self = [&](int i) {
+      if (send_direct) {
+        consume(i, send_direct + i * chunk);
+      } else if (recv_direct) {
+        pack(i, recv_direct + i * chunk);
+      } else {
+        if (send_scratch_.size() < chunk) send_scratch_.resize(chunk);
+        pack(i, send_scratch_.data());
+        consume(i, send_scratch_.data());
+      }
+    };
+    if (size_ == 1) {
+      self(0);
+    } else if (shm_) {
+      const int64_t ms = timeout_.count();
+      // Growing remaps this rank's segment: wait until no peer still reads the previous call.
+      if (shm_->needs_growth(total)) {
+        shm_->barrier(ms);
+        shm_->grow(total);
+      }
+      uint8_t* box = shm_->own(parity_);
+      for (int j = 0; j < size_; j++)
+        if (j != rank_) pack(j, box + j * chunk);
+      // A plain-copy consume does not depend on order: do the own chunk while peers still pack.
+      const bool early = recv_direct != nullptr;
+      if (early) self(rank_);
+      // Every chunk is written; a peer reaches the next call's barrier only after it finished
+      // reading this parity, so alternating parities needs one barrier per call.
+      shm_->barrier(ms);
+      for (int i = 0; i < size_; i++) {
+        if (i == rank_) {
+          if (!early) self(i);
+        } else {
+          consume(i, shm_->peer(i, parity_) + static_cast<size_t>(rank_) * chunk);
+        }
+      }
+      parity_ ^= 1;
+    } else {
+      const uint8_t* send = send_direct;
+      if (!send) {
+        if (send_scratch_.size() < total) send_scratch_.resize(total);
+        for (int j = 0; j < size_; j++) pack(j, send_scratch_.data() + j * chunk);
+        send = send_scratch_.data();
+      }
+      uint8_t* recv = recv_direct;
+      if (!recv) {
+        if (recv_scratch_.size() < total) recv_scratch_.resize(total);
+        recv = recv_scratch_.data();
+      }
+      gloo::AlltoallOptions opts(ctx_);
+      opts.setInput(const_cast<uint8_t*>(send), total);
+      opts.setOutput(recv, total);
+      opts.setTag(next_tag());
+      opts.setTimeout(timeout_);
+      gloo::alltoall(opts);
+      if (!recv_direct)
+        for (int i = 0; i < size_; i++) consume(i, recv + static_cast<size_t>(i) * chunk);
+    }
   });
 }
 
@@ -196,10 +319,13 @@ std::shared_ptr<Communicator> Communicator::split(const std::string& tag, const 
   c->device_ = device_;
   auto ctx = std::make_shared<gloo::rendezvous::Context>(me, c->size_);
   ctx->setTimeout(timeout_);
-  // File stores map keys to file names: no '/' in the prefix.
-  ScopedStore scoped(store_, "sub." + tag + "." + list + ".", timeout_);
+  // File stores map keys to file names: no '/' in the prefix. The split counter (equal on every
+  // member, since members split in the same order) keeps a repeated split off stale keys.
+  ScopedStore scoped(store_, "sub" + std::to_string(splits_++) + "." + tag + "." + list + ".", timeout_);
   connect_mesh(*ctx, scoped, c->device_, "split '" + tag + "' [" + list + "]");
   c->ctx_ = std::move(ctx);
+  c->want_shm_ = want_shm_;
+  c->setup_shared_memory();
   return c;
 }
 

@@ -7,12 +7,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "comm/comm_error.h"
+#include "comm/shm.h"
 #include "comm/store.h"
 
 namespace gloo {
@@ -27,8 +29,10 @@ namespace ua::comm {
 class Communicator {
  public:
   // Connects `size` ranks through `store` (blocking, up to `timeout`). `host`: address to listen on.
+  // `shared_memory`: when every rank is on this host, all-to-alls go through shared memory (the
+  // barriers, and so failure detection, stay on Gloo); otherwise, or when false, through TCP.
   static std::shared_ptr<Communicator> connect(int rank, int size, std::shared_ptr<Store> store, Millis timeout,
-                                               const std::string& host = "127.0.0.1");
+                                               const std::string& host = "127.0.0.1", bool shared_memory = true);
   ~Communicator();
 
   int rank() const { return rank_; }
@@ -46,23 +50,34 @@ class Communicator {
   // in/out[size * bytes]: chunk j of `in` goes to rank j; chunk i of `out` came from rank i.
   void all_to_all(const void* in, void* out, size_t bytes_per_rank);
 
+  // The all-to-all with caller-supplied packing: pack(j, dst) writes the chunk for rank j (chunk
+  // bytes); consume(i, data) reads the chunk source i sent to this rank, called in ascending i.
+  // `send_direct` (optional): the input already in send order (chunk j at j * chunk), sent as is
+  // on TCP; `recv_direct` (optional): consume is a plain copy to recv_direct + i * chunk, so TCP
+  // may receive there and this rank's own chunk is packed straight into it.
+  using Pack = std::function<void(int dest, uint8_t* dst)>;
+  using Consume = std::function<void(int source, const uint8_t* data)>;
+  void exchange(size_t chunk, const Pack& pack, const Consume& consume, const uint8_t* send_direct = nullptr,
+                uint8_t* recv_direct = nullptr);
+  bool uses_shared_memory() const { return shm_ != nullptr; }
+
   // Sub-communicator over `members` (global ranks of this communicator, ascending, including this
-  // rank); every member calls it with the same tag and members.
+  // rank); every member calls it with the same tag and members, and every rank of this
+  // communicator makes its splits in the same order (the rendezvous keys are numbered).
   std::shared_ptr<Communicator> split(const std::string& tag, const std::vector<int>& members);
 
   // Closes the connections; later calls fail with ERR_COMM_CLOSED. Safe to call twice.
   void close();
   bool failed() const { return failed_.load(); }
 
-  // Scratch buffer reused by packing collectives (ulysses.cc); only used under the op lock.
-  std::vector<float>& scratch() { return scratch_; }
-  std::mutex& op_mutex() { return op_mu_; }
-
  private:
   Communicator() = default;
   // Runs one collective under the op lock: refuses when closed/failed, maps Gloo errors.
   template <typename F> void run(const char* what, F&& body);
   uint32_t next_tag() { return tag_++; }
+  void gloo_barrier();
+  // Sets up the shared-memory exchange when every member is on this host (collective).
+  void setup_shared_memory();
 
   int rank_ = 0, size_ = 1;
   Millis timeout_{30000};
@@ -74,7 +89,11 @@ class Communicator {
   std::atomic<bool> closed_{false};
   std::string failure_;
   uint32_t tag_ = 1;
-  std::vector<float> scratch_;
+  uint32_t splits_ = 0;
+  std::vector<uint8_t> send_scratch_, recv_scratch_;
+  std::unique_ptr<ShmExchange> shm_;
+  bool want_shm_ = true;
+  int parity_ = 0;
 };
 
 // memcpy bandwidth (GB/s, 1e9 bytes/s) of a `bytes` buffer, single thread, best of repeated copies

@@ -1,6 +1,6 @@
-// Ulysses layouts (see ulysses.h): one strided pack into the communicator's scratch buffer, one
-// all-to-all, and at most one strided unpack. Must never allocate per call once the scratch has
-// grown to the activation size.
+// Ulysses layouts (see ulysses.h): one strided pack straight into the send buffer (the shared-memory
+// segment on one host), one exchange, and at most one strided unpack. Must never allocate per
+// call once the buffers have grown to the activation size.
 #include "comm/ulysses.h"
 
 #include <cstring>
@@ -9,46 +9,110 @@ namespace ua::comm {
 
 void check_heads(int64_t H, int64_t P) {
   if (H <= 0 || P <= 0 || H % P != 0)
-    throw CommError("ERR_COMM_ARG", "ulysses: the number of attention heads (" + std::to_string(H) +
-                                        ") must be divisible by the sequence-parallel degree P=" + std::to_string(P));
+    throw CommError("ERR_COMM_ARG", "ulysses: the number of attention heads H=" + std::to_string(H) +
+                                        " must be divisible by the sequence-parallel degree P=" + std::to_string(P));
 }
 
 int64_t kv_heads_per_rank(int64_t Hkv, int64_t P) {
   if (Hkv > 0 && P > 0 && Hkv % P == 0) return Hkv / P;
   if (Hkv > 0 && P > 0 && P % Hkv == 0) return 1;
   throw CommError("ERR_COMM_ARG", "ulysses: key/value heads Hkv=" + std::to_string(Hkv) +
-                                      " must be divisible by P=" + std::to_string(P) + " or divide P (replication); " +
-                                      "choose P among the divisors or multiples of " + std::to_string(Hkv));
+                                      " must be divisible by P=" + std::to_string(P) +
+                                      " or divide it (kv replication); choose P among the divisors or multiples of " +
+                                      std::to_string(Hkv));
 }
 
 namespace {
 
-// Grows the scratch buffer to n floats (reused across calls).
-float* scratch(Communicator& c, size_t n) {
-  auto& s = c.scratch();
-  if (s.size() < n) s.resize(n);
-  return s.data();
+void check_sizes(int64_t s, int64_t d) {
+  if (s < 0 || d <= 0)
+    throw CommError("ERR_COMM_ARG", "ulysses: expected s >= 0 and d > 0, got s=" + std::to_string(s) + " d=" +
+                                        std::to_string(d));
 }
 
-// Copies the heads [h0, h0+hg) of every token of x [s, H, d] into dst [s, hg, d].
+// dst [s, hg, d] <- heads [h0, h0+hg) of every token of x [s, H, d].
 void pack_heads(float* dst, const float* x, int64_t s, int64_t H, int64_t d, int64_t h0, int64_t hg) {
   const size_t row = static_cast<size_t>(hg * d) * sizeof(float);
   for (int64_t t = 0; t < s; t++) std::memcpy(dst + t * hg * d, x + (t * H + h0) * d, row);
 }
 
+// heads [h0, h0+hg) of every token of out [s, H, d] <- src [s, hg, d].
+void unpack_heads(float* out, const float* src, int64_t s, int64_t H, int64_t d, int64_t h0, int64_t hg) {
+  const size_t row = static_cast<size_t>(hg * d) * sizeof(float);
+  for (int64_t t = 0; t < s; t++) std::memcpy(out + (t * H + h0) * d, src + t * hg * d, row);
+}
+
+const float* F(const uint8_t* p) { return reinterpret_cast<const float*>(p); }
+float* F(uint8_t* p) { return reinterpret_cast<float*>(p); }
+
+// Shared body of seq_to_head / seq_to_head_kv: chunk j = heads [first(j), first(j)+hg) of x.
+// What rank r receives from source i belongs at rows [i*s, (i+1)*s) of out: already [P*s, hg, d].
+template <typename First>
+void scatter_heads(Communicator& c, float* out, const float* x, int64_t s, int64_t H, int64_t d, int64_t hg,
+                   First first) {
+  const int64_t chunk = s * hg * d;
+  const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
+  c.exchange(
+      bytes, [&](int j, uint8_t* dst) { pack_heads(F(dst), x, s, H, d, first(j), hg); },
+      [&](int i, const uint8_t* data) { std::memcpy(out + i * chunk, data, bytes); }, nullptr,
+      reinterpret_cast<uint8_t*>(out));
+}
+
 }  // namespace
 
 void seq_to_head(Communicator& c, float* out, const float* x, int64_t s, int64_t H, int64_t d) {
+  check_sizes(s, d);
+  check_heads(H, c.size());
+  const int64_t hg = H / c.size();
+  scatter_heads(c, out, x, s, H, d, hg, [hg](int64_t j) { return j * hg; });
+}
+
+void head_to_seq(Communicator& c, float* out, const float* y, int64_t s, int64_t H, int64_t d) {
+  check_sizes(s, d);
   const int64_t P = c.size();
   check_heads(H, P);
   const int64_t hg = H / P, chunk = s * hg * d;
-  if (P == 1) {
-    std::memcpy(out, x, static_cast<size_t>(chunk) * sizeof(float));
-    return;
-  }
-  std::lock_guard<std::mutex> lock(c.op_mutex() /* guards scratch; the collective locks again */ == c.op_mutex()
-                                       ? scratch_mutex()
-                                       : scratch_mutex());
+  const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
+  // Rows [i*s, (i+1)*s) of y belong to rank i's tokens: y is already in send order.
+  c.exchange(
+      bytes, [&](int j, uint8_t* dst) { std::memcpy(dst, y + j * chunk, bytes); },
+      [&](int j, const uint8_t* data) { unpack_heads(out, F(data), s, H, d, j * hg, hg); },
+      reinterpret_cast<const uint8_t*>(y));
+}
+
+void seq_to_head_kv(Communicator& c, float* out, const float* x, int64_t s, int64_t Hkv, int64_t d) {
+  check_sizes(s, d);
+  const int64_t P = c.size(), hg = kv_heads_per_rank(Hkv, P);
+  if (Hkv % P == 0) return seq_to_head(c, out, x, s, Hkv, d);
+  scatter_heads(c, out, x, s, Hkv, d, hg, [Hkv, P](int64_t j) { return (j * Hkv) / P; });
+}
+
+void head_to_seq_kv_sum(Communicator& c, float* out, const float* g, int64_t s, int64_t Hkv, int64_t d) {
+  check_sizes(s, d);
+  const int64_t P = c.size();
+  kv_heads_per_rank(Hkv, P);
+  if (Hkv % P == 0) return head_to_seq(c, out, g, s, Hkv, d);
+  const int64_t chunk = s * d;
+  const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
+  // Source j held the replica of kv head floor(j*Hkv/P); replicas are consecutive ranks and
+  // consume runs in ascending j, so the sum has a fixed order: the first replica copies, the
+  // others add.
+  c.exchange(
+      bytes, [&](int j, uint8_t* dst) { std::memcpy(dst, g + j * chunk, bytes); },
+      [&](int j, const uint8_t* data) {
+        const int64_t h = (j * Hkv) / P;
+        const bool first = j == 0 || ((j - 1) * Hkv) / P != h;
+        const float* src = F(data);
+        for (int64_t t = 0; t < s; t++) {
+          float* o = out + (t * Hkv + h) * d;
+          const float* r = src + t * d;
+          if (first)
+            std::memcpy(o, r, static_cast<size_t>(d) * sizeof(float));
+          else
+            for (int64_t e = 0; e < d; e++) o[e] += r[e];
+        }
+      },
+      reinterpret_cast<const uint8_t*>(g));
 }
 
 }  // namespace ua::comm

@@ -1,0 +1,87 @@
+/**
+ * All-to-all throughput between 2 local rank processes (spawned here, loopback TCP through Gloo)
+ * for activation-sized buffers [s_local, H, d] fp32, against a single-thread memcpy of the same
+ * buffer size measured in the same run: ratio_to_memcpy = all-to-all GB/s / memcpy GB/s, where an
+ * all-to-all's GB/s is the per-rank buffer size over the slowest rank's time for the Ulysses
+ * seq->head call (pack + exchange). Must never leave a rank process behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { native } from '../src/engine/native.js';
+import type { Benchmark } from './types.js';
+
+interface Timing {
+  s: number;
+  H: number;
+  d: number;
+  bytes: number;
+  seqToHeadSeconds: number;
+  allToAllSeconds: number;
+  sharedMemory: boolean;
+}
+
+function runRanks(shapes: [number, number, number][], reps: number): Promise<Timing[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'ua-alltoall-'));
+  const script = fileURLToPath(new URL('./alltoallRank.js', import.meta.url));
+  const children: ChildProcess[] = [];
+  const cleanup = () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return new Promise<Timing[]>((resolve, reject) => {
+    let result: Timing[] | undefined;
+    let errors = '';
+    let left = 2;
+    for (let rank = 0; rank < 2; rank++) {
+      const child = spawn(process.execPath, [script, JSON.stringify({ rank, size: 2, dir, shapes, reps })], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (errors += d.toString()));
+      child.on('close', (code) => {
+        const m = /^result (.*)$/m.exec(out);
+        if (m) result = JSON.parse(m[1]!) as Timing[];
+        if (code !== 0) errors += `rank ${rank} exited with code ${code}\n`;
+        if (--left === 0) {
+          cleanup();
+          if (result && !errors) resolve(result);
+          else reject(new Error(`alltoall ranks failed:\n${errors}`));
+        }
+      });
+    }
+    process.once('exit', cleanup);
+  });
+}
+
+export const alltoallBench: Benchmark = {
+  options: {
+    heads: { type: 'string', default: '8' },
+    'head-dim': { type: 'string', default: '64' },
+    tokens: { type: 'string', default: '2048,16384' },
+    reps: { type: 'string', default: '30' },
+  },
+  async run(opts, log) {
+    const H = Number(opts.heads), d = Number(opts['head-dim']), reps = Number(opts.reps);
+    const shapes = String(opts.tokens)
+      .split(',')
+      .map((s) => [Number(s), H, d] as [number, number, number]);
+    const timings = await runRanks(shapes, reps);
+    const sizes = [];
+    for (const t of timings) {
+      // Measured after the ranks exit so the two do not compete for the cores.
+      const memcpy = (await native().memcpyGbps(t.bytes, 0.5)) as number;
+      const gbps = t.bytes / t.seqToHeadSeconds / 1e9;
+      const plain = t.bytes / t.allToAllSeconds / 1e9;
+      log(
+        `alltoall: [${t.s}, ${t.H}, ${t.d}] fp32 (${(t.bytes / 2 ** 20).toFixed(1)} MiB per rank), 2 ranks${t.sharedMemory ? ' (shared memory)' : ' (TCP)'}: seqToHead ${gbps.toFixed(2)} GB/s ` +
+          `(${(t.seqToHeadSeconds * 1e3).toFixed(2)} ms), plain all-to-all ${plain.toFixed(2)} GB/s, memcpy ${memcpy.toFixed(2)} GB/s, ratio ${(gbps / memcpy).toFixed(3)}`,
+      );
+      sizes.push({ s: t.s, H: t.H, d: t.d, bytes: t.bytes, shared_memory: t.sharedMemory, gbps, alltoall_gbps: plain, memcpy_gbps: memcpy, ratio_to_memcpy: gbps / memcpy });
+    }
+    const first = sizes[0]!;
+    return { bench: 'alltoall', ranks: 2, bytes: first.bytes, gbps: first.gbps, memcpy_gbps: first.memcpy_gbps, ratio_to_memcpy: first.ratio_to_memcpy, sizes };
+  },
+};

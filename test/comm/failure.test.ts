@@ -1,0 +1,76 @@
+import t from 'tap';
+import { isAlive, runRanks } from './fixtures/harness.js';
+
+// Every rank loops on 1 MiB-per-peer all-to-alls (fixtures/rank.ts `kill`); once the victim is in
+// the loop, the test kills (or freezes) it. Survivors must reject with a coded error within the
+// communicator's timeout, refuse further work, close, and exit on their own.
+const timeoutMs = 3000;
+// Event-loop and scheduling latency allowed on top of the timeout (2 shared cores under load).
+const slackMs = 1500;
+
+t.test('a rank killed (SIGKILL) during a shared-memory all-to-all: the others fail with a coded error and exit', async (t) => {
+  let killedAt = 0;
+  const victim = 1;
+  const run = await runRanks(t, {
+    scenario: 'kill',
+    size: 3,
+    timeoutMs,
+    deadlineMs: 60_000,
+    sharedMemory: true,
+    onLine: (rank, line, child) => {
+      if (rank === victim && line.endsWith('] ready') && !killedAt) {
+        setTimeout(() => {
+          killedAt = Date.now();
+          process.kill(child.pid!, 'SIGKILL');
+        }, 300);
+      }
+    },
+  });
+  t.ok(killedAt > 0, 'the victim was killed mid-loop');
+  t.equal(run.exit[victim]!.signal, 'SIGKILL', 'the victim died of SIGKILL');
+  for (const r of [0, 2]) {
+    const k = run.results[r]?.kill;
+    t.ok(k, `rank ${r} reported:\n${run.logs.join('\n')}`);
+    if (!k) continue;
+    t.ok(['ERR_COMM_PEER', 'ERR_COMM_TIMEOUT'].includes(k.code), `rank ${r}: coded error ${k.code}: ${k.message}`);
+    t.ok(k.elapsedMs <= timeoutMs + slackMs, `rank ${r}: failed ${k.elapsedMs} ms after its last completed all-to-all (timeout ${timeoutMs} ms + ${slackMs} ms slack)`);
+    t.ok(k.rounds >= 1, `rank ${r}: ${k.rounds} all-to-alls completed before the kill`);
+    t.equal(k.afterCode, 'ERR_COMM_CLOSED', `rank ${r}: later collectives are refused`);
+    t.same([run.exit[r]!.code, run.exit[r]!.signal], [0, null], `rank ${r} exited on its own with code 0`);
+  }
+  t.notOk(run.pids.some(isAlive), 'no rank process is left');
+});
+
+t.test('a frozen rank (SIGSTOP) during a TCP all-to-all: the other gets ERR_COMM_TIMEOUT within the timeout', async (t) => {
+  const victim = 1;
+  let victimChild: import('node:child_process').ChildProcess | undefined;
+  let stoppedAt = 0;
+  const run = await runRanks(t, {
+    scenario: 'kill',
+    size: 2,
+    timeoutMs,
+    deadlineMs: 60_000,
+    sharedMemory: false,
+    onLine: (rank, line, child) => {
+      if (rank === victim && line.endsWith('] ready') && !stoppedAt) {
+        victimChild = child;
+        setTimeout(() => {
+          stoppedAt = Date.now();
+          process.kill(child.pid!, 'SIGSTOP');
+        }, 300);
+      }
+      // The survivor has reported: the frozen victim can go.
+      if (rank !== victim && line.includes('] result ') && victimChild) process.kill(victimChild.pid!, 'SIGKILL');
+    },
+  });
+  t.ok(stoppedAt > 0, 'the victim was frozen mid-loop');
+  const k = run.results[0]?.kill;
+  t.ok(k, `rank 0 reported:\n${run.logs.join('\n')}`);
+  if (k) {
+    t.equal(k.code, 'ERR_COMM_TIMEOUT', `rank 0: ${k.message}`);
+    t.ok(k.elapsedMs >= timeoutMs - 100 && k.elapsedMs <= timeoutMs + slackMs, `rank 0: timed out after ${k.elapsedMs} ms (timeout ${timeoutMs} ms, slack ${slackMs} ms)`);
+    t.equal(k.afterCode, 'ERR_COMM_CLOSED', 'later collectives are refused');
+  }
+  t.same([run.exit[0]!.code, run.exit[0]!.signal], [0, null], 'rank 0 exited on its own with code 0 while its peer was frozen');
+  t.notOk(run.pids.some(isAlive), 'no rank process is left');
+});
