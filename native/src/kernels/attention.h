@@ -2,6 +2,9 @@
 // q: [s, H, d], k, v: [s, Hkv, d] (token-major), out: [s, H, d], lse: [H, s] (log-sum-exp per row).
 // Query head h uses key/value head h / (H / Hkv) (GQA). Documents: doc_lens [ndocs] summing to s
 // (nullptr / ndocs == 0 means one document); attention never crosses a document boundary.
+// A NEGATIVE length -n marks n padding tokens: they attend to nothing and nothing attends to them
+// (fully masked rows: output 0, lse -inf, zero gradients). Lengths of 0 are allowed and ignored.
+// The sum of |doc_lens| must equal s (ShapeError otherwise).
 // Memory is O(s) (no [s, s] buffer). Deterministic for any thread count (work split by (kv head, block),
 // no atomics). Rows with no visible key (fully masked) give output 0, lse = -inf, gradient 0, never NaN.
 #pragma once
@@ -29,5 +32,10 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
 // Naive O(s^2) fp64 reference used by tests and benchmarks (same layouts, float outputs).
 void attention_reference_forward(float* out, const float* q, const float* k, const float* v,
                                  const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh);
+
+// High-water mark (bytes) of the scratch memory the two flash kernels allocated since the last
+// reset (packed K^T/V^T copies, per-thread blocks). Inputs and outputs are not counted.
+int64_t attention_scratch_peak_bytes();
+void attention_reset_scratch_peak();
 
 }  // namespace ua

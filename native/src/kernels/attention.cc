@@ -1,0 +1,372 @@
+// Flash attention forward/backward on the CPU (REFERENCE §3), plus the naive fp64 reference.
+// q: [s, H, d], k, v: [s, Hkv, d], out / dout / dq: [s, H, d], dk, dv: [s, Hkv, d], lse: [H, s].
+// Must never allocate anything [s, s]-sized: scratch is per-thread blocks (Bq x Bk) plus packed
+// per-head copies of the inputs (O(s * H * d)). Must never use atomics or thread-dependent
+// reduction orders: every output element (or, for dQ with few kv heads, every one of a fixed
+// number of dQ partials, summed in a fixed order) is produced by exactly one task in a fixed order,
+// so results are bitwise identical for any thread count.
+// Forward tasks: (query head, document, query block). Backward tasks: (kv head, document, key-block
+// part), so dK / dV of a GQA group and dQ of its query heads stay task-local: no atomics.
+//
+// Blocks are laid out from each document's first token (documents are processed independently),
+// so masking is only needed on the causal diagonal block (Bq == Bk, diagonal block has j0 == i0).
+// Scores are kept in the log2 domain: t = scale * log2(e), P = 2^(S t - m); lse = (m + log2 l) ln 2.
+#include "attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "attention_simd.h"
+
+namespace ua {
+
+namespace {
+
+constexpr int64_t kBq = 64;  // query rows per block
+constexpr int64_t kBk = 64;  // keys per block; equal to kBq so the causal diagonal is one block
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+std::atomic<int64_t> g_scratch_now{0};
+std::atomic<int64_t> g_scratch_peak{0};
+
+// A 64-byte aligned float buffer whose size is counted in the scratch high-water mark.
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : bytes_(((std::max<int64_t>(n, 1) * 4 + 63) / 64) * 64) {
+    p_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes_)));
+    if (!p_) throw std::bad_alloc();
+    int64_t now = g_scratch_now.fetch_add(bytes_) + bytes_;
+    int64_t peak = g_scratch_peak.load();
+    while (now > peak && !g_scratch_peak.compare_exchange_weak(peak, now)) {
+    }
+  }
+  ~Scratch() {
+    std::free(p_);
+    g_scratch_now.fetch_sub(bytes_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  float* data() const { return p_; }
+
+ private:
+  int64_t bytes_;
+  float* p_ = nullptr;
+};
+
+struct Doc {
+  int64_t a, b;  // tokens [a, b)
+};
+
+void check_shape(const AttnShape& sh, const char* who) {
+  if (sh.s < 0 || sh.H < 1 || sh.Hkv < 1 || sh.d < 1)
+    throw ShapeError(std::string(who) + ": need s >= 0, H >= 1, Hkv >= 1, d >= 1");
+  if (sh.H % sh.Hkv != 0) throw ShapeError(std::string(who) + ": H must be a multiple of Hkv");
+  if (!(sh.scale >= 0.f) || !std::isfinite(sh.scale))
+    throw ShapeError(std::string(who) + ": scale must be finite and >= 0 (0 means 1/sqrt(d))");
+}
+
+// Real documents (padding segments, negative lengths, are dropped: nothing attends to or from them).
+std::vector<Doc> documents(const int32_t* doc_lens, int64_t ndocs, int64_t s, const char* who) {
+  std::vector<Doc> docs;
+  if (!doc_lens || ndocs == 0) {
+    if (s > 0) docs.push_back({0, s});
+    return docs;
+  }
+  if (ndocs < 0) throw ShapeError(std::string(who) + ": negative document count");
+  int64_t pos = 0;
+  for (int64_t i = 0; i < ndocs; ++i) {
+    const int64_t len = doc_lens[i];
+    if (len > 0) docs.push_back({pos, pos + len});
+    pos += len < 0 ? -len : len;
+  }
+  if (pos != s)
+    throw ShapeError(std::string(who) + ": document lengths cover " + std::to_string(pos) + " tokens, s is " +
+                     std::to_string(s));
+  return docs;
+}
+
+float default_scale(const AttnShape& sh) {
+  return sh.scale > 0.f ? sh.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(sh.d)));
+}
+
+// kt: per kv head, every key block [j0, j0 + nk) of every document stored transposed ([d, nk])
+// at offset j0 * d, so a block is one contiguous B operand with row stride nk.
+void pack_blocks_transposed(float* kt, const float* k, const std::vector<Doc>& docs, int64_t s, int64_t Hkv,
+                            int64_t d, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t hk = 0; hk < Hkv; ++hk)
+    for (const Doc& doc : docs)
+      for (int64_t j0 = doc.a; j0 < doc.b; j0 += kBk) {
+        const int64_t nk = std::min(kBk, doc.b - j0);
+        float* dst = kt + hk * s * d + j0 * d;
+        for (int64_t jj = 0; jj < nk; ++jj) {
+          const float* src = k + ((j0 + jj) * Hkv + hk) * d;
+          for (int64_t c = 0; c < d; ++c) dst[c * nk + jj] = src[c];
+        }
+      }
+}
+
+// dst: [heads, s, d] from src: [s, heads, d]
+void pack_head_major(float* dst, const float* src, int64_t s, int64_t heads, int64_t d, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t h = 0; h < heads; ++h) std::memcpy(dst + (h * s + i) * d, src + (i * heads + h) * d, d * 4);
+}
+
+}  // namespace
+
+int64_t attention_scratch_peak_bytes() { return g_scratch_peak.load(); }
+void attention_reset_scratch_peak() { g_scratch_peak.store(g_scratch_now.load()); }
+
+void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                             const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh) {
+  check_shape(sh, "flash_attention_forward");
+  const std::vector<Doc> docs = documents(doc_lens, ndocs, sh.s, "flash_attention_forward");
+  const int64_t s = sh.s, H = sh.H, Hkv = sh.Hkv, d = sh.d, G = H / Hkv;
+  const float t = default_scale(sh) * kLog2e;
+  const int nt = std::max(1, num_threads());
+  // Padding rows keep these values.
+  std::fill(out, out + s * H * d, 0.f);
+  std::fill(lse, lse + H * s, -INFINITY);
+  if (docs.empty()) return;
+
+  Scratch kt(Hkv * s * d), vp(Hkv * s * d);
+  pack_blocks_transposed(kt.data(), k, docs, s, Hkv, d, nt);
+  pack_head_major(vp.data(), v, s, Hkv, d, nt);
+
+  struct Task {
+    int64_t h, a, b, i0, cost;
+  };
+  std::vector<Task> tasks;
+  for (int64_t h = 0; h < H; ++h)
+    for (const Doc& doc : docs)
+      for (int64_t i0 = doc.a; i0 < doc.b; i0 += kBq)
+        tasks.push_back({h, doc.a, doc.b, i0, sh.causal ? std::min(i0 + kBq, doc.b) - doc.a : doc.b - doc.a});
+  // Longest first for load balance; results do not depend on which thread runs a task.
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.cost > y.cost; });
+
+  const int64_t per_thread = kBq * kBk + 2 * kBq * d + 2 * kBq;
+  Scratch work(per_thread * nt);
+  const int64_t ntasks = static_cast<int64_t>(tasks.size());
+  const float* ktp = kt.data();
+  const float* vpp = vp.data();
+
+#pragma omp parallel num_threads(nt)
+  {
+    float* S = work.data() + per_thread * omp_get_thread_num();
+    float* Qb = S + kBq * kBk;
+    float* O = Qb + kBq * d;
+    float* m = O + kBq * d;
+    float* l = m + kBq;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ti = 0; ti < ntasks; ++ti) {
+      const Task& task = tasks[ti];
+      const int64_t h = task.h, hk = h / G, i0 = task.i0, b = task.b;
+      const int64_t nq = std::min(kBq, b - i0);
+      for (int64_t r = 0; r < nq; ++r) std::memcpy(Qb + r * d, q + ((i0 + r) * H + h) * d, d * 4);
+      std::fill(O, O + nq * d, 0.f);
+      std::fill(m, m + nq, -INFINITY);
+      std::fill(l, l + nq, 0.f);
+      const int64_t kend = sh.causal ? i0 + nq : b;
+      for (int64_t j0 = task.a; j0 < kend; j0 += kBk) {
+        const int64_t nk = std::min(kBk, b - j0);
+        simd::block_gemm(S, nk, Qb, d, 1, ktp + hk * s * d + j0 * d, nk, nq, nk, d, false);
+        const bool diag = sh.causal && j0 + nk - 1 > i0;
+        for (int64_t r = 0; r < nq; ++r) {
+          float* srow = S + r * nk;
+          if (diag) {
+            const int64_t vis = std::clamp<int64_t>(i0 + r - j0 + 1, 0, nk);
+            std::fill(srow + vis, srow + nk, -INFINITY);
+          }
+          const float mnew = std::max(m[r], simd::row_max(srow, nk) * t);
+          if (mnew == -INFINITY) {  // nothing visible yet in this row
+            std::fill(srow, srow + nk, 0.f);
+            continue;
+          }
+          const float alpha = std::exp2(m[r] - mnew);  // 0 when m was -inf
+          const float sum = simd::exp2_affine_sum(srow, nk, t, mnew);
+          l[r] = l[r] * alpha + sum;
+          if (alpha != 1.f)
+            for (int64_t c = 0; c < d; ++c) O[r * d + c] *= alpha;
+          m[r] = mnew;
+        }
+        simd::block_gemm(O, d, S, nk, 1, vpp + (hk * s + j0) * d, d, nq, d, nk, true);
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        float* dst = out + ((i0 + r) * H + h) * d;
+        if (l[r] > 0.f) {
+          const float inv = 1.f / l[r];
+          for (int64_t c = 0; c < d; ++c) dst[c] = O[r * d + c] * inv;
+          lse[h * s + i0 + r] = (m[r] + std::log2(l[r])) * kLn2;
+        }
+      }
+    }
+  }
+}
+
+void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                              const float* v, const float* out, const float* lse, const int32_t* doc_lens,
+                              int64_t ndocs, const AttnShape& sh) {
+  check_shape(sh, "flash_attention_backward");
+  const std::vector<Doc> docs = documents(doc_lens, ndocs, sh.s, "flash_attention_backward");
+  if (docs.empty()) return;
+  const int64_t s = sh.s, H = sh.H, Hkv = sh.Hkv, d = sh.d, G = H / Hkv;
+  const float scale = default_scale(sh);
+  const float t = scale * kLog2e;
+  const int nt = std::max(1, num_threads());
+
+  // With few kv heads, each (kv head, document) is further split into R interleaved sets of key
+  // blocks, each with its own dQ partial (summed in part order at the end). R depends on the shape
+  // only, never on the thread count, so results stay bitwise reproducible.
+  const int64_t R = std::min<int64_t>(4, (4 + Hkv - 1) / Hkv);
+  Scratch qp(H * s * d), dop(H * s * d), dqp(R * H * s * d), kp(Hkv * s * d), kt(Hkv * s * d), vt(Hkv * s * d);
+  Scratch Dv(H * s), L2(H * s);
+  pack_head_major(qp.data(), q, s, H, d, nt);
+  pack_head_major(dop.data(), dout, s, H, d, nt);
+  pack_head_major(kp.data(), k, s, Hkv, d, nt);
+  pack_blocks_transposed(kt.data(), k, docs, s, Hkv, d, nt);
+  pack_blocks_transposed(vt.data(), v, docs, s, Hkv, d, nt);
+  {
+    float* D = Dv.data();
+    float* L = L2.data();
+    float* dqa = dqp.data();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < s; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* o = out + (i * H + h) * d;
+        const float* g = dout + (i * H + h) * d;
+        double acc = 0;
+        for (int64_t c = 0; c < d; ++c) acc += static_cast<double>(o[c]) * g[c];
+        D[h * s + i] = static_cast<float>(acc);
+        L[h * s + i] = lse[h * s + i] * kLog2e;
+        for (int64_t r = 0; r < R; ++r)
+          std::fill(dqa + ((r * H + h) * s + i) * d, dqa + ((r * H + h) * s + i + 1) * d, 0.f);
+      }
+  }
+
+  struct Task {
+    int64_t hk, a, b, part, cost;
+  };
+  std::vector<Task> tasks;
+  for (int64_t hk = 0; hk < Hkv; ++hk)
+    for (const Doc& doc : docs)
+      for (int64_t r = 0; r < R; ++r) {
+        if (doc.a + r * kBk >= doc.b) break;  // a short document has fewer key blocks than parts
+        tasks.push_back({hk, doc.a, doc.b, r, (doc.b - doc.a) * (doc.b - doc.a)});
+      }
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.cost > y.cost; });
+
+  const int64_t per_thread = 2 * kBq * kBk + 2 * kBk * d;
+  Scratch work(per_thread * nt);
+  const int64_t ntasks = static_cast<int64_t>(tasks.size());
+  const float *Qp = qp.data(), *dOp = dop.data(), *Kp = kp.data(), *Kt = kt.data(), *Vt = vt.data();
+  const float *D = Dv.data(), *L = L2.data();
+  float* dQp = dqp.data();
+
+#pragma omp parallel num_threads(nt)
+  {
+    float* P = work.data() + per_thread * omp_get_thread_num();
+    float* dS = P + kBq * kBk;
+    float* dKa = dS + kBq * kBk;
+    float* dVa = dKa + kBk * d;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ti = 0; ti < ntasks; ++ti) {
+      const int64_t hk = tasks[ti].hk, a = tasks[ti].a, b = tasks[ti].b, part = tasks[ti].part;
+      float* dQpart = dQp + part * H * s * d;
+      for (int64_t j0 = a + part * kBk; j0 < b; j0 += R * kBk) {
+        const int64_t nk = std::min(kBk, b - j0);
+        const float* ktb = Kt + hk * s * d + j0 * d;
+        const float* vtb = Vt + hk * s * d + j0 * d;
+        const float* kj = Kp + (hk * s + j0) * d;
+        std::fill(dKa, dKa + nk * d, 0.f);
+        std::fill(dVa, dVa + nk * d, 0.f);
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t h = hk * G + g;
+          for (int64_t i0 = sh.causal ? j0 : a; i0 < b; i0 += kBq) {
+            const int64_t nq = std::min(kBq, b - i0);
+            const float* qi = Qp + (h * s + i0) * d;
+            const float* doi = dOp + (h * s + i0) * d;
+            simd::block_gemm(P, nk, qi, d, 1, ktb, nk, nq, nk, d, false);
+            const bool diag = sh.causal && j0 + nk - 1 > i0;
+            for (int64_t r = 0; r < nq; ++r) {
+              float* prow = P + r * nk;
+              const float Lr = L[h * s + i0 + r];
+              if (Lr == -INFINITY) {  // row saw nothing in the forward: P = 0
+                std::fill(prow, prow + nk, 0.f);
+                continue;
+              }
+              if (diag) {
+                const int64_t vis = std::clamp<int64_t>(i0 + r - j0 + 1, 0, nk);
+                std::fill(prow + vis, prow + nk, -INFINITY);
+              }
+              simd::exp2_affine_sum(prow, nk, t, Lr);
+            }
+            simd::block_gemm(dS, nk, doi, d, 1, vtb, nk, nq, nk, d, false);  // dP = dO V^T
+            for (int64_t r = 0; r < nq; ++r)
+              simd::mul_sub_scale(dS + r * nk, P + r * nk, nk, D[h * s + i0 + r], scale);
+            simd::block_gemm(dVa, d, P, 1, nk, doi, d, nk, d, nq, true);                 // dV += P^T dO
+            simd::block_gemm(dKa, d, dS, 1, nk, qi, d, nk, d, nq, true);                 // dK += dS^T Q
+            simd::block_gemm(dQpart + (h * s + i0) * d, d, dS, nk, 1, kj, d, nq, d, nk, true);  // dQ += dS K
+          }
+        }
+        for (int64_t r = 0; r < nk; ++r) {
+          float* gk = dk + ((j0 + r) * Hkv + hk) * d;
+          float* gv = dv + ((j0 + r) * Hkv + hk) * d;
+          for (int64_t c = 0; c < d; ++c) {
+            gk[c] += dKa[r * d + c];
+            gv[c] += dVa[r * d + c];
+          }
+        }
+      }
+    }
+  }
+
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t h = 0; h < H; ++h) {
+      float* g = dq + (i * H + h) * d;
+      for (int64_t r = 0; r < R; ++r) {  // fixed part order: reproducible sums
+        const float* src = dQp + ((r * H + h) * s + i) * d;
+        for (int64_t c = 0; c < d; ++c) g[c] += src[c];
+      }
+    }
+}
+
+void attention_reference_forward(float* out, const float* q, const float* k, const float* v,
+                                 const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh) {
+  check_shape(sh, "attention_reference_forward");
+  const std::vector<Doc> docs = documents(doc_lens, ndocs, sh.s, "attention_reference_forward");
+  const int64_t s = sh.s, H = sh.H, Hkv = sh.Hkv, d = sh.d, G = H / Hkv;
+  const double scale = sh.scale > 0.f ? sh.scale : 1.0 / std::sqrt(static_cast<double>(d));
+  std::fill(out, out + s * H * d, 0.f);
+  std::vector<double> p, acc(d);
+  for (const Doc& doc : docs)
+    for (int64_t i = doc.a; i < doc.b; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t hk = h / G, jend = sh.causal ? i + 1 : doc.b;
+        p.assign(jend - doc.a, 0.0);
+        double mx = -INFINITY;
+        for (int64_t j = doc.a; j < jend; ++j) {
+          double dot = 0;
+          for (int64_t c = 0; c < d; ++c)
+            dot += static_cast<double>(q[(i * H + h) * d + c]) * k[(j * Hkv + hk) * d + c];
+          p[j - doc.a] = dot * scale;
+          mx = std::max(mx, dot * scale);
+        }
+        double sum = 0;
+        for (double& x : p) sum += (x = std::exp(x - mx));
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t j = doc.a; j < jend; ++j)
+          for (int64_t c = 0; c < d; ++c) acc[c] += p[j - doc.a] * v[(j * Hkv + hk) * d + c];
+        for (int64_t c = 0; c < d; ++c) out[(i * H + h) * d + c] = static_cast<float>(acc[c] / sum);
+      }
+}
+
+}  // namespace ua
