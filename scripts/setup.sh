@@ -11,7 +11,12 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. System packages ----------------------------------------------------------
+# Runtime: OpenBLAS (GEMM) and Gloo (CPU collectives). `--test` adds what the test suite starts
+# itself: an OpenSSH server and client (ssh launcher tests) and Chromium (visualizer tests).
 pkgs=(libopenblas-dev libgloo-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(openssh-server openssh-client chromium)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,0 +1,56 @@
+/**
+ * The contract between the training loop and the data plane: group sizes and ranks, the
+ * collectives the trainer needs, gradient reduction (REFERENCE §2: SUM over the SP group, MEAN over
+ * data-parallel replicas) and installing Ulysses attention into a model when sp > 1.
+ * `singleProcessRuntime` is the world-of-one implementation (no communication); the Gloo-backed
+ * one lives in src/train/createParallelRuntime.ts.
+ */
+import type { Model } from '../engine/Model.js';
+
+export interface ParallelLayout {
+  rank: number;
+  world: number;
+  /** sequence-parallel degree P (contiguous rank blocks) */
+  sp: number;
+  /** data-parallel degree: world / sp */
+  dp: number;
+  /** position inside the SP block: rank % sp */
+  spRank: number;
+  /** index of the SP block (the replica): floor(rank / sp) */
+  dpRank: number;
+}
+
+export type Group = 'sp' | 'dp' | 'world';
+
+export interface ParallelRuntime extends ParallelLayout {
+  /** In-place sum across a group; the same bits on every member. */
+  allReduceSum(buf: Float32Array | Float64Array, group: Group): Promise<void>;
+  /** Root's buffer to every member of the group (root is a group-local index). */
+  broadcast(buf: Float32Array | Float64Array | Int32Array | Uint8Array, group: Group, root?: number): Promise<void>;
+  barrier(group: Group): Promise<void>;
+  /** Gradients of replicated parameters: SUM over the SP group, then MEAN over the DP replicas. */
+  reduceGradients(grads: Float32Array): Promise<void>;
+  /** Makes the model's attention sequence-parallel over the SP group (no-op when sp == 1). */
+  attachModel(model: Model): void;
+  close(): Promise<void>;
+}
+
+export function layoutOf(rank: number, world: number, sp: number): ParallelLayout {
+  if (!Number.isInteger(sp) || sp < 1 || world % sp !== 0) {
+    throw new Error(`sequence_parallel_size ${sp} must divide the world size ${world}`);
+  }
+  return { rank, world, sp, dp: world / sp, spRank: rank % sp, dpRank: Math.floor(rank / sp) };
+}
+
+/** A world of one process: every collective is the identity. */
+export function singleProcessRuntime(): ParallelRuntime {
+  return {
+    ...layoutOf(0, 1, 1),
+    allReduceSum: async () => {},
+    broadcast: async () => {},
+    barrier: async () => {},
+    reduceGradients: async () => {},
+    attachModel: () => {},
+    close: async () => {},
+  };
+}
