@@ -1,0 +1,196 @@
+/**
+ * Turns raw rows into canonical examples: alpaca and ShareGPT (from/value or role/content) for
+ * SFT, `text` for PT, chosen/rejected pairs for DPO, and pre-tokenized `input_ids`/`labels` rows.
+ * Every problem is a DataError naming file, row and field; it must never silently drop or
+ * repair a malformed row.
+ */
+import type { DatasetSpec, Tags } from './datasetInfo.js';
+import { OPENAI_TAGS, SHAREGPT_TAGS } from './datasetInfo.js';
+import { DataError } from './DataError.js';
+import type { Row } from './readRows.js';
+
+export type Stage = 'pt' | 'sft' | 'dpo';
+
+export interface Turn { user: string; assistant: string }
+
+export interface Origin { file: string; row: number; rowKind: 'line' | 'index' }
+
+/** A conversation: optional system prompt, then user/assistant turns (each assistant is trained). */
+export interface SftExample { kind: 'sft'; system: string | null; turns: Turn[]; origin: Origin }
+export interface TextExample { kind: 'text'; text: string; origin: Origin }
+/** History turns, then the last user prompt answered by `chosen` (preferred) or `rejected`. */
+export interface PairExample {
+  kind: 'pair'; system: string | null; history: Turn[]; prompt: string; chosen: string; rejected: string; origin: Origin;
+}
+/** Pre-tokenized: used as is (labels default to input_ids); only cutoff_len is applied. */
+export interface TokensExample { kind: 'tokens'; inputIds: number[]; labels: number[] | null; origin: Origin }
+
+export type Example = SftExample | TextExample | PairExample | TokensExample;
+
+type Obj = Record<string, unknown>;
+
+class RowCtx {
+  constructor(readonly r: Row) {}
+  fail(field: string | undefined, msg: string): never {
+    throw new DataError(msg, { file: this.r.file, row: this.r.row, rowKind: this.r.rowKind, field });
+  }
+  obj(): Obj {
+    const v = this.r.value;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) this.fail(undefined, 'a row must be a JSON object');
+    return v as Obj;
+  }
+  str(o: Obj, field: string, required: boolean, path = field): string | null {
+    const v = o[field];
+    if (v === undefined || v === null) {
+      if (required) this.fail(path, 'is missing');
+      return null;
+    }
+    if (typeof v !== 'string') this.fail(path, `must be a string, got ${Array.isArray(v) ? 'array' : typeof v}`);
+    return v;
+  }
+  ints(o: Obj, field: string, required: boolean, allowIgnore: boolean): number[] | null {
+    const v = o[field];
+    if (v === undefined || v === null) {
+      if (required) this.fail(field, 'is missing');
+      return null;
+    }
+    if (!Array.isArray(v)) this.fail(field, 'must be an array of integers');
+    (v as unknown[]).forEach((x, i) => {
+      const ok = typeof x === 'number' && Number.isInteger(x) && (x >= 0 || (allowIgnore && x === -100));
+      if (!ok) this.fail(`${field}[${i}]`, `must be a ${allowIgnore ? 'token id or -100' : 'non-negative token id'}, got ${JSON.stringify(x)}`);
+    });
+    return v as number[];
+  }
+  origin(): Origin { return { file: this.r.file, row: this.r.row, rowKind: this.r.rowKind }; }
+}
+
+export function isTokensRow(row: Row): boolean {
+  const v = row.value;
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && 'input_ids' in (v as Obj);
+}
+
+/** Converts the rows of one dataset for one stage. */
+export function toExamples(rows: readonly Row[], spec: DatasetSpec, stage: Stage): Example[] {
+  if (rows.length === 0) return [];
+  if (isTokensRow(rows[0]!)) {
+    if (stage === 'dpo') throw new DataError('pre-tokenized rows are not supported for dpo', { file: spec.file });
+    return rows.map((r) => tokensRow(new RowCtx(r)));
+  }
+  if (stage === 'pt') return rows.map((r) => textRow(new RowCtx(r), spec));
+  const first = rows[0]!.value as Obj;
+  const sharegpt = spec.formatting === 'sharegpt' ||
+    (spec.formatting === 'auto' && first !== null && typeof first === 'object' && (spec.columns.messages in first || 'messages' in first));
+  const ranking = spec.ranking === 'auto'
+    ? first !== null && typeof first === 'object' && spec.columns.chosen in first && spec.columns.rejected in first
+    : spec.ranking;
+  if (stage === 'dpo' && !ranking) {
+    throw new DataError(`dataset '${spec.name}' is not a preference dataset (set "ranking": true and give chosen/rejected)`, { file: spec.file });
+  }
+  if (stage === 'sft' && ranking) {
+    throw new DataError(`dataset '${spec.name}' is a preference (ranking) dataset; use it with stage dpo`, { file: spec.file });
+  }
+  return rows.map((r) => {
+    const c = new RowCtx(r);
+    return sharegpt ? sharegptRow(c, spec, ranking) : alpacaRow(c, spec, ranking);
+  });
+}
+
+function tokensRow(c: RowCtx): TokensExample {
+  const o = c.obj();
+  const inputIds = c.ints(o, 'input_ids', true, false)!;
+  if (inputIds.length === 0) c.fail('input_ids', 'must not be empty');
+  const labels = c.ints(o, 'labels', false, true);
+  if (labels !== null && labels.length !== inputIds.length) {
+    c.fail('labels', `has ${labels.length} entries, input_ids has ${inputIds.length}`);
+  }
+  return { kind: 'tokens', inputIds, labels, origin: c.origin() };
+}
+
+function textRow(c: RowCtx, spec: DatasetSpec): TextExample {
+  const o = c.obj();
+  const text = c.str(o, spec.columns.text, true)!;
+  return { kind: 'text', text, origin: c.origin() };
+}
+
+function alpacaHistory(c: RowCtx, o: Obj, spec: DatasetSpec): Turn[] {
+  const h = o[spec.columns.history];
+  if (h === undefined || h === null) return [];
+  if (!Array.isArray(h)) c.fail(spec.columns.history, 'must be an array of [prompt, response] pairs');
+  return (h as unknown[]).map((pair, i) => {
+    const ok = Array.isArray(pair) && pair.length === 2 && typeof pair[0] === 'string' && typeof pair[1] === 'string';
+    if (!ok) c.fail(`${spec.columns.history}[${i}]`, 'must be a [prompt, response] pair of strings');
+    return { user: (pair as string[])[0]!, assistant: (pair as string[])[1]! };
+  });
+}
+
+function alpacaRow(c: RowCtx, spec: DatasetSpec, ranking: boolean): SftExample | PairExample {
+  const o = c.obj();
+  const k = spec.columns;
+  const instruction = c.str(o, k.prompt, true)!;
+  const query = c.str(o, k.query, false);
+  // LLaMA-Factory joins instruction and input with a newline when the input is not empty.
+  const prompt = query ? `${instruction}\n${query}` : instruction;
+  const system = c.str(o, k.system, false);
+  const history = alpacaHistory(c, o, spec);
+  if (ranking) {
+    const chosen = c.str(o, k.chosen, true)!;
+    const rejected = c.str(o, k.rejected, true)!;
+    return { kind: 'pair', system, history, prompt, chosen, rejected, origin: c.origin() };
+  }
+  const response = c.str(o, k.response, true)!;
+  return { kind: 'sft', system, turns: [...history, { user: prompt, assistant: response }], origin: c.origin() };
+}
+
+interface Msg { role: 'user' | 'assistant' | 'system'; content: string }
+
+function parseMessage(c: RowCtx, m: unknown, path: string, tags: Tags): Msg {
+  if (m === null || typeof m !== 'object' || Array.isArray(m)) c.fail(path, 'must be a message object');
+  const mo = m as Obj;
+  const role = c.str(mo, tags.role, true, `${path}.${tags.role}`)!;
+  const content = c.str(mo, tags.content, true, `${path}.${tags.content}`)!;
+  if (role === tags.user) return { role: 'user', content };
+  if (role === tags.assistant) return { role: 'assistant', content };
+  if (role === tags.system) return { role: 'system', content };
+  return c.fail(`${path}.${tags.role}`, `unknown role '${role}' (expected ${tags.user}, ${tags.assistant} or ${tags.system})`);
+}
+
+function sharegptRow(c: RowCtx, spec: DatasetSpec, ranking: boolean): SftExample | PairExample {
+  const o = c.obj();
+  const col = spec.columns.messages in o ? spec.columns.messages : 'messages' in o ? 'messages' : spec.columns.messages;
+  const raw = o[col];
+  if (!Array.isArray(raw)) c.fail(col, raw === undefined ? 'is missing' : 'must be an array of messages');
+  const list = raw as unknown[];
+  let tags = spec.tags;
+  if (tags === null) {
+    const m0 = list[0];
+    tags = m0 !== null && typeof m0 === 'object' && 'role' in (m0 as Obj) && !('from' in (m0 as Obj)) ? OPENAI_TAGS : SHAREGPT_TAGS;
+  }
+  const msgs = list.map((m, i) => parseMessage(c, m, `${col}[${i}]`, tags!));
+  let system = c.str(o, spec.columns.system, false);
+  let start = 0;
+  if (msgs[0]?.role === 'system') { system = msgs[0].content; start = 1; }
+  // Alternation as LLaMA-Factory checks it: user at even offsets, assistant at odd ones.
+  for (let i = start; i < msgs.length; i++) {
+    const want = (i - start) % 2 === 0 ? 'user' : 'assistant';
+    if (msgs[i]!.role !== want) c.fail(`${col}[${i}].${tags.role}`, `expected ${want === 'user' ? 'a user' : 'an assistant'} message here, got ${msgs[i]!.role}`);
+  }
+  const body = msgs.slice(start);
+  const turns: Turn[] = [];
+  for (let i = 0; i + 1 < body.length; i += 2) turns.push({ user: body[i]!.content, assistant: body[i + 1]!.content });
+  if (ranking) {
+    if (body.length % 2 !== 1) c.fail(col, 'a preference conversation must end with a user message');
+    const pick = (field: string): string => {
+      const v = o[field];
+      if (typeof v === 'string') return v;
+      const m = parseMessage(c, v, field, tags!);
+      if (m.role !== 'assistant') c.fail(`${field}.${tags!.role}`, `must be an assistant message, got ${m.role}`);
+      return m.content;
+    };
+    return {
+      kind: 'pair', system, history: turns, prompt: body[body.length - 1]!.content,
+      chosen: pick(spec.columns.chosen), rejected: pick(spec.columns.rejected), origin: c.origin(),
+    };
+  }
+  if (body.length === 0 || body.length % 2 !== 0) c.fail(col, `needs user/assistant pairs, got ${body.length} message(s) after the system prompt`);
+  return { kind: 'sft', system, turns, origin: c.origin() };
+}

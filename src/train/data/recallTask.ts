@@ -1,0 +1,153 @@
+/**
+ * The default job's synthetic long-context task: key–value recall. Each example is a haystack
+ * of `KEY=VALUE;` pairs scattered in filler text, then the question `?KEY=`; the response is
+ * the VALUE (then EOS). The queried pair sits in the first `needleRegion` of the sequence, so
+ * with sequences >= 2048 tokens the answer lies thousands of tokens before the question and,
+ * under 2-way sequence parallelism, on the other shard. Token ids are bytes (the tiny model's
+ * vocab 256, special ids as ByteTokenizer: BOS 1, EOS 2). Generation is a pure function of the
+ * options; it must never use Math.random.
+ *
+ * Alphabets: keys are uppercase letters, values are digits, filler is lowercase letters and
+ * spaces, so filler can never contain a key, a value or a separator. Chance level of an exact
+ * answer is 10^-valueLen.
+ */
+import { createRng, randomBelow } from './rng.js';
+import { IGNORE_INDEX, type TokenizedSample } from './templates.js';
+import type { Sequence } from './sequences.js';
+
+export interface RecallOptions {
+  seed: number;
+  /** Number of examples. */
+  n: number;
+  /** Exact tokens per example (>= 64; the default job uses >= 2048). */
+  seqLen: number;
+  /** Key–value pairs in the haystack (one is queried, the others are distractors). Default 8. */
+  pairs?: number;
+  keyLen?: number;
+  valueLen?: number;
+  /** The queried pair lies in this leading fraction of the haystack. Default 0.25. */
+  needleRegion?: number;
+  bosId?: number;
+  eosId?: number;
+}
+
+export interface RecallExample extends TokenizedSample {
+  key: string;
+  value: string;
+  /** Token index where the queried pair `KEY=VALUE;` starts. */
+  needlePos: number;
+  /** Token index of the first response token. */
+  answerPos: number;
+}
+
+const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+const DIGITS = '0123456789';
+const FILLER = 'abcdefghijklmnopqrstuvwxyz     ';
+
+function ascii(s: string): number[] {
+  return Array.from(s, (c) => c.charCodeAt(0));
+}
+
+export function recallChance(opts: Pick<RecallOptions, 'valueLen'>): number {
+  return 10 ** -(opts.valueLen ?? 2);
+}
+
+export function* recallTask(opts: RecallOptions): Generator<RecallExample> {
+  const pairs = opts.pairs ?? 8;
+  const keyLen = opts.keyLen ?? 3;
+  const valueLen = opts.valueLen ?? 2;
+  const region = opts.needleRegion ?? 0.25;
+  const bos = opts.bosId ?? 1;
+  const eos = opts.eosId ?? 2;
+  const pairLen = keyLen + 1 + valueLen + 1;
+  const questionLen = 2 + keyLen + 1; // "\n?" KEY "="
+  const haystack = opts.seqLen - 1 - questionLen - valueLen - 1;
+  // The needle and a share of the distractors (in random order) go in [0, head), the other
+  // distractors in [head, haystack): equal segments, one pair each, filler between.
+  const head = Math.floor(haystack * region);
+  const headPairs = 1 + Math.floor((pairs - 1) * region);
+  const tailPairs = pairs - headPairs;
+  const headSeg = Math.floor(head / headPairs);
+  const tailSeg = tailPairs > 0 ? Math.floor((haystack - head) / tailPairs) : Infinity;
+  if (!Number.isInteger(opts.n) || opts.n < 0) throw new RangeError(`n must be a non-negative integer, got ${opts.n}`);
+  if (!Number.isInteger(pairs) || pairs < 1) throw new RangeError(`pairs must be a positive integer, got ${pairs}`);
+  if (Math.min(headSeg, tailSeg) < pairLen + 2) {
+    throw new RangeError(`seqLen ${opts.seqLen} is too short for ${pairs} pairs of ${pairLen} tokens with needleRegion ${region}`);
+  }
+  if (26 ** keyLen < pairs) throw new RangeError(`keyLen ${keyLen} cannot give ${pairs} distinct keys`);
+  for (let e = 0; e < opts.n; e++) {
+    const rnd = createRng(opts.seed, e, 0x7ec4);
+    const pick = (alphabet: string, len: number): string => {
+      let s = '';
+      for (let i = 0; i < len; i++) s += alphabet[randomBelow(rnd, alphabet.length)];
+      return s;
+    };
+    const keys: string[] = [];
+    while (keys.length < pairs) {
+      const k = pick(UPPER, keyLen);
+      if (!keys.includes(k)) keys.push(k);
+    }
+    const values = keys.map(() => pick(DIGITS, valueLen));
+    const hay = ascii(pick(FILLER, haystack));
+    const queried = randomBelow(rnd, headPairs);
+    let needlePos = 0;
+    for (let p = 0; p < pairs; p++) {
+      const [base, seg] = p < headPairs ? [p * headSeg, headSeg] : [head + (p - headPairs) * tailSeg, tailSeg];
+      const at = base + 1 + randomBelow(rnd, seg - pairLen - 1);
+      hay.splice(at, pairLen, ...ascii(`${keys[p]}=${values[p]};`));
+      if (p === queried) needlePos = 1 + at;
+    }
+    const prompt = [bos, ...hay, ...ascii(`\n?${keys[queried]}=`)];
+    const answer = [...ascii(values[queried]!), eos];
+    yield {
+      inputIds: [...prompt, ...answer],
+      labels: [...prompt.map(() => IGNORE_INDEX), ...answer],
+      key: keys[queried]!,
+      value: values[queried]!,
+      needlePos,
+      answerPos: prompt.length,
+    };
+  }
+}
+
+export interface RecallScore {
+  /** Documents with at least one supervised token. */
+  examples: number;
+  /** Documents whose every supervised token was predicted exactly. */
+  exact: number;
+  tokens: number;
+  tokensCorrect: number;
+  accuracy: number;
+}
+
+/**
+ * Scores predictions against a sequence's shifted labels: `predicted[t]` is the model's argmax
+ * at position t (the prediction for labels[t]). Per document: exact when every supervised
+ * token (the value and its EOS) matches. Works on packed sequences via docLens.
+ */
+export function scoreRecall(seq: Pick<Sequence, 'labels' | 'docLens'>, predicted: ArrayLike<number>): RecallScore {
+  if (predicted.length !== seq.labels.length) throw new RangeError(`predicted has ${predicted.length} tokens, labels ${seq.labels.length}`);
+  let examples = 0, exact = 0, tokens = 0, tokensCorrect = 0;
+  let o = 0;
+  for (const dl of seq.docLens) {
+    const len = Math.abs(dl);
+    let sup = 0, ok = 0;
+    for (let t = o; t < o + len; t++) {
+      if (seq.labels[t] === IGNORE_INDEX) continue;
+      sup++;
+      if (predicted[t] === seq.labels[t]) ok++;
+    }
+    if (sup > 0) { examples++; if (ok === sup) exact++; }
+    tokens += sup;
+    tokensCorrect += ok;
+    o += len;
+  }
+  return { examples, exact, tokens, tokensCorrect, accuracy: examples > 0 ? exact / examples : 0 };
+}
+
+/** Adds scores (e.g. over an evaluation set). */
+export function addScores(a: RecallScore, b: RecallScore): RecallScore {
+  const examples = a.examples + b.examples;
+  const exact = a.exact + b.exact;
+  return { examples, exact, tokens: a.tokens + b.tokens, tokensCorrect: a.tokensCorrect + b.tokensCorrect, accuracy: examples > 0 ? exact / examples : 0 };
+}
