@@ -3,7 +3,8 @@
 //
 // Contract (layouts as in kernels/attention.h, token-major):
 //   q: [n, H, d], k, v: [n, Hkv, d], out: [n, H, d], lse: [H, n]  (n = tokens held by THIS rank)
-//   doc_lens: document lengths of the sequence the backend attends over (ndocs == 0: one document).
+//   doc_lens: document lengths of the sequence the backend attends over (ndocs == 0: one document);
+//             under sequence parallelism these are the GLOBAL lengths (see attended_tokens).
 //   backward ACCUMULATES into dq, dk, dv (the model zeroes them first).
 //
 // The default LocalFlashAttention calls the local flash attention kernel on the whole sequence.
@@ -31,6 +32,9 @@ struct AttnCall {
 class AttentionBackend {
  public:
   virtual ~AttentionBackend() = default;
+  // Tokens of the sequence the backend attends over when this rank holds n: doc_lens passed to
+  // the model must sum (in |len|) to this. Local: n; Ulysses over P ranks: P * n (global lengths).
+  virtual int64_t attended_tokens(int64_t n) const { return n; }
   // Size of the lse buffer the model must provide (floats); local: H * n.
   virtual int64_t lse_size(const AttnCall& c) const { return c.H * c.n; }
   virtual void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) = 0;

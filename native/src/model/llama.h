@@ -9,6 +9,7 @@
 //   h = x + o_proj(att) ; xn2 = rms(h) ; act = silu(gate(xn2)) * up(xn2) ; y = h + down(act)
 // Shapes: x, h, y: [n, D]; q, att: [n, H*d]; k, v: [n, Hkv*d]; gate, up, act: [n, I].
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,7 +55,18 @@ struct FloatStorage {
   ~FloatStorage();
   FloatStorage(const FloatStorage&) = delete;
   FloatStorage& operator=(const FloatStorage&) = delete;
+
+ private:
+  void* raw_ = nullptr;
 };
+
+// Wall-clock profile categories (seconds accumulated while profiling is on). Time spent
+// recomputing layers under checkpointing is counted in its categories AND in kProfRecompute.
+enum ProfileCategory {
+  kProfGemm, kProfAttnFwd, kProfAttnBwd, kProfHeadFwd, kProfHeadBwd, kProfNorm, kProfRope, kProfSwiglu,
+  kProfCopy, kProfEmbed, kProfRecompute, kProfCount
+};
+const char* profile_name(int cat);
 
 struct ForwardResult {
   double loss = 0;     // sum of token losses / normalizer
@@ -80,8 +92,11 @@ class LlamaModel {
   bool checkpointing() const { return checkpointing_; }
   // Replace the attention backend (nullptr restores the local flash attention).
   void set_attention_backend(std::shared_ptr<AttentionBackend> b);
+  // What doc_lens must sum to when this rank holds n tokens (the backend decides; local: n).
+  int64_t attended_tokens(int64_t n) const { return attn_->attended_tokens(n); }
 
-  // tokens, labels, positions: [n]; doc_lens: [ndocs] summing to n (ndocs == 0: one document).
+  // tokens, labels, positions: [n]; doc_lens: [ndocs] with |len| summing to attended_tokens(n)
+  // (ndocs == 0: one document; a negative length marks padding, as in kernels/attention.h).
   // token_loss [n] nullable. Throws std::invalid_argument on bad inputs (ids out of range ...).
   ForwardResult forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
                         const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss);
@@ -90,6 +105,11 @@ class LlamaModel {
   // (nullable: 1/normalizer of the last forward). Requires a forward since the last backward.
   void backward(const float* token_weight);
   bool has_forward() const { return has_forward_; }
+
+  // Optional per-category timing (for benchmarks); off by default, costs one branch per kernel call.
+  void set_profiling(bool on) { profiling_ = on; }
+  void reset_profile() { for (double& x : profile_) x = 0; }
+  const double* profile() const { return profile_; }
 
   // Bytes held by the activation arena (0 before the first forward).
   int64_t activation_bytes() const;
@@ -102,6 +122,18 @@ class LlamaModel {
   struct LayerActs {
     float *x, *xn1, *rstd1, *q, *k, *v, *att, *lse, *h, *xn2, *rstd2, *gate, *up;
   };
+
+  template <typename F> void timed(int cat, F&& f) {
+    if (!profiling_) {
+      f();
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    profile_[cat] += dt;
+    if (recomputing_) profile_[kProfRecompute] += dt;
+  }
 
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
@@ -141,6 +173,9 @@ class LlamaModel {
   std::vector<int32_t> tokens_, labels_, positions_, doc_lens_;
   float normalizer_ = 1.f;
   bool has_forward_ = false;
+  bool profiling_ = false;
+  bool recomputing_ = false;
+  double profile_[kProfCount] = {};
 };
 
 }  // namespace ua

@@ -1,0 +1,451 @@
+// Llama-family decoder: parameter layout, initialization, forward and backward over one packed
+// sequence. All big products go through sgemm (matmul / linear kernels), called from the
+// calling (worker) thread, never from inside an OpenMP region. Must never allocate [n, vocab]
+// or [n, n] buffers.
+#include "model/llama.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "kernels/embedding.h"
+#include "kernels/gradstats.h"
+#include "kernels/linear.h"
+#include "kernels/lm_head_ce.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+
+namespace ua {
+
+namespace {
+
+constexpr int64_t kAlign = 16;        // floats per 64 bytes
+constexpr int64_t kCeChunk = 512;     // LM head tokens per chunk: chunk * vocab floats of logits
+
+int64_t RoundUp(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+// OpenMP clauses name the thread count explicitly: omp_set_num_threads() on the JS thread does not
+// reach the libuv worker threads these functions run on.
+
+// Large element-wise copies and fills are bandwidth-bound; split them across threads.
+void ParallelCopy(float* dst, const float* src, int64_t count) {
+  const int64_t block = 1 << 16;
+  const int64_t nb = (count + block - 1) / block;
+#pragma omp parallel for schedule(static) num_threads(nb > 1 ? num_threads() : 1)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t lo = b * block, hi = std::min(count, lo + block);
+    std::memcpy(dst + lo, src + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+  }
+}
+
+void ParallelZero(float* dst, int64_t count) {
+  const int64_t block = 1 << 16;
+  const int64_t nb = (count + block - 1) / block;
+#pragma omp parallel for schedule(static) num_threads(nb > 1 ? num_threads() : 1)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t lo = b * block, hi = std::min(count, lo + block);
+    std::memset(dst + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
+  }
+}
+
+// y[n, out] += bias[out]
+void AddBias(float* y, const float* b, int64_t n, int64_t out) {
+#pragma omp parallel for schedule(static) num_threads(n * out > (1 << 15) ? num_threads() : 1)
+  for (int64_t i = 0; i < n; ++i) {
+    float* r = y + i * out;
+    for (int64_t j = 0; j < out; ++j) r[j] += b[j];
+  }
+}
+
+void Require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+}  // namespace
+
+void validate_config(const LlamaConfig& c) {
+  Require(c.vocab > 0, "vocab_size: must be a positive integer, got " + std::to_string(c.vocab));
+  Require(c.hidden > 0, "hidden_size: must be a positive integer, got " + std::to_string(c.hidden));
+  Require(c.intermediate > 0, "intermediate_size: must be a positive integer, got " + std::to_string(c.intermediate));
+  Require(c.layers > 0, "num_hidden_layers: must be a positive integer, got " + std::to_string(c.layers));
+  Require(c.heads > 0, "num_attention_heads: must be a positive integer, got " + std::to_string(c.heads));
+  Require(c.kv_heads > 0, "num_key_value_heads: must be a positive integer, got " + std::to_string(c.kv_heads));
+  Require(c.heads % c.kv_heads == 0, "num_key_value_heads: num_attention_heads (" + std::to_string(c.heads) +
+                                         ") must be divisible by num_key_value_heads (" +
+                                         std::to_string(c.kv_heads) + ")");
+  Require(c.head_dim > 0 && c.head_dim % 2 == 0,
+          "head_dim: must be a positive even integer, got " + std::to_string(c.head_dim));
+  Require(std::isfinite(c.rope_theta) && c.rope_theta > 0, "rope_theta: must be a positive number");
+  Require(std::isfinite(c.rms_eps) && c.rms_eps > 0, "rms_norm_eps: must be a positive number");
+  Require(std::isfinite(c.init_range) && c.init_range >= 0, "initializer_range: must be a non-negative number");
+}
+
+FloatStorage::FloatStorage(int64_t n) : size(n) {
+  // calloc gives lazily zeroed pages for large sizes (no memset pass over hundreds of MB);
+  // over-allocate by 64 bytes and align by hand.
+  const size_t bytes = static_cast<size_t>(RoundUp(std::max<int64_t>(n, 1))) * sizeof(float) + 64;
+  raw_ = std::calloc(bytes, 1);
+  if (!raw_) throw std::bad_alloc();
+  const uintptr_t a = (reinterpret_cast<uintptr_t>(raw_) + 63) & ~static_cast<uintptr_t>(63);
+  data = reinterpret_cast<float*>(a);
+}
+
+FloatStorage::~FloatStorage() { std::free(raw_); }
+
+LlamaModel::LlamaModel(const LlamaConfig& cfg) : cfg_(cfg), attn_(std::make_shared<LocalFlashAttention>()) {
+  validate_config(cfg_);
+  build_views();
+  params_ = std::make_shared<FloatStorage>(flat_size_);
+  grads_ = std::make_shared<FloatStorage>(flat_size_);
+}
+
+void LlamaModel::build_views() {
+  const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  int64_t off = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool normal, float value) {
+    ParamView v;
+    v.name = name;
+    v.offset = off;
+    v.shape = std::move(shape);
+    v.numel = 1;
+    for (int64_t d : v.shape) v.numel *= d;
+    v.init_normal = normal;
+    v.init_value = value;
+    off += RoundUp(v.numel);
+    views_.push_back(std::move(v));
+  };
+  add("model.embed_tokens.weight", {cfg_.vocab, D}, true, 0);
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {D}, false, 1);
+    add(p + "self_attn.q_proj.weight", {QD, D}, true, 0);
+    if (cfg_.qkv_bias) add(p + "self_attn.q_proj.bias", {QD}, false, 0);
+    add(p + "self_attn.k_proj.weight", {KD, D}, true, 0);
+    if (cfg_.qkv_bias) add(p + "self_attn.k_proj.bias", {KD}, false, 0);
+    add(p + "self_attn.v_proj.weight", {KD, D}, true, 0);
+    if (cfg_.qkv_bias) add(p + "self_attn.v_proj.bias", {KD}, false, 0);
+    add(p + "self_attn.o_proj.weight", {D, QD}, true, 0);
+    if (cfg_.o_bias) add(p + "self_attn.o_proj.bias", {D}, false, 0);
+    add(p + "post_attention_layernorm.weight", {D}, false, 1);
+    add(p + "mlp.gate_proj.weight", {I, D}, true, 0);
+    add(p + "mlp.up_proj.weight", {I, D}, true, 0);
+    add(p + "mlp.down_proj.weight", {D, I}, true, 0);
+  }
+  add("model.norm.weight", {D}, false, 1);
+  if (!cfg_.tie_embeddings) add("lm_head.weight", {cfg_.vocab, D}, true, 0);
+  flat_size_ = off;
+}
+
+int64_t LlamaModel::num_params() const {
+  int64_t n = 0;
+  for (const auto& v : views_) n += v.numel;
+  return n;
+}
+
+LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const {
+  // Views of layer l start after the embedding; the per-layer count depends on the bias flags.
+  const int64_t per_layer = 9 + (cfg_.qkv_bias ? 3 : 0) + (cfg_.o_bias ? 1 : 0);
+  size_t i = 1 + static_cast<size_t>(l * per_layer);
+  float* base = s->data;
+  auto next = [&]() { return base + views_[i++].offset; };
+  LayerParams p{};
+  p.ln1 = next();
+  p.wq = next();
+  p.bq = cfg_.qkv_bias ? next() : nullptr;
+  p.wk = next();
+  p.bk = cfg_.qkv_bias ? next() : nullptr;
+  p.wv = next();
+  p.bv = cfg_.qkv_bias ? next() : nullptr;
+  p.wo = next();
+  p.bo = cfg_.o_bias ? next() : nullptr;
+  p.ln2 = next();
+  p.wg = next();
+  p.wu = next();
+  p.wd = next();
+  return p;
+}
+
+void LlamaModel::init(uint64_t seed) {
+  for (size_t i = 0; i < views_.size(); ++i) {
+    const ParamView& v = views_[i];
+    float* p = params_->data + v.offset;
+    if (v.init_normal) {
+      zero(p, v.numel);
+      add_noise(p, v.numel, cfg_.init_range, seed, 0, static_cast<uint64_t>(i));
+    } else {
+      for (int64_t j = 0; j < v.numel; ++j) p[j] = v.init_value;
+    }
+  }
+}
+
+void LlamaModel::zero_grad() { ParallelZero(grads_->data, flat_size_); }
+
+void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
+  attn_ = b ? std::move(b) : std::make_shared<LocalFlashAttention>();
+  buf_n_ = -1;  // the lse size may differ
+}
+
+void LlamaModel::ensure_buffers(int64_t n) {
+  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && arena_) return;
+  const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
+  const int64_t lse = attn_->lse_size(call);
+  // Floats of one full LayerActs set.
+  const int64_t full = RoundUp(n * D) * 4 + RoundUp(n) * 2 + RoundUp(n * QD) * 2 + RoundUp(n * KD) * 2 +
+                       RoundUp(lse) + RoundUp(n * I) * 2;
+  const int64_t per_layer = checkpointing_ ? RoundUp(n * D) : full;
+  int64_t total = per_layer * cfg_.layers + (checkpointing_ ? full : 0);
+  total += RoundUp(n * D) * 3 + RoundUp(n) * 2;                      // xfinal, hn, dres, rstdf, lse_ce
+  total += RoundUp(n * I) * 3 + RoundUp(n * D) + RoundUp(n * QD) * 2 + RoundUp(n * KD) * 2;  // scratch
+  arena_.reset();
+  arena_ = std::make_unique<FloatStorage>(total);
+  float* p = arena_->data;
+  auto take = [&](int64_t count) {
+    float* r = p;
+    p += RoundUp(count);
+    return r;
+  };
+  layer_base_.assign(static_cast<size_t>(cfg_.layers), nullptr);
+  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = take(per_layer);
+  recompute_base_ = checkpointing_ ? take(full) : nullptr;
+  xfinal_ = take(n * D);
+  hn_ = take(n * D);
+  dres_ = take(n * D);
+  rstdf_ = take(n);
+  lse_ce_ = take(n);
+  scratch_act_ = take(n * I);
+  scratch_dg_ = take(n * I);
+  scratch_du_ = take(n * I);
+  scratch_dD_ = take(n * D);
+  scratch_dq_ = take(n * QD);
+  scratch_dq2_ = take(n * QD);
+  scratch_dk_ = take(n * KD);
+  scratch_dv_ = take(n * KD);
+  buf_n_ = n;
+  buf_ckpt_ = checkpointing_;
+}
+
+LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
+  const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
+  float* p = buf_ckpt_ ? recompute_base_ : layer_base_[l];
+  auto take = [&](int64_t count) {
+    float* r = p;
+    p += RoundUp(count);
+    return r;
+  };
+  LayerActs a{};
+  a.x = take(n * D);
+  a.xn1 = take(n * D);
+  a.h = take(n * D);
+  a.xn2 = take(n * D);
+  a.rstd1 = take(n);
+  a.rstd2 = take(n);
+  a.q = take(n * QD);
+  a.att = take(n * QD);
+  a.k = take(n * KD);
+  a.v = take(n * KD);
+  a.lse = take(attn_->lse_size(call));
+  a.gate = take(n * I);
+  a.up = take(n * I);
+  if (buf_ckpt_) a.x = layer_base_[l];  // only the layer input is stored
+  return a;
+}
+
+// y == nullptr: recomputation for the backward, which needs everything but the layer output.
+void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
+  const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  const LayerParams p = layer_params(params_, l);
+  const AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, doc_lens_.data(),
+                      static_cast<int64_t>(doc_lens_.size())};
+
+  timed(kProfNorm, [&] { rmsnorm_forward(a.xn1, a.rstd1, a.x, p.ln1, n, D, cfg_.rms_eps); });
+  timed(kProfGemm, [&] {
+    linear_forward(a.q, a.xn1, p.wq, p.bq, n, D, QD);
+    linear_forward(a.k, a.xn1, p.wk, p.bk, n, D, KD);
+    linear_forward(a.v, a.xn1, p.wv, p.bv, n, D, KD);
+  });
+  timed(kProfRope, [&] {
+    rope_forward(a.q, positions_.data(), n, cfg_.heads, cfg_.head_dim, cfg_.rope_theta);
+    rope_forward(a.k, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, cfg_.rope_theta);
+  });
+  timed(kProfAttnFwd, [&] { attn_->forward(a.att, a.lse, a.q, a.k, a.v, call); });
+  // h = x + att Wo^T (+ bo): the residual is folded into the product (beta = 1).
+  timed(kProfCopy, [&] { ParallelCopy(a.h, a.x, n * D); });
+  timed(kProfGemm, [&] {
+    matmul(a.h, a.att, p.wo, n, D, QD, false, true, 1.f, 1.f);
+    if (p.bo) AddBias(a.h, p.bo, n, D);
+  });
+
+  timed(kProfNorm, [&] { rmsnorm_forward(a.xn2, a.rstd2, a.h, p.ln2, n, D, cfg_.rms_eps); });
+  timed(kProfGemm, [&] {
+    linear_forward(a.gate, a.xn2, p.wg, nullptr, n, D, I);
+    linear_forward(a.up, a.xn2, p.wu, nullptr, n, D, I);
+  });
+  if (!y) return;
+  timed(kProfSwiglu, [&] { swiglu_forward(scratch_act_, a.gate, a.up, n * I); });
+  timed(kProfCopy, [&] { ParallelCopy(y, a.h, n * D); });
+  timed(kProfGemm, [&] { matmul(y, scratch_act_, p.wd, n, D, I, false, true, 1.f, 1.f); });
+}
+
+// On entry dres = dL/dy (layer output); on exit dres = dL/dx (layer input).
+void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
+  const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  const LayerParams p = layer_params(params_, l);
+  const LayerParams g = layer_params(grads_, l);
+  const AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, doc_lens_.data(),
+                      static_cast<int64_t>(doc_lens_.size())};
+
+  // MLP: y = h + act Wd^T
+  float* act = scratch_act_;
+  timed(kProfSwiglu, [&] { swiglu_forward(act, a.gate, a.up, n * I); });
+  float* dact = scratch_act_;  // act is dead once dWd is accumulated
+  timed(kProfGemm, [&] {
+    linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
+    matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);           // dact = dy Wd
+  });
+  timed(kProfCopy, [&] {
+    ParallelZero(scratch_dg_, n * I);
+    ParallelZero(scratch_du_, n * I);
+  });
+  timed(kProfSwiglu, [&] { swiglu_backward(scratch_dg_, scratch_du_, dact, a.gate, a.up, n * I); });
+  float* dxn2 = scratch_dD_;
+  timed(kProfGemm, [&] {
+    matmul(dxn2, scratch_dg_, p.wg, n, D, I, false, false, 1.f, 0.f);
+    matmul(dxn2, scratch_du_, p.wu, n, D, I, false, false, 1.f, 1.f);
+    linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
+    linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
+  });
+  timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
+
+  // Attention: h = x + att Wo^T (+ bo)
+  float* datt = scratch_dq2_;
+  timed(kProfGemm, [&] {
+    matmul(datt, dres, p.wo, n, QD, D, false, false, 1.f, 0.f);
+    linear_backward(nullptr, g.wo, g.bo, dres, a.att, p.wo, n, QD, D);
+  });
+  timed(kProfCopy, [&] {
+    ParallelZero(scratch_dq_, n * QD);
+    ParallelZero(scratch_dk_, n * KD);
+    ParallelZero(scratch_dv_, n * KD);
+  });
+  timed(kProfAttnBwd, [&] {
+    attn_->backward(scratch_dq_, scratch_dk_, scratch_dv_, datt, a.q, a.k, a.v, a.att, a.lse, call);
+  });
+  timed(kProfRope, [&] {
+    rope_backward(scratch_dq_, positions_.data(), n, cfg_.heads, cfg_.head_dim, cfg_.rope_theta);
+    rope_backward(scratch_dk_, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, cfg_.rope_theta);
+  });
+  float* dxn1 = scratch_dD_;
+  timed(kProfGemm, [&] {
+    matmul(dxn1, scratch_dq_, p.wq, n, D, QD, false, false, 1.f, 0.f);
+    matmul(dxn1, scratch_dk_, p.wk, n, D, KD, false, false, 1.f, 1.f);
+    matmul(dxn1, scratch_dv_, p.wv, n, D, KD, false, false, 1.f, 1.f);
+    linear_backward(nullptr, g.wq, g.bq, scratch_dq_, a.xn1, p.wq, n, D, QD);
+    linear_backward(nullptr, g.wk, g.bk, scratch_dk_, a.xn1, p.wk, n, D, KD);
+    linear_backward(nullptr, g.wv, g.bv, scratch_dv_, a.xn1, p.wv, n, D, KD);
+  });
+  timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln1, dxn1, a.x, p.ln1, a.rstd1, n, D); });  // dres = dL/dx
+}
+
+ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
+                                  const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss) {
+  has_forward_ = false;
+  if (n <= 0) throw ShapeError("forward: the sequence must hold at least one token");
+  if (!(normalizer > 0) || !std::isfinite(normalizer)) throw ShapeError("forward: normalizer must be > 0");
+  int64_t sum = 0;
+  for (int64_t i = 0; i < ndocs; ++i) sum += doc_lens[i] < 0 ? -int64_t(doc_lens[i]) : doc_lens[i];
+  const int64_t attended = attn_->attended_tokens(n);
+  if (ndocs > 0 && sum != attended)
+    throw ShapeError("forward: |doc_lens| sum to " + std::to_string(sum) + ", expected " + std::to_string(attended));
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab)
+      throw ShapeError("forward: tokens[" + std::to_string(i) + "] = " + std::to_string(tokens[i]) +
+                       " is outside [0, " + std::to_string(cfg_.vocab) + ")");
+    if (labels[i] >= cfg_.vocab || (labels[i] < 0 && labels[i] != kIgnoreIndex))
+      throw ShapeError("forward: labels[" + std::to_string(i) + "] = " + std::to_string(labels[i]) +
+                       " is neither -100 nor in [0, " + std::to_string(cfg_.vocab) + ")");
+    if (positions[i] < 0) throw ShapeError("forward: positions[" + std::to_string(i) + "] is negative");
+  }
+  tokens_.assign(tokens, tokens + n);
+  labels_.assign(labels, labels + n);
+  positions_.assign(positions, positions + n);
+  doc_lens_.assign(doc_lens, doc_lens + ndocs);
+  normalizer_ = normalizer;
+  ensure_buffers(n);
+
+  const int64_t D = cfg_.hidden, V = cfg_.vocab;
+  const float* embed = params_->data + views_.front().offset;
+  timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    LayerActs a = acts_for(l);
+    float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
+    layer_forward(l, a, y);
+  }
+  const float* norm_w = params_->data + views_[views_.size() - (cfg_.tie_embeddings ? 1 : 2)].offset;
+  const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
+  timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
+  CeResult ce;
+  timed(kProfHeadFwd, [&] {
+    ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk);
+  });
+  has_forward_ = true;
+  return {ce.loss, ce.valid};
+}
+
+void LlamaModel::backward(const float* token_weight) {
+  if (!has_forward_) throw std::logic_error("backward: no forward since the last backward");
+  has_forward_ = false;
+  const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
+  const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
+  const float* embed = params_->data + views_.front().offset;
+  const float* norm_w = params_->data + views_[norm_idx].offset;
+  const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
+  float* g_embed = grads_->data + views_.front().offset;
+  float* g_norm = grads_->data + views_[norm_idx].offset;
+  float* g_lm = cfg_.tie_embeddings ? g_embed : grads_->data + views_.back().offset;
+
+  float* dhn = scratch_dD_;
+  timed(kProfCopy, [&] { ParallelZero(dhn, n * D); });
+  timed(kProfHeadBwd, [&] {
+    lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
+  });
+  timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
+  timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
+  for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
+    LayerActs a = acts_for(l);
+    if (buf_ckpt_) {
+      recomputing_ = true;
+      layer_forward(l, a, nullptr);
+      recomputing_ = false;
+    }
+    layer_backward(l, a, dres_);
+  }
+  timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
+}
+
+const char* profile_name(int cat) {
+  static const char* names[kProfCount] = {"gemm",    "attention_forward", "attention_backward", "lm_head_forward",
+                                          "lm_head_backward", "rmsnorm", "rope", "swiglu", "copy_zero",
+                                          "embedding", "recompute"};
+  return cat >= 0 && cat < kProfCount ? names[cat] : "?";
+}
+
+int64_t LlamaModel::activation_bytes() const {
+  return arena_ ? arena_->size * static_cast<int64_t>(sizeof(float)) : 0;
+}
+
+}  // namespace ua
