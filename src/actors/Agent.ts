@@ -22,6 +22,12 @@ export interface AgentOptions {
   cliEntry: string;
   heartbeatIntervalMs?: number;
   missLimit?: number;
+  /**
+   * When this stream ends the agent stops its ranks and exits: the ssh launcher keeps the
+   * session's stdin open for the job's lifetime, so a lost connection or a dead `up` never
+   * leaves ranks behind on the remote host.
+   */
+  lifeline?: NodeJS.ReadableStream;
 }
 
 interface RankProc {
@@ -132,6 +138,12 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   }
   startHeartbeats();
   const onSignal = () => void stopAll('agent interrupted').then(() => finish(130));
+  const onLifelineEnd = () => {
+    log.warn('the launcher closed the session: stopping this host\'s ranks');
+    void stopAll('launcher gone').then(() => finish(1));
+  };
+  o.lifeline?.once('end', onLifelineEnd);
+  o.lifeline?.once('close', onLifelineEnd);
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
 
@@ -139,6 +151,8 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   clearInterval(hb);
   process.removeListener('SIGTERM', onSignal);
   process.removeListener('SIGINT', onSignal);
+  o.lifeline?.removeListener('end', onLifelineEnd);
+  o.lifeline?.removeListener('close', onLifelineEnd);
   await ep.flush(500);
   await new Promise((r) => setTimeout(r, 50));
   await ep.close();

@@ -7,13 +7,14 @@
  * running when it returns.
  */
 import { mkdir, mkdtemp, rm, appendFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createActor } from 'xstate';
 import type { Clock } from '../util/Clock.js';
 import { systemClock } from '../util/Clock.js';
 import type { Logger } from '../util/Logger.js';
-import { createJobKeys, writeJobKeys, type JobKeys } from '../transport/keys.js';
+import { createJobKeys, readJobKeys, writeJobKeys, type JobKeys } from '../transport/keys.js';
 import { RouterEndpoint } from '../transport/ZmqEndpoints.js';
 import type { Frame } from '../transport/FrameCodec.js';
 import type { PeerId } from '../transport/Transport.js';
@@ -30,6 +31,7 @@ export interface HostSlot {
 
 /** Starts the node agent of one host (locally, over ssh, or by telling an external scheduler). */
 export interface Launcher {
+  /** null when the agent is started by someone else (the external launcher) */
   startAgent(a: { hostIndex: number; host: string; slots: number; joinUrl: string; keyFile: string }): Promise<ChildHandle | null>;
 }
 
@@ -43,12 +45,18 @@ export interface ClusterSettings {
   shutdownGraceMs: number;
   startupGraceMs: number;
   bindHost: string;
+  /** the address agents and ranks dial (MASTER_ADDR) */
+  advertiseHost: string;
   port: number;
 }
+
+const WILDCARD = new Set(['0.0.0.0', '*', '::', '[::]']);
 
 export function clusterSettings(config: Record<string, unknown>): ClusterSettings {
   const c = (config.cluster ?? {}) as Record<string, unknown>;
   const n = (k: string, d: number) => (typeof c[k] === 'number' ? (c[k] as number) : d);
+  // loopback unless the config asks for another address (cluster.bind_address)
+  const bindHost = typeof c.bind_address === 'string' ? c.bind_address : typeof c.bind === 'string' ? c.bind : '127.0.0.1';
   return {
     heartbeatIntervalMs: n('heartbeat_interval_s', 1) * 1000,
     missLimit: n('heartbeat_miss_limit', 3),
@@ -58,7 +66,8 @@ export function clusterSettings(config: Record<string, unknown>): ClusterSetting
     restartWindowMs: n('restart_window_s', 600) * 1000,
     shutdownGraceMs: n('shutdown_grace_s', 3) * 1000,
     startupGraceMs: n('startup_grace_s', 30) * 1000,
-    bindHost: typeof c.bind === 'string' ? c.bind : '127.0.0.1',
+    bindHost,
+    advertiseHost: typeof c.advertise_address === 'string' && c.advertise_address ? c.advertise_address : WILDCARD.has(bindHost) ? hostname() : bindHost,
     port: n('coordinator_port', 0),
   };
 }
@@ -74,6 +83,15 @@ export interface CoordinatorOptions {
   workload?: string;
   /** extra environment for every rank */
   rankEnv?: Record<string, string>;
+  /**
+   * Job key file: used when it exists (a key made beforehand, e.g. a Kubernetes secret), else
+   * created there (mode 0600) and removed at the end. Default: a fresh key in a private temp dir.
+   */
+  jobKeyFile?: string;
+  /** called with every metrics.jsonl row (rank 0's figures of each completed step) */
+  onStep?(row: Record<string, unknown>): void;
+  /** sees every valid frame the coordinator receives (benchmarks, diagnostics); must not throw */
+  onFrame?(f: Frame, from: PeerId): void;
 }
 
 export interface JobResult {
@@ -148,6 +166,8 @@ export class Coordinator {
   private divergence: string | null = null;
   private hbTimer: { cancel(): void } | null = null;
   private jobFailed: ((reason: string) => void) | null = null;
+  private failedEarly: string | null = null;
+  private joinUrl = '';
   private exitWaiters = new Map<string, () => void>();
   readonly world: number;
 
@@ -165,6 +185,11 @@ export class Coordinator {
     this.job.subscribe((s) => this.events.emit('job.state', { state: s.value, attempt: s.context.attempt }));
   }
 
+  /** heartbeat checks skipped because the coordinator itself was stalled (diagnostics) */
+  get monitorStalls(): number {
+    return this.monitor?.stalls ?? 0;
+  }
+
   get jobState(): string {
     return String(this.job.getSnapshot().value);
   }
@@ -172,14 +197,30 @@ export class Coordinator {
   /** Runs the job to the end. */
   async run(): Promise<JobResult> {
     await mkdir(this.o.outputDir, { recursive: true });
-    this.keys = createJobKeys();
-    this.keyDir = await mkdtemp(join(tmpdir(), 'ulysses-job-'));
-    const keyFile = join(this.keyDir, 'job.key');
-    await writeJobKeys(keyFile, this.keys);
-    this.router = new RouterEndpoint({ keys: this.keys, logger: this.o.logger.child('router'), zmtpHeartbeatMs: this.cs.heartbeatIntervalMs });
+    let keyFile: string;
+    if (this.o.jobKeyFile && existsSync(this.o.jobKeyFile)) {
+      keyFile = this.o.jobKeyFile;
+      this.keys = await readJobKeys(keyFile);
+    } else {
+      this.keys = createJobKeys();
+      if (this.o.jobKeyFile) {
+        keyFile = this.o.jobKeyFile;
+        this.createdKeyFile = keyFile;
+      } else {
+        this.keyDir = await mkdtemp(join(tmpdir(), 'ulysses-job-'));
+        keyFile = join(this.keyDir, 'job.key');
+      }
+      await writeJobKeys(keyFile, this.keys);
+    }
+    // ZMTP heartbeats only catch dead TCP connections; liveness at the job's rate is the
+    // application heartbeat's job, so they need not double the traffic at 10 Hz
+    this.router = new RouterEndpoint({ keys: this.keys, logger: this.o.logger.child('router'), zmtpHeartbeatMs: Math.max(1000, this.cs.heartbeatIntervalMs) });
     this.router.onFrame((f, from) => this.onFrame(f, from));
-    const url = await this.router.bind(this.cs.bindHost, this.cs.port);
-    this.events.emit('job.started', { world: this.world, hosts: this.o.hosts, url, jobId: this.keys.jobId });
+    const bound = await this.router.bind(this.cs.bindHost, this.cs.port);
+    this.port = Number(/:(\d+)$/.exec(bound)?.[1]);
+    // a wildcard bind is dialled through the advertised address
+    const url = (this.joinUrl = `tcp://${this.cs.advertiseHost}:${this.port}`);
+    this.events.emit('job.started', { world: this.world, hosts: this.o.hosts, url, bound, jobId: this.keys.jobId });
     this.o.logger.info('control plane listening', { url, world: this.world });
 
     this.monitor = new HeartbeatMonitor({
@@ -202,15 +243,28 @@ export class Coordinator {
     return result;
   }
 
+  /** The endpoint agents and ranks dial (set once run() has bound it). */
+  get url(): string {
+    return this.joinUrl;
+  }
+
+  private createdKeyFile: string | null = null;
+  private port = 0;
+
   private async runPhases(keyFile: string, url: string): Promise<JobResult> {
     const failed = new Promise<string>((r) => (this.jobFailed = r));
+    // an interrupt that came before the job got this far still ends it
+    if (this.failedEarly !== null) return this.result(false, this.failedEarly);
     // 1. agents
     const agentsJoined = this.startAgents(keyFile, url);
+    let joinTimer: { cancel(): void } | undefined;
     const joined = await Promise.race([
       agentsJoined.then(() => true),
-      new Promise<boolean>((r) => this.clock.setTimeout(() => r(false), this.cs.rendezvousTimeoutMs)),
+      new Promise<boolean>((r) => (joinTimer = this.clock.setTimeout(() => r(false), this.cs.rendezvousTimeoutMs))),
       failed.then(() => false),
     ]);
+    // a pending timer would keep `up` alive long after the job ended
+    joinTimer?.cancel();
     if (!joined) {
       const missing = [...this.agents.entries()].filter(([, a]) => !a.joined).map(([i]) => this.o.hosts[i]!.host);
       const reason = `node agents did not join within ${this.cs.rendezvousTimeoutMs} ms: ${missing.join(', ') || 'unknown'}`;
@@ -266,6 +320,7 @@ export class Coordinator {
     else if (kind === 'interrupted') this.job.send({ type: 'job.interrupted' });
     else this.job.send({ type: 'job.error', reason });
     this.events.emit('job.failed', { reason, kind });
+    this.failedEarly ??= reason;
     this.jobFailed?.(reason);
   }
 
@@ -280,6 +335,9 @@ export class Coordinator {
       const handle = await this.o.launcher.startAgent({ hostIndex: i, host: h.host, slots: h.slots, joinUrl: url, keyFile });
       this.agents.get(i)!.handle = handle;
       handle?.exited.then((e) => {
+        // nobody is left on that host to confirm its ranks' exits: do not wait for them
+        this.deadAgents.add(i);
+        for (const r of this.ranks.values()) if (r.slot.hostIndex === i) this.exitWaiters.get(`${r.slot.rank}/${r.incarnation}`)?.();
         if (this.jobState !== 'succeeded' && this.jobState !== 'failed' && !this.closing) {
           this.fail(`node agent of ${h.host} exited: ${e.reason}`);
         }
@@ -289,6 +347,7 @@ export class Coordinator {
   }
 
   private agentJoined: () => void = () => {};
+  private deadAgents = new Set<number>();
   private closing = false;
 
   private startRank(slot: RankSlot, attempt: number): Promise<ChildHandle> {
@@ -301,6 +360,17 @@ export class Coordinator {
     this.ranks.set(slot.rank, r);
     const env: Record<string, string> = {
       ...(this.o.rankEnv ?? {}),
+      // torchrun's names, so tools that read them work unchanged; MASTER_* is the coordinator,
+      // whose store serves the rendezvous
+      RANK: String(slot.rank),
+      LOCAL_RANK: String(slot.localRank),
+      WORLD_SIZE: String(this.world),
+      LOCAL_WORLD_SIZE: String(slot.localRanks),
+      GROUP_RANK: String(slot.hostIndex),
+      MASTER_ADDR: this.cs.advertiseHost,
+      MASTER_PORT: String(this.port),
+      TORCHELASTIC_RESTART_COUNT: String(attempt),
+      ULYSSES_RESTART_COUNT: String(attempt),
       ULYSSES_RANK: String(slot.rank),
       ULYSSES_WORLD: String(this.world),
       ULYSSES_LOCAL_RANK: String(slot.localRank),
@@ -326,9 +396,13 @@ export class Coordinator {
       this.router.send(`agent:${r.slot.hostIndex}`, 'agent.signal', { rank: r.slot.rank, signal: 'SIGKILL' });
     }
     this.router.send(rankPeer, 'job.command', { command: 'abort', detail: { reason } });
+    // its agent is gone: the abort above (and the rank's own orphan check) is all that is left
+    if (this.deadAgents.has(r.slot.hostIndex)) return;
     this.router.send(`agent:${r.slot.hostIndex}`, 'agent.stop', { rank: r.slot.rank, incarnation: r.incarnation, reason, graceMs: this.cs.shutdownGraceMs });
     const bound = 2000 + this.cs.shutdownGraceMs + 3000 + 2000;
-    const ok = await Promise.race([exited.then(() => true), new Promise<boolean>((res) => setTimeout(() => res(false), bound))]);
+    let t: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([exited.then(() => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), bound)))]);
+    clearTimeout(t);
     if (!ok) this.events.emit('rank.unconfirmed_stop', { rank: r.slot.rank, incarnation: r.incarnation, waitedMs: bound });
   }
 
@@ -352,6 +426,13 @@ export class Coordinator {
   }
 
   private onFrame(f: Frame, from: PeerId): void {
+    if (this.o.onFrame) {
+      try {
+        this.o.onFrame(f, from);
+      } catch {
+        /* an observer never breaks the coordinator */
+      }
+    }
     const [role] = from.split(':');
     if (role === 'agent') this.onAgentFrame(f, from);
     else if (role === 'rank') this.onRankFrame(f, from);
@@ -489,6 +570,11 @@ export class Coordinator {
       this.o.logger.error('cannot write metrics.jsonl', { error: e.message }),
     );
     this.events.emit('job.step', { step, loss: r0.loss, policy_state: r0.policyState });
+    try {
+      this.o.onStep?.(row);
+    } catch (e) {
+      this.o.logger.warn('step listener failed', { error: (e as Error).message });
+    }
   }
 
   /** Stops everything this job started; safe to call twice. */
@@ -500,7 +586,9 @@ export class Coordinator {
     await Promise.all(
       [...this.agents.values()].map(async (a) => {
         if (!a.handle) return;
-        const gone = await Promise.race([a.handle.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+        let t: NodeJS.Timeout | undefined;
+        const gone = await Promise.race([a.handle.exited.then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), 5000)))]);
+        clearTimeout(t);
         if (!gone) await a.handle.stop('job ended');
       }),
     );
@@ -511,6 +599,7 @@ export class Coordinator {
     await this.router?.close();
     this.job.stop();
     if (this.keyDir) await rm(this.keyDir, { recursive: true, force: true });
+    if (this.createdKeyFile) await rm(this.createdKeyFile, { force: true });
   }
 
   /** Interrupt (Ctrl-C): fail the job; run() then stops every process. */

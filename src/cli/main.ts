@@ -15,7 +15,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   bench: {
-    summary: 'bench <gemm|attention|step> [--json]   benchmarks with figures and ratios',
+    summary: 'bench <gemm|attention|step|alltoall|control> [--json]   benchmarks with figures and ratios',
     load: async () => (await import('./commands/bench.js')).benchCommand,
   },
   chart: {
@@ -27,15 +27,23 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     load: async () => (await import('./commands/checkConfig.js')).checkConfigCommand,
   },
   agent: {
-    summary: 'agent --join tcp://HOST:PORT --job-key FILE   a node agent (started by `up`, Slurm or Kubernetes)',
+    summary: 'agent --join tcp://HOST:PORT --job-key FILE|-   a node agent (started by `up`, Slurm or Kubernetes)',
     load: async () => (await import('./commands/agent.js')).agentCommand,
+  },
+  keygen: {
+    summary: 'keygen FILE                            a job key file for `up --job-key FILE` (Kubernetes secrets)',
+    load: async () => (await import('./commands/keygen.js')).keygenCommand,
   },
   rank: {
     summary: 'rank                                   a rank process (started by its node agent)',
     load: async () => (await import('./commands/rank.js')).rankCommand,
   },
+  viz: {
+    summary: 'viz --replay RUN_DIR [--port N] [--host H]   the statechart visualizer for a run (--follow: a running one)',
+    load: async () => (await import('./commands/viz.js')).vizCommand,
+  },
   up: {
-    summary: 'up [--config job.yaml]                 run a job (this machine)',
+    summary: 'up [--nodes hosts.txt] [job.yaml] [--launcher local|ssh|external] [--KEY VALUE ...]   run a job',
     load: async () => (await import('./commands/up.js')).upCommand,
   },
 };

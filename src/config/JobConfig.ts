@@ -67,6 +67,15 @@ export interface JobConfig {
     bind_address: string;
     advertise_address: string | null;
     launcher: 'local' | 'ssh' | 'external';
+    agent_command: string;
+    ssh: {
+      port: number | null;
+      user: string | null;
+      identity_file: string | null;
+      strict_host_key_checking: 'yes' | 'accept-new' | 'no';
+      connect_timeout_s: number;
+      options: string[];
+    };
     visualizer: { enabled: boolean; port: number; host: string };
   };
 }

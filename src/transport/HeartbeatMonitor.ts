@@ -28,6 +28,9 @@ interface PeerState {
 export class HeartbeatMonitor {
   private peers = new Map<PeerId, PeerState>();
   private timer: TimerHandle | null = null;
+  private lastTick: number | null = null;
+  /** ticks skipped because this process itself was stalled (see tick()) */
+  stalls = 0;
 
   constructor(private readonly o: HeartbeatOptions) {}
 
@@ -39,7 +42,7 @@ export class HeartbeatMonitor {
     const now = this.o.clock.now();
     this.peers.set(peer, { lastBeat: now + startupGraceMs, step: -1, stepSince: now, busy: false, reported: false });
     // check often enough that detection latency stays well under one interval
-    this.timer ??= this.o.clock.setInterval(() => this.check(), Math.max(10, Math.floor(this.o.intervalMs / 4)));
+    this.timer ??= this.o.clock.setInterval(() => this.tick(), this.period);
   }
 
   forget(peer: PeerId): void {
@@ -57,6 +60,27 @@ export class HeartbeatMonitor {
       p.step = step;
       p.stepSince = now;
     }
+  }
+
+  private get period(): number {
+    return Math.max(10, Math.floor(this.o.intervalMs / 4));
+  }
+
+  /**
+   * The timer's check. When the timer itself fired far too late, this process was stalled (GC,
+   * a blocked loop, CPU starvation): heartbeats that arrived meanwhile still wait behind this
+   * timer in the event loop, so peers are judged on the next tick, once those are read. Without
+   * this a stalled coordinator blames healthy peers. Costs one tick of detection latency.
+   */
+  private tick(): void {
+    const now = this.o.clock.now();
+    const stalled = this.lastTick !== null && now - this.lastTick > Math.max(this.o.intervalMs, 3 * this.period);
+    this.lastTick = now;
+    if (stalled) {
+      this.stalls++;
+      return;
+    }
+    this.check();
   }
 
   /** Runs the checks now (also called by the internal timer). */
@@ -78,5 +102,6 @@ export class HeartbeatMonitor {
   stop(): void {
     this.timer?.cancel();
     this.timer = null;
+    this.lastTick = null;
   }
 }

@@ -5,7 +5,7 @@ import t from 'tap';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Coordinator } from '../../src/actors/Coordinator.js';
-import { LocalLauncher } from '../../src/actors/LocalLauncher.js';
+import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
 import { cliEntry } from '../../src/cli/entryPath.js';
 import { createLogger } from '../../src/util/Logger.js';
 

@@ -1,10 +1,13 @@
 /**
- * Starts node agents as child processes of `up` on this machine (the `local` launcher). Each agent
- * is a supervised ProcessChild in its own process group, so stopping it takes its ranks along.
+ * The `local` launcher: node agents as child processes of `up` on this machine (localhost,
+ * loopback addresses such as 127.0.0.2, or any host name when asked to simulate a cluster).
+ * Each agent is a supervised ProcessChild in its own process group; its SIGTERM handler stops
+ * its ranks. Never starts anything on another machine.
  */
-import type { Logger } from '../util/Logger.js';
-import type { Launcher } from './Coordinator.js';
-import { ProcessChild } from './ProcessChild.js';
+import type { Logger } from '../../util/Logger.js';
+import type { Launcher } from '../Coordinator.js';
+import { ProcessChild } from '../ProcessChild.js';
+import { agentArgs, type AgentStart } from './agentArgs.js';
 
 export class LocalLauncher implements Launcher {
   readonly children: ProcessChild[] = [];
@@ -16,10 +19,10 @@ export class LocalLauncher implements Launcher {
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
-  async startAgent(a: { hostIndex: number; host: string; slots: number; joinUrl: string; keyFile: string }) {
+  async startAgent(a: AgentStart) {
     const child = new ProcessChild({
       command: process.execPath,
-      args: [this.cliEntry, 'agent', '--join', a.joinUrl, '--job-key', a.keyFile, '--host-index', String(a.hostIndex), '--slots', String(a.slots)],
+      args: [this.cliEntry, ...agentArgs(a, a.keyFile)],
       env: this.env,
       graceMs: 8000,
       onOutput: (stream, chunk) => (stream === 'stderr' ? process.stderr : process.stdout).write(chunk),
@@ -27,5 +30,10 @@ export class LocalLauncher implements Launcher {
     });
     this.children.push(child);
     return child;
+  }
+
+  /** pids of the agents this launcher started (for tests and the final report) */
+  get pids(): number[] {
+    return this.children.map((c) => c.pid).filter((p): p is number => p !== undefined);
   }
 }

@@ -3,4 +3,5 @@ import type { Workload } from './Workload.js';
 
 export const workloads: Record<string, Workload> = {
   synthetic: async (ctx) => (await import('./syntheticWorkload.js')).syntheticWorkload(ctx),
+  train: async (ctx) => (await import('../../train/trainWorkload.js')).trainWorkload(ctx),
 };

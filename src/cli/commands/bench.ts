@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<Benchmark>> = {
   step: async () => (await import('../../../bench/step.js')).stepBench,
   alltoall: async () => (await import('../../../bench/alltoall.js')).alltoallBench,
   kernels: async () => (await import('../../../bench/kernels.js')).kernelsBench,
+  control: async () => (await import('../../../bench/control.js')).controlBench,
 };
 
 export async function benchCommand(argv: string[]): Promise<number> {

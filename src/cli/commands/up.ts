@@ -1,6 +1,152 @@
-/** `ulysses-actors up`: runs a job. (Filled in by the control-plane work.) */
-import { UsageError } from '../UsageError.js';
+/**
+ * `ulysses-actors up [--nodes hosts.txt] [--config job.yaml | --config_file job.yaml | job.yaml]
+ * [--launcher local|ssh|external] [--debug] [--adjust-lr [X]] [--KEY VALUE ...]`: runs a job.
+ * Resolves the config and hostfile (every problem at once: exit 2), starts the coordinator, which
+ * starts a node agent per host, shows progress, and stops every process of the job on Ctrl-C or
+ * SIGTERM (exit 130). Exit 0 on success, 1 when the job failed (reason printed).
+ * Diagnostic flags (not in --help): --workload NAME (default train; `synthetic` for control-plane
+ * tests), --synthetic-step-ms N, --synthetic-fail-at-step N, --job-key FILE (use, or create, the
+ * job key there: for Kubernetes secrets and shared homes under Slurm).
+ * Never leaves a process of the job running when it returns.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { resolve, join } from 'node:path';
+import { Coordinator, clusterSettings, type JobResult } from '../../actors/Coordinator.js';
+import { bindProblem, createLaunchers, launcherKinds, type LauncherKind } from '../../actors/launchers/index.js';
+import { workloads } from '../../actors/rank/workloads.js';
+import { ConfigError, formatIgnored, localHostsForJob, resolveJob, type ConfigProblem } from '../../config/index.js';
+import { createLogger } from '../../util/Logger.js';
+import { cliEntry } from '../entryPath.js';
+import { ProgressDisplay } from '../progress.js';
+
+export const EXIT_INTERRUPTED = 130;
+
+const HELP = `usage: ulysses-actors up [--nodes hosts.txt] [job.yaml | --config job.yaml] [options] [--KEY VALUE ...]
+  --nodes FILE            hostfile (DeepSpeed grammar: 'host slots=N'); default: this machine, one rank per SP slot
+  --include S / --exclude S   DeepSpeed host selectors (host1@host2:0,1)
+  --launcher local|ssh|external   how node agents start (default: local for this machine, ssh for other hosts)
+  --debug                 verbose logs
+  --adjust-lr [X]         multiply learning_rate by X
+  --KEY VALUE             override any config key (see check-config --keys)
+Ctrl-C stops every process of the job on every host (exit 130).`;
+
+const intFlag = (command: Record<string, string | boolean>, name: string, problems: ConfigProblem[]): number | undefined => {
+  const v = command[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !/^-?\d+$/.test(v)) {
+    problems.push({ key: `--${name.replace(/_/g, '-')}`, value: v, message: 'must be a whole number', fix: 'e.g. 20' });
+    return undefined;
+  }
+  return Number(v);
+};
 
 export async function upCommand(argv: string[]): Promise<number> {
-  throw new UsageError('`up` is not available yet in this build');
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const { job, hosts, command, ignored } = resolveJob(argv, {
+    env: process.env,
+    commandFlags: { workload: 'string', synthetic_step_ms: 'string', synthetic_fail_at_step: 'string', job_key: 'string' },
+    defaultHosts: localHostsForJob,
+  });
+  const problems: ConfigProblem[] = [];
+  const workload = typeof command.workload === 'string' ? command.workload : 'train';
+  const stepMs = intFlag(command, 'synthetic_step_ms', problems);
+  const failAt = intFlag(command, 'synthetic_fail_at_step', problems);
+  if (workload !== 'train' && !(workload in workloads)) {
+    problems.push({ key: '--workload', value: workload, message: 'unknown workload', fix: `use one of train, ${Object.keys(workloads).join(', ')}` });
+  }
+  const config: Record<string, unknown> = { ...(job.config as unknown as Record<string, unknown>) };
+  if (stepMs !== undefined || failAt !== undefined) config.synthetic = { ...(stepMs !== undefined ? { step_ms: stepMs } : {}), ...(failAt !== undefined ? { fail_at_step: failAt } : {}) };
+
+  const hostList = hosts!;
+  const cluster = job.config.cluster;
+  const launcherSource = job.sources['cluster.launcher'];
+  const explicit = launcherSource !== undefined && launcherSource !== 'default';
+  const kinds = launcherKinds(hostList.map((h) => h.host), cluster.launcher as LauncherKind, explicit);
+  const cs = clusterSettings(config);
+  const bad = bindProblem(hostList.map((h) => h.host), kinds, cs.bindHost);
+  if (bad) problems.push({ key: 'cluster.bind_address', value: cs.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
+  if (problems.length) throw new ConfigError(problems);
+
+  // before anything starts: the training workload may not be part of this build yet
+  if (workload === 'train' && !('train' in workloads)) {
+    process.stderr.write(`ulysses-actors up: the training workload is not available in this build (known workloads: ${Object.keys(workloads).join(', ')})\n`);
+    return 1;
+  }
+
+  const ignoredLine = formatIgnored(ignored);
+  if (ignoredLine) process.stderr.write(ignoredLine + '\n');
+
+  const outputDir = resolve(job.config.output_dir);
+  const tty = process.stdout.isTTY === true;
+  const out = (text: string) => process.stdout.write(text);
+  const logger = createLogger(job.config.debug ? 'debug' : 'warn', undefined, 'up');
+  const launcher = createLaunchers({ kinds, config, cliEntry: cliEntry(), logger, write: (l) => out(l + '\n') });
+  const total = job.config.max_steps > 0 ? job.config.max_steps : null;
+  const progress = new ProgressDisplay({ write: out, tty, total, everySteps: job.config.logging_steps, columns: process.stdout.columns });
+
+  const world = hostList.reduce((n, h) => n + h.slots.length, 0);
+  out(
+    `ulysses-actors up: ${world} rank${world === 1 ? '' : 's'} on ${hostList.map((h, i) => `${h.host}(${h.slots.length}, ${kinds[i]})`).join(', ')}; ` +
+      `workload ${workload}; output ${outputDir}\n`,
+  );
+
+  const coord = new Coordinator({
+    config: { ...config, output_dir: outputDir },
+    hosts: hostList.map((h) => ({ host: h.host, slots: h.slots.length })),
+    outputDir,
+    launcher,
+    logger,
+    workload,
+    jobKeyFile: typeof command.job_key === 'string' ? resolve(command.job_key) : undefined,
+    onStep: (row) => progress.step(row),
+  });
+  coord.events.subscribe((e) => {
+    if (e.type === 'job.rank.failed') progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${String(e.reason).split('\n')[0]}`);
+    else if (e.type === 'job.restarted') progress.note(`restarting every rank from the last checkpoint (attempt ${e.attempt})`);
+    else if (e.type === 'agent.joined' && job.config.debug) progress.note(`node agent joined: ${e.host} (pid ${e.pid})`);
+  });
+
+  let interrupted: string | null = null;
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      interrupted = sig;
+      progress.note(`${sig}: stopping every process of the job...`);
+      coord.interrupt();
+    } else if (signals === 2) {
+      progress.note('still stopping: waiting for the processes of the job to exit (again to force)');
+    } else {
+      // last resort: the ProcessChild/ssh handlers SIGKILL their process groups on exit
+      process.exit(EXIT_INTERRUPTED);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let result: JobResult;
+  try {
+    result = await coord.run();
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    progress.end();
+  }
+
+  const code = interrupted ? EXIT_INTERRUPTED : result.ok ? 0 : 1;
+  if (interrupted) out(`interrupted (${interrupted}) at step ${result.lastStep}: every process of the job was stopped\n`);
+  else if (result.ok) out(`job succeeded: ${result.lastStep} steps${result.restarts ? `, ${result.restarts} restart(s)` : ''}\n`);
+  else {
+    process.stderr.write(`job failed: ${result.reason}\n`);
+    const tail = result.giveUp?.firstFailure.exit.detail?.stderrTail;
+    if (typeof tail === 'string' && tail.trim()) process.stderr.write(`stderr of the first failure (last lines):\n${tail.trim().split('\n').slice(-10).join('\n')}\n`);
+  }
+  out(`metrics:     ${join(outputDir, 'metrics.jsonl')}\n`);
+  out(`events:      ${join(outputDir, 'events.ndjson')}\n`);
+  const ckpts = existsSync(outputDir) ? readdirSync(outputDir).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(a.slice(11)) - Number(b.slice(11))) : [];
+  out(`checkpoints: ${ckpts.length ? `${join(outputDir, ckpts[ckpts.length - 1]!)} (${ckpts.length} in ${outputDir})` : `none (in ${outputDir})`}\n`);
+  return code;
 }

@@ -1,0 +1,94 @@
+/**
+ * `up`'s progress display: on a terminal one line redrawn in place (step/total, a bar, loss,
+ * tokens/s, ETA); elsewhere plain log lines every `everySteps` steps. Notes (failures, restarts)
+ * are printed above the bar. Rates come from the time between step reports (the injected `now`),
+ * smoothed so one slow step does not swing the ETA. Never throws; never reads job state itself.
+ */
+
+export interface ProgressOptions {
+  write: (text: string) => void;
+  tty: boolean;
+  /** total optimizer steps, or null when unknown */
+  total: number | null;
+  everySteps: number;
+  now?: () => number;
+  /** terminal width for the bar line */
+  columns?: number;
+}
+
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  const t = Math.round(s);
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = t % 60;
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
+}
+
+function formatRate(x: number): string {
+  if (!Number.isFinite(x)) return '?';
+  return x >= 1e4 ? `${(x / 1000).toFixed(1)}k` : x >= 100 ? x.toFixed(0) : x.toFixed(1);
+}
+
+export class ProgressDisplay {
+  private readonly now: () => number;
+  private lastAt: number | null = null;
+  private lastStep = 0;
+  private secPerStep: number | null = null;
+  private tokPerS: number | null = null;
+  private shown = '';
+
+  constructor(private readonly o: ProgressOptions) {
+    this.now = o.now ?? (() => performance.now());
+  }
+
+  /** A metrics.jsonl row arrived (step, loss, tokens, tokens_per_s?, ...). */
+  step(row: Record<string, unknown>): void {
+    const step = Number(row.step);
+    const t = this.now();
+    if (this.lastAt !== null && step > this.lastStep) {
+      const dt = (t - this.lastAt) / 1000 / (step - this.lastStep);
+      this.secPerStep = this.secPerStep === null ? dt : 0.7 * this.secPerStep + 0.3 * dt;
+      const tps = typeof row.tokens_per_s === 'number' ? row.tokens_per_s : Number(row.tokens) / Math.max(dt, 1e-9);
+      this.tokPerS = this.tokPerS === null ? tps : 0.7 * this.tokPerS + 0.3 * tps;
+    }
+    this.lastAt = t;
+    this.lastStep = step;
+    const line = this.render(step, Number(row.loss), row.restarts as number | undefined);
+    if (this.o.tty) this.draw(line);
+    else if (step % this.o.everySteps === 0 || step === this.o.total || step === 1) this.o.write(line + '\n');
+  }
+
+  /** A line to keep (failures, restarts): above the bar on a terminal. */
+  note(text: string): void {
+    if (this.o.tty && this.shown) this.o.write('\r\x1b[K' + text + '\n' + this.shown);
+    else this.o.write(text + '\n');
+  }
+
+  /** Ends the bar line (call before the final report). */
+  end(): void {
+    if (this.o.tty && this.shown) this.o.write('\n');
+    this.shown = '';
+  }
+
+  private render(step: number, loss: number, restarts?: number): string {
+    const total = this.o.total;
+    const parts = [`step ${step}/${total ?? '?'}`];
+    if (this.o.tty && total) {
+      const width = 20;
+      const filled = Math.min(width, Math.round((step / total) * width));
+      parts.push(`[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`);
+    }
+    parts.push(`loss ${Number.isFinite(loss) ? loss.toFixed(4) : String(loss)}`);
+    parts.push(`tokens/s ${this.tokPerS === null ? '?' : formatRate(this.tokPerS)}`);
+    parts.push(`ETA ${total && this.secPerStep !== null ? formatDuration((total - step) * this.secPerStep) : '?'}`);
+    if (restarts) parts.push(`restarts ${restarts}`);
+    return parts.join('  ');
+  }
+
+  private draw(line: string): void {
+    const cols = this.o.columns ?? 120;
+    this.shown = line.length > cols - 1 ? line.slice(0, cols - 1) : line;
+    this.o.write('\r\x1b[K' + this.shown);
+  }
+}
