@@ -45,6 +45,15 @@ t.test('a two-host loopback job runs to completion; ranks get the torchrun envir
       return { error: (err as Error).message } as Record<string, string>;
     }
   });
+  // the visualizer is served by `up` while the job runs (loopback, URL printed)
+  const vizUrl = /visualizer: +(http:\/\/127\.0\.0\.1:\d+\/?)/.exec(up.out())?.[1];
+  t.ok(vizUrl, `visualizer URL printed (${vizUrl})`);
+  if (vizUrl) {
+    const chart = await fetch(new URL('/api/chart', vizUrl));
+    t.equal(chart.status, 200, 'the visualizer answers during the job');
+    t.equal(((await chart.json()) as { id: string }).id, 'policy');
+    t.match(await (await fetch(vizUrl)).text(), /<html/i, 'the page is served');
+  }
   const { code } = await up.exit;
   t.equal(code, 0, `exit 0\n${up.err()}`);
   const started = readEvents(events).find((e) => e.type === 'job.started')!;

@@ -12,6 +12,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { Coordinator, clusterSettings, type JobResult } from '../../actors/Coordinator.js';
+import { startVizServer } from '../../viz/startVizServer.js';
 import { bindProblem, createLaunchers, launcherKinds, type LauncherKind } from '../../actors/launchers/index.js';
 import { workloads } from '../../actors/rank/workloads.js';
 import { ConfigError, formatIgnored, localHostsForJob, resolveJob, type ConfigProblem } from '../../config/index.js';
@@ -109,6 +110,13 @@ export async function upCommand(argv: string[]): Promise<number> {
     else if (e.type === 'agent.joined' && job.config.debug) progress.note(`node agent joined: ${e.host} (pid ${e.pid})`);
   });
 
+  // the visualizer follows the coordinator's event log live (loopback unless configured)
+  const vizCfg = job.config.cluster.visualizer;
+  const viz = vizCfg.enabled
+    ? await startVizServer({ host: vizCfg.host, port: vizCfg.port, live: coord.events, runDir: outputDir, logger })
+    : null;
+  if (viz) out(`visualizer:  ${viz.url}\n`);
+
   let interrupted: string | null = null;
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -134,6 +142,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     progress.end();
+    await viz?.close();
   }
 
   const code = interrupted ? EXIT_INTERRUPTED : result.ok ? 0 : 1;
@@ -145,7 +154,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     if (typeof tail === 'string' && tail.trim()) process.stderr.write(`stderr of the first failure (last lines):\n${tail.trim().split('\n').slice(-10).join('\n')}\n`);
   }
   out(`metrics:     ${join(outputDir, 'metrics.jsonl')}\n`);
-  out(`events:      ${join(outputDir, 'events.ndjson')}\n`);
+  out(`events:      ${join(outputDir, 'events.ndjson')}  (replay: ulysses-actors viz --replay ${outputDir})\n`);
   const ckpts = existsSync(outputDir) ? readdirSync(outputDir).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(a.slice(11)) - Number(b.slice(11))) : [];
   out(`checkpoints: ${ckpts.length ? `${join(outputDir, ckpts[ckpts.length - 1]!)} (${ckpts.length} in ${outputDir})` : `none (in ${outputDir})`}\n`);
   return code;
