@@ -11,6 +11,7 @@ import { packageRoot } from '../src/engine/native.js';
 import { sgemmRate } from '../src/engine/ops/matmul.js';
 import { configureThreads } from '../src/engine/threads.js';
 import type { Benchmark } from './types.js';
+import { runStepSp } from './stepSp.js';
 
 export const stepBench: Benchmark = {
   options: {
@@ -19,8 +20,17 @@ export const stepBench: Benchmark = {
     steps: { type: 'string', default: '2' },
     checkpointing: { type: 'boolean', default: false },
     threads: { type: 'string' },
+    // > 1: the step split over that many local rank processes (Ulysses), next to sp = 1 (bench/stepSp.ts)
+    sp: { type: 'string', default: '1' },
   },
   async run(opts, log) {
+    const sp = Number(opts.sp ?? 1);
+    if (!Number.isInteger(sp) || sp < 1) throw new Error(`--sp must be a positive integer, got ${opts.sp}`);
+    if (sp > 1) {
+      const config = typeof opts.config === 'string' ? opts.config : join(packageRoot(), 'examples', 'models', 'small', 'config.json');
+      const threads = opts.threads ? Number(opts.threads) : undefined;
+      return runStepSp({ config, seq: Number(opts.seq), steps: Math.max(1, Number(opts.steps)), sp, checkpointing: opts.checkpointing === true, threads }, log);
+    }
     const threads = configureThreads({ threads: opts.threads ? Number(opts.threads) : undefined });
     const configPath = typeof opts.config === 'string' ? opts.config : join(packageRoot(), 'examples', 'models', 'small', 'config.json');
     const s = Number(opts.seq);

@@ -396,6 +396,11 @@ Napi::Value MemcpyGbps(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// For other binding families (the model's Ulysses attention): the communicator behind a handle.
+std::shared_ptr<comm::Communicator> CommunicatorFromHandle(const Napi::CallbackInfo& info, size_t i) {
+  return GetComm(info, i);
+}
+
 void InitComm(Napi::Env env, Napi::Object exports) {
   exports.Set("commConnect", Napi::Function::New(env, Connect, "commConnect"));
   exports.Set("commSplit", Napi::Function::New(env, Split, "commSplit"));

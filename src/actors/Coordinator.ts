@@ -17,7 +17,7 @@ import type { Logger } from '../util/Logger.js';
 import { createJobKeys, readJobKeys, writeJobKeys, type JobKeys } from '../transport/keys.js';
 import { RouterEndpoint } from '../transport/ZmqEndpoints.js';
 import type { Frame } from '../transport/FrameCodec.js';
-import type { PeerId } from '../transport/Transport.js';
+import type { PeerId, Transport } from '../transport/Transport.js';
 import { HeartbeatMonitor } from '../transport/HeartbeatMonitor.js';
 import { jobMachine } from '../statecharts/job.js';
 import { KvStore } from './KvStore.js';
@@ -92,6 +92,8 @@ export interface CoordinatorOptions {
   onStep?(row: Record<string, unknown>): void;
   /** sees every valid frame the coordinator receives (benchmarks, diagnostics); must not throw */
   onFrame?(f: Frame, from: PeerId): void;
+  /** wraps the coordinator's control transport (the chaos harness's fault proxy); default none */
+  wrapTransport?(t: Transport): Transport;
 }
 
 export interface JobResult {
@@ -151,6 +153,8 @@ export class Coordinator {
   private readonly kv: KvStore;
   readonly events: EventLog;
   private router!: RouterEndpoint;
+  /** what the coordinator sends and receives through: the router, or a wrapper around it */
+  private link!: Transport;
   private keys!: JobKeys;
   private keyDir = '';
   private monitor!: HeartbeatMonitor;
@@ -162,6 +166,7 @@ export class Coordinator {
   private stepReports = new Map<number, Map<number, Frame['body']>>();
   private finalHashes: (string | undefined)[] = [];
   private lastStep = 0;
+  private metricsChain: Promise<void> = Promise.resolve();
   private ready = new Set<number>();
   private divergence: string | null = null;
   private hbTimer: { cancel(): void } | null = null;
@@ -215,7 +220,8 @@ export class Coordinator {
     // ZMTP heartbeats only catch dead TCP connections; liveness at the job's rate is the
     // application heartbeat's job, so they need not double the traffic at 10 Hz
     this.router = new RouterEndpoint({ keys: this.keys, logger: this.o.logger.child('router'), zmtpHeartbeatMs: Math.max(1000, this.cs.heartbeatIntervalMs) });
-    this.router.onFrame((f, from) => this.onFrame(f, from));
+    this.link = this.o.wrapTransport ? this.o.wrapTransport(this.router) : this.router;
+    this.link.onFrame((f, from) => this.onFrame(f, from));
     const bound = await this.router.bind(this.cs.bindHost, this.cs.port);
     this.port = Number(/:(\d+)$/.exec(bound)?.[1]);
     // a wildcard bind is dialled through the advertised address
@@ -378,7 +384,7 @@ export class Coordinator {
       ULYSSES_INCARNATION: String(attempt),
       ULYSSES_WORKLOAD: this.o.workload ?? 'train',
     };
-    this.router.send(`agent:${slot.hostIndex}`, 'agent.spawn', { rank: slot.rank, incarnation: attempt, env, args: [] });
+    this.link.send(`agent:${slot.hostIndex}`, 'agent.spawn', { rank: slot.rank, incarnation: attempt, env, args: [] });
     this.events.emit('rank.spawn', { rank: slot.rank, incarnation: attempt, host: this.o.hosts[slot.hostIndex]!.host });
     // a new process gets time to start up before missed heartbeats count
     this.monitor.watch(`rank:${slot.rank}`, this.cs.startupGraceMs);
@@ -393,12 +399,12 @@ export class Coordinator {
     if (r.pid === null && r.isSettled) return;
     if (r.isSettled) {
       // already failed (crashed, frozen, hung): no point in asking nicely
-      this.router.send(`agent:${r.slot.hostIndex}`, 'agent.signal', { rank: r.slot.rank, signal: 'SIGKILL' });
+      this.link.send(`agent:${r.slot.hostIndex}`, 'agent.signal', { rank: r.slot.rank, signal: 'SIGKILL' });
     }
-    this.router.send(rankPeer, 'job.command', { command: 'abort', detail: { reason } });
+    this.link.send(rankPeer, 'job.command', { command: 'abort', detail: { reason } });
     // its agent is gone: the abort above (and the rank's own orphan check) is all that is left
     if (this.deadAgents.has(r.slot.hostIndex)) return;
-    this.router.send(`agent:${r.slot.hostIndex}`, 'agent.stop', { rank: r.slot.rank, incarnation: r.incarnation, reason, graceMs: this.cs.shutdownGraceMs });
+    this.link.send(`agent:${r.slot.hostIndex}`, 'agent.stop', { rank: r.slot.rank, incarnation: r.incarnation, reason, graceMs: this.cs.shutdownGraceMs });
     const bound = 2000 + this.cs.shutdownGraceMs + 3000 + 2000;
     let t: NodeJS.Timeout | undefined;
     const ok = await Promise.race([exited.then(() => true), new Promise<boolean>((res) => (t = setTimeout(() => res(false), bound)))]);
@@ -407,8 +413,8 @@ export class Coordinator {
   }
 
   private heartbeatPeers(): void {
-    for (const a of this.agents.values()) if (a.joined) this.router.send(a.peer, 'peer.heartbeat', { step: this.lastStep, phase: this.jobState, busy: false });
-    for (const r of this.ranks.values()) if (!r.isSettled) this.router.send(`rank:${r.slot.rank}`, 'peer.heartbeat', { step: this.lastStep, phase: this.jobState, busy: false });
+    for (const a of this.agents.values()) if (a.joined) this.link.send(a.peer, 'peer.heartbeat', { step: this.lastStep, phase: this.jobState, busy: false });
+    for (const r of this.ranks.values()) if (!r.isSettled) this.link.send(`rank:${r.slot.rank}`, 'peer.heartbeat', { step: this.lastStep, phase: this.jobState, busy: false });
   }
 
   private onPeerLost(peer: PeerId, why: string): void {
@@ -446,7 +452,7 @@ export class Coordinator {
       case 'peer.hello':
         a.joined = true;
         this.monitor.watch(from, this.cs.heartbeatIntervalMs * 2);
-        this.router.send(from, 'peer.welcome', { jobId: this.keys.jobId, world: this.world, config: this.o.config });
+        this.link.send(from, 'peer.welcome', { jobId: this.keys.jobId, world: this.world, config: this.o.config });
         this.events.emit('agent.joined', { host: this.o.hosts[hostIndex]!.host, hostIndex, pid: f.body.pid });
         this.agentJoined();
         break;
@@ -490,7 +496,7 @@ export class Coordinator {
     if (!r || f.incarnation !== r.incarnation) return;
     switch (f.type) {
       case 'peer.hello':
-        this.router.send(from, 'peer.welcome', { jobId: this.keys.jobId, world: this.world, config: this.o.config, attempt: r.incarnation });
+        this.link.send(from, 'peer.welcome', { jobId: this.keys.jobId, world: this.world, config: this.o.config, attempt: r.incarnation });
         this.events.emit('rank.joined', { rank, incarnation: r.incarnation, pid: f.body.pid });
         break;
       case 'peer.heartbeat':
@@ -504,8 +510,8 @@ export class Coordinator {
         const keys = f.type === 'kv.get' ? [f.body.key as string] : (f.body.keys as string[]);
         const timeout = f.type === 'kv.wait' ? (f.body.timeoutMs as number) : this.cs.rendezvousTimeoutMs;
         this.kv.wait(keys, timeout).then(
-          (values) => this.router.send(from, 'kv.reply', { id: f.body.id, values, value: values[0] }),
-          (e: Error) => this.router.send(from, 'kv.reply', { id: f.body.id, error: e.message }),
+          (values) => this.link.send(from, 'kv.reply', { id: f.body.id, values, value: values[0] }),
+          (e: Error) => this.link.send(from, 'kv.reply', { id: f.body.id, error: e.message }),
         );
         break;
       }
@@ -566,8 +572,12 @@ export class Coordinator {
       step_ms: r0.stepMs,
       restarts: this.supervisor?.restartCount ?? 0,
     };
-    void appendFile(join(this.o.outputDir, 'metrics.jsonl'), JSON.stringify(row) + '\n').catch((e: Error) =>
-      this.o.logger.error('cannot write metrics.jsonl', { error: e.message }),
+    // appends are chained so rows land in step order even when the disk is slow
+    const line = JSON.stringify(row) + '\n';
+    this.metricsChain = this.metricsChain.then(() =>
+      appendFile(join(this.o.outputDir, 'metrics.jsonl'), line).catch((e: Error) =>
+        this.o.logger.error('cannot write metrics.jsonl', { error: e.message }),
+      ),
     );
     this.events.emit('job.step', { step, loss: r0.loss, policy_state: r0.policyState });
     try {
@@ -582,7 +592,7 @@ export class Coordinator {
     if (this.closing) return;
     this.closing = true;
     await this.supervisor?.close('job ended');
-    for (const a of this.agents.values()) this.router?.send(a.peer, 'job.command', { command: 'shutdown' });
+    for (const a of this.agents.values()) this.link?.send(a.peer, 'job.command', { command: 'shutdown' });
     await Promise.all(
       [...this.agents.values()].map(async (a) => {
         if (!a.handle) return;
@@ -596,10 +606,20 @@ export class Coordinator {
     this.monitor?.stop();
     this.kv.clear();
     await this.events.flush();
+    await this.metricsChain;
+    if (this.link !== this.router) await this.link?.close();
     await this.router?.close();
     this.job.stop();
     if (this.keyDir) await rm(this.keyDir, { recursive: true, force: true });
     if (this.createdKeyFile) await rm(this.createdKeyFile, { force: true });
+  }
+
+  /** Sends a signal to a rank's process through its node agent (fault injection); false if unknown. */
+  signalRank(rank: number, signal: 'SIGKILL' | 'SIGSTOP' | 'SIGCONT' | 'SIGTERM'): boolean {
+    const r = this.ranks.get(rank);
+    if (!r || !this.link) return false;
+    this.link.send(`agent:${r.slot.hostIndex}`, 'agent.signal', { rank, signal });
+    return true;
   }
 
   /** Interrupt (Ctrl-C): fail the job; run() then stops every process. */

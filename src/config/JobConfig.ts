@@ -53,6 +53,8 @@ export interface JobConfig {
     explode: { threshold: number; clip_norm: number };
     centralize: 'linear' | 'all' | 'none';
     nonfinite_patience: number;
+    /** testing switch: "FROM-TO:FACTOR[,...]" scales the loss on those optimizer steps */
+    loss_scale_schedule: string | null;
   };
   cluster: {
     heartbeat_interval_s: number;

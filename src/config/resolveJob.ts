@@ -10,6 +10,7 @@ import { IGNORED_KEYS } from './ignoredKeys.js';
 import type { JobConfig } from './JobConfig.js';
 import { loadJobConfig, type IgnoredKey, type ResolvedJob } from './loadJobConfig.js';
 import { parseJobArgs, type CommandFlagKind } from './parseJobArgs.js';
+import { DEFAULT_JOB_NAME, DEFAULT_JOB_YAML } from '../train/defaultJob.js';
 
 export interface ResolveJobOptions {
   env: Readonly<Record<string, string | undefined>>;
@@ -53,7 +54,8 @@ export function resolveJob(argv: readonly string[], opts: ResolveJobOptions): Re
   let job: ResolvedJob | undefined;
   try {
     job = loadJobConfig({
-      configPath: args.configPath,
+      // no job file: the embedded default job, resolved exactly like a user's YAML
+      ...(args.configPath === undefined ? { configText: DEFAULT_JOB_YAML, configPath: DEFAULT_JOB_NAME } : { configPath: args.configPath }),
       env: opts.env,
       overrides: args.overrides,
       adjustLr: args.adjustLr,

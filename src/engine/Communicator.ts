@@ -75,6 +75,15 @@ export class Communicator {
     return new Communicator(handle, o.rank, o.size, timeoutMs);
   }
 
+  /**
+   * The native handle, for native consumers of this communicator (the model's Ulysses attention).
+   * Throws ERR_COMM_CLOSED once closed.
+   */
+  get nativeHandle(): unknown {
+    if (this.handle === undefined) throw new CommError('ERR_COMM_CLOSED', 'nativeHandle: the communicator is closed');
+    return this.handle;
+  }
+
   /** Whether all-to-alls go through shared memory (every rank on this host) rather than TCP. */
   get sharedMemory(): boolean {
     return this.handle !== undefined && (native().commInfo(this.handle) as { sharedMemory: boolean }).sharedMemory;

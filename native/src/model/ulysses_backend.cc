@@ -1,0 +1,150 @@
+// Ulysses attention (see ulysses_backend.h): all-to-alls around the local flash kernels.
+// Must never let ranks diverge in the collectives they issue, and never swallow a CommError.
+#include "model/ulysses_backend.h"
+
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "comm/ulysses.h"
+
+namespace ua {
+
+namespace {
+
+// a[i] += b[i]
+void AddInto(float* a, const float* b, int64_t count) {
+#pragma omp parallel for schedule(static) if (count > (int64_t(1) << 16))
+  for (int64_t i = 0; i < count; ++i) a[i] += b[i];
+}
+
+void Zero(std::vector<float>& v) { std::memset(v.data(), 0, v.size() * sizeof(float)); }
+
+}  // namespace
+
+UlyssesAttention::UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int64_t H, int64_t Hkv)
+    : comm_(std::move(comm)) {
+  if (!comm_) throw comm::CommError("ERR_COMM_ARG", "ulysses attention: no communicator");
+  P_ = comm_->size();
+  H_ = H;
+  Hkv_ = Hkv;
+  comm::check_heads(H, P_);
+  hg_ = comm::kv_heads_per_rank(Hkv, P_);
+  hl_ = H / P_;
+  if (Hkv <= 0 || H % Hkv != 0)
+    throw comm::CommError("ERR_COMM_ARG", "ulysses attention: H=" + std::to_string(H) +
+                                              " must be a multiple of Hkv=" + std::to_string(Hkv));
+}
+
+int64_t UlyssesAttention::buffer_bytes() const {
+  return static_cast<int64_t>((qh_.capacity() + kh_.capacity() + vh_.capacity() + outh_.capacity() +
+                               douth_.capacity() + dqh_.capacity() + dkh_.capacity() + dvh_.capacity()) *
+                              sizeof(float));
+}
+
+void UlyssesAttention::check_call(const AttnCall& c) const {
+  if (c.H != H_ || c.Hkv != Hkv_)
+    throw ShapeError("ulysses attention: built for H=" + std::to_string(H_) + ", Hkv=" + std::to_string(Hkv_) +
+                     ", called with H=" + std::to_string(c.H) + ", Hkv=" + std::to_string(c.Hkv));
+  if (c.n <= 0 || c.d <= 0) throw ShapeError("ulysses attention: expected n > 0 and d > 0");
+}
+
+void UlyssesAttention::ensure(int64_t n, int64_t d) {
+  if (n == buf_n_ && d == buf_d_) return;
+  const size_t N = static_cast<size_t>(P_ * n);
+  const size_t qsz = N * size_t(hl_ * d), kvsz = N * size_t(hg_ * d);
+  // Exact sizes (shrinking too): the buffers follow the sequence length.
+  auto fit = [](std::vector<float>& v, size_t count) {
+    std::vector<float>().swap(v);
+    v.resize(count);
+  };
+  fit(qh_, qsz);
+  fit(outh_, qsz);
+  fit(douth_, qsz);
+  fit(dqh_, qsz);
+  fit(kh_, kvsz);
+  fit(vh_, kvsz);
+  fit(dkh_, kvsz);
+  fit(dvh_, kvsz);
+  buf_n_ = n;
+  buf_d_ = d;
+  cache_valid_ = false;
+}
+
+template <typename F> void UlyssesAttention::timed(int64_t bytes, F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  stats_.comm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.alltoalls += 1;
+  stats_.bytes += bytes;
+}
+
+void UlyssesAttention::forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                               const AttnCall& c) {
+  check_call(c);
+  cache_valid_ = false;  // invalid until this forward completes
+  ensure(c.n, c.d);
+  comm::Communicator& cm = *comm_;
+  const int64_t n = c.n, d = c.d, N = P_ * n;
+  const int64_t qb = n * H_ * d * 4, kvb = N * hg_ * d * 4;
+  timed(qb, [&] { comm::seq_to_head(cm, qh_.data(), q, n, H_, d); });
+  timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), k, n, Hkv_, d); });
+  timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), v, n, Hkv_, d); });
+
+  AttnShape sh;
+  sh.s = N;
+  sh.H = hl_;
+  sh.Hkv = hg_;
+  sh.d = d;
+  sh.causal = true;
+  flash_attention_forward(outh_.data(), lse, qh_.data(), kh_.data(), vh_.data(), c.doc_lens, c.ndocs, sh);
+
+  timed(qb, [&] { comm::head_to_seq(cm, out, outh_.data(), n, H_, d); });
+  cached_ = Key{q, k, v, out, lse, n, d};
+  cache_valid_ = true;
+}
+
+void UlyssesAttention::backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                const float* v, const float* out, const float* lse, const AttnCall& c) {
+  check_call(c);
+  const Key key{q, k, v, out, lse, c.n, c.d};
+  const bool hit = cache_valid_ && cached_ == key;
+  cache_valid_ = false;  // the buffers are reused as scratch below
+  ensure(c.n, c.d);
+  comm::Communicator& cm = *comm_;
+  const int64_t n = c.n, d = c.d, N = P_ * n;
+  const int64_t qb = n * H_ * d * 4, kvb = N * hg_ * d * 4;
+  if (hit) {
+    stats_.cache_hits += 1;
+  } else {
+    // Same layouts as the forward's: bit-identical to what it held.
+    timed(qb, [&] { comm::seq_to_head(cm, qh_.data(), q, n, H_, d); });
+    timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), k, n, Hkv_, d); });
+    timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), v, n, Hkv_, d); });
+    timed(qb, [&] { comm::seq_to_head(cm, outh_.data(), out, n, H_, d); });
+  }
+  timed(qb, [&] { comm::seq_to_head(cm, douth_.data(), dout, n, H_, d); });
+
+  Zero(dqh_);
+  Zero(dkh_);
+  Zero(dvh_);
+  AttnShape sh;
+  sh.s = N;
+  sh.H = hl_;
+  sh.Hkv = hg_;
+  sh.d = d;
+  sh.causal = true;
+  flash_attention_backward(dqh_.data(), dkh_.data(), dvh_.data(), douth_.data(), qh_.data(), kh_.data(), vh_.data(),
+                           outh_.data(), lse, c.doc_lens, c.ndocs, sh);
+
+  // The contract accumulates: the results land in scratch (douth_ [n, H, d]; qh_/kh_ for
+  // [n, Hkv, d], which fit since P*hg >= Hkv) and are added.
+  timed(qb, [&] { comm::head_to_seq(cm, douth_.data(), dqh_.data(), n, H_, d); });
+  AddInto(dq, douth_.data(), n * H_ * d);
+  timed(kvb, [&] { comm::head_to_seq_kv_sum(cm, kh_.data(), dkh_.data(), n, Hkv_, d); });
+  AddInto(dk, kh_.data(), n * Hkv_ * d);
+  timed(kvb, [&] { comm::head_to_seq_kv_sum(cm, vh_.data(), dvh_.data(), n, Hkv_, d); });
+  AddInto(dv, vh_.data(), n * Hkv_ * d);
+}
+
+}  // namespace ua

@@ -1,0 +1,259 @@
+/**
+ * Training checkpoints in the layout of DESIGN.md: `checkpoint-<step>/` holding `config.json`,
+ * `model.safetensors` (F32, HF tensor names), `optimizer.safetensors` (AdamW moments under the same
+ * names with `.exp_avg` / `.exp_avg_sq` suffixes, the step in the metadata), `trainer_state.json`
+ * and `checksums.sha256` (sha256sum format, one line per file). A checkpoint is written into a
+ * temporary sibling directory, every file fsynced, checksummed, then renamed into place and the
+ * parent directory fsynced: a torn write leaves only a `.tmp-` directory, which is never taken
+ * for a checkpoint. Readers verify every checksum before trusting a directory.
+ * Must never delete or overwrite a complete checkpoint except through `pruneCheckpoints` or when
+ * rewriting the same step.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Model } from '../engine/Model.js';
+import { toHfConfig } from '../engine/modelConfig.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';
+import type { PersistedPolicy } from '../statecharts/policyRunner.js';
+
+export const CHECKSUMS_FILE = 'checksums.sha256';
+/** Files every complete checkpoint holds (besides the checksums). */
+export const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json'] as const;
+
+/** Where the data stands: the next micro-batch to read. */
+export interface DataCursor {
+  epoch: number;
+  /** index of the next micro-batch inside the epoch */
+  batch: number;
+}
+
+export interface TrainerState {
+  version: 1;
+  /** optimizer steps completed */
+  step: number;
+  /** AdamW updates applied (bias correction); below `step` when updates were skipped */
+  adam_step: number;
+  /** epochs completed, fractional (HF's trainer_state `epoch`) */
+  epoch: number;
+  cursor: DataCursor;
+  /** the gradient noise is a counter-based stream keyed by (seed, step, tensor): no state to save */
+  rng: { generator: 'philox4x32-10'; seed: number };
+  policy: PersistedPolicy;
+  /** the LR used by the last step (schedule x policy multiplier) */
+  lr: number;
+  total_steps: number;
+  warmup_steps: number;
+  /** steps in which the gradient policy changed the gradients, the LR or skipped the update */
+  interventions: number;
+  /** sha256 of the settings that change the math; a resume under a different hash is warned about */
+  config_hash: string;
+}
+
+export class CheckpointError extends Error {
+  readonly code = 'ERR_CHECKPOINT';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CheckpointError';
+  }
+}
+
+export function checkpointDir(outputDir: string, step: number): string {
+  return join(outputDir, `checkpoint-${step}`);
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writeFileSynced(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'w');
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export interface CheckpointPayload {
+  model: Model;
+  /** AdamW first and second moments, flat like model.params */
+  m: Float32Array;
+  v: Float32Array;
+  state: TrainerState;
+}
+
+export interface WrittenCheckpoint {
+  path: string;
+  /** sha256 of the checksums file (names the whole checkpoint) */
+  checksum: string;
+}
+
+/** Writes checkpoint-<step> atomically (call on one rank only). */
+export async function writeCheckpoint(outputDir: string, p: CheckpointPayload): Promise<WrittenCheckpoint> {
+  const step = p.state.step;
+  const final = checkpointDir(outputDir, step);
+  const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
+  await mkdir(outputDir, { recursive: true });
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp);
+  try {
+    const views = p.model.views;
+    await writeSafetensors(join(tmp, 'model.safetensors'), views.map((w) => ({ name: w.name, shape: w.shape, data: p.model.param(w.name) })), { format: 'pt' });
+    const moments = views.flatMap((w) => [
+      { name: `${w.name}.exp_avg`, shape: w.shape, data: p.m.subarray(w.offset, w.offset + w.numel) },
+      { name: `${w.name}.exp_avg_sq`, shape: w.shape, data: p.v.subarray(w.offset, w.offset + w.numel) },
+    ]);
+    await writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { optimizer: 'adamw', step: String(step) });
+    await writeFileSynced(join(tmp, 'config.json'), JSON.stringify(toHfConfig(p.model.config), null, 2) + '\n');
+    await writeFileSynced(join(tmp, 'trainer_state.json'), JSON.stringify(p.state, null, 2) + '\n');
+    const lines: string[] = [];
+    for (const f of CHECKPOINT_FILES) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
+    const sums = lines.join('\n') + '\n';
+    await writeFileSynced(join(tmp, CHECKSUMS_FILE), sums);
+    await fsyncPath(tmp);
+    // Rewriting a step (after a rollback) replaces the old directory; a crash in between leaves
+    // the older checkpoints, never a half-written one.
+    await rm(final, { recursive: true, force: true });
+    await rename(tmp, final);
+    await fsyncPath(outputDir);
+    return { path: final, checksum: createHash('sha256').update(sums).digest('hex') };
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Steps of the `checkpoint-<step>` directories in `outputDir`, newest first (unverified). */
+export async function listCheckpoints(outputDir: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await readdir(outputDir);
+  } catch {
+    return [];
+  }
+  return names
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
+}
+
+/** Undefined when the directory is a complete checkpoint whose files match their checksums; else why not. */
+export async function verifyCheckpoint(path: string): Promise<string | undefined> {
+  let sums: string;
+  try {
+    sums = await readFile(join(path, CHECKSUMS_FILE), 'utf8');
+  } catch {
+    return `no ${CHECKSUMS_FILE} (torn or foreign directory)`;
+  }
+  const listed = new Map<string, string>();
+  for (const line of sums.split('\n')) {
+    if (!line.trim()) continue;
+    const m = /^([0-9a-f]{64}) {2}([^/\\]+)$/.exec(line);
+    if (!m) return `${CHECKSUMS_FILE}: malformed line ${JSON.stringify(line.slice(0, 80))}`;
+    listed.set(m[2]!, m[1]!);
+  }
+  for (const f of CHECKPOINT_FILES) if (!listed.has(f)) return `${CHECKSUMS_FILE} does not list ${f}`;
+  for (const [f, want] of listed) {
+    let got: string;
+    try {
+      got = await sha256File(join(path, f));
+    } catch {
+      return `${f} is missing`;
+    }
+    if (got !== want) return `${f}: sha256 ${got.slice(0, 12)}... does not match the recorded ${want.slice(0, 12)}...`;
+  }
+  return undefined;
+}
+
+/** The newest checkpoint in `outputDir` that verifies; invalid ones are reported through `warn`. */
+export async function latestValidCheckpoint(outputDir: string, warn: (msg: string) => void = () => {}): Promise<string | null> {
+  for (const step of await listCheckpoints(outputDir)) {
+    const dir = checkpointDir(outputDir, step);
+    const why = await verifyCheckpoint(dir);
+    if (why === undefined) return dir;
+    warn(`skipping ${dir}: ${why}`);
+  }
+  return null;
+}
+
+/**
+ * Resolves resume_from_checkpoint: a path must verify (else an error), `true` means the latest
+ * valid checkpoint in outputDir (null when there is none).
+ */
+export async function resolveResume(spec: string | true, outputDir: string, warn: (msg: string) => void = () => {}): Promise<string | null> {
+  if (spec === true) return latestValidCheckpoint(outputDir, warn);
+  try {
+    await stat(spec);
+  } catch {
+    throw new CheckpointError(`resume_from_checkpoint: ${spec} does not exist`);
+  }
+  const why = await verifyCheckpoint(spec);
+  if (why !== undefined) throw new CheckpointError(`resume_from_checkpoint: ${spec} is not a valid checkpoint: ${why}`);
+  return spec;
+}
+
+/** Fills the model's parameters and the AdamW moments from a verified checkpoint; returns its state. */
+export async function loadCheckpoint(path: string, model: Model, m: Float32Array, v: Float32Array): Promise<TrainerState> {
+  let state: TrainerState;
+  try {
+    state = JSON.parse(await readFile(join(path, 'trainer_state.json'), 'utf8')) as TrainerState;
+  } catch (e) {
+    throw new CheckpointError(`${path}/trainer_state.json: ${(e as Error).message}`, { cause: e });
+  }
+  if (state.version !== 1 || !Number.isInteger(state.step) || state.step < 0) throw new CheckpointError(`${path}/trainer_state.json: unsupported or malformed state`);
+  await model.loadWeights(path);
+  const header = await readSafetensorsHeader(join(path, 'optimizer.safetensors'));
+  if (header.metadata.step !== String(state.step)) {
+    throw new CheckpointError(`${path}: optimizer.safetensors is for step ${header.metadata.step}, trainer_state.json for step ${state.step}`);
+  }
+  for (const w of model.views) {
+    await readTensorF32(header, `${w.name}.exp_avg`, m.subarray(w.offset, w.offset + w.numel));
+    await readTensorF32(header, `${w.name}.exp_avg_sq`, v.subarray(w.offset, w.offset + w.numel));
+  }
+  return state;
+}
+
+/** Deletes the oldest complete checkpoints beyond `limit` (never `keep`), and stale temporaries. */
+export async function pruneCheckpoints(outputDir: string, limit: number | null, keep?: string): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[] = [];
+  try {
+    names = await readdir(outputDir);
+  } catch {
+    return removed;
+  }
+  // temporaries of this process that a failed write left behind (others may belong to a live writer)
+  for (const n of names) {
+    if (n.startsWith('.checkpoint-') && n.endsWith(`.tmp-${process.pid}`)) {
+      await rm(join(outputDir, n), { recursive: true, force: true });
+      removed.push(n);
+    }
+  }
+  if (limit === null || limit < 1) return removed;
+  const steps = await listCheckpoints(outputDir);
+  const complete: number[] = [];
+  // complete = finished writing (its checksums file exists); verifying every byte again is the readers' job
+  for (const s of steps) if (await stat(join(checkpointDir(outputDir, s), CHECKSUMS_FILE)).then(() => true, () => false)) complete.push(s);
+  for (const s of complete.slice(limit)) {
+    const dir = checkpointDir(outputDir, s);
+    if (keep !== undefined && basename(dir) === basename(keep) && dirname(dir) === dirname(keep)) continue;
+    await rm(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}

@@ -1,0 +1,310 @@
+/**
+ * The training loop of one rank: micro-batches with gradient accumulation, the loss normalized by
+ * the valid tokens of the whole optimizer step (agreed across the SP group before the first
+ * forward), gradient reduction, the gradient policy (once per optimizer step, after reduction),
+ * the plan applied in native code, AdamW with the scheduled LR times the plan's multiplier,
+ * checkpoints (rank 0 writes, everybody waits at a barrier) and exact resume.
+ *
+ * Every rank issues the same collectives in the same order: per step one SP all-reduce of the
+ * token count, the model's own all-to-alls, the gradient reduction, one world all-reduce of the
+ * loss; per checkpoint one barrier. Must never make a decision from local, unreduced numbers,
+ * draw unkeyed randomness, or let a rank run past a checkpoint that is not yet committed.
+ */
+import { createHash } from 'node:crypto';
+import type { Model } from '../../engine/Model.js';
+import { adamwStep, gradStats, zero } from '../../engine/ops/optim.js';
+import type { PolicyConfig } from '../../statecharts/policyConfig.js';
+import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
+import type { Logger } from '../../util/Logger.js';
+import type { ParallelRuntime } from '../ParallelRuntime.js';
+import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, type TrainerState } from '../checkpoint.js';
+import { scheduleOf, scheduledLr, type ScheduleConfig, type SchedulerType } from '../schedule.js';
+import { applyPlan, decays, spansOf } from './applyPlan.js';
+import { lossScaleAt, parseLossScale } from './lossScale.js';
+import { shardSequence, type SequenceShard, type TrainData } from './sequences.js';
+
+/** The job keys the loop reads (a subset of JobConfig, snake_case as in YAML). */
+export interface TrainConfig {
+  output_dir: string;
+  logging_steps: number;
+  save_steps: number;
+  save_total_limit: number | null;
+  per_device_train_batch_size: number;
+  gradient_accumulation_steps: number;
+  learning_rate: number;
+  num_train_epochs: number;
+  max_steps: number;
+  lr_scheduler_type: SchedulerType;
+  warmup_ratio: number;
+  warmup_steps: number;
+  max_grad_norm: number;
+  weight_decay: number;
+  adam_beta1: number;
+  adam_beta2: number;
+  adam_epsilon: number;
+  seed: number;
+  debug: boolean;
+}
+
+export interface StepInfo {
+  step: number;
+  loss: number;
+  /** tokens this rank processed in the step (its shards, padding excluded) */
+  tokens: number;
+  planDigest: string;
+  policyState: string;
+  stepMs: number;
+  stats: {
+    lr: number;
+    grad_mean: number;
+    grad_norm: number;
+    max_abs_grad: number;
+    nonfinite: number;
+    interventions: number;
+    /** tokens processed by the whole world per second of this step */
+    tokens_per_s: number;
+    /** supervised tokens of the step over the whole world (the loss normalizer summed over replicas) */
+    valid_tokens: number;
+  };
+}
+
+/** Where the loop's progress goes (the rank's WorkloadContext, or a test's recorder). */
+export interface TrainerHooks {
+  reportStep?(r: StepInfo): void;
+  reportTransition?(t: { step: number; from: string; to: string; reason?: string }): void;
+  reportCheckpoint?(c: { step: number; path: string; checksum: string }): void;
+  setPhase?(phase: string, busy?: boolean): void;
+}
+
+export interface TrainerOptions {
+  model: Model;
+  runtime: ParallelRuntime;
+  data: TrainData;
+  config: TrainConfig;
+  policy: PolicyConfig;
+  logger: Logger;
+  hooks?: TrainerHooks;
+  signal?: AbortSignal;
+  /** a verified checkpoint directory to continue from */
+  resumeFrom?: string | null;
+  /** the testing switch of lossScale.ts ("FROM-TO:FACTOR") */
+  lossScale?: string | null;
+  /** hash of the settings that change the math, stored in checkpoints */
+  configHash?: string;
+  /** fault-injection seam for tests: runs on the reduced gradients before the policy sees them */
+  gradientHook?: (grads: Float32Array, step: number) => void;
+  /** stop after this step even if the schedule is longer (tests of interrupted runs) */
+  stopAfter?: number;
+}
+
+export interface TrainResult {
+  step: number;
+  /** sha256 over the parameters (views in order, raw f32 bytes) */
+  finalHash: string;
+  /** mean loss of every step run in this call */
+  losses: number[];
+}
+
+/** The code a coordinator sees when the policy gives up on non-finite gradients. */
+export class PolicyEscalation extends Error {
+  readonly code = 'ERR_POLICY_ESCALATE';
+  constructor(readonly step: number, readonly streak: number) {
+    super(`non-finite gradients for ${streak} consecutive steps (up to step ${step}): rolling back to the last checkpoint`);
+    this.name = 'PolicyEscalation';
+  }
+}
+
+export function weightsHash(model: Model): string {
+  const h = createHash('sha256');
+  for (const v of model.views) {
+    const d = model.param(v.name);
+    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest('hex');
+}
+
+export class Trainer {
+  readonly schedule: ScheduleConfig;
+  private readonly o: TrainerOptions;
+  private readonly m: Float32Array;
+  private readonly v: Float32Array;
+  private policy: PolicyRunner;
+  private step = 0;
+  private adamStep = 0;
+  private lastLr = 0;
+  private readonly lossScale;
+
+  constructor(o: TrainerOptions) {
+    this.o = o;
+    this.schedule = scheduleOf(o.config, o.data.batchesPerEpoch);
+    this.m = new Float32Array(o.model.params.length);
+    this.v = new Float32Array(o.model.params.length);
+    this.policy = new PolicyRunner(o.policy);
+    this.lossScale = parseLossScale(o.lossScale);
+  }
+
+  get currentStep(): number {
+    return this.step;
+  }
+
+  private state(): TrainerState {
+    const { gradient_accumulation_steps: gas } = this.o.config;
+    const next = this.step * gas;
+    const bpe = this.o.data.batchesPerEpoch;
+    return {
+      version: 1,
+      step: this.step,
+      adam_step: this.adamStep,
+      epoch: next / bpe,
+      cursor: { epoch: Math.floor(next / bpe), batch: next % bpe },
+      rng: { generator: 'philox4x32-10', seed: this.o.config.seed },
+      policy: this.policy.persist(),
+      lr: this.lastLr,
+      total_steps: this.schedule.totalSteps,
+      warmup_steps: this.schedule.warmupSteps,
+      interventions: this.policy.context.interventions,
+      config_hash: this.o.configHash ?? '',
+    };
+  }
+
+  private async restore(path: string): Promise<void> {
+    const st = await loadCheckpoint(path, this.o.model, this.m, this.v);
+    if (this.o.configHash && st.config_hash && st.config_hash !== this.o.configHash) {
+      this.o.logger.warn(`resuming ${path} under different settings (config hash ${st.config_hash.slice(0, 12)} != ${this.o.configHash.slice(0, 12)}): the run will not match an uninterrupted one`);
+    }
+    this.step = st.step;
+    this.adamStep = st.adam_step;
+    this.lastLr = st.lr;
+    this.policy = new PolicyRunner(undefined, st.policy);
+    this.o.logger.info(`resumed from ${path} at step ${st.step}`, { policy: this.policy.path });
+  }
+
+  async run(): Promise<TrainResult> {
+    const { o } = this;
+    const { model, runtime, config: c } = o;
+    if (o.resumeFrom) await this.restore(o.resumeFrom);
+    await model.zeroGrad();
+    const losses: number[] = [];
+    const last = Math.min(this.schedule.totalSteps, o.stopAfter ?? Infinity);
+    o.hooks?.setPhase?.('training', true);
+    while (this.step < last) {
+      if (o.signal?.aborted) throw o.signal.reason;
+      const info = await this.trainStep(this.step + 1);
+      this.step = info.step;
+      losses.push(info.loss);
+      o.hooks?.reportStep?.(info);
+      if (runtime.rank === 0 && (this.step % c.logging_steps === 0 || this.step === last)) {
+        o.logger.info(`step ${this.step}/${this.schedule.totalSteps} loss ${info.loss.toFixed(4)} lr ${info.stats.lr.toExponential(3)} grad_norm ${info.stats.grad_norm.toExponential(3)} ${info.policyState} ${Math.round(info.stats.tokens_per_s)} tok/s`);
+      }
+      if (this.step === this.schedule.totalSteps) await this.save();
+      else if (this.step % c.save_steps === 0) {
+        // A checkpoint inside a run of non-finite steps would be a bad place to roll back to.
+        if (this.policy.context.nonfiniteStreak > 0) o.logger.warn(`step ${this.step}: checkpoint skipped (${this.policy.context.nonfiniteStreak} non-finite step(s) in a row)`);
+        else await this.save();
+      }
+    }
+    return { step: this.step, finalHash: weightsHash(model), losses };
+  }
+
+  /** rank 0 writes; every rank waits so nobody runs ahead of a checkpoint that may be rolled back to. */
+  private async save(): Promise<void> {
+    const { o } = this;
+    o.hooks?.setPhase?.('checkpointing', true);
+    if (o.runtime.rank === 0) {
+      const w = await writeCheckpoint(o.config.output_dir, { model: o.model, m: this.m, v: this.v, state: this.state() });
+      const removed = await pruneCheckpoints(o.config.output_dir, o.config.save_total_limit, w.path);
+      o.hooks?.reportCheckpoint?.({ step: this.step, path: w.path, checksum: w.checksum });
+      o.logger.info(`saved ${w.path}`, removed.length ? { removed } : undefined);
+    }
+    await o.runtime.barrier('world');
+    o.hooks?.setPhase?.('training', true);
+  }
+
+  private async trainStep(step: number): Promise<StepInfo> {
+    const { o } = this;
+    const { model, runtime, config: c } = o;
+    const t0 = performance.now();
+    const gas = c.gradient_accumulation_steps;
+    const bpe = o.data.batchesPerEpoch;
+    // This step's shards, all of them first: the normalizer counts every micro-batch of the step.
+    const shards: SequenceShard[] = [];
+    for (let j = 0; j < gas; j++) {
+      const mb = (step - 1) * gas + j;
+      const seqs = await o.data.microBatch(Math.floor(mb / bpe), mb % bpe);
+      for (const s of seqs) shards.push(shardSequence(s, runtime.sp, runtime.spRank));
+    }
+    const count = Float64Array.of(shards.reduce((a, s) => a + s.valid, 0));
+    await runtime.allReduceSum(count, 'sp');
+    // Loss scaling (the testing switch) divides the normalizer: loss and gradients times factor.
+    const factor = lossScaleAt(this.lossScale, step);
+    const normalizer = Math.max(1, count[0]!) / factor;
+    let lossSum = 0;
+    let localTokens = 0;
+    for (const s of shards) {
+      const r = await model.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer });
+      await model.backward();
+      lossSum += r.loss / factor;
+      localTokens += s.tokens.length - s.padding;
+    }
+    await runtime.reduceGradients(model.grads);
+    const totals = Float64Array.of(lossSum, localTokens, runtime.spRank === 0 ? count[0]! : 0);
+    await runtime.allReduceSum(totals, 'world');
+    const loss = totals[0]! / runtime.dp;
+    o.gradientHook?.(model.grads, step);
+
+    const stats = await gradStats(model.grads, spansOf(model));
+    const t = this.policy.step({
+      step,
+      totalSteps: this.schedule.totalSteps,
+      warmupSteps: this.schedule.warmupSteps,
+      maxGradNorm: c.max_grad_norm,
+      seed: c.seed,
+      stats: { gradMean: stats.gradMean, l2Norm: stats.l2Norm, maxAbs: stats.maxAbs, nonfinite: stats.nonfinite },
+    });
+    const plan = t.plan;
+    if (t.from !== t.to) o.hooks?.reportTransition?.({ step, from: t.from, to: t.to, reason: `grad_mean=${stats.gradMean.toExponential(3)} nonfinite=${stats.nonfinite}` });
+    const lr = scheduledLr(this.schedule, step) * plan.lrMultiplier;
+    if (plan.skipUpdate) {
+      o.logger.warn(`step ${step}: ${stats.nonfinite} non-finite gradient values: update skipped`);
+      if (plan.escalate) {
+        await zero(model.grads);
+        throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
+      }
+    } else {
+      const fx = await applyPlan(model, plan, stats);
+      if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
+      this.adamStep++;
+      for (const v of model.views) {
+        await adamwStep(model.param(v.name), this.m.subarray(v.offset, v.offset + v.numel), this.v.subarray(v.offset, v.offset + v.numel), model.grad(v.name), {
+          lr,
+          beta1: c.adam_beta1,
+          beta2: c.adam_beta2,
+          eps: c.adam_epsilon,
+          weightDecay: decays(v) ? c.weight_decay : 0,
+          step: this.adamStep,
+        });
+      }
+    }
+    this.lastLr = plan.skipUpdate ? 0 : lr;
+    await model.zeroGrad();
+    const stepMs = performance.now() - t0;
+    return {
+      step,
+      loss,
+      tokens: localTokens,
+      planDigest: planDigest(plan),
+      policyState: t.to,
+      stepMs,
+      stats: {
+        lr: this.lastLr,
+        grad_mean: stats.gradMean,
+        grad_norm: stats.l2Norm,
+        max_abs_grad: stats.maxAbs,
+        nonfinite: stats.nonfinite,
+        interventions: this.policy.context.interventions,
+        tokens_per_s: totals[1]! / Math.max(1e-9, stepMs / 1000),
+        valid_tokens: totals[2]!,
+      },
+    };
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Applies the gradient policy's plan (REFERENCE §5) to reduced gradients, in native code and in a
+ * fixed order: seeded noise per tensor (keyed by seed, step and tensor index), scaling of tensors
+ * whose mean |g| was below the threshold, gradient centralization, then clipping by the global L2
+ * norm recomputed after those changes. Every replica holds the same reduced gradients and the same
+ * plan, so every replica ends with the same bits. Must never draw unkeyed randomness or judge
+ * anything from local, unreduced gradients.
+ */
+import type { Model, ParamView } from '../../engine/Model.js';
+import { addNoise, centralize, clipByGlobalNorm, gradStats, scale, type GradSpan, type GradStats } from '../../engine/ops/optim.js';
+import type { CentralizeScope } from '../../statecharts/policyConfig.js';
+import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
+
+const LINEAR = /(^|\.)(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
+
+/** Whether gradient centralization applies to tensor `v` under `scope`. */
+export function centralizes(v: ParamView, scope: CentralizeScope): boolean {
+  if (scope === 'none' || v.shape.length !== 2) return false;
+  if (scope === 'all') return true;
+  return LINEAR.test(v.name) || v.name === 'lm_head.weight';
+}
+
+/** No weight decay on norms and biases (as HF Trainer's parameter groups). */
+export function decays(v: ParamView): boolean {
+  return !(v.name.endsWith('.bias') || /norm/.test(v.name));
+}
+
+export function spansOf(model: Model): GradSpan[] {
+  return model.views.map((v) => ({ offset: v.offset, numel: v.numel }));
+}
+
+export interface PlanEffects {
+  /** tensors that received noise */
+  noised: number;
+  /** tensors scaled up */
+  scaled: number;
+  centralized: number;
+  /** the factor the clip applied (1: none) */
+  clipFactor: number;
+  /** global L2 norm after the changes, before the clip (the reduced norm when nothing was clipped or changed) */
+  normBeforeClip: number;
+}
+
+/** Mutates model.grads according to `plan`; `stats` are the reduced statistics the plan was made from. */
+export async function applyPlan(model: Model, plan: PolicyPlan, stats: GradStats): Promise<PlanEffects> {
+  const fx: PlanEffects = { noised: 0, scaled: 0, centralized: 0, clipFactor: 1, normBeforeClip: stats.l2Norm };
+  const views = model.views;
+  let changed = false;
+  if (plan.noiseStd > 0) {
+    for (let i = 0; i < views.length; i++) {
+      await addNoise(model.grad(views[i]!.name), plan.noiseStd, { seed: plan.noiseSeed, step: plan.step, tensor: i });
+      fx.noised++;
+    }
+    changed = true;
+  }
+  if (plan.scaleFactor !== 1 && plan.scaleThreshold > 0) {
+    // judged on the reduced statistics the policy saw, before the noise
+    for (let i = 0; i < views.length; i++) {
+      if (stats.perTensorMeanAbs[i]! < plan.scaleThreshold) {
+        await scale(model.grad(views[i]!.name), plan.scaleFactor);
+        fx.scaled++;
+      }
+    }
+    changed ||= fx.scaled > 0;
+  }
+  for (const v of views) {
+    if (!centralizes(v, plan.centralize)) continue;
+    await centralize(model.grad(v.name), v.shape[0]!, v.shape[1]!);
+    fx.centralized++;
+    changed = true;
+  }
+  if (plan.clipNorm > 0) {
+    if (changed) fx.normBeforeClip = (await gradStats(model.grads, spansOf(model))).l2Norm;
+    fx.clipFactor = await clipByGlobalNorm(model.grads, fx.normBeforeClip, plan.clipNorm);
+  }
+  return fx;
+}

@@ -1,0 +1,54 @@
+/**
+ * Recall accuracy of the default job's key–value task on held-out examples, under any layout:
+ * each replica scores its share, each SP group assembles per-token losses of the whole sequence
+ * (one SP all-reduce per example), and the counts are summed over the world. The engine gives
+ * per-token losses, not logits, so a token counts as predicted when p(label) > 1/2: that implies
+ * the label is the argmax, so this accuracy is exact for what it counts and a lower bound of
+ * argmax accuracy. Must never update weights or gradients.
+ */
+import type { Model } from '../../engine/Model.js';
+import type { ParallelRuntime } from '../ParallelRuntime.js';
+import { scoreRecall } from '../data/recallTask.js';
+import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js';
+
+export interface RecallEval {
+  examples: number;
+  /** examples whose every answer token has p > 1/2 */
+  exact: number;
+  accuracy: number;
+  /** mean p(answer token) over the answer tokens */
+  meanAnswerProb: number;
+}
+
+const LN2 = Math.log(2);
+
+export async function evaluateRecall(model: Model, runtime: ParallelRuntime, items: readonly PackedSequence[]): Promise<RecallEval> {
+  const per = Math.floor(items.length / runtime.dp);
+  const sums = new Float64Array(4); // examples, exact, answer tokens, sum of p
+  for (let i = 0; i < per; i++) {
+    const seq = items[i * runtime.dp + runtime.dpRank]!;
+    const shard = shardSequence(seq, runtime.sp, runtime.spRank);
+    const n = shard.tokens.length;
+    const tokenLoss = new Float32Array(n);
+    await model.forward({ tokens: shard.tokens, labels: shard.labels, positions: shard.positions, docLens: shard.docLens, normalizer: 1, tokenLoss });
+    const full = new Float32Array(n * runtime.sp);
+    full.set(tokenLoss, runtime.spRank * n);
+    await runtime.allReduceSum(full, 'sp');
+    const len = seq.tokens.length;
+    const predicted = new Int32Array(len).fill(-1);
+    for (let t = 0; t < len; t++) {
+      const l = seq.labels[t]!;
+      if (l === IGNORE_INDEX) continue;
+      if (full[t]! < LN2) predicted[t] = l;
+      sums[3] += Math.exp(-full[t]!);
+      sums[2]++;
+    }
+    const s = scoreRecall({ labels: seq.labels, docLens: seq.docLens ?? Int32Array.of(len) }, predicted);
+    sums[0] += s.examples;
+    sums[1] += s.exact;
+  }
+  // every SP member computed the same counts: let one per replica contribute
+  if (runtime.spRank !== 0) sums.fill(0);
+  await runtime.allReduceSum(sums, 'world');
+  return { examples: sums[0]!, exact: sums[1]!, accuracy: sums[0]! > 0 ? sums[1]! / sums[0]! : 0, meanAnswerProb: sums[2]! > 0 ? sums[3]! / sums[2]! : 0 };
+}

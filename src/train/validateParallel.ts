@@ -1,0 +1,88 @@
+/**
+ * Validation of a sequence-parallel layout BEFORE any rank process starts (REFERENCE §2, issue 3
+ * item 5): the attention heads must split over P, the key/value heads must either split over P or
+ * divide it (each kv head then replicated P/Hkv times), and the world must be whole SP blocks.
+ * Every problem names the numbers and a fix (the SP degrees that would work). Pure: no I/O, no
+ * native code; it must never accept a layout the Ulysses all-to-alls would refuse later.
+ */
+import { ConfigError, type ConfigProblem } from '../config/ConfigError.js';
+
+export interface ParallelShape {
+  /** num_attention_heads (H) */
+  heads: number;
+  /** num_key_value_heads (Hkv) */
+  kvHeads: number;
+  /** sequence_parallel_size (P) */
+  sp: number;
+  /** total rank processes, when known */
+  world?: number;
+  /** where the values came from (e.g. 'models/x/config.json'), for the messages */
+  source?: string;
+}
+
+function isPositiveInt(x: number): boolean {
+  return Number.isInteger(x) && x > 0;
+}
+
+/** Whether P can split H query heads and Hkv kv heads (with replication when P > Hkv). */
+export function headsSplit(heads: number, kvHeads: number, sp: number): boolean {
+  return heads % sp === 0 && (kvHeads % sp === 0 || sp % kvHeads === 0);
+}
+
+/** The SP degrees that work for these heads (and divide `world` when given), ascending. */
+export function validSpDegrees(heads: number, kvHeads: number, world?: number): number[] {
+  const out: number[] = [];
+  for (let p = 1; p <= heads; p++) if (headsSplit(heads, kvHeads, p) && (world === undefined || world % p === 0)) out.push(p);
+  return out;
+}
+
+/** Every problem of the layout (empty when valid). */
+export function parallelProblems(s: ParallelShape): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const { heads: H, kvHeads: Hkv, sp: P, world, source } = s;
+  if (!isPositiveInt(P)) {
+    problems.push({ key: 'sequence_parallel_size', value: P, message: 'must be a positive integer', fix: 'use 1 (no sequence parallelism) or a divisor of the attention heads', source });
+    return problems;
+  }
+  if (!isPositiveInt(H) || !isPositiveInt(Hkv) || H % Hkv !== 0) {
+    problems.push({ key: 'num_key_value_heads', value: Hkv, message: `must be a positive divisor of num_attention_heads ${H}`, fix: 'check the model config.json', source });
+    return problems;
+  }
+  const options = () => {
+    const ok = validSpDegrees(H, Hkv, world);
+    return ok.length ? `use sequence_parallel_size in {${ok.join(', ')}}` : 'use sequence_parallel_size 1';
+  };
+  if (H % P !== 0) {
+    problems.push({
+      key: 'sequence_parallel_size',
+      value: P,
+      message: `the model's ${H} attention heads are not divisible by sequence_parallel_size ${P} (Ulysses gives each rank H/P whole heads)`,
+      fix: options(),
+      source,
+    });
+  } else if (Hkv % P !== 0 && P % Hkv !== 0) {
+    problems.push({
+      key: 'sequence_parallel_size',
+      value: P,
+      message: `the model's ${Hkv} key/value heads neither split over sequence_parallel_size ${P} (${Hkv} % ${P} = ${Hkv % P}) nor divide it for replication (${P} % ${Hkv} = ${P % Hkv})`,
+      fix: options(),
+      source,
+    });
+  }
+  if (world !== undefined && (!isPositiveInt(world) || world % P !== 0)) {
+    problems.push({
+      key: 'sequence_parallel_size',
+      value: P,
+      message: `must divide the world size ${world} (the world is whole sequence-parallel blocks, world = sp x dp)`,
+      fix: `${options()}, or run a multiple of ${P} ranks`,
+      source,
+    });
+  }
+  return problems;
+}
+
+/** Throws a ConfigError (with code ERR_CONFIG, as the workload's errors) listing every problem. */
+export function validateParallel(s: ParallelShape): void {
+  const problems = parallelProblems(s);
+  if (problems.length) throw Object.assign(new ConfigError(problems, 'invalid sequence-parallel layout'), { code: 'ERR_CONFIG' as const });
+}
