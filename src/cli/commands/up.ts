@@ -18,6 +18,7 @@ import { workloads } from '../../actors/rank/workloads.js';
 import { ConfigError, formatIgnored, localHostsForJob, resolveJob, type ConfigProblem } from '../../config/index.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../entryPath.js';
+import { modelParallelProblems } from '../../train/modelParallelProblems.js';
 import { ProgressDisplay } from '../progress.js';
 
 export const EXIT_INTERRUPTED = 130;
@@ -69,6 +70,11 @@ export async function upCommand(argv: string[]): Promise<number> {
   const cs = clusterSettings(config);
   const bad = bindProblem(hostList.map((h) => h.host), kinds, cs.bindHost);
   if (bad) problems.push({ key: 'cluster.bind_address', value: cs.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
+  // the model must split over sequence_parallel_size (heads, kv replication) before anything starts
+  if (workload === 'train') {
+    const world = hostList.reduce((n, h) => n + h.slots.length, 0);
+    problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world));
+  }
   if (problems.length) throw new ConfigError(problems);
 
   // before anything starts: the training workload may not be part of this build yet
