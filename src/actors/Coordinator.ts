@@ -424,6 +424,8 @@ export class Coordinator {
       const r = this.ranks.get(i);
       if (!r || r.isSettled) return;
       this.events.emit('job.rank.failed', { rank: i, incarnation: r.incarnation, reason: why, detectedBy: 'heartbeat' });
+      // the process may still be alive (frozen, hung, cut off): make sure it cannot run beside its successor
+      this.link.send(`agent:${r.slot.hostIndex}`, 'agent.signal', { rank: i, signal: 'SIGKILL' });
       this.job.send({ type: 'job.rank.failed', rank: i, reason: why });
       r.fail({ normal: false, reason: why });
     } else if (role === 'agent') {

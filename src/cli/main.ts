@@ -22,6 +22,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'chart [--format json|mermaid]         export the training-policy statechart',
     load: async () => (await import('./commands/chart.js')).chartCommand,
   },
+  chaos: {
+    summary: 'chaos --plan plan.yaml [--workload NAME] [--KEY VALUE ...]   run a job under a fault plan and check its guarantees',
+    load: async () => (await import('./commands/chaos.js')).chaosCommand,
+  },
   'check-config': {
     summary: 'check-config job.yaml [--KEY VALUE ...]  print the resolved config or every problem',
     load: async () => (await import('./commands/checkConfig.js')).checkConfigCommand,

@@ -141,7 +141,7 @@ t.test('a remote host with a loopback-only coordinator is refused before anythin
 t.test('without --nodes: this machine with one rank per sequence-parallel slot', async (t) => {
   const dir = t.testdir();
   const out = join(dir, 'out');
-  const r = runCli(['up', ...FAST, '--sequence_parallel_size', '2', '--synthetic-step-ms', '20', '--max_steps', '4', '--output_dir', out], { timeoutMs: 60_000 });
+  const r = runCli(['up', ...FAST, '--sequence_parallel_size', '2', '--synthetic-step-ms', '20', '--max_steps', '4', '--warmup_steps', '0', '--output_dir', out], { timeoutMs: 60_000 });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /ulysses-actors up: 2 ranks on localhost\(2, local\)/);
   const events = readEvents(join(out, 'events.ndjson'));

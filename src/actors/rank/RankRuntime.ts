@@ -14,6 +14,8 @@ import type { Frame } from '../../transport/FrameCodec.js';
 import { createLogger, type Logger, type LogLevel } from '../../util/Logger.js';
 import { rankLifecycleMachine } from '../../statecharts/rankLifecycle.js';
 import { KvClient } from './KvClient.js';
+import type { Transport } from '../../transport/Transport.js';
+import { rankChaosFromEnv } from '../../chaos/RankChaos.js';
 import type { Workload, WorkloadContext } from './Workload.js';
 
 export interface RankEnv {
@@ -82,6 +84,9 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   }
   const keys = await readJobKeys(env.keyFile);
   const ep = new DealerEndpoint({ keys, logger: log, role: 'rank', index: env.rank, incarnation: env.incarnation });
+  // a fault plan (ulysses-actors chaos) wraps the control link in its fault proxy; else a no-op
+  const chaos = rankChaosFromEnv(process.env, env.rank, env.incarnation, log);
+  const link: Transport = chaos ? chaos.wrap(ep) : ep;
   const life = createActor(rankLifecycleMachine, { input: { rank: env.rank, incarnation: env.incarnation } }).start();
   const abort = new AbortController();
   let abortedBy: 'coordinator' | 'signal' | 'orphaned' | null = null;
@@ -92,7 +97,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   let welcome: Frame | null = null;
   let welcomeResolve: (() => void) | null = null;
 
-  ep.onFrame((f) => {
+  link.onFrame((f) => {
     lastFromCoord = Date.now();
     if (f.type === 'peer.welcome') {
       welcome = f;
@@ -113,7 +118,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   process.once('SIGTERM', onSigterm);
 
   ep.connect(env.coordUrl);
-  ep.send('coord', 'peer.hello', { role: 'rank', host: hostname(), pid: process.pid, rank: env.rank, incarnation: env.incarnation });
+  link.send('coord', 'peer.hello', { role: 'rank', host: hostname(), pid: process.pid, rank: env.rank, incarnation: env.incarnation });
   let welcomeTimer: NodeJS.Timeout | undefined;
   const gotWelcome = await new Promise<boolean>((resolve) => {
     welcomeResolve = () => resolve(true);
@@ -128,19 +133,24 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   }
   const config = ((welcome as Frame | null)?.body.config ?? {}) as Record<string, unknown>;
   const timing = timingFrom(config);
+  chaos?.configure(config);
   life.send({ type: 'rank.joined' });
 
-  const hb = setInterval(() => {
-    ep.send('coord', 'peer.heartbeat', { step, phase, busy });
+  const beat = () => {
+    link.send('coord', 'peer.heartbeat', { step, phase, busy });
     if (Date.now() - lastFromCoord > timing.heartbeatIntervalMs * (timing.missLimit + 2)) {
       // the coordinator is gone: stop rather than become an orphan
       if (!abort.signal.aborted) log.error('lost the coordinator: aborting');
       abortedBy ??= 'orphaned';
       abort.abort(new Error('lost the coordinator'));
     }
-  }, timing.heartbeatIntervalMs);
+  };
+  // the first beat goes out now: until it arrives the coordinator only has the startup grace, so
+  // a rank that froze within its first interval would go unnoticed for the whole grace period
+  beat();
+  const hb = setInterval(beat, timing.heartbeatIntervalMs);
 
-  const kv = new KvClient(ep, `a${env.incarnation}/`, timing.rendezvousTimeoutMs);
+  const kv = new KvClient(link, `a${env.incarnation}/`, timing.rendezvousTimeoutMs);
   const ctx: WorkloadContext = {
     rank: env.rank,
     world: env.world,
@@ -151,12 +161,13 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     logger: log,
     signal: abort.signal,
     store: kv,
+    chaos: chaos ?? undefined,
     reportStep: (r) => {
       step = r.step;
-      ep.send('coord', 'rank.step.done', { ...r });
+      link.send('coord', 'rank.step.done', { ...r });
     },
-    reportTransition: (t) => ep.send('coord', 'rank.policy.transition', { ...t }),
-    reportCheckpoint: (c) => ep.send('coord', 'rank.checkpoint.written', { ...c }),
+    reportTransition: (t) => link.send('coord', 'rank.policy.transition', { ...t }),
+    reportCheckpoint: (c) => link.send('coord', 'rank.checkpoint.written', { ...c }),
     setPhase: (p, b = true) => {
       phase = p;
       busy = b;
@@ -168,7 +179,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   try {
     life.send({ type: 'rank.rendezvous' });
     const result = await workload(ctx);
-    ep.send('coord', 'rank.done', { step: result.step, finalHash: result.finalHash });
+    link.send('coord', 'rank.done', { step: result.step, finalHash: result.finalHash });
     life.send({ type: 'rank.finished' });
     code = 0;
   } catch (e) {
@@ -178,13 +189,14 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     } else {
       const err = e as Error & { code?: string };
       log.error('rank failed', { error: err.message, code: err.code });
-      ep.send('coord', 'rank.failed', { reason: err.stack ?? err.message, code: err.code });
+      link.send('coord', 'rank.failed', { reason: err.stack ?? err.message, code: err.code });
       life.send({ type: 'rank.failed', reason: err.message });
       code = 1;
     }
   } finally {
     clearInterval(hb);
     kv.close();
+    await chaos?.close();
     process.removeListener('SIGTERM', onSigterm);
     await ep.flush(1000);
     await new Promise((r) => setTimeout(r, 50)); // let ZeroMQ's I/O thread put the last frames on the wire

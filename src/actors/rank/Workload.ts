@@ -4,6 +4,7 @@
  * stop promptly when `signal` aborts (between steps at the latest).
  */
 import type { Logger } from '../../util/Logger.js';
+import type { ChaosHooks } from '../../chaos/ChaosHooks.js';
 
 export interface StepReport {
   step: number;
@@ -41,6 +42,8 @@ export interface WorkloadContext {
   reportCheckpoint(c: { step: number; path: string; checksum: string }): void;
   /** the phase shown in heartbeats (`rendezvous`, `training`, `checkpointing`, ...) */
   setPhase(phase: string, busy?: boolean): void;
+  /** fault injection (ulysses-actors chaos): absent or inert unless a fault plan is loaded */
+  chaos?: ChaosHooks;
 }
 
 export interface WorkloadResult {

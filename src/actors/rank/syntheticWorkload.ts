@@ -4,12 +4,17 @@
  * deterministic hash chain (the "weights"), sleeping `synthetic.step_ms` per step. Rank 0 writes
  * an atomic checkpoint every `save_steps`; a restarted group resumes from the newest valid one,
  * so a run with failures ends with the same final hash as a run without.
+ * It calls the fault plan's ChaosHooks like the train workload does: before every step, on a
+ * stand-in gradient (a non-finite one fails the step with ERR_NONFINITE, so the supervisor path
+ * is tested), inside a store barrier every `synthetic.barrier_steps` steps (a collective on the
+ * control plane), and between writing a checkpoint's temp dir and renaming it.
  * It is a test workload: it trains nothing.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Workload } from './Workload.js';
+import { noChaos } from '../../chaos/ChaosHooks.js';
 
 interface SyntheticState {
   step: number;
@@ -49,6 +54,14 @@ export const syntheticWorkload: Workload = async (ctx) => {
   const saveSteps = (cfg.save_steps as number) || 0;
   const stepMs = syn.step_ms ?? 50;
   const failAt = syn.fail_at_step ?? -1;
+  const barrierSteps = syn.barrier_steps ?? 0;
+  const chaos = ctx.chaos ?? noChaos;
+  const aborted = new Promise<never>((_, reject) => {
+    const fail = () => reject(ctx.signal.reason);
+    if (ctx.signal.aborted) fail();
+    else ctx.signal.addEventListener('abort', fail, { once: true });
+  });
+  aborted.catch(() => undefined);
   const outDir = String(cfg.output_dir ?? '.');
 
   ctx.setPhase('rendezvous', false);
@@ -63,11 +76,25 @@ export const syntheticWorkload: Workload = async (ctx) => {
   ctx.setPhase('training', true);
   while (st.step < maxSteps) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
+    await chaos.beforeStep(st.step + 1, ctx.signal);
     await new Promise((r) => setTimeout(r, stepMs));
+    if (chaos.active) {
+      // a stand-in gradient: the hooks scale or poison it like a real one
+      const g = Float32Array.of(chaos.lossScale(st.step + 1));
+      chaos.corruptGradients(g, st.step + 1);
+      if (!Number.isFinite(g[0]!)) throw Object.assign(new Error(`non-finite gradient at step ${st.step + 1}`), { code: 'ERR_NONFINITE' });
+    }
     if (st.step + 1 === failAt && ctx.incarnation === 0 && ctx.rank === ctx.world - 1) {
       throw Object.assign(new Error(`synthetic failure at step ${failAt}`), { code: 'ERR_SYNTHETIC' });
     }
     st = { step: st.step + 1, hash: sha(`${st.hash}:${st.step + 1}`) };
+    if (barrierSteps > 0 && st.step % barrierSteps === 0) {
+      // every rank posts its key, then waits for all: a crash in between strands the others here
+      await ctx.store.set(`barrier${st.step}/rank${ctx.rank}`, Buffer.from('1'));
+      await chaos.inCollective('barrier', st.step);
+      const keys = Array.from({ length: ctx.world }, (_, r) => `barrier${st.step}/rank${r}`);
+      await Promise.race([ctx.store.wait(keys, 60_000), aborted]);
+    }
     ctx.reportStep({ step: st.step, loss: 1 / st.step, tokens: 1, planDigest: 'synthetic', policyState: 'normal', stepMs });
     if (saveSteps > 0 && st.step % saveSteps === 0 && ctx.rank === 0) {
       ctx.setPhase('checkpointing', true);
@@ -76,6 +103,7 @@ export const syntheticWorkload: Workload = async (ctx) => {
       await mkdir(tmp, { recursive: true });
       const checksum = sha(`${st.step}:${st.hash}`);
       await writeFile(join(tmp, 'state.json'), JSON.stringify({ ...st, checksum }));
+      await chaos.checkpointWrite(st.step, tmp);
       await rm(final, { recursive: true, force: true });
       await rename(tmp, final);
       ctx.reportCheckpoint({ step: st.step, path: final, checksum });

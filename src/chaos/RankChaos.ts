@@ -1,0 +1,246 @@
+/**
+ * The rank side of a fault plan: read from ULYSSES_CHAOS (JSON set by the harness), it wraps the
+ * rank's control transport in a FaultProxy and implements the ChaosHooks the workload calls.
+ * A fault fires at most once per job (a marker file in output_dir records it, with the wall-clock
+ * time, so a restarted rank does not fire it again and the harness can time it), except a
+ * restart storm, which fires at every start. Must never act on a fault meant for another rank.
+ */
+import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Transport } from '../transport/Transport.js';
+import type { Logger } from '../util/Logger.js';
+import { ChaosFault, type ChaosHooks } from './ChaosHooks.js';
+import { keyedUniform, type Fault } from './FaultPlan.js';
+import { FaultProxy, type NetFaultKind } from './FaultProxy.js';
+
+export const CHAOS_ENV = 'ULYSSES_CHAOS';
+export const FIRED_DIR = 'chaos-fired';
+
+export interface RankChaosSpec {
+  seed: number;
+  faults: Fault[];
+}
+
+export interface FiredMarker {
+  fault: number;
+  kind: string;
+  rank: number;
+  step: number;
+  incarnation: number;
+  /** Date.now() when it fired (wall clock: shared with the harness on the same host) */
+  wallMs: number;
+}
+
+export function firedMarkerPath(outputDir: string, fault: number, rank: number): string {
+  return join(outputDir, FIRED_DIR, `fault-${fault}-rank-${rank}.json`);
+}
+
+const netKind: Partial<Record<string, NetFaultKind>> = { net_drop: 'drop', net_delay: 'delay', net_duplicate: 'duplicate', net_reorder: 'reorder', partition: 'partition' };
+
+export class RankChaos implements ChaosHooks {
+  readonly active = true;
+  private proxy: FaultProxy | null = null;
+  private readonly mine: Fault[];
+  private readonly t0 = Date.now();
+  private outputDir = '.';
+  private started = false;
+  private slowUntil = 0;
+  private slowDelayMs = 0;
+  private scaleFrom = -1;
+  private scaleUntilMs = 0;
+  private scale = 1;
+  private nanStep = -1;
+  private nanValue = NaN;
+  private collectiveArmed = false;
+  private writeArmed = false;
+
+  constructor(
+    private readonly spec: RankChaosSpec,
+    private readonly rank: number,
+    private readonly hostIndex: number,
+    private readonly incarnation: number,
+    private readonly log: Logger,
+  ) {
+    this.mine = spec.faults.filter((f) => (f.target.rank !== undefined ? f.target.rank === rank : f.target.host === hostIndex));
+  }
+
+  /** Wraps the rank's control transport; whole-run net faults start now. */
+  wrap(t: Transport): Transport {
+    this.proxy = new FaultProxy(t, { seed: (this.spec.seed * 1000003 + this.rank * 7919 + this.incarnation) >>> 0 });
+    for (const f of this.mine) {
+      const k = netKind[f.kind];
+      const untriggered = f.trigger.atStep === undefined && f.trigger.atTimeS === undefined && f.trigger.probability === undefined;
+      if (k && untriggered && f.side === 'rank') {
+        this.proxy.addRule({ kind: k, p: f.p, delayMs: f.delayMs, types: f.types, peers: null, fromMs: 0, toMs: f.durationS > 0 && k !== 'partition' ? f.durationS * 1000 : Infinity });
+      }
+    }
+    return this.proxy;
+  }
+
+  /**
+   * The job config arrives with the welcome, after wrap(). Net faults triggered by time start
+   * from a timer, so they reach workloads that do not call beforeStep() too.
+   */
+  configure(config: Record<string, unknown>): void {
+    this.outputDir = String(config.output_dir ?? '.');
+    for (const f of this.mine) {
+      const k = netKind[f.kind];
+      if (!k || f.side !== 'rank' || f.trigger.atTimeS === undefined) continue;
+      const timer = setTimeout(() => {
+        if (this.closed || this.firedBefore(f)) return;
+        this.markFired(f, -1);
+        const now = this.proxy?.elapsedMs ?? 0;
+        const to = k === 'partition' || f.durationS > 0 ? now + f.durationS * 1000 : Infinity;
+        this.proxy?.addRule({ kind: k, p: k === 'partition' ? 1 : f.p, delayMs: f.delayMs, types: f.types, peers: null, fromMs: now, toMs: to });
+      }, Math.max(0, f.trigger.atTimeS * 1000 - (Date.now() - this.t0)));
+      timer.unref();
+      this.timers.push(timer);
+    }
+  }
+
+  private closed = false;
+  private timers: NodeJS.Timeout[] = [];
+
+  private firedBefore(f: Fault): boolean {
+    return existsSync(firedMarkerPath(this.outputDir, f.index, this.rank));
+  }
+
+  private markFired(f: Fault, step: number): void {
+    const m: FiredMarker = { fault: f.index, kind: f.kind, rank: this.rank, step, incarnation: this.incarnation, wallMs: Date.now() };
+    try {
+      mkdirSync(join(this.outputDir, FIRED_DIR), { recursive: true });
+      writeFileSync(firedMarkerPath(this.outputDir, f.index, this.rank), JSON.stringify(m) + '\n');
+    } catch (e) {
+      this.log.warn('chaos: cannot record a fired fault', { error: (e as Error).message });
+    }
+    this.log.warn(`chaos: injecting ${f.kind} (fault ${f.index}) ${step > 0 ? `before step ${step}` : `at ${((Date.now() - this.t0) / 1000).toFixed(1)} s`}`);
+  }
+
+  private due(f: Fault, step: number): boolean {
+    const t = f.trigger;
+    if (t.atStep !== undefined) return step >= t.atStep;
+    if (t.atTimeS !== undefined) return Date.now() - this.t0 >= t.atTimeS * 1000;
+    if (t.probability !== undefined) return keyedUniform(this.spec.seed, f.index, this.rank, step) < t.probability;
+    return false;
+  }
+
+  async beforeStep(step: number, signal: AbortSignal): Promise<void> {
+    const first = !this.started;
+    this.started = true;
+    for (const f of this.mine) {
+      if (f.kind === 'restart_storm') {
+        if (first) {
+          this.markFired(f, step);
+          throw new ChaosFault(`chaos: restart storm: rank ${this.rank} dies at every start (fault ${f.index})`, 'ERR_CHAOS_STORM');
+        }
+        continue;
+      }
+      if (f.kind === 'net_drop' || f.kind === 'net_delay' || f.kind === 'net_duplicate' || f.kind === 'net_reorder' || f.kind === 'partition') {
+        const untriggered = f.trigger.atStep === undefined && f.trigger.atTimeS === undefined && f.trigger.probability === undefined;
+        // time triggers run from a timer (configure())
+        if (untriggered || f.trigger.atTimeS !== undefined || f.side !== 'rank' || this.firedBefore(f) || !this.due(f, step)) continue;
+        this.markFired(f, step);
+        const now = this.proxy?.elapsedMs ?? 0;
+        const to = f.kind === 'partition' || f.durationS > 0 ? now + f.durationS * 1000 : Infinity;
+        this.proxy?.addRule({ kind: netKind[f.kind]!, p: f.kind === 'partition' ? 1 : f.p, delayMs: f.delayMs, types: f.types, peers: null, fromMs: now, toMs: to });
+        continue;
+      }
+      if (this.firedBefore(f) || !this.due(f, step)) continue;
+      this.markFired(f, step);
+      switch (f.kind) {
+        case 'hang':
+          // the loop stops here; heartbeats (another timer) keep going: only the step stalls
+          await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+          throw signal.reason;
+        case 'slow':
+          this.slowUntil = Date.now() + f.durationS * 1000;
+          this.slowDelayMs = f.delayMs;
+          break;
+        case 'nan_gradients':
+          this.nanStep = step;
+          this.nanValue = f.value === 'inf' ? Infinity : NaN;
+          break;
+        case 'vanishing_gradients':
+        case 'exploding_gradients':
+          this.scaleFrom = step;
+          this.scaleUntilMs = Date.now() + f.durationS * 1000;
+          this.scale = f.scale;
+          break;
+        case 'collective_crash':
+          this.collectiveArmed = true;
+          break;
+        case 'checkpoint_write_fail':
+          this.writeArmed = true;
+          break;
+        default:
+          break;
+      }
+    }
+    if (Date.now() < this.slowUntil && this.slowDelayMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.slowDelayMs);
+        signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      });
+    }
+  }
+
+  lossScale(step: number): number {
+    if (this.scaleFrom < 0 || step < this.scaleFrom) return 1;
+    // the trigger step always; later steps while the duration lasts
+    return step === this.scaleFrom || Date.now() < this.scaleUntilMs ? this.scale : 1;
+  }
+
+  corruptGradients(grads: Float32Array, step: number): void {
+    if (step !== this.nanStep || grads.length === 0) return;
+    // a handful of positions spread over the buffer, the same on every run
+    for (let i = 0; i < 4; i++) grads[Math.floor((i * grads.length) / 4)] = this.nanValue;
+  }
+
+  async inCollective(name: string, step: number): Promise<void> {
+    if (!this.collectiveArmed) return;
+    this.log.warn(`chaos: dying inside collective ${name} at step ${step}`);
+    // no cleanup, no goodbye: exactly what a crash in the middle of a collective looks like
+    process.kill(process.pid, 'SIGKILL');
+    await new Promise(() => undefined);
+  }
+
+  async checkpointWrite(step: number, tmpDir: string): Promise<void> {
+    if (!this.writeArmed) return;
+    this.writeArmed = false;
+    // leave a torn temp dir behind: every file cut to half its size
+    try {
+      for (const n of readdirSync(tmpDir)) {
+        const p = join(tmpDir, n);
+        const st = statSync(p);
+        if (st.isFile()) truncateSync(p, Math.floor(st.size / 2));
+      }
+    } catch {
+      /* the throw below is the fault that matters */
+    }
+    throw new ChaosFault(`chaos: the checkpoint writer failed mid-write at step ${step} (torn ${tmpDir})`, 'ERR_CHAOS_CHECKPOINT_WRITE');
+  }
+
+  /** Lets delayed frames out (bounded), then stops the proxy. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    await this.proxy?.drain(1000);
+    await this.proxy?.close();
+    const f = this.proxy?.faults;
+    if (f && f.dropped + f.delayed + f.duplicated + f.reordered > 0) this.log.warn('chaos: fault proxy on this rank', { ...f });
+  }
+}
+
+/** The rank's chaos from its environment, or null when no plan is loaded. */
+export function rankChaosFromEnv(env: NodeJS.ProcessEnv, rank: number, incarnation: number, log: Logger): RankChaos | null {
+  const raw = env[CHAOS_ENV];
+  if (!raw) return null;
+  let spec: RankChaosSpec;
+  try {
+    spec = JSON.parse(raw) as RankChaosSpec;
+  } catch (e) {
+    log.error(`${CHAOS_ENV} is not valid JSON: fault injection is off`, { error: (e as Error).message });
+    return null;
+  }
+  return new RankChaos(spec, rank, Number(env.GROUP_RANK ?? 0), incarnation, log);
+}
