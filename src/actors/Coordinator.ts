@@ -558,7 +558,11 @@ export class Coordinator {
     const digests = new Map<string, number[]>();
     for (const [r, b] of m) digests.set(b.planDigest as string, [...(digests.get(b.planDigest as string) ?? []), r]);
     if (digests.size > 1 && !this.divergence) {
-      const groups = [...digests.entries()].map(([d, rs]) => `ranks ${rs.join(',')}: ${d}`).join('; ');
+      const groups = [...digests.entries()]
+        .map(([d, rs]) => [d, [...rs].sort((a, b) => a - b)] as const)
+        .sort((a, b) => a[1][0]! - b[1][0]!)
+        .map(([d, rs]) => `ranks ${rs.join(',')}: ${d}`)
+        .join('; ');
       this.divergence = `replicas disagree on the gradient policy at step ${step} (${groups})`;
       this.fail(this.divergence, 'diverged');
       return;

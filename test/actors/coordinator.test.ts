@@ -93,3 +93,16 @@ t.test('a restart storm gives up within the restart intensity and names the firs
   await new Promise((r) => setTimeout(r, 200));
   t.same(pids.filter(alive), []);
 });
+
+t.test('replicas that disagree on the policy decision fail the job fast, naming the step and the ranks', async (t) => {
+  const dir = t.testdir();
+  const { result, events, pids } = await runJob(dir, jobConfig(dir, { max_steps: 40, synthetic: { step_ms: 30, diverge_at_step: 5 } }), 3);
+  t.equal(result.ok, false);
+  t.equal(result.state, 'failed');
+  t.match(String(result.reason), /replicas disagree on the gradient policy at step 5/);
+  t.match(String(result.reason), /ranks 0,1: synthetic; ranks 2: diverged/);
+  t.equal(result.restarts, 0, 'a divergence is not retried');
+  t.ok(events.some((e) => e.type === 'job.failed' && e.kind === 'diverged'));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(pids.filter(alive), []);
+});

@@ -54,6 +54,8 @@ export const syntheticWorkload: Workload = async (ctx) => {
   const saveSteps = (cfg.save_steps as number) || 0;
   const stepMs = syn.step_ms ?? 50;
   const failAt = syn.fail_at_step ?? -1;
+  // a test switch: the last rank reports a different policy decision from this step on
+  const divergeAt = syn.diverge_at_step ?? -1;
   const barrierSteps = syn.barrier_steps ?? 0;
   const chaos = ctx.chaos ?? noChaos;
   const aborted = new Promise<never>((_, reject) => {
@@ -95,7 +97,8 @@ export const syntheticWorkload: Workload = async (ctx) => {
       const keys = Array.from({ length: ctx.world }, (_, r) => `barrier${st.step}/rank${r}`);
       await Promise.race([ctx.store.wait(keys, 60_000), aborted]);
     }
-    ctx.reportStep({ step: st.step, loss: 1 / st.step, tokens: 1, planDigest: 'synthetic', policyState: 'normal', stepMs });
+    const diverged = divergeAt > 0 && st.step >= divergeAt && ctx.rank === ctx.world - 1;
+    ctx.reportStep({ step: st.step, loss: 1 / st.step, tokens: 1, planDigest: diverged ? 'diverged' : 'synthetic', policyState: 'normal', stepMs });
     if (saveSteps > 0 && st.step % saveSteps === 0 && ctx.rank === 0) {
       ctx.setPhase('checkpointing', true);
       const final = join(outDir, `checkpoint-${st.step}`);
