@@ -4,7 +4,7 @@
  * (`noChaos`). The train workload and the synthetic one both call them:
  *   beforeStep(step, signal)        before optimizer step `step` (hang, slow, storms, partitions)
  *   lossScale(step)                 multiply the loss by this (vanishing/exploding gradients)
- *   corruptGradients(grads, step)   on the reduced gradients, before the policy sees them (NaN/Inf)
+ *   corruptGradients(grads, step)   on the local gradients, before the reduction (so every replica sees the fault) (NaN/Inf)
  *   inCollective(name, step)        inside a collective, after this rank entered it
  *   checkpointWrite(step, tmpDir)   after the checkpoint files are in the temp dir, before the rename
  * Must never change anything when no fault is due, and never throw except to inject a fault.

@@ -73,8 +73,13 @@ export interface FaultPlan {
   workload: string | null;
   /** ranks on one loopback host, or explicit hosts */
   hosts: { host: string; slots: number }[] | null;
-  /** recover (default) or give_up (restart storms) */
-  expect: 'recover' | 'give_up';
+  /**
+   * recover (default): the job restarts and ends with the fault-free weights; give_up (restart
+   * storms); absorb: the gradient policy handles the fault inside the run (NaN steps skipped,
+   * vanishing/exploding steps rescaled or clipped), so the weights legitimately differ from the
+   * fault-free run's and the harness checks the policy's reaction instead
+   */
+  expect: 'recover' | 'give_up' | 'absorb';
   /** job config overrides (merged over the harness's defaults) */
   job: Record<string, unknown>;
   faults: Fault[];
@@ -126,7 +131,7 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
     if (hosts) problems.push('ranks: give either ranks or hosts, not both');
     else if (n !== undefined) hosts = [{ host: 'localhost', slots: n }];
   }
-  const expect = raw.expect === undefined ? 'recover' : raw.expect === 'recover' || raw.expect === 'give_up' ? raw.expect : (problems.push(`expect: must be recover or give_up, got ${JSON.stringify(raw.expect)}`), 'recover');
+  const expect = raw.expect === undefined ? 'recover' : raw.expect === 'recover' || raw.expect === 'give_up' || raw.expect === 'absorb' ? raw.expect : (problems.push(`expect: must be recover, give_up or absorb, got ${JSON.stringify(raw.expect)}`), 'recover');
   const job = raw.job === undefined ? {} : isObj(raw.job) ? raw.job : (problems.push('job: must be a mapping of job config keys'), {});
   const world = hosts ? hosts.reduce((a, h) => a + h.slots, 0) : null;
   const faults: Fault[] = [];
@@ -178,6 +183,10 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
     });
   }
   if (expect === 'give_up' && !faults.some((f) => f.kind === 'restart_storm')) problems.push('expect: give_up is for plans with a restart_storm fault');
+  const absorbable = new Set<FaultKind>(['nan_gradients', 'vanishing_gradients', 'exploding_gradients']);
+  if (expect === 'absorb' && (faults.length === 0 || faults.some((f) => !absorbable.has(f.kind)))) {
+    problems.push(`expect: absorb is for plans whose faults are all gradient faults (${[...absorbable].join(', ')}) that the gradient policy handles in the run`);
+  }
   if (faults.some((f) => f.kind === 'restart_storm') && raw.expect === undefined) {
     // a storm cannot be recovered from: say so instead of silently expecting it
     problems.push('expect: a plan with restart_storm must say `expect: give_up`');

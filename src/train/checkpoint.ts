@@ -102,8 +102,16 @@ export interface WrittenCheckpoint {
   checksum: string;
 }
 
+export interface WriteCheckpointOptions {
+  /**
+   * Runs once every file is in the temporary directory, before the rename (the fault plan's
+   * failed-write injection). A throw leaves no checkpoint: the temp dir is never renamed.
+   */
+  beforeRename?(tmpDir: string): Promise<void>;
+}
+
 /** Writes checkpoint-<step> atomically (call on one rank only). */
-export async function writeCheckpoint(outputDir: string, p: CheckpointPayload): Promise<WrittenCheckpoint> {
+export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
   const step = p.state.step;
   const final = checkpointDir(outputDir, step);
   const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
@@ -125,6 +133,7 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload): 
     const sums = lines.join('\n') + '\n';
     await writeFileSynced(join(tmp, CHECKSUMS_FILE), sums);
     await fsyncPath(tmp);
+    await opts.beforeRename?.(tmp);
     // Rewriting a step (after a rollback) replaces the old directory; a crash in between leaves
     // the older checkpoints, never a half-written one.
     await rm(final, { recursive: true, force: true });

@@ -181,6 +181,7 @@ export const trainWorkload: Workload = async (ctx) => {
       logger: log,
       hooks: ctx,
       signal: ctx.signal,
+      chaos: ctx.chaos,
       resumeFrom,
       lossScale: (c.gradient_policy as { loss_scale_schedule?: string | null }).loss_scale_schedule ?? null,
       configHash: configHash(raw),

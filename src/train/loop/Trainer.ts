@@ -11,6 +11,7 @@
  * draw unkeyed randomness, or let a rank run past a checkpoint that is not yet committed.
  */
 import { createHash } from 'node:crypto';
+import type { ChaosHooks } from '../../chaos/ChaosHooks.js';
 import type { Model } from '../../engine/Model.js';
 import { adamwStep, gradStats, zero } from '../../engine/ops/optim.js';
 import type { PolicyConfig } from '../../statecharts/policyConfig.js';
@@ -95,6 +96,11 @@ export interface TrainerOptions {
   gradientHook?: (grads: Float32Array, step: number) => void;
   /** stop after this step even if the schedule is longer (tests of interrupted runs) */
   stopAfter?: number;
+  /**
+   * The fault plan's hooks (ulysses-actors chaos); absent or inert without a plan. Called at fixed
+   * points of every step: they change nothing unless a fault is due.
+   */
+  chaos?: ChaosHooks;
 }
 
 export interface TrainResult {
@@ -113,6 +119,9 @@ export class PolicyEscalation extends Error {
     this.name = 'PolicyEscalation';
   }
 }
+
+/** For hooks that wait on a signal when the caller gave none. */
+const neverAborted = new AbortController().signal;
 
 export function weightsHash(model: Model): string {
   const h = createHash('sha256');
@@ -211,7 +220,12 @@ export class Trainer {
     const { o } = this;
     o.hooks?.setPhase?.('checkpointing', true);
     if (o.runtime.rank === 0) {
-      const w = await writeCheckpoint(o.config.output_dir, { model: o.model, m: this.m, v: this.v, state: this.state() });
+      const chaos = o.chaos;
+      const w = await writeCheckpoint(
+        o.config.output_dir,
+        { model: o.model, m: this.m, v: this.v, state: this.state() },
+        chaos ? { beforeRename: (tmp) => chaos.checkpointWrite(this.step, tmp) } : undefined,
+      );
       const removed = await pruneCheckpoints(o.config.output_dir, o.config.save_total_limit, w.path);
       o.hooks?.reportCheckpoint?.({ step: this.step, path: w.path, checksum: w.checksum });
       o.logger.info(`saved ${w.path}`, removed.length ? { removed } : undefined);
@@ -224,6 +238,8 @@ export class Trainer {
     const { o } = this;
     const { model, runtime, config: c } = o;
     const t0 = performance.now();
+    // hang and slow faults stall here; inside the timed step, so a slow rank shows in step_ms
+    await o.chaos?.beforeStep(step, o.signal ?? neverAborted);
     const gas = c.gradient_accumulation_steps;
     const bpe = o.data.batchesPerEpoch;
     // This step's shards, all of them first: the normalizer counts every micro-batch of the step.
@@ -236,7 +252,8 @@ export class Trainer {
     const count = Float64Array.of(shards.reduce((a, s) => a + s.valid, 0));
     await runtime.allReduceSum(count, 'sp');
     // Loss scaling (the testing switch) divides the normalizer: loss and gradients times factor.
-    const factor = lossScaleAt(this.lossScale, step);
+    // a vanishing/exploding fault scales it further (times 1 without one: the same bits)
+    const factor = lossScaleAt(this.lossScale, step) * (o.chaos?.lossScale(step) ?? 1);
     const normalizer = Math.max(1, count[0]!) / factor;
     let lossSum = 0;
     let localTokens = 0;
@@ -246,6 +263,9 @@ export class Trainer {
       lossSum += r.loss / factor;
       localTokens += s.tokens.length - s.padding;
     }
+    // NaN/Inf faults poison this rank's part before the reduction, so every replica sees them
+    o.chaos?.corruptGradients(model.grads, step);
+    await o.chaos?.inCollective('reduceGradients', step);
     await runtime.reduceGradients(model.grads);
     const totals = Float64Array.of(lossSum, localTokens, runtime.spRank === 0 ? count[0]! : 0);
     await runtime.allReduceSum(totals, 'world');
