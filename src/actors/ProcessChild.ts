@@ -8,6 +8,7 @@
  * killed when the parent exits normally. Signals go only to pids this object started.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { exitedWithin, signalGroup } from './processGroup.js';
 import type { ChildHandle, ExitInfo } from './Supervisor.js';
 
 export interface ProcessChildOptions {
@@ -84,28 +85,11 @@ export class ProcessChild implements ChildHandle {
   }
 
   private signalGroup(sig: NodeJS.Signals): void {
-    const pid = this.proc.pid;
-    if (pid === undefined || this.exitInfo) return;
-    try {
-      process.kill(-pid, sig); // the group this child leads
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
+    if (!this.exitInfo) signalGroup(this.proc.pid, sig);
   }
 
   private waitExit(ms: number): Promise<boolean> {
-    if (this.exitInfo) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const t = setTimeout(() => resolve(false), ms);
-      void this.exited.then(() => {
-        clearTimeout(t);
-        resolve(true);
-      });
-    });
+    return this.exitInfo ? Promise.resolve(true) : exitedWithin(this.exited, ms);
   }
 
   /** The shutdown ladder. Safe to call twice (the second call waits for the first). */

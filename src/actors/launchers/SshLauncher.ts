@@ -6,6 +6,7 @@
  * Stopping a remote agent: close stdin (the agent's own shutdown), then SIGTERM/SIGKILL the
  * local ssh client; never waits forever.
  */
+import { exitedWithin, signalGroup } from '../processGroup.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../../util/Logger.js';
@@ -126,28 +127,11 @@ export class SshAgentProcess implements ChildHandle {
   }
 
   private signal(sig: NodeJS.Signals): void {
-    const pid = this.proc.pid;
-    if (pid === undefined || this.exitInfo) return;
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
+    if (!this.exitInfo) signalGroup(this.proc.pid, sig);
   }
 
   private waitExit(ms: number): Promise<boolean> {
-    if (this.exitInfo) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const t = setTimeout(() => resolve(false), ms);
-      void this.exited.then(() => {
-        clearTimeout(t);
-        resolve(true);
-      });
-    });
+    return this.exitInfo ? Promise.resolve(true) : exitedWithin(this.exited, ms);
   }
 
   stop(reason: string): Promise<void> {
