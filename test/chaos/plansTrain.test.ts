@@ -1,6 +1,7 @@
-// Example fault plans under the real training loop (tiny model, 2 ranks, SP 2): NaN, vanishing and
-// exploding gradients absorbed by the gradient policy (expect: absorb), a failed checkpoint write
-// and a hung rank recovered by a restart with the fault-free weights.
+// Every example plan (examples/chaos) under the real training loop on the tiny model, first half:
+// gradient faults absorbed by the gradient policy, a failed checkpoint write, a hung rank, a crash
+// with a corrupted checkpoint, a freeze. The second half is plansTrain2.test.ts.
 import { planTests } from './helpers/planTests.js';
 
-planTests(['train_nan', 'train_vanishing', 'train_exploding', 'train_write_fail', 'train_hang']);
+const firstHalf = ['train_nan', 'train_vanishing', 'train_exploding', 'train_write_fail', 'train_hang', 'train_crash', 'train_freeze'];
+planTests(firstHalf);
