@@ -23,6 +23,24 @@ export interface EndpointOptions {
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 
+/**
+ * Binds the process's ZAP handler endpoint. ZeroMQ releases an inproc endpoint asynchronously
+ * after its socket closes, so a coordinator started right after another one (the fault-free
+ * reference run, then the faulty run) may find it still taken for a moment: retry briefly.
+ */
+async function bindZap(zap: Reply, waitMs = 3000): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await zap.bind(ZAP_ENDPOINT);
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EADDRINUSE' || Date.now() - t0 > waitMs) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
 /** One-at-a-time sender over a zeromq.js socket. */
 class SendQueue {
   private q: (Buffer | string)[][] = [];
@@ -146,7 +164,7 @@ export class RouterEndpoint extends EndpointBase implements Transport {
 
   /** Binds and starts receiving; returns the tcp:// endpoint peers connect to. */
   async bind(host = (this.opts as RouterOptions).host ?? '127.0.0.1', port = (this.opts as RouterOptions).port ?? 0): Promise<string> {
-    await this.zap.bind(ZAP_ENDPOINT);
+    await bindZap(this.zap);
     void this.zapLoop();
     await this.sock.bind(`tcp://${host}:${port === 0 ? '*' : port}`);
     this.endpointUrl = this.sock.lastEndpoint ?? '';
