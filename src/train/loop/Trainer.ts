@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ChaosHooks } from '../../chaos/ChaosHooks.js';
+import type { JobConfig } from '../../config/JobConfig.js';
 import type { Model } from '../../engine/Model.js';
 import { adamwStep, gradStats, zero } from '../../engine/ops/optim.js';
 import type { PolicyConfig } from '../../statecharts/policyConfig.js';
@@ -19,33 +20,34 @@ import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, type TrainerState } from '../checkpoint.js';
-import { scheduleOf, scheduledLr, type ScheduleConfig, type SchedulerType } from '../schedule.js';
+import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
 import { applyPlan, decays, spansOf } from './applyPlan.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
 import { shardSequence, type SequenceShard, type TrainData } from './sequences.js';
 
-/** The job keys the loop reads (a subset of JobConfig, snake_case as in YAML). */
-export interface TrainConfig {
-  output_dir: string;
-  logging_steps: number;
-  save_steps: number;
-  save_total_limit: number | null;
-  per_device_train_batch_size: number;
-  gradient_accumulation_steps: number;
-  learning_rate: number;
-  num_train_epochs: number;
-  max_steps: number;
-  lr_scheduler_type: SchedulerType;
-  warmup_ratio: number;
-  warmup_steps: number;
-  max_grad_norm: number;
-  weight_decay: number;
-  adam_beta1: number;
-  adam_beta2: number;
-  adam_epsilon: number;
-  seed: number;
-  debug: boolean;
-}
+/** The job keys the loop reads (snake_case as in YAML). */
+export type TrainConfig = Pick<
+  JobConfig,
+  | 'output_dir'
+  | 'logging_steps'
+  | 'save_steps'
+  | 'save_total_limit'
+  | 'per_device_train_batch_size'
+  | 'gradient_accumulation_steps'
+  | 'learning_rate'
+  | 'num_train_epochs'
+  | 'max_steps'
+  | 'lr_scheduler_type'
+  | 'warmup_ratio'
+  | 'warmup_steps'
+  | 'max_grad_norm'
+  | 'weight_decay'
+  | 'adam_beta1'
+  | 'adam_beta2'
+  | 'adam_epsilon'
+  | 'seed'
+  | 'debug'
+>;
 
 export interface StepInfo {
   step: number;
