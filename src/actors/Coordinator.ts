@@ -24,6 +24,9 @@ import { KvStore } from './KvStore.js';
 import { EventLog } from './EventLog.js';
 import { Supervisor, type ChildHandle, type ChildSpec, type ExitInfo, type GiveUpReport } from './Supervisor.js';
 
+/** How long a failure that looks secondary (a communication error) waits for its root cause. */
+const SECONDARY_FAILURE_GRACE_MS = 500;
+
 export interface HostSlot {
   host: string;
   slots: number;
@@ -120,6 +123,8 @@ class RemoteRank implements ChildHandle {
   private settled = false;
   pid: number | null = null;
   startedAt: number;
+  /** set when the rank reported a communication error: its failure is probably a consequence of another's */
+  secondaryAt: number | null = null;
 
   constructor(
     readonly slot: RankSlot,
@@ -480,10 +485,16 @@ export class Coordinator {
         this.events.emit(normal ? 'rank.exited' : 'job.rank.failed', {
           rank, incarnation: inc, code, signal, reason, stderrTail: normal ? undefined : String(f.body.stderrTail).slice(-2000), detectedBy: 'agent',
         });
-        if (!normal && !r.isSettled) this.job.send({ type: 'job.rank.failed', rank, reason });
         this.monitor.forget(`rank:${rank}`);
         r.pid = null;
-        r.fail({ normal, reason, code, signal, detail: { stderrTail: f.body.stderrTail } });
+        const settle = () => {
+          if (!normal && !r.isSettled) this.job.send({ type: 'job.rank.failed', rank, reason });
+          r.fail({ normal, reason, code, signal, detail: { stderrTail: f.body.stderrTail } });
+        };
+        // the exit of a rank that just reported a communication error waits out the same grace
+        const wait = r.secondaryAt === null ? 0 : SECONDARY_FAILURE_GRACE_MS - (this.clock.now() - r.secondaryAt);
+        if (!normal && wait > 0) this.clock.setTimeout(settle, wait);
+        else settle();
         break;
       }
       default:
@@ -536,11 +547,21 @@ export class Coordinator {
         this.finalHashes[rank] = f.body.finalHash as string | undefined;
         this.events.emit('rank.done', { rank, step: f.body.step, finalHash: f.body.finalHash });
         break;
-      case 'rank.failed':
+      case 'rank.failed': {
         this.events.emit('job.rank.failed', { rank, incarnation: r.incarnation, reason: String(f.body.reason).slice(0, 4000), code: f.body.code, detectedBy: 'rank' });
-        if (!r.isSettled) this.job.send({ type: 'job.rank.failed', rank, reason: String(f.body.reason).split('\n')[0]! });
-        r.fail({ normal: false, reason: String(f.body.reason).split('\n')[0]!, detail: { code: f.body.code } });
+        const reason = String(f.body.reason).split('\n')[0]!;
+        const settle = () => {
+          if (!r.isSettled) this.job.send({ type: 'job.rank.failed', rank, reason });
+          r.fail({ normal: false, reason, detail: { code: f.body.code } });
+        };
+        // A communication error is usually the echo of a peer's failure: give the root cause (the
+        // peer's exit or its own report) a moment to arrive first, so reports name the first failure.
+        if (String(f.body.code ?? '').startsWith('ERR_COMM')) {
+          r.secondaryAt = this.clock.now();
+          this.clock.setTimeout(settle, SECONDARY_FAILURE_GRACE_MS);
+        } else settle();
         break;
+      }
       default:
         break;
     }
