@@ -1,7 +1,6 @@
 /**
- * Runs fault plans as tap tests: the examples (examples/chaos/*.yaml, the real training loop on
- * the tiny model) and the harness fixtures (test/chaos/fixtures/plans, the fast synthetic
- * workload); each plan on loopback, every guarantee asserted with the report table in the message, plus the
+ * Runs example fault plans (examples/chaos/*.yaml) as tap tests: each plan on loopback with the
+ * synthetic workload, every guarantee asserted with the report table in the message, plus the
  * acceptance figures (crash detected within 1 s, freeze within 3.5 s, resumed within 10 s of
  * detection). Leftover processes are killed by pid even when a test fails.
  */
@@ -16,7 +15,6 @@ import { cliEntry } from '../../../src/cli/entryPath.js';
 import { alive, jobPids, killAll, readEvents } from '../../helpers/jobProcesses.js';
 
 export const examplesDir = fileURLToPath(new URL('../../../examples/chaos/', import.meta.url));
-export const fixturesDir = fileURLToPath(new URL('../fixtures/plans/', import.meta.url));
 const haveTrainRuntime = existsSync(join(packageRoot(), 'dist', 'src', 'train', 'createParallelRuntime.js'));
 
 /** Acceptance limits (ms) on time to detect, by fault kind. */
@@ -25,20 +23,20 @@ const RECOVER_LIMIT_MS = 10_000;
 
 export const figures: ChaosReport[] = [];
 
-export function planTests(names: string[], dir = examplesDir): void {
+export function planTests(names: string[]): void {
   const cache = new Map<string, (string | undefined)[]>();
   for (const name of names) {
-    const plan0 = loadFaultPlan(join(dir, `${name}.yaml`));
+    const plan0 = loadFaultPlan(join(examplesDir, `${name}.yaml`));
     const skip = plan0.workload === 'train' && !haveTrainRuntime ? 'the parallel training runtime is not built' : false;
     t.test(`plan ${name}`, { skip }, async (t) => {
-      const out = t.testdir();
+      const dir = t.testdir();
       t.teardown(() => {
         // whatever happened, nothing of the job survives the test
-        const pids = [...jobPids(readEvents(join(out, 'fault', 'events.ndjson'))), ...jobPids(readEvents(join(out, 'reference', 'events.ndjson')))];
+        const pids = [...jobPids(readEvents(join(dir, 'fault', 'events.ndjson'))), ...jobPids(readEvents(join(dir, 'reference', 'events.ndjson')))];
         killAll(pids.filter(alive));
       });
-      const plan = loadFaultPlan(join(dir, `${name}.yaml`));
-      const report = await runChaos({ plan, outputDir: out, referenceCache: cache, cliEntry: cliEntry() });
+      const plan = loadFaultPlan(join(examplesDir, `${name}.yaml`));
+      const report = await runChaos({ plan, outputDir: dir, referenceCache: cache, cliEntry: cliEntry() });
       const table = formatChaosReport(report);
       t.comment(table);
       figures.push(report);
