@@ -28,6 +28,7 @@ import { evaluateRecall, type RecallEval } from './loop/evaluateRecall.js';
 import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
 import { PolicyEscalation, Trainer } from './loop/Trainer.js';
+import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
 
@@ -70,7 +71,10 @@ export async function loadModel(dir: string, seed: number): Promise<Model> {
 }
 
 interface JobData {
+  /** pt/sft sequences (empty for dpo) */
   items: PackedSequence[];
+  /** dpo: chosen/rejected pairs */
+  pairs?: PreferenceItem[];
   /** held-out items of a built-in task (absent for other datasets) */
   evalItems?: PackedSequence[];
   /** chance level of an exact answer on the built-in task */
@@ -98,7 +102,7 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
   }
   const tok = await loadTokenizer(modelDir, vocabSize);
   const prepared = prepareData({ stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing }, tok);
-  if (prepared.kind !== 'sequences') throw Object.assign(new Error(`stage ${c.stage} is not supported by this training loop yet`), { code: 'ERR_CONFIG' });
+  if (prepared.kind === 'pairs') return { items: [], pairs: prepared.items };
   return { items: prepared.items };
 }
 
@@ -172,10 +176,12 @@ export const trainWorkload: Workload = async (ctx) => {
     ctx.setPhase('loading', true);
     const data = await loadJobData(c, modelDir, model.config.vocabSize, runtime.dp);
     const resumeFrom = await chooseStart(ctx, c, runtime);
+    const split = { seed: c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size };
     const trainer = new Trainer({
       model,
       runtime,
-      data: replicaData(data.items, { seed: c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size }),
+      data: data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split),
+      dpo: data.pairs ? { beta: c.pref_beta, reference: await referenceModel(c, model, modelDir, runtime) } : undefined,
       config: c,
       policy: toPolicyConfig(c.gradient_policy),
       logger: log,
@@ -187,7 +193,7 @@ export const trainWorkload: Workload = async (ctx) => {
       configHash: configHash(raw),
     });
     if (runtime.rank === 0) {
-      log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.items.length} sequences of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);
+      log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.pairs ? `${data.pairs.length} preference pairs` : `${data.items.length} sequences`} of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);
     }
     let before: RecallEval | undefined;
     if (data.evalItems && !resumeFrom) {
@@ -216,6 +222,21 @@ export const trainWorkload: Workload = async (ctx) => {
     await runtime.close();
   }
 };
+
+/**
+ * DPO's reference: the base model with its adapters disabled (LoRA), or a frozen copy of the
+ * initial weights loaded like the policy's (full fine-tuning; loaded from model_name_or_path,
+ * never from a checkpoint, so a resumed run scores against the same reference).
+ */
+async function referenceModel(c: JobConfig, model: Model, modelDir: string, runtime: ParallelRuntime): Promise<ReferenceModel> {
+  if (c.finetuning_type === 'lora') {
+    const m = model as unknown as { setAdaptersEnabled(on: boolean): void }; // TEMP until Model has LoRA
+    return { model, enter: () => m.setAdaptersEnabled(false), exit: () => m.setAdaptersEnabled(true) };
+  }
+  const ref = await loadModel(modelDir, c.seed);
+  runtime.attachModel(ref);
+  return { model: ref };
+}
 
 function fmt(e: RecallEval): string {
   return `${(100 * e.accuracy).toFixed(1)}% exact (${e.exact}/${e.examples}), mean p(answer) ${e.meanAnswerProb.toFixed(3)}`;

@@ -23,7 +23,8 @@ import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, type TrainerState } 
 import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
 import { applyPlan, decays, spansOf } from './applyPlan.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
-import { shardSequence, type SequenceShard, type TrainData } from './sequences.js';
+import { dpoStep, type PreferenceItem, type ReferenceModel } from './dpo.js';
+import { shardSequence, type PackedSequence, type SequenceShard, type TrainData } from './sequences.js';
 
 /** The job keys the loop reads (snake_case as in YAML). */
 export type TrainConfig = Pick<
@@ -49,6 +50,19 @@ export type TrainConfig = Pick<
   | 'debug'
 >;
 
+/** One rank's contribution to the step's world sums. */
+interface StepSums {
+  lossSum: number;
+  localTokens: number;
+  /** supervised tokens counted once per replica */
+  validTokens: number;
+  /** dpo: per-replica means of rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected */
+  rewards?: number[];
+}
+
+/** The metrics.jsonl names of StepSums.rewards, in order (LLaMA-Factory's). */
+const DPO_METRICS = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected'] as const;
+
 export interface StepInfo {
   step: number;
   loss: number;
@@ -68,6 +82,8 @@ export interface StepInfo {
     tokens_per_s: number;
     /** supervised tokens of the step over the whole world (the loss normalizer summed over replicas) */
     valid_tokens: number;
+    /** dpo only: means over the world's pairs (see DPO_METRICS) */
+    [dpoMetric: string]: number;
   };
 }
 
@@ -82,7 +98,7 @@ export interface TrainerHooks {
 export interface TrainerOptions {
   model: Model;
   runtime: ParallelRuntime;
-  data: TrainData;
+  data: TrainData | TrainData<PreferenceItem>;
   config: TrainConfig;
   policy: PolicyConfig;
   logger: Logger;
@@ -103,6 +119,11 @@ export interface TrainerOptions {
    * points of every step: they change nothing unless a fault is due.
    */
   chaos?: ChaosHooks;
+  /**
+   * stage dpo: `data` yields PreferenceItems; the loss is DPO's sigmoid loss with `beta`
+   * (pref_beta) against the reference model.
+   */
+  dpo?: { beta: number; reference: ReferenceModel };
 }
 
 export interface TrainResult {
@@ -236,26 +257,16 @@ export class Trainer {
     o.hooks?.setPhase?.('training', true);
   }
 
-  private async trainStep(step: number): Promise<StepInfo> {
-    const { o } = this;
-    const { model, runtime, config: c } = o;
-    const t0 = performance.now();
-    // hang and slow faults stall here; inside the timed step, so a slow rank shows in step_ms
-    await o.chaos?.beforeStep(step, o.signal ?? neverAborted);
-    const gas = c.gradient_accumulation_steps;
-    const bpe = o.data.batchesPerEpoch;
-    // This step's shards, all of them first: the normalizer counts every micro-batch of the step.
-    const shards: SequenceShard[] = [];
-    for (let j = 0; j < gas; j++) {
-      const mb = (step - 1) * gas + j;
-      const seqs = await o.data.microBatch(Math.floor(mb / bpe), mb % bpe);
-      for (const s of seqs) shards.push(shardSequence(s, runtime.sp, runtime.spRank));
-    }
+  /**
+   * pt/sft: every shard forward and backward, the loss normalized by the step's supervised tokens
+   * over the SP group (agreed before the first forward). Returns this rank's partial loss sum.
+   */
+  private async languageModelStep(seqs: PackedSequence[], factor: number): Promise<StepSums> {
+    const { model, runtime } = this.o;
+    const shards: SequenceShard[] = seqs.map((s) => shardSequence(s, runtime.sp, runtime.spRank));
     const count = Float64Array.of(shards.reduce((a, s) => a + s.valid, 0));
     await runtime.allReduceSum(count, 'sp');
-    // Loss scaling (the testing switch) divides the normalizer: loss and gradients times factor.
-    // a vanishing/exploding fault scales it further (times 1 without one: the same bits)
-    const factor = lossScaleAt(this.lossScale, step) * (o.chaos?.lossScale(step) ?? 1);
+    // Loss scaling divides the normalizer: loss and gradients times factor.
     const normalizer = Math.max(1, count[0]!) / factor;
     let lossSum = 0;
     let localTokens = 0;
@@ -265,11 +276,51 @@ export class Trainer {
       lossSum += r.loss / factor;
       localTokens += s.tokens.length - s.padding;
     }
+    return { lossSum, localTokens, validTokens: runtime.spRank === 0 ? count[0]! : 0 };
+  }
+
+  /**
+   * dpo: the sigmoid preference loss over the step's pairs (dpo.ts). Every SP member computes the
+   * same loss, so only SP rank 0 contributes it (and the rewards) to the world sums.
+   */
+  private async preferenceStep(pairs: PreferenceItem[], factor: number): Promise<StepSums> {
+    const { model, runtime } = this.o;
+    const d = this.o.dpo!;
+    const r = await dpoStep({ model, reference: d.reference, runtime, items: pairs, beta: d.beta, scale: factor });
+    const lead = runtime.spRank === 0 ? 1 / r.pairs : 0;
+    const s = r.sums;
+    return {
+      lossSum: s.loss * lead,
+      localTokens: r.localTokens,
+      validTokens: r.valid,
+      rewards: [s.rewardChosen * lead, s.rewardRejected * lead, s.accuracy * lead, (s.rewardChosen - s.rewardRejected) * lead, s.logpChosen * lead, s.logpRejected * lead],
+    };
+  }
+
+  private async trainStep(step: number): Promise<StepInfo> {
+    const { o } = this;
+    const { model, runtime, config: c } = o;
+    const t0 = performance.now();
+    // hang and slow faults stall here; inside the timed step, so a slow rank shows in step_ms
+    await o.chaos?.beforeStep(step, o.signal ?? neverAborted);
+    const gas = c.gradient_accumulation_steps;
+    const bpe = o.data.batchesPerEpoch;
+    // Loss scaling (the testing switch) divides the normalizer: loss and gradients times factor.
+    // a vanishing/exploding fault scales it further (times 1 without one: the same bits)
+    const factor = lossScaleAt(this.lossScale, step) * (o.chaos?.lossScale(step) ?? 1);
+    // This step's items, all of them first: the loss is normalized over every micro-batch of the step.
+    const items: (PackedSequence | PreferenceItem)[] = [];
+    for (let j = 0; j < gas; j++) {
+      const mb = (step - 1) * gas + j;
+      items.push(...(await o.data.microBatch(Math.floor(mb / bpe), mb % bpe)));
+    }
+    const r = o.dpo ? await this.preferenceStep(items as PreferenceItem[], factor) : await this.languageModelStep(items as PackedSequence[], factor);
+    const { lossSum, localTokens, validTokens } = r;
     // NaN/Inf faults poison this rank's part before the reduction, so every replica sees them
     o.chaos?.corruptGradients(model.grads, step);
     await o.chaos?.inCollective('reduceGradients', step);
     await runtime.reduceGradients(model.grads);
-    const totals = Float64Array.of(lossSum, localTokens, runtime.spRank === 0 ? count[0]! : 0);
+    const totals = Float64Array.of(lossSum, localTokens, validTokens, ...(r.rewards ?? []));
     await runtime.allReduceSum(totals, 'world');
     const loss = totals[0]! / runtime.dp;
     o.gradientHook?.(model.grads, step);
@@ -326,6 +377,7 @@ export class Trainer {
         interventions: this.policy.context.interventions,
         tokens_per_s: totals[1]! / Math.max(1e-9, stepMs / 1000),
         valid_tokens: totals[2]!,
+        ...(r.rewards ? Object.fromEntries(DPO_METRICS.map((k, i) => [k, totals[3 + i]! / runtime.dp])) : {}),
       },
     };
   }

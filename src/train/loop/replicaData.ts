@@ -9,7 +9,7 @@
 import { DataLoader } from '../data/DataLoader.js';
 import type { PackedSequence, TrainData } from './sequences.js';
 
-export function replicaData(items: readonly PackedSequence[], o: { seed: number; dp: number; dpRank: number; batch: number; shuffle?: boolean }): TrainData {
+export function replicaData<T = PackedSequence>(items: readonly T[], o: { seed: number; dp: number; dpRank: number; batch: number; shuffle?: boolean }): TrainData<T> {
   const loader = new DataLoader(items, { seed: o.seed, dp: o.dp, dpRank: o.dpRank, shuffle: o.shuffle ?? true });
   const batchesPerEpoch = Math.floor(items.length / (o.dp * o.batch));
   if (batchesPerEpoch < 1) {

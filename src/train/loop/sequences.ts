@@ -20,11 +20,11 @@ export interface PackedSequence {
 }
 
 /** The micro-batches of one data-parallel replica, addressable by (epoch, index) for exact resumes. */
-export interface TrainData {
+export interface TrainData<T = PackedSequence> {
   /** micro-batches per epoch for one replica */
   batchesPerEpoch: number;
-  /** the per_device_train_batch_size sequences of micro-batch `index` of `epoch` for this replica */
-  microBatch(epoch: number, index: number): PackedSequence[] | Promise<PackedSequence[]>;
+  /** the per_device_train_batch_size items (sequences, or DPO pairs) of micro-batch `index` of `epoch` for this replica */
+  microBatch(epoch: number, index: number): T[] | Promise<T[]>;
 }
 
 export interface SequenceShard {
