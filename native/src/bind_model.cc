@@ -1,4 +1,5 @@
-// Bindings of the Llama-family model (a Napi::ObjectWrap over model/llama.h) and the async
+// Bindings of the Llama-family model (a Napi::ObjectWrap over model/llama.h, LoRA adapters
+// included: attach, init, buffers, enable switch, the dropout mask for tests) and the async
 // F16/BF16 -> F32 conversion used by the safetensors loader. Thin: validation, state checks
 // (ERR_STATE for backward-without-forward and concurrent calls) and promise plumbing only.
 // Never runs model math on the main thread; never lets a C++ exception escape.
@@ -93,7 +94,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("profile", &ModelWrap::Profile),
                         InstanceMethod("setSequenceParallel", &ModelWrap::SetSequenceParallel),
                         InstanceMethod("clearSequenceParallel", &ModelWrap::ClearSequenceParallel),
-                        InstanceMethod("sequenceParallelStats", &ModelWrap::SequenceParallelStats)});
+                        InstanceMethod("sequenceParallelStats", &ModelWrap::SequenceParallelStats),
+                        InstanceMethod("attachLora", &ModelWrap::AttachLora),
+                        InstanceMethod("initLora", &ModelWrap::InitLora),
+                        InstanceMethod("loraViews", &ModelWrap::LoraViews),
+                        InstanceMethod("loraParams", &ModelWrap::LoraParams),
+                        InstanceMethod("loraGrads", &ModelWrap::LoraGrads),
+                        InstanceMethod("loraNumParams", &ModelWrap::LoraNumParams),
+                        InstanceMethod("setAdaptersEnabled", &ModelWrap::SetAdaptersEnabled),
+                        InstanceMethod("adaptersEnabled", &ModelWrap::AdaptersEnabled)});
   }
 
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -132,24 +141,109 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Fail("ERR_STATE", std::string(what) + ": another call on this model is still running");
   }
 
+  static Napi::Array ViewArray(Napi::Env env, const std::vector<ParamView>& vs) {
+    Napi::Array arr = Napi::Array::New(env, vs.size());
+    for (size_t i = 0; i < vs.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", vs[i].name);
+      o.Set("offset", Napi::Number::New(env, static_cast<double>(vs[i].offset)));
+      o.Set("numel", Napi::Number::New(env, static_cast<double>(vs[i].numel)));
+      Napi::Array shape = Napi::Array::New(env, vs[i].shape.size());
+      for (size_t j = 0; j < vs[i].shape.size(); ++j)
+        shape.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(vs[i].shape[j])));
+      o.Set("shape", shape);
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    return arr;
+  }
+
   Napi::Value Views(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value { return ViewArray(info.Env(), model_->views()); });
+  }
+
+  // attachLora({rank, alpha, dropout, targets: bitmask, seed}): allocates zeroed adapters and
+  // freezes the base model (sync: an allocation; initLora fills them off the main thread).
+  Napi::Value AttachLora(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
-      Napi::Env env = info.Env();
-      const auto& vs = model_->views();
-      Napi::Array arr = Napi::Array::New(env, vs.size());
-      for (size_t i = 0; i < vs.size(); ++i) {
-        Napi::Object o = Napi::Object::New(env);
-        o.Set("name", vs[i].name);
-        o.Set("offset", Napi::Number::New(env, static_cast<double>(vs[i].offset)));
-        o.Set("numel", Napi::Number::New(env, static_cast<double>(vs[i].numel)));
-        Napi::Array shape = Napi::Array::New(env, vs[i].shape.size());
-        for (size_t j = 0; j < vs[i].shape.size(); ++j)
-          shape.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(vs[i].shape[j])));
-        o.Set("shape", shape);
-        arr.Set(static_cast<uint32_t>(i), o);
+      if (!info[0].IsObject()) Fail("ERR_CONFIG", "attachLora: expected a config object");
+      Napi::Object o = info[0].As<Napi::Object>();
+      LoraConfig c;
+      c.rank = ConfigInt(o, "rank");
+      c.alpha = static_cast<float>(ConfigNumber(o, "alpha"));
+      c.dropout = static_cast<float>(ConfigNumber(o, "dropout"));
+      const int64_t targets = ConfigInt(o, "targets");
+      const int64_t seed = ConfigInt(o, "seed");
+      if (targets < 0 || targets >= (int64_t(1) << kLoraModules)) Fail("ERR_CONFIG", "targets: bad module bitmask");
+      if (seed < 0) Fail("ERR_CONFIG", "seed: expected a non-negative integer");
+      c.targets = static_cast<uint32_t>(targets);
+      c.seed = static_cast<uint64_t>(seed);
+      Claim("attachLora");
+      try {
+        if (model_->has_forward()) throw std::logic_error("attachLora: a forward awaits its backward; run backward first");
+        model_->attach_lora(c);
+      } catch (const std::invalid_argument& e) {
+        busy_->store(false);
+        Fail(model_->has_lora() ? "ERR_STATE" : "ERR_CONFIG", e.what());
+      } catch (const std::logic_error& e) {
+        busy_->store(false);
+        Fail("ERR_STATE", e.what());
       }
-      return arr;
+      busy_->store(false);
+      return info.Env().Undefined();
     });
+  }
+
+  // initLora(seed) -> Promise<void>
+  Napi::Value InitLora(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      uint64_t seed = static_cast<uint64_t>(GetInt(info, 0, "seed", 0, (int64_t(1) << 53)));
+      if (!model_->has_lora()) Fail("ERR_STATE", "initLora: no adapters attached");
+      Claim("initLora");
+      auto m = model_;
+      return RunModelAsync(
+          info.Env(), busy_, [m, seed] { m->init_lora(seed); }, nullptr, {info.This()});
+    });
+  }
+
+  Napi::Value LoraViews(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value { return ViewArray(info.Env(), model_->lora_views()); });
+  }
+
+  Napi::Value LoraParams(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      if (!model_->has_lora()) return info.Env().Null();
+      if (lora_params_js_.IsEmpty())
+        lora_params_js_ = Napi::Persistent(ExternalFloats(info.Env(), model_->lora_params(), model_->lora_flat_size()));
+      return lora_params_js_.Value();
+    });
+  }
+
+  Napi::Value LoraGrads(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      if (!model_->has_lora()) return info.Env().Null();
+      if (lora_grads_js_.IsEmpty())
+        lora_grads_js_ = Napi::Persistent(ExternalFloats(info.Env(), model_->lora_grads(), model_->lora_flat_size()));
+      return lora_grads_js_.Value();
+    });
+  }
+
+  Napi::Value LoraNumParams(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(model_->lora_num_params()));
+  }
+
+  Napi::Value SetAdaptersEnabled(const Napi::CallbackInfo& info) {
+    return Guard(info, [&]() -> Napi::Value {
+      bool on = GetBool(info, 0, "enabled");
+      if (!model_->has_lora()) Fail("ERR_STATE", "setAdaptersEnabled: no adapters attached");
+      Claim("setAdaptersEnabled");
+      model_->set_adapters_enabled(on);
+      busy_->store(false);
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value AdaptersEnabled(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), model_->adapters_enabled());
   }
 
   Napi::Value Params(const Napi::CallbackInfo& info) {
@@ -251,6 +345,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       if (!(normalizer > 0) || !std::isfinite(normalizer))
         Fail("ERR_ARG", "normalizer: expected a finite number > 0, got " + std::to_string(normalizer));
       auto tloss = GetArray<float>(info, 5, "tokenLoss", n, true);
+      // dropoutKey: undefined/null = no LoRA dropout (evaluation), else a uint32 mask key
+      const int64_t dkey = info[6].IsUndefined() || info[6].IsNull() ? -1 : GetInt(info, 6, "dropoutKey", 0, 0xffffffffLL);
       // Negative lengths mark padding runs (attend to nothing); the sum of |len| must be the
       // attended length (n for local attention; the global length under sequence parallelism).
       int64_t sum = 0;
@@ -286,7 +382,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           info.Env(), busy_,
           [=] {
             try {
-              *result = m->forward(tk, lb, ps, n, dl, nd, nz, tl);
+              *result = m->forward(tk, lb, ps, n, dl, nd, nz, tl, dkey);
             } catch (const comm::CommError& e) {  // Ulysses attention: keep the ERR_COMM_* code
               throw CodedError(e.code, e.what());
             }
@@ -386,9 +482,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<LlamaModel> model_;
   std::shared_ptr<UlyssesAttention> ulysses_;
   std::shared_ptr<std::atomic<bool>> busy_;
-  Napi::Reference<Napi::Float32Array> params_js_, grads_js_;
+  Napi::Reference<Napi::Float32Array> params_js_, grads_js_, lora_params_js_, lora_grads_js_;
   int64_t last_n_ = 0;
 };
+
+// loraDropoutMask(seed, stepKey, layer, module, count, p) -> Uint8Array [count], 1 where kept: the
+// mask the model applies to module `module` of layer `layer` (for reference implementations in tests).
+Napi::Value LoraDropoutMask(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const uint64_t seed = static_cast<uint64_t>(GetInt(info, 0, "seed", 0, (int64_t(1) << 53)));
+    const uint32_t key = static_cast<uint32_t>(GetInt(info, 1, "stepKey", 0, 0xffffffffLL));
+    const int64_t layer = GetInt(info, 2, "layer", 0, (int64_t(1) << 28));
+    const int64_t module = GetInt(info, 3, "module", 0, kLoraModules - 1);
+    const int64_t count = GetInt(info, 4, "count", 0, int64_t(1) << 31);
+    const double p = GetNumber(info, 5, "p");
+    if (!(p >= 0 && p < 1)) Fail("ERR_ARG", "p: expected a number in [0, 1)");
+    Napi::Uint8Array out = Napi::Uint8Array::New(info.Env(), static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i)
+      out[static_cast<size_t>(i)] = lora_keep(seed, key, static_cast<uint32_t>(layer * 8 + module), i, static_cast<float>(p)) ? 1 : 0;
+    return out;
+  });
+}
 
 // convertToF32(dst: Float32Array, src: Uint8Array, dtype: 'F32'|'F16'|'BF16') -> Promise<void>
 Napi::Value ConvertToF32(const Napi::CallbackInfo& info) {
@@ -424,6 +538,7 @@ Napi::Value ConvertToF32(const Napi::CallbackInfo& info) {
 void InitModel(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", ModelWrap::Define(env));
   exports.Set("convertToF32", Napi::Function::New(env, ConvertToF32, "convertToF32"));
+  exports.Set("loraDropoutMask", Napi::Function::New(env, LoraDropoutMask, "loraDropoutMask"));
 }
 
 }  // namespace ua

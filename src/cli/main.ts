@@ -34,6 +34,10 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'agent --join tcp://HOST:PORT --job-key FILE|-   a node agent (started by `up`, Slurm or Kubernetes)',
     load: async () => (await import('./commands/agent.js')).agentCommand,
   },
+  'init-model': {
+    summary: 'init-model <config.json | model dir | NAME> --out DIR [--seed N]   a random-initialized HF checkpoint directory',
+    load: async () => (await import('./commands/initModel.js')).initModelCommand,
+  },
   keygen: {
     summary: 'keygen FILE                            a job key file for `up --job-key FILE` (Kubernetes secrets)',
     load: async () => (await import('./commands/keygen.js')).keygenCommand,

@@ -2,7 +2,9 @@
  * The Llama-family model of the native engine, typed: construction from an HF config, seeded
  * initialization, forward / backward over one packed token sequence, HF checkpoint load / save.
  * Parameters and gradients are Float32Arrays over the native flat buffers (no copies), with an
- * HF-named view table. Every call that computes runs off the main thread and returns a Promise;
+ * HF-named view table. Optional LoRA adapters (attachLora) live in their own flat buffers with
+ * PEFT-named views and freeze the base model; `trainable` is what an optimizer updates either way.
+ * Every call that computes runs off the main thread and returns a Promise;
  * arguments are validated here (coded EngineErrors) and again natively. Must never hold a second
  * copy of the parameters or block the event loop on model math.
  */
@@ -15,6 +17,7 @@ import { expectData, type Tensor } from './Tensor.js';
 import { readModelConfig, toHfConfig, type ModelConfig } from './modelConfig.js';
 import type { Communicator } from './Communicator.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors, type SafetensorsHeader } from './safetensors.js';
+import { readAdapterConfig, readAdapterWeights, resolveLora, targetMask, writeAdapter, type LoraOptions, type ResolvedLora } from './lora.js';
 
 export interface ParamView {
   name: string;
@@ -44,7 +47,23 @@ export interface ForwardInput {
   normalizer?: number;
   /** Receives -log p(label) per token [n] (0 where ignored). */
   tokenLoss?: Float32Array;
+  /**
+   * Key of the LoRA dropout masks (uint32): masks are keyed by (LoRA seed, this key, layer,
+   * module), so the caller picks one per micro-batch (e.g. from the step and micro-batch index)
+   * and a resumed run draws the same masks. Absent: no dropout (evaluation, reference passes).
+   */
+  dropoutKey?: number;
 }
+
+/** The tensors an optimizer updates: the whole model, or only the adapters once LoRA is attached. */
+export interface TrainableSet {
+  params: Float32Array;
+  grads: Float32Array;
+  views: readonly ParamView[];
+}
+
+/** The attached adapters: their settings and flat buffers (PEFT names in `views`). */
+export interface LoraState extends ResolvedLora, TrainableSet {}
 
 export interface ForwardResult {
   /** Sum of this sequence's token losses divided by the normalizer. */
@@ -61,7 +80,7 @@ interface NativeModel {
   init(seed: number): Promise<void>;
   zeroGrad(): Promise<void>;
   setCheckpointing(on: boolean): void;
-  forward(t: Int32Array, l: Int32Array, p: Int32Array, d: Int32Array | null, norm: number, tl: Float32Array | null): Promise<ForwardResult>;
+  forward(t: Int32Array, l: Int32Array, p: Int32Array, d: Int32Array | null, norm: number, tl: Float32Array | null, dropoutKey: number | null): Promise<ForwardResult>;
   backward(w: Float32Array | null): Promise<void>;
   hasForward(): boolean;
   activationBytes(): number;
@@ -70,6 +89,13 @@ interface NativeModel {
   setSequenceParallel(commHandle: unknown): void;
   clearSequenceParallel(): void;
   sequenceParallelStats(reset: boolean): SequenceParallelStats | null;
+  attachLora(c: { rank: number; alpha: number; dropout: number; targets: number; seed: number }): void;
+  initLora(seed: number): Promise<void>;
+  loraViews(): ParamView[];
+  loraParams(): Float32Array | null;
+  loraGrads(): Float32Array | null;
+  setAdaptersEnabled(on: boolean): void;
+  adaptersEnabled(): boolean;
 }
 
 /** Counters of the Ulysses attention backend (since it was installed or last reset). */
@@ -97,6 +123,9 @@ export class Model {
   private handle: NativeModel | undefined;
   private readonly byName: Map<string, ParamView>;
   private lastN = 0;
+  private loraState: LoraState | null = null;
+  /** Where the base model came from (adapter_config.json's base_model_name_or_path); null: created here. */
+  nameOrPath: string | null = null;
 
   private constructor(config: ModelConfig, handle: NativeModel) {
     this.config = config;
@@ -119,6 +148,7 @@ export class Model {
     const config = await readModelConfig(join(dir, 'config.json'));
     const m = Model.allocate(config, o);
     await m.loadWeights(dir);
+    m.nameOrPath = dir;
     return m;
   }
 
@@ -202,6 +232,74 @@ export class Model {
     return this.h.sequenceParallelStats(reset);
   }
 
+  /**
+   * Attaches LoRA adapters to the chosen linear modules of every layer (A from PEFT's
+   * kaiming-uniform, B = 0, so the model's output is unchanged) and freezes the base model: from
+   * now on backward accumulates adapter gradients only and `trainable` is the adapter set.
+   * ERR_CONFIG on bad options, ERR_STATE when adapters are already attached or a forward awaits
+   * its backward.
+   */
+  async attachLora(o: LoraOptions): Promise<LoraState> {
+    const l = resolveLora(o);
+    if (this.loraState) throw new EngineError('ERR_STATE', 'attachLora: adapters are already attached');
+    this.h.attachLora({ rank: l.rank, alpha: l.alpha, dropout: l.dropout, targets: targetMask(l.targets), seed: l.seed });
+    this.loraState = { ...l, params: this.h.loraParams()!, grads: this.h.loraGrads()!, views: this.h.loraViews() };
+    await this.h.initLora(l.seed);
+    return this.loraState;
+  }
+
+  /** The attached adapters (null without LoRA). */
+  get lora(): LoraState | null {
+    return this.loraState;
+  }
+
+  /** What the optimizer updates: the adapters with LoRA, else every parameter. */
+  get trainable(): TrainableSet {
+    return this.loraState ?? { params: this.params, grads: this.grads, views: this.views };
+  }
+
+  /** Off: forward computes the base model (DPO's reference pass); ERR_STATE without adapters. */
+  setAdaptersEnabled(on: boolean): void {
+    if (!this.loraState) throw new EngineError('ERR_STATE', 'setAdaptersEnabled: no adapters attached');
+    this.h.setAdaptersEnabled(on);
+  }
+
+  get adaptersEnabled(): boolean {
+    return this.loraState !== null && this.h.adaptersEnabled();
+  }
+
+  /**
+   * Writes the adapters in PEFT's layout: `dir/adapter_model.safetensors` (PEFT tensor names, F32)
+   * and `dir/adapter_config.json` (base_model_name_or_path as given, default `nameOrPath`).
+   */
+  async saveAdapter(dir: string, o: { baseModelNameOrPath?: string | null } = {}): Promise<void> {
+    const l = this.loraState;
+    if (!l) throw new EngineError('ERR_STATE', 'saveAdapter: no adapters attached');
+    await writeAdapter(dir, l, l.views, l.params, o.baseModelNameOrPath ?? this.nameOrPath);
+  }
+
+  /**
+   * Loads PEFT adapters from `dir`. Without adapters attached it attaches them with the file's
+   * rank, alpha, dropout and targets (seed `o.seed`, default 0: the dropout stream); with adapters
+   * attached those must match (ERR_CONFIG). Tensor names and shapes are checked (ERR_SAFETENSORS).
+   */
+  async loadAdapter(dir: string, o: { seed?: number } = {}): Promise<LoraState> {
+    const cfg = await readAdapterConfig(dir);
+    let l = this.loraState;
+    if (!l) {
+      l = await this.attachLora({ ...cfg, seed: o.seed ?? 0 });
+    } else {
+      const diff: string[] = [];
+      if (cfg.rank !== l.rank) diff.push(`r ${cfg.rank} vs ${l.rank}`);
+      if (cfg.alpha !== l.alpha) diff.push(`lora_alpha ${cfg.alpha} vs ${l.alpha}`);
+      if (cfg.targets.join(',') !== l.targets.join(',')) diff.push(`target_modules [${cfg.targets.join(', ')}] vs [${l.targets.join(', ')}]`);
+      if (diff.length) throw new EngineError('ERR_CONFIG', `loadAdapter: ${dir} does not match the attached adapters (${diff.join('; ')})`);
+    }
+    await readAdapterWeights(dir, l.views, l.params);
+    return l;
+  }
+
+  /** Zeroes the trainable gradients (with LoRA the adapters' only: base gradients are never written). */
   async zeroGrad(): Promise<void> {
     await this.h.zeroGrad();
   }
@@ -228,7 +326,9 @@ export class Model {
     }
     if (!Number.isFinite(normalizer) || normalizer <= 0) throw new EngineError('ERR_ARG', `forward: normalizer must be a finite number > 0, got ${normalizer}`);
     const tokenLoss = input.tokenLoss ? expectData<Float32Array>('forward tokenLoss', input.tokenLoss, 'f32', [n]) : null;
-    const r = await this.h.forward(tokens, labels, positions, docLens, normalizer, tokenLoss);
+    const key = input.dropoutKey ?? null;
+    if (key !== null && (!Number.isInteger(key) || key < 0 || key > 0xffffffff)) throw new EngineError('ERR_ARG', `forward: dropoutKey must be an integer in [0, 2^32), got ${key}`);
+    const r = await this.h.forward(tokens, labels, positions, docLens, normalizer, tokenLoss, key);
     this.lastN = n;
     return r;
   }

@@ -2,7 +2,10 @@
  * Training checkpoints in the layout of DESIGN.md: `checkpoint-<step>/` holding `config.json`,
  * `model.safetensors` (F32, HF tensor names), `optimizer.safetensors` (AdamW moments under the same
  * names with `.exp_avg` / `.exp_avg_sq` suffixes, the step in the metadata), `trainer_state.json`
- * and `checksums.sha256` (sha256sum format, one line per file). A checkpoint is written into a
+ * and `checksums.sha256` (sha256sum format, one line per file). With LoRA attached the frozen base
+ * is not copied: `adapter_model.safetensors` + `adapter_config.json` (PEFT's layout) replace
+ * `model.safetensors`, and the moments are the adapters' (same suffixes, PEFT names).
+ * A checkpoint is written into a
  * temporary sibling directory, every file fsynced, checksummed, then renamed into place and the
  * parent directory fsynced: a torn write leaves only a `.tmp-` directory, which is never taken
  * for a checkpoint. Readers verify every checksum before trusting a directory.
@@ -14,6 +17,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Model } from '../engine/Model.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from '../engine/lora.js';
 import { toHfConfig } from '../engine/modelConfig.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';
 import type { PersistedPolicy } from '../statecharts/policyRunner.js';
@@ -21,6 +25,8 @@ import type { PersistedPolicy } from '../statecharts/policyRunner.js';
 export const CHECKSUMS_FILE = 'checksums.sha256';
 /** Files every complete checkpoint holds (besides the checksums). */
 export const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json'] as const;
+/** Files a LoRA checkpoint holds instead (the base model is the run's, unchanged). */
+export const LORA_CHECKPOINT_FILES = ['config.json', ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE, 'optimizer.safetensors', 'trainer_state.json'] as const;
 
 /** Where the data stands: the next micro-batch to read. */
 export interface DataCursor {
@@ -90,7 +96,7 @@ export async function sha256File(path: string): Promise<string> {
 
 export interface CheckpointPayload {
   model: Model;
-  /** AdamW first and second moments, flat like model.params */
+  /** AdamW first and second moments, flat like model.trainable.params */
   m: Float32Array;
   v: Float32Array;
   state: TrainerState;
@@ -119,8 +125,15 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, o
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp);
   try {
-    const views = p.model.views;
-    await writeSafetensors(join(tmp, 'model.safetensors'), views.map((w) => ({ name: w.name, shape: w.shape, data: p.model.param(w.name) })), { format: 'pt' });
+    const lora = p.model.lora;
+    const { params, views } = p.model.trainable;
+    const weights = views.map((w) => ({ name: w.name, shape: w.shape, data: params.subarray(w.offset, w.offset + w.numel) }));
+    if (lora) {
+      await writeSafetensors(join(tmp, ADAPTER_WEIGHTS_FILE), weights, { format: 'pt' });
+      await writeFileSynced(join(tmp, ADAPTER_CONFIG_FILE), JSON.stringify(adapterConfigJson(lora, p.model.nameOrPath), null, 2) + '\n');
+    } else {
+      await writeSafetensors(join(tmp, 'model.safetensors'), weights, { format: 'pt' });
+    }
     const moments = views.flatMap((w) => [
       { name: `${w.name}.exp_avg`, shape: w.shape, data: p.m.subarray(w.offset, w.offset + w.numel) },
       { name: `${w.name}.exp_avg_sq`, shape: w.shape, data: p.v.subarray(w.offset, w.offset + w.numel) },
@@ -129,7 +142,7 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, o
     await writeFileSynced(join(tmp, 'config.json'), JSON.stringify(toHfConfig(p.model.config), null, 2) + '\n');
     await writeFileSynced(join(tmp, 'trainer_state.json'), JSON.stringify(p.state, null, 2) + '\n');
     const lines: string[] = [];
-    for (const f of CHECKPOINT_FILES) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
+    for (const f of lora ? LORA_CHECKPOINT_FILES : CHECKPOINT_FILES) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
     const sums = lines.join('\n') + '\n';
     await writeFileSynced(join(tmp, CHECKSUMS_FILE), sums);
     await fsyncPath(tmp);
@@ -176,7 +189,8 @@ export async function verifyCheckpoint(path: string): Promise<string | undefined
     if (!m) return `${CHECKSUMS_FILE}: malformed line ${JSON.stringify(line.slice(0, 80))}`;
     listed.set(m[2]!, m[1]!);
   }
-  for (const f of CHECKPOINT_FILES) if (!listed.has(f)) return `${CHECKSUMS_FILE} does not list ${f}`;
+  const required = !listed.has('model.safetensors') && listed.has(ADAPTER_WEIGHTS_FILE) ? LORA_CHECKPOINT_FILES : CHECKPOINT_FILES;
+  for (const f of required) if (!listed.has(f)) return `${CHECKSUMS_FILE} does not list ${f}`;
   for (const [f, want] of listed) {
     let got: string;
     try {
@@ -216,7 +230,11 @@ export async function resolveResume(spec: string | true, outputDir: string, warn
   return spec;
 }
 
-/** Fills the model's parameters and the AdamW moments from a verified checkpoint; returns its state. */
+/**
+ * Fills the model's trainable parameters (all weights, or the attached LoRA adapters, whose
+ * settings must match the checkpoint's) and the AdamW moments from a verified checkpoint; returns
+ * its state. A full-weight checkpoint cannot resume a LoRA run, nor the reverse (ERR_CHECKPOINT).
+ */
 export async function loadCheckpoint(path: string, model: Model, m: Float32Array, v: Float32Array): Promise<TrainerState> {
   let state: TrainerState;
   try {
@@ -225,16 +243,46 @@ export async function loadCheckpoint(path: string, model: Model, m: Float32Array
     throw new CheckpointError(`${path}/trainer_state.json: ${(e as Error).message}`, { cause: e });
   }
   if (state.version !== 1 || !Number.isInteger(state.step) || state.step < 0) throw new CheckpointError(`${path}/trainer_state.json: unsupported or malformed state`);
-  await model.loadWeights(path);
+  const hasAdapter = await stat(join(path, ADAPTER_WEIGHTS_FILE)).then(() => true, () => false);
+  const hasModel = await stat(join(path, 'model.safetensors')).then(() => true, () => false);
+  if (model.lora) {
+    if (!hasAdapter) throw new CheckpointError(`${path}: holds no LoRA adapter (${ADAPTER_WEIGHTS_FILE}) but this run trains LoRA adapters`);
+    try {
+      await model.loadAdapter(path);
+    } catch (e) {
+      throw new CheckpointError(`${path}: ${(e as Error).message}`, { cause: e });
+    }
+  } else {
+    if (!hasModel && hasAdapter) throw new CheckpointError(`${path}: holds a LoRA adapter, not full weights, but this run trains every weight (finetuning_type full)`);
+    await model.loadWeights(path);
+  }
   const header = await readSafetensorsHeader(join(path, 'optimizer.safetensors'));
   if (header.metadata.step !== String(state.step)) {
     throw new CheckpointError(`${path}: optimizer.safetensors is for step ${header.metadata.step}, trainer_state.json for step ${state.step}`);
   }
-  for (const w of model.views) {
+  for (const w of model.trainable.views) {
     await readTensorF32(header, `${w.name}.exp_avg`, m.subarray(w.offset, w.offset + w.numel));
     await readTensorF32(header, `${w.name}.exp_avg_sq`, v.subarray(w.offset, w.offset + w.numel));
   }
   return state;
+}
+
+/**
+ * What LLaMA-Factory leaves in output_dir after training a LoRA: `adapter_model.safetensors` and
+ * `adapter_config.json` (PEFT's layout), each written to a temporary name, fsynced and renamed.
+ * No-op without adapters (full fine-tuning: the weights are in the last checkpoint).
+ */
+export async function writeFinalAdapter(outputDir: string, model: Model): Promise<string[]> {
+  const lora = model.lora;
+  if (!lora) return [];
+  await mkdir(outputDir, { recursive: true });
+  const weights = lora.views.map((w) => ({ name: w.name, shape: w.shape, data: lora.params.subarray(w.offset, w.offset + w.numel) }));
+  await writeSafetensors(join(outputDir, ADAPTER_WEIGHTS_FILE), weights, { format: 'pt' });
+  const tmp = join(outputDir, `${ADAPTER_CONFIG_FILE}.tmp-${process.pid}`);
+  await writeFileSynced(tmp, JSON.stringify(adapterConfigJson(lora, model.nameOrPath), null, 2) + '\n');
+  await rename(tmp, join(outputDir, ADAPTER_CONFIG_FILE));
+  await fsyncPath(outputDir);
+  return [join(outputDir, ADAPTER_WEIGHTS_FILE), join(outputDir, ADAPTER_CONFIG_FILE)];
 }
 
 /** Deletes the oldest complete checkpoints beyond `limit` (never `keep`), and stale temporaries. */

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
@@ -8,6 +8,13 @@ import { join } from 'node:path';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const fixtures = join(root, 'test/config/fixtures');
 const built = existsSync(join(root, 'dist/src/cli/commands/checkConfig.js'));
+// Every example job: examples/*.yaml and examples/train_*/*.yaml (chaos plans are not jobs).
+const exampleJobs = [
+  ...readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.yaml')).map((f) => `examples/${f}`),
+  ...readdirSync(join(root, 'examples'))
+    .filter((d) => d.startsWith('train_'))
+    .flatMap((d) => readdirSync(join(root, 'examples', d)).filter((f) => f.endsWith('.yaml')).map((f) => `examples/${d}/${f}`)),
+].sort();
 
 function cli(args: string[], env: Record<string, string> = {}) {
   // Drop ULYSSES_* (determinism) and tap's own variables (its loader hooks and process-info
@@ -29,19 +36,22 @@ t.test('the CLI is built', async (t) => {
 });
 
 t.test('every example config resolves; YAML output lists the ignored keys', { skip: !built }, async (t) => {
-  for (const f of ['examples/llama3_lora_sft.yaml', 'examples/qwen2_full_dpo.yaml', 'examples/tiny_pt.yaml']) {
+  for (const f of ['examples/tiny_pt.yaml', 'examples/train_lora/llama3_lora_sft_ulysses.yaml', 'examples/train_lora/llama3_lora_dpo_ulysses.yaml', 'examples/train_full/qwen2_full_dpo_ulysses.yaml', 'examples/train_full/qwen2_5_full_sft_ulysses.yaml']) {
+    t.ok(exampleJobs.includes(f), `${f} is among the example jobs found: ${exampleJobs.join(', ')}`);
+  }
+  for (const f of exampleJobs) {
     const r = cli([f, '--nodes', 'examples/hosts.txt']);
     t.equal(r.code, 0, `${f} exits 0: ${r.err}`);
     t.match(r.out, /^stage: (sft|dpo|pt)$/m);
     t.match(r.out, /world: 4 ranks/);
   }
-  const r = cli(['examples/llama3_lora_sft.yaml']);
+  const r = cli(['examples/train_lora/llama3_lora_sft_ulysses.yaml']);
   t.match(r.out, /# ignored \(no effect here\):\n#   trust_remote_code: /);
   t.match(r.out, /#   ddp_timeout: collective timeouts are set by cluster\.collective_timeout_s/);
 });
 
 t.test('--json prints one object with env and flags applied and sp from DeepSpeed', { skip: !built }, async (t) => {
-  const r = cli(['examples/qwen2_full_dpo.yaml', '--json', '--seed', '11', '--adjust-lr', '2', '--cluster.visualizer.enabled=false'], { ULYSSES_SEED: '10', ULYSSES_SAVE_STEPS: '7' });
+  const r = cli(['examples/train_full/qwen2_full_dpo_ulysses.yaml', '--json', '--seed', '11', '--adjust-lr', '2', '--cluster.visualizer.enabled=false'], { ULYSSES_SEED: '10', ULYSSES_SAVE_STEPS: '7' });
   t.equal(r.code, 0, r.err);
   const o = JSON.parse(r.out.trim().split('\n').pop()!);
   t.equal(o.config.seed, 11, 'flag over env');

@@ -86,7 +86,13 @@ t.test('out-of-range numbers are always rejected, naming the key and value', asy
 });
 
 t.test('the printed YAML of any resolved config (examples plus random flags) loads back to the same config', async (t) => {
-  const examples = ['examples/llama3_lora_sft.yaml', 'examples/qwen2_full_dpo.yaml', 'examples/tiny_pt.yaml'];
+  const examples = [
+    'examples/tiny_pt.yaml',
+    'examples/train_lora/llama3_lora_sft_ulysses.yaml',
+    'examples/train_lora/llama3_lora_dpo_ulysses.yaml',
+    'examples/train_full/qwen2_full_dpo_ulysses.yaml',
+    'examples/train_full/qwen2_5_full_sft_ulysses.yaml',
+  ];
   const override = fc.constantFrom(...FREE).chain((l) => fc.record({ leaf: fc.constant(l), v: valueOf(l) }));
   fc.assert(
     fc.property(fc.constantFrom(...examples), fc.uniqueArray(override, { selector: (o) => o.leaf.path, maxLength: 6 }), (file, picks) => {

@@ -130,10 +130,10 @@ t.test('recall task: deterministic, >= 2048 tokens, answer far before the questi
   }
   const seqs = buildSequences(a, { cutoffLen: 2048, packing: false, overflow: 'truncate' });
   const perfect = seqs.map((s) => Int32Array.from(s.labels, (l) => (l === IGNORE_INDEX ? 0 : l)));
-  t.same(scoreRecall(seqs[0]!, perfect[0]!), { examples: 1, exact: 1, tokens: 3, tokensCorrect: 3, accuracy: 1 });
+  t.same(scoreRecall(seqs[0]!, perfect[0]!), { examples: 1, exact: 1, tokens: 3, tokensCorrect: 3, answers: 1, answersCorrect: 1, accuracy: 1 });
   const wrong = perfect[1]!.slice();
   wrong[a[1]!.answerPos - 1] = 0; // the first value token is predicted at the position before it
-  t.same(scoreRecall(seqs[1]!, wrong), { examples: 1, exact: 0, tokens: 3, tokensCorrect: 2, accuracy: 0 });
+  t.same(scoreRecall(seqs[1]!, wrong), { examples: 1, exact: 0, tokens: 3, tokensCorrect: 2, answers: 1, answersCorrect: 0, accuracy: 0 });
   t.equal(recallChance({ valueLen: 2 }), 0.01);
 });
 
@@ -148,4 +148,32 @@ t.test('recall task: the needle is not always the first pair, and one pair works
   const one = [...recallTask({ seed: 1, n: 3, seqLen: 4096, pairs: 1 })];
   t.ok(one.every((ex) => ex.inputIds.length === 4096 && ex.needlePos < 1024 && ex.answerPos - ex.needlePos > 3000), 'pairs: 1 at 4096 tokens');
   t.throws(() => [...recallTask({ seed: 1, n: 1, seqLen: 40 })], RangeError);
+});
+
+t.test('recall task with several questions: each asks a different leading pair, every answer scored on its own', async (t) => {
+  const opts = { seed: 5, n: 6, seqLen: 2048, pairs: 26, keyLen: 1, valueLen: 1, queries: 13, needleRegion: 0.5 };
+  const exs = [...recallTask(opts)];
+  t.same(exs, [...recallTask(opts)], 'deterministic');
+  for (const ex of exs) {
+    t.equal(ex.inputIds.length, 2048);
+    t.equal(ex.queries.length, 13);
+    t.equal(new Set(ex.queries.map((q) => q.key)).size, 13, 'distinct keys asked');
+    const text = Buffer.from(ex.inputIds).toString('latin1');
+    for (const q of ex.queries) {
+      t.equal(text.slice(q.needlePos, q.needlePos + 3), `${q.key}=${q.value}`, 'the pair sits at needlePos');
+      t.equal(text.slice(q.answerPos - 3, q.answerPos + 1), `?${q.key}=${q.value}`, 'question then answer');
+      t.ok(q.needlePos < 1024 && q.answerPos - q.needlePos > 500, `pair at ${q.needlePos} (first half), answer ${q.answerPos - q.needlePos} tokens later`);
+    }
+    const supervised = ex.labels.flatMap((l, i) => (l === IGNORE_INDEX ? [] : [i]));
+    t.same(supervised, ex.queries.map((q) => q.answerPos), 'only the answers are supervised (no EOS)');
+  }
+  const [seq] = buildSequences(exs.slice(0, 1), { cutoffLen: 2048, packing: false, overflow: 'truncate' });
+  const pred = Int32Array.from(seq!.labels, (l) => (l === IGNORE_INDEX ? 0 : l));
+  for (const q of exs[0]!.queries.slice(0, 4)) pred[q.answerPos - 1] = 0; // four answers wrong
+  const s = scoreRecall(seq!, pred);
+  t.same({ answers: s.answers, answersCorrect: s.answersCorrect, exact: s.exact }, { answers: 13, answersCorrect: 9, exact: 0 });
+  t.throws(() => [...recallTask({ ...opts, queries: 14 })], RangeError, 'more questions than leading pairs');
+  // one question by default
+  const single = [...recallTask({ seed: 3, n: 2, seqLen: 2048 })];
+  t.same(single.map((e) => e.queries.length), [1, 1]);
 });

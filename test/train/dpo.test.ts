@@ -172,3 +172,77 @@ t.test('Trainer with dpo: the margin grows, rewards metrics are reported, the re
   t.ok(close(last.stats['rewards/margins']!, last.stats['rewards/chosen']! - last.stats['rewards/rejected']!, 1e-9), 'margin = chosen - rejected');
   t.same([...ref.params], [...refBefore], 'reference weights unchanged');
 });
+
+t.test('LoRA DPO: the reference is the base (adapters off), adapter gradients match finite differences, dropout keys replay', async (t) => {
+  const cfg = { ...microConfig, initializerRange: 0.1 };
+  const model = await Model.create(cfg, { seed: 6 });
+  await model.attachLora({ rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'down_proj'], seed: 3 });
+  const lora = model.trainable;
+  // B starts at 0 (policy = base = reference): move it so the loss is not at its tie value
+  const r0 = lcg(8);
+  for (const v of lora.views) if (v.name.includes('lora_B')) for (let i = 0; i < v.numel; i++) lora.params[v.offset + i] = (r0() - 0.5) * 0.2;
+  const baseBefore = Float32Array.from(model.params);
+  const reference: ReferenceModel = { model, enter: () => model.setAdaptersEnabled(false), exit: () => model.setAdaptersEnabled(true) };
+  const items = [pair(cfg.vocabSize, 6, 7, 5, 31), pair(cfg.vocabSize, 5, 4, 8, 32)];
+  const beta = 0.5;
+  await model.zeroGrad();
+  const r = await dpoStep({ model, reference, runtime: singleProcessRuntime(), items, beta });
+  t.equal(model.adaptersEnabled, true, 'adapters back on after the reference pass');
+  // the same loss from the definition, reference = the same model with adapters off
+  const loss = async () => {
+    let l = 0;
+    for (const p of items) {
+      const pc = await logProb(model, p.chosen), pr = await logProb(model, p.rejected);
+      model.setAdaptersEnabled(false);
+      const rc = await logProb(model, p.chosen), rr = await logProb(model, p.rejected);
+      model.setAdaptersEnabled(true);
+      l += Math.log1p(Math.exp(-beta * (pc - rc - (pr - rr))));
+    }
+    return l / items.length;
+  };
+  const direct = await loss();
+  t.ok(close(r.sums.loss / 2, direct, 1e-6), `step loss ${r.sums.loss / 2} equals the definition's ${direct}`);
+  t.ok(Math.abs(direct - Math.LN2) > 1e-3, `adapters move the policy off the reference (loss ${direct})`);
+  t.ok(model.grads.every((g) => g === 0), 'the frozen base gets no gradient');
+  const eps = 1e-2;
+  let worst = 0;
+  for (const v of lora.views) {
+    const g = lora.grads.subarray(v.offset, v.offset + v.numel);
+    let gmax = 0, imax = 0;
+    for (let i = 0; i < g.length; i++) if (Math.abs(g[i]!) > gmax) { gmax = Math.abs(g[i]!); imax = i; }
+    const i = imax;
+    const old = lora.params[v.offset + i]!;
+    lora.params[v.offset + i] = old + eps;
+    const lp = await loss();
+    lora.params[v.offset + i] = old - eps;
+    const lm = await loss();
+    lora.params[v.offset + i] = old;
+    const fd = (lp - lm) / (2 * eps);
+    const tol = 2e-5 + 2e-2 * gmax;
+    worst = Math.max(worst, Math.abs(fd - g[i]!) / tol);
+    t.ok(Math.abs(fd - g[i]!) <= tol, `${v.name}[${i}]: analytic ${g[i]!.toExponential(4)} fd ${fd.toExponential(4)}`);
+  }
+  t.comment(`worst |diff|/tol = ${worst.toFixed(3)}`);
+  t.same([...model.params], [...baseBefore], 'base weights unchanged');
+});
+
+t.test('LoRA DPO with dropout: the same keys give the same gradient bits, other keys another gradient', async (t) => {
+  const model = await Model.create(microConfig, { seed: 7 });
+  await model.attachLora({ rank: 4, dropout: 0.3, seed: 5 });
+  const lora = model.trainable;
+  const r0 = lcg(9);
+  for (const v of lora.views) if (v.name.includes('lora_B')) for (let i = 0; i < v.numel; i++) lora.params[v.offset + i] = (r0() - 0.5) * 0.2;
+  const reference: ReferenceModel = { model, enter: () => model.setAdaptersEnabled(false), exit: () => model.setAdaptersEnabled(true) };
+  const items = [pair(microConfig.vocabSize, 6, 7, 5, 41), pair(microConfig.vocabSize, 5, 4, 8, 42)];
+  const run = async (key: (i: number) => number) => {
+    await model.zeroGrad();
+    const r = await dpoStep({ model, reference, runtime: singleProcessRuntime(), items, beta: 0.5, dropoutKey: key });
+    return { loss: r.sums.loss, grads: Float32Array.from(lora.grads) };
+  };
+  const a = await run((i) => 1000 + i);
+  const b = await run((i) => 1000 + i);
+  const c = await run((i) => 2000 + i);
+  t.equal(a.loss, b.loss, 'same keys: same loss');
+  t.same([...a.grads], [...b.grads], 'same keys: same gradient bits');
+  t.not(a.loss, c.loss, 'other keys: other masks');
+});

@@ -52,7 +52,7 @@ t.test('runs a job from a config-only model directory and reports through the co
   t.same(a.checkpoints.map((p) => p.split('/').pop()), ['checkpoint-2', 'checkpoint-4', 'checkpoint-6']);
   const ev = JSON.parse(readFileSync(join(root, 'a', 'eval_results.json'), 'utf8'));
   t.equal(ev.task, 'builtin:recall');
-  t.ok(ev.before.examples === 32 && ev.after.examples === 32, 'held-out recall evaluated before and after');
+  t.ok(ev.before.examples === 64 && ev.after.examples === 64, 'held-out recall evaluated before and after');
   t.ok(a.logs.some((l) => /recall accuracy after training/.test(l.msg)));
 
   // a restarted group (incarnation 1) resumes from the newest valid checkpoint: 4 is corrupted, so 2

@@ -35,6 +35,9 @@ class AttentionBackend {
   // Tokens of the sequence the backend attends over when this rank holds n: doc_lens passed to
   // the model must sum (in |len|) to this. Local: n; Ulysses over P ranks: P * n (global lengths).
   virtual int64_t attended_tokens(int64_t n) const { return n; }
+  // Index of this rank's first token in the attended sequence (Ulysses: rank * n). Keys per-token
+  // randomness (LoRA dropout) by global token so P ranks draw what one process would.
+  virtual int64_t token_offset(int64_t n) const { return 0; }
   // Size of the lse buffer the model must provide (floats); local: H * n.
   virtual int64_t lse_size(const AttnCall& c) const { return c.H * c.n; }
   virtual void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) = 0;

@@ -65,6 +65,12 @@ void AddBias(float* y, const float* b, int64_t n, int64_t out) {
   }
 }
 
+// dst[i] += src[i]
+void AddInto(float* dst, const float* src, int64_t count) {
+#pragma omp parallel for schedule(static) num_threads(count > (1 << 15) ? num_threads() : 1)
+  for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
 void Require(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
 }
@@ -187,7 +193,14 @@ void LlamaModel::init(uint64_t seed) {
   }
 }
 
-void LlamaModel::zero_grad() { ParallelZero(grads_->data, flat_size_); }
+// With adapters the base gradients are never written (zeroed once at attach): only the
+// adapter buffer needs clearing.
+void LlamaModel::zero_grad() {
+  if (lora_)
+    ParallelZero(lora_->grads->data, lora_->flat_size);
+  else
+    ParallelZero(grads_->data, flat_size_);
+}
 
 void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
   attn_ = b ? std::move(b) : std::make_shared<LocalFlashAttention>();
@@ -277,6 +290,10 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
     linear_forward(a.k, a.xn1, p.wk, p.bk, n, D, KD);
     linear_forward(a.v, a.xn1, p.wv, p.bv, n, D, KD);
   });
+  // Adapters act on the projections before RoPE, as PEFT's wrapped Linear modules do.
+  if (adapter_on(l, kLoraQ)) adapter_forward(l, kLoraQ, a.q, a.xn1, D, QD);
+  if (adapter_on(l, kLoraK)) adapter_forward(l, kLoraK, a.k, a.xn1, D, KD);
+  if (adapter_on(l, kLoraV)) adapter_forward(l, kLoraV, a.v, a.xn1, D, KD);
   timed(kProfRope, [&] {
     rope_forward(a.q, positions_.data(), n, cfg_.heads, cfg_.head_dim, cfg_.rope_theta);
     rope_forward(a.k, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, cfg_.rope_theta);
@@ -288,16 +305,20 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
     matmul(a.h, a.att, p.wo, n, D, QD, false, true, 1.f, 1.f);
     if (p.bo) AddBias(a.h, p.bo, n, D);
   });
+  if (adapter_on(l, kLoraO)) adapter_forward(l, kLoraO, a.h, a.att, QD, D);
 
   timed(kProfNorm, [&] { rmsnorm_forward(a.xn2, a.rstd2, a.h, p.ln2, n, D, cfg_.rms_eps); });
   timed(kProfGemm, [&] {
     linear_forward(a.gate, a.xn2, p.wg, nullptr, n, D, I);
     linear_forward(a.up, a.xn2, p.wu, nullptr, n, D, I);
   });
+  if (adapter_on(l, kLoraGate)) adapter_forward(l, kLoraGate, a.gate, a.xn2, D, I);
+  if (adapter_on(l, kLoraUp)) adapter_forward(l, kLoraUp, a.up, a.xn2, D, I);
   if (!y) return;
   timed(kProfSwiglu, [&] { swiglu_forward(scratch_act_, a.gate, a.up, n * I); });
   timed(kProfCopy, [&] { ParallelCopy(y, a.h, n * D); });
   timed(kProfGemm, [&] { matmul(y, scratch_act_, p.wd, n, D, I, false, true, 1.f, 1.f); });
+  if (adapter_on(l, kLoraDown)) adapter_forward(l, kLoraDown, y, scratch_act_, I, D);
 }
 
 // On entry dres = dL/dy (layer output); on exit dres = dL/dx (layer input).
@@ -305,18 +326,27 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
   const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   const LayerParams p = layer_params(params_, l);
-  const LayerParams g = layer_params(grads_, l);
+  // A frozen base (adapters attached) gets no gradients: its weight products are skipped.
+  const bool train_base = !lora_;
+  const LayerParams g = train_base ? layer_params(grads_, l) : LayerParams{};
   const AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, doc_lens_.data(),
                       static_cast<int64_t>(doc_lens_.size())};
 
-  // MLP: y = h + act Wd^T
+  // MLP: y = h + act Wd^T (+ s Bd Ad drop(act))
   float* act = scratch_act_;
   timed(kProfSwiglu, [&] { swiglu_forward(act, a.gate, a.up, n * I); });
+  // The adapter's input gradient goes to scratch_dg_ for now: dact overwrites act below.
+  const bool down_on = adapter_on(l, kLoraDown);
+  if (down_on) {
+    timed(kProfCopy, [&] { ParallelZero(scratch_dg_, n * I); });
+    adapter_backward(l, kLoraDown, scratch_dg_, dres, act, I, D);
+  }
   float* dact = scratch_act_;  // act is dead once dWd is accumulated
   timed(kProfGemm, [&] {
-    linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
-    matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);           // dact = dy Wd
+    if (train_base) linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
+    matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);                          // dact = dy Wd
   });
+  if (down_on) timed(kProfCopy, [&] { AddInto(dact, scratch_dg_, n * I); });
   timed(kProfCopy, [&] {
     ParallelZero(scratch_dg_, n * I);
     ParallelZero(scratch_du_, n * I);
@@ -326,17 +356,22 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
   timed(kProfGemm, [&] {
     matmul(dxn2, scratch_dg_, p.wg, n, D, I, false, false, 1.f, 0.f);
     matmul(dxn2, scratch_du_, p.wu, n, D, I, false, false, 1.f, 1.f);
-    linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
-    linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
+    if (train_base) {
+      linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
+      linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
+    }
   });
+  if (adapter_on(l, kLoraGate)) adapter_backward(l, kLoraGate, dxn2, scratch_dg_, a.xn2, D, I);
+  if (adapter_on(l, kLoraUp)) adapter_backward(l, kLoraUp, dxn2, scratch_du_, a.xn2, D, I);
   timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
 
   // Attention: h = x + att Wo^T (+ bo)
   float* datt = scratch_dq2_;
   timed(kProfGemm, [&] {
     matmul(datt, dres, p.wo, n, QD, D, false, false, 1.f, 0.f);
-    linear_backward(nullptr, g.wo, g.bo, dres, a.att, p.wo, n, QD, D);
+    if (train_base) linear_backward(nullptr, g.wo, g.bo, dres, a.att, p.wo, n, QD, D);
   });
+  if (adapter_on(l, kLoraO)) adapter_backward(l, kLoraO, datt, dres, a.att, QD, D);
   timed(kProfCopy, [&] {
     ParallelZero(scratch_dq_, n * QD);
     ParallelZero(scratch_dk_, n * KD);
@@ -349,20 +384,30 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     rope_backward(scratch_dq_, positions_.data(), n, cfg_.heads, cfg_.head_dim, cfg_.rope_theta);
     rope_backward(scratch_dk_, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, cfg_.rope_theta);
   });
-  float* dxn1 = scratch_dD_;
+  // A frozen model needs no gradient below layer 0's projections (the embedding gets none):
+  // its input-gradient products and norm backward are skipped.
+  float* dxn1 = train_base || l > 0 ? scratch_dD_ : nullptr;
   timed(kProfGemm, [&] {
-    matmul(dxn1, scratch_dq_, p.wq, n, D, QD, false, false, 1.f, 0.f);
-    matmul(dxn1, scratch_dk_, p.wk, n, D, KD, false, false, 1.f, 1.f);
-    matmul(dxn1, scratch_dv_, p.wv, n, D, KD, false, false, 1.f, 1.f);
-    linear_backward(nullptr, g.wq, g.bq, scratch_dq_, a.xn1, p.wq, n, D, QD);
-    linear_backward(nullptr, g.wk, g.bk, scratch_dk_, a.xn1, p.wk, n, D, KD);
-    linear_backward(nullptr, g.wv, g.bv, scratch_dv_, a.xn1, p.wv, n, D, KD);
+    if (dxn1) {
+      matmul(dxn1, scratch_dq_, p.wq, n, D, QD, false, false, 1.f, 0.f);
+      matmul(dxn1, scratch_dk_, p.wk, n, D, KD, false, false, 1.f, 1.f);
+      matmul(dxn1, scratch_dv_, p.wv, n, D, KD, false, false, 1.f, 1.f);
+    }
+    if (train_base) {
+      linear_backward(nullptr, g.wq, g.bq, scratch_dq_, a.xn1, p.wq, n, D, QD);
+      linear_backward(nullptr, g.wk, g.bk, scratch_dk_, a.xn1, p.wk, n, D, KD);
+      linear_backward(nullptr, g.wv, g.bv, scratch_dv_, a.xn1, p.wv, n, D, KD);
+    }
   });
-  timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln1, dxn1, a.x, p.ln1, a.rstd1, n, D); });  // dres = dL/dx
+  if (adapter_on(l, kLoraQ)) adapter_backward(l, kLoraQ, dxn1, scratch_dq_, a.xn1, D, QD);
+  if (adapter_on(l, kLoraK)) adapter_backward(l, kLoraK, dxn1, scratch_dk_, a.xn1, D, KD);
+  if (adapter_on(l, kLoraV)) adapter_backward(l, kLoraV, dxn1, scratch_dv_, a.xn1, D, KD);
+  if (dxn1) timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln1, dxn1, a.x, p.ln1, a.rstd1, n, D); });  // dres = dL/dx
 }
 
 ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
-                                  const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss) {
+                                  const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss,
+                                  int64_t dropout_key) {
   has_forward_ = false;
   if (n <= 0) throw ShapeError("forward: the sequence must hold at least one token");
   if (!(normalizer > 0) || !std::isfinite(normalizer)) throw ShapeError("forward: normalizer must be > 0");
@@ -385,7 +430,11 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   positions_.assign(positions, positions + n);
   doc_lens_.assign(doc_lens, doc_lens + ndocs);
   normalizer_ = normalizer;
+  fwd_adapters_ = lora_ && lora_->enabled;
+  dropout_on_ = fwd_adapters_ && dropout_key >= 0 && lora_->cfg.dropout > 0;
+  dropout_key_ = dropout_on_ ? static_cast<uint32_t>(dropout_key) : 0;
   ensure_buffers(n);
+  if (fwd_adapters_) ensure_lora_buffers(n);
 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;
@@ -414,9 +463,10 @@ void LlamaModel::backward(const float* token_weight) {
   const float* embed = params_->data + views_.front().offset;
   const float* norm_w = params_->data + views_[norm_idx].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
-  float* g_embed = grads_->data + views_.front().offset;
-  float* g_norm = grads_->data + views_[norm_idx].offset;
-  float* g_lm = cfg_.tie_embeddings ? g_embed : grads_->data + views_.back().offset;
+  const bool train_base = !lora_;
+  float* g_embed = train_base ? grads_->data + views_.front().offset : nullptr;
+  float* g_norm = train_base ? grads_->data + views_[norm_idx].offset : nullptr;
+  float* g_lm = !train_base ? nullptr : cfg_.tie_embeddings ? g_embed : grads_->data + views_.back().offset;
 
   float* dhn = scratch_dD_;
   timed(kProfCopy, [&] { ParallelZero(dhn, n * D); });
@@ -434,7 +484,7 @@ void LlamaModel::backward(const float* token_weight) {
     }
     layer_backward(l, a, dres_);
   }
-  timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
+  if (train_base) timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
 }
 
 const char* profile_name(int cat) {

@@ -8,6 +8,11 @@
 //   xn1 = rms(x) ; q,k,v = proj(xn1) (+bias for qwen2) ; rope(q), rope(k) ; att = attn(q,k,v)
 //   h = x + o_proj(att) ; xn2 = rms(h) ; act = silu(gate(xn2)) * up(xn2) ; y = h + down(act)
 // Shapes: x, h, y: [n, D]; q, att: [n, H*d]; k, v: [n, Hkv*d]; gate, up, act: [n, I].
+//
+// Optional LoRA (lora.h): adapters on chosen linear modules of every layer, in their own flat
+// param / grad buffers with PEFT-named views. Once attached the base model is frozen: backward
+// accumulates adapter gradients only (no base weight, norm, embedding or head gradients) and
+// propagates input gradients through base weights and adapters alike.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include "model/attention_backend.h"
+#include "model/lora.h"
 
 namespace ua {
 
@@ -98,8 +104,11 @@ class LlamaModel {
   // tokens, labels, positions: [n]; doc_lens: [ndocs] with |len| summing to attended_tokens(n)
   // (ndocs == 0: one document; a negative length marks padding, as in kernels/attention.h).
   // token_loss [n] nullable. Throws std::invalid_argument on bad inputs (ids out of range ...).
+  // dropout_key: the caller's step key for LoRA dropout masks (keyed by seed, key, layer, module);
+  // negative: no dropout (evaluation, reference passes).
   ForwardResult forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
-                        const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss);
+                        const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss,
+                        int64_t dropout_key = -1);
 
   // Accumulates dL/dparams into grads for L = sum_t w_t * token_loss_t, w_t = token_weight[t]
   // (nullable: 1/normalizer of the last forward). Requires a forward since the last backward.
@@ -113,6 +122,23 @@ class LlamaModel {
 
   // Bytes held by the activation arena (0 before the first forward).
   int64_t activation_bytes() const;
+
+  // LoRA. attach_lora allocates zeroed adapters (call init_lora next); throws std::invalid_argument
+  // on a bad config or when adapters are already attached. Zeroes the base gradients once.
+  void attach_lora(const LoraConfig& c);
+  // A ~ U(-1/sqrt(in), 1/sqrt(in)) keyed by (seed, A's view index); B = 0 (the model is unchanged).
+  void init_lora(uint64_t seed);
+  bool has_lora() const { return lora_ != nullptr; }
+  const LoraConfig& lora_config() const;
+  const std::vector<ParamView>& lora_views() const;
+  std::shared_ptr<FloatStorage> lora_params() const;
+  std::shared_ptr<FloatStorage> lora_grads() const;
+  int64_t lora_flat_size() const;
+  int64_t lora_num_params() const;
+  // Off: forward is the base model (DPO's reference pass); a backward after such a forward
+  // accumulates no adapter gradients.
+  void set_adapters_enabled(bool on);
+  bool adapters_enabled() const { return lora_ && lora_->enabled; }
 
  private:
   struct LayerParams {
@@ -142,6 +168,24 @@ class LlamaModel {
   void layer_forward(int64_t l, LayerActs& a, float* y);
   void layer_backward(int64_t l, LayerActs& a, float* dres);
 
+  struct Lora {
+    LoraConfig cfg;
+    std::vector<ParamView> views;      // per (layer, targeted module): lora_A then lora_B
+    std::vector<int64_t> a_view;       // [layer * kLoraModules + m]: index of the A view, -1: none
+    int64_t flat_size = 0;
+    std::shared_ptr<FloatStorage> params, grads;
+    bool enabled = true;
+  };
+  // Whether module m of layer l has an adapter active in the current pass.
+  bool adapter_on(int64_t l, int m) const {
+    return fwd_adapters_ && lora_->a_view[static_cast<size_t>(l * kLoraModules + m)] >= 0;
+  }
+  void ensure_lora_buffers(int64_t n);
+  // y[n, out] += s B A drop(x[n, in])
+  void adapter_forward(int64_t l, int m, float* y, const float* x, int64_t in, int64_t out);
+  // dA, dB += ...; dx[n, in] += drop^T(du A) (dx nullable)
+  void adapter_backward(int64_t l, int m, float* dx, const float* dy, const float* x, int64_t in, int64_t out);
+
   LlamaConfig cfg_;
   std::vector<ParamView> views_;
   int64_t flat_size_ = 0;
@@ -168,6 +212,16 @@ class LlamaModel {
   float* scratch_dk_ = nullptr;     // [n, Hkv*d]
   float* scratch_dv_ = nullptr;     // [n, Hkv*d]
   float* dres_ = nullptr;           // [n, D] gradient of the residual stream
+
+  std::unique_ptr<Lora> lora_;
+  bool fwd_adapters_ = false;        // the last forward ran with adapters (its backward follows it)
+  uint32_t dropout_key_ = 0;
+  bool dropout_on_ = false;          // the last forward applied LoRA dropout
+  int64_t lora_buf_n_ = -1;
+  std::unique_ptr<FloatStorage> lora_arena_;
+  float* lora_u_ = nullptr;          // [n, r]
+  float* lora_du_ = nullptr;         // [n, r]
+  float* lora_xd_ = nullptr;         // [n, max in] dropped input / its gradient (dropout > 0 only)
 
   // Inputs of the last forward (copied: the backward must not depend on caller memory).
   std::vector<int32_t> tokens_, labels_, positions_, doc_lens_;

@@ -48,6 +48,7 @@ class UlyssesAttention : public AttentionBackend {
   UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int64_t H, int64_t Hkv);
 
   int64_t attended_tokens(int64_t n) const override { return n * P_; }
+  int64_t token_offset(int64_t n) const override { return n * comm_->rank(); }
   // [H/P, P*n] head-sharded: the same float count as the local [H, n].
   int64_t lse_size(const AttnCall& c) const override { return c.H * c.n; }
   void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) override;

@@ -3,7 +3,9 @@
  * the valid tokens of the whole optimizer step (agreed across the SP group before the first
  * forward), gradient reduction, the gradient policy (once per optimizer step, after reduction),
  * the plan applied in native code, AdamW with the scheduled LR times the plan's multiplier,
- * checkpoints (rank 0 writes, everybody waits at a barrier) and exact resume.
+ * checkpoints (rank 0 writes, everybody waits at a barrier) and exact resume. The optimizer side
+ * (reduction, statistics, plan, AdamW, hash, checkpointed moments) works on `model.trainable`: the
+ * whole model, or only the LoRA adapters when they are attached (the base model is then frozen).
  *
  * Every rank issues the same collectives in the same order: per step one SP all-reduce of the
  * token count, the model's own all-to-alls, the gradient reduction, one world all-reduce of the
@@ -19,7 +21,7 @@ import type { PolicyConfig } from '../../statecharts/policyConfig.js';
 import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
-import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, type TrainerState } from '../checkpoint.js';
+import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, writeFinalAdapter, type TrainerState } from '../checkpoint.js';
 import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
 import { applyPlan, decays, spansOf } from './applyPlan.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
@@ -143,13 +145,20 @@ export class PolicyEscalation extends Error {
   }
 }
 
+/** The LoRA dropout key of shard `index` of optimizer step `step` (uint32, distinct for index < 2^16). */
+export function dropoutKeyOf(step: number, index: number): number {
+  return ((step * 0x10000) + index) >>> 0;
+}
+
 /** For hooks that wait on a signal when the caller gave none. */
 const neverAborted = new AbortController().signal;
 
+/** sha256 over the trainable parameters (views in order, raw f32 bytes): the adapters with LoRA. */
 export function weightsHash(model: Model): string {
   const h = createHash('sha256');
-  for (const v of model.views) {
-    const d = model.param(v.name);
+  const { params, views } = model.trainable;
+  for (const v of views) {
+    const d = params.subarray(v.offset, v.offset + v.numel);
     h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
   }
   return h.digest('hex');
@@ -169,8 +178,9 @@ export class Trainer {
   constructor(o: TrainerOptions) {
     this.o = o;
     this.schedule = scheduleOf(o.config, o.data.batchesPerEpoch);
-    this.m = new Float32Array(o.model.params.length);
-    this.v = new Float32Array(o.model.params.length);
+    // sized to what the optimizer updates: attach LoRA before constructing the trainer
+    this.m = new Float32Array(o.model.trainable.params.length);
+    this.v = new Float32Array(o.model.trainable.params.length);
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }
@@ -252,6 +262,11 @@ export class Trainer {
       const removed = await pruneCheckpoints(o.config.output_dir, o.config.save_total_limit, w.path);
       o.hooks?.reportCheckpoint?.({ step: this.step, path: w.path, checksum: w.checksum });
       o.logger.info(`saved ${w.path}`, removed.length ? { removed } : undefined);
+      // LoRA: the adapter also lands in output_dir itself, where LLaMA-Factory users look for it
+      if (this.step === this.schedule.totalSteps && o.model.lora) {
+        const files = await writeFinalAdapter(o.config.output_dir, o.model);
+        o.logger.info(`saved the LoRA adapter (PEFT layout): ${files.join(', ')}`);
+      }
     }
     await o.runtime.barrier('world');
     o.hooks?.setPhase?.('training', true);
@@ -270,8 +285,11 @@ export class Trainer {
     const normalizer = Math.max(1, count[0]!) / factor;
     let lossSum = 0;
     let localTokens = 0;
-    for (const s of shards) {
-      const r = await model.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer });
+    for (const [i, s] of shards.entries()) {
+      // LoRA dropout masks keyed by (step, shard index): a resumed run draws the same ones
+      // (this.step is the previous step until trainStep returns)
+      const dropoutKey = model.lora && model.lora.dropout > 0 ? dropoutKeyOf(this.step + 1, i) : undefined;
+      const r = await model.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer, dropoutKey });
       await model.backward();
       lossSum += r.loss / factor;
       localTokens += s.tokens.length - s.padding;
@@ -286,7 +304,9 @@ export class Trainer {
   private async preferenceStep(pairs: PreferenceItem[], factor: number): Promise<StepSums> {
     const { model, runtime } = this.o;
     const d = this.o.dpo!;
-    const r = await dpoStep({ model, reference: d.reference, runtime, items: pairs, beta: d.beta, scale: factor });
+    const step = this.step + 1;
+    const dropoutKey = model.lora && model.lora.dropout > 0 ? (i: number) => dropoutKeyOf(step, i) : undefined;
+    const r = await dpoStep({ model, reference: d.reference, runtime, items: pairs, beta: d.beta, scale: factor, dropoutKey });
     const lead = runtime.spRank === 0 ? 1 / r.pairs : 0;
     const s = r.sums;
     return {
@@ -317,15 +337,16 @@ export class Trainer {
     const r = o.dpo ? await this.preferenceStep(items as PreferenceItem[], factor) : await this.languageModelStep(items as PackedSequence[], factor);
     const { lossSum, localTokens, validTokens } = r;
     // NaN/Inf faults poison this rank's part before the reduction, so every replica sees them
-    o.chaos?.corruptGradients(model.grads, step);
+    const train = model.trainable;
+    o.chaos?.corruptGradients(train.grads, step);
     await o.chaos?.inCollective('reduceGradients', step);
-    await runtime.reduceGradients(model.grads);
+    await runtime.reduceGradients(train.grads);
     const totals = Float64Array.of(lossSum, localTokens, validTokens, ...(r.rewards ?? []));
     await runtime.allReduceSum(totals, 'world');
     const loss = totals[0]! / runtime.dp;
-    o.gradientHook?.(model.grads, step);
+    o.gradientHook?.(train.grads, step);
 
-    const stats = await gradStats(model.grads, spansOf(model));
+    const stats = await gradStats(train.grads, spansOf(train));
     const t = this.policy.step({
       step,
       totalSteps: this.schedule.totalSteps,
@@ -340,15 +361,16 @@ export class Trainer {
     if (plan.skipUpdate) {
       o.logger.warn(`step ${step}: ${stats.nonfinite} non-finite gradient values: update skipped`);
       if (plan.escalate) {
-        await zero(model.grads);
+        await zero(train.grads);
         throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
       }
     } else {
-      const fx = await applyPlan(model, plan, stats);
+      const fx = await applyPlan(train, plan, stats);
       if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
       this.adamStep++;
-      for (const v of model.views) {
-        await adamwStep(model.param(v.name), this.m.subarray(v.offset, v.offset + v.numel), this.v.subarray(v.offset, v.offset + v.numel), model.grad(v.name), {
+      for (const v of train.views) {
+        const span = (a: Float32Array) => a.subarray(v.offset, v.offset + v.numel);
+        await adamwStep(span(train.params), span(this.m), span(this.v), span(train.grads), {
           lr,
           beta1: c.adam_beta1,
           beta2: c.adam_beta2,

@@ -6,14 +6,18 @@
  * plan, so every replica ends with the same bits. Must never draw unkeyed randomness or judge
  * anything from local, unreduced gradients.
  */
-import type { Model, ParamView } from '../../engine/Model.js';
+import type { ParamView, TrainableSet } from '../../engine/Model.js';
 import { addNoise, centralize, clipByGlobalNorm, gradStats, scale, type GradSpan, type GradStats } from '../../engine/ops/optim.js';
 import type { CentralizeScope } from '../../statecharts/policyConfig.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 
 const LINEAR = /(^|\.)(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
 
-/** Whether gradient centralization applies to tensor `v` under `scope`. */
+/**
+ * Whether gradient centralization applies to tensor `v` under `scope`. LoRA factors
+ * (`...q_proj.lora_A.weight`) are not linear-layer weights: only `all` centralizes them (removing
+ * the row mean of B's r columns would constrain the low-rank update itself).
+ */
 export function centralizes(v: ParamView, scope: CentralizeScope): boolean {
   if (scope === 'none' || v.shape.length !== 2) return false;
   if (scope === 'all') return true;
@@ -25,8 +29,9 @@ export function decays(v: ParamView): boolean {
   return !(v.name.endsWith('.bias') || /norm/.test(v.name));
 }
 
-export function spansOf(model: Model): GradSpan[] {
-  return model.views.map((v) => ({ offset: v.offset, numel: v.numel }));
+/** Gradient spans of a trainable set (a Model is one: its whole parameter set). */
+export function spansOf(set: Pick<TrainableSet, 'views'>): GradSpan[] {
+  return set.views.map((v) => ({ offset: v.offset, numel: v.numel }));
 }
 
 export interface PlanEffects {
@@ -41,14 +46,18 @@ export interface PlanEffects {
   normBeforeClip: number;
 }
 
-/** Mutates model.grads according to `plan`; `stats` are the reduced statistics the plan was made from. */
-export async function applyPlan(model: Model, plan: PolicyPlan, stats: GradStats): Promise<PlanEffects> {
+/**
+ * Mutates `set.grads` according to `plan` (`set`: model.trainable, i.e. the LoRA adapters when
+ * attached, or a Model); `stats` are the reduced statistics the plan was made from.
+ */
+export async function applyPlan(set: Pick<TrainableSet, 'grads' | 'views'>, plan: PolicyPlan, stats: GradStats): Promise<PlanEffects> {
   const fx: PlanEffects = { noised: 0, scaled: 0, centralized: 0, clipFactor: 1, normBeforeClip: stats.l2Norm };
-  const views = model.views;
+  const views = set.views;
+  const grad = (v: ParamView) => set.grads.subarray(v.offset, v.offset + v.numel);
   let changed = false;
   if (plan.noiseStd > 0) {
     for (let i = 0; i < views.length; i++) {
-      await addNoise(model.grad(views[i]!.name), plan.noiseStd, { seed: plan.noiseSeed, step: plan.step, tensor: i });
+      await addNoise(grad(views[i]!), plan.noiseStd, { seed: plan.noiseSeed, step: plan.step, tensor: i });
       fx.noised++;
     }
     changed = true;
@@ -57,7 +66,7 @@ export async function applyPlan(model: Model, plan: PolicyPlan, stats: GradStats
     // judged on the reduced statistics the policy saw, before the noise
     for (let i = 0; i < views.length; i++) {
       if (stats.perTensorMeanAbs[i]! < plan.scaleThreshold) {
-        await scale(model.grad(views[i]!.name), plan.scaleFactor);
+        await scale(grad(views[i]!), plan.scaleFactor);
         fx.scaled++;
       }
     }
@@ -65,13 +74,13 @@ export async function applyPlan(model: Model, plan: PolicyPlan, stats: GradStats
   }
   for (const v of views) {
     if (!centralizes(v, plan.centralize)) continue;
-    await centralize(model.grad(v.name), v.shape[0]!, v.shape[1]!);
+    await centralize(grad(v), v.shape[0]!, v.shape[1]!);
     fx.centralized++;
     changed = true;
   }
   if (plan.clipNorm > 0) {
-    if (changed) fx.normBeforeClip = (await gradStats(model.grads, spansOf(model))).l2Norm;
-    fx.clipFactor = await clipByGlobalNorm(model.grads, fx.normBeforeClip, plan.clipNorm);
+    if (changed) fx.normBeforeClip = (await gradStats(set.grads, spansOf(set))).l2Norm;
+    fx.clipFactor = await clipByGlobalNorm(set.grads, fx.normBeforeClip, plan.clipNorm);
   }
   return fx;
 }

@@ -93,8 +93,8 @@ function logProb(tokenLoss: Float32Array, shard: SequenceShard): number {
   return s;
 }
 
-function forwardInput(s: SequenceShard, tokenLoss: Float32Array): ForwardInput {
-  return { tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 1, tokenLoss };
+function forwardInput(s: SequenceShard, tokenLoss: Float32Array, dropoutKey?: number): ForwardInput {
+  return { tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 1, tokenLoss, dropoutKey };
 }
 
 /**
@@ -114,6 +114,12 @@ export async function dpoStep(o: {
   beta: number;
   /** multiplies the loss's gradient (loss-scaling switch and scaled-loss faults; 1: none) */
   scale?: number;
+  /**
+   * LoRA dropout key of policy sequence i (chosen of pair p is 2p, rejected 2p + 1); both forwards
+   * of a sequence use the same key, so the backward sees the masks its log-prob was computed with.
+   * The reference never drops out.
+   */
+  dropoutKey?: (i: number) => number | undefined;
 }): Promise<DpoStepResult> {
   const { model, reference, runtime, items, beta } = o;
   const scale = o.scale ?? 1;
@@ -134,7 +140,7 @@ export async function dpoStep(o: {
   }
   for (let i = 0; i < n; i++) {
     const tl = new Float32Array(shards[i]!.tokens.length);
-    await model.forward(forwardInput(shards[i]!, tl));
+    await model.forward(forwardInput(shards[i]!, tl, o.dropoutKey?.(i)));
     logps[n + i] = logProb(tl, shards[i]!);
   }
   await runtime.allReduceSum(logps, 'sp');
@@ -157,7 +163,7 @@ export async function dpoStep(o: {
   let localTokens = 0;
   for (let i = n - 1; i >= 0; i--) {
     const s = shards[i]!;
-    if (i !== n - 1) await model.forward(forwardInput(s, new Float32Array(s.tokens.length)));
+    if (i !== n - 1) await model.forward(forwardInput(s, new Float32Array(s.tokens.length), o.dropoutKey?.(i)));
     // π = −Σ token_loss  =>  dL/d token_loss_t = −dL/dπ on supervised tokens, 0 elsewhere
     const w = new Float32Array(s.tokens.length);
     const coef = -dPolicy[i]!;

@@ -16,6 +16,12 @@ export interface RecallEval {
   /** examples whose every answer token has p > 1/2 */
   exact: number;
   accuracy: number;
+  /** questions asked (an example may ask several) */
+  answers: number;
+  /** questions whose every answer token has p > 1/2 */
+  answersCorrect: number;
+  /** answersCorrect / answers: the headline recall accuracy (chance: 10^-value_len) */
+  answerAccuracy: number;
   /** mean p(answer token) over the answer tokens */
   meanAnswerProb: number;
 }
@@ -24,7 +30,7 @@ const LN2 = Math.log(2);
 
 export async function evaluateRecall(model: Model, runtime: ParallelRuntime, items: readonly PackedSequence[]): Promise<RecallEval> {
   const per = Math.floor(items.length / runtime.dp);
-  const sums = new Float64Array(4); // examples, exact, answer tokens, sum of p
+  const sums = new Float64Array(6); // examples, exact, answer tokens, sum of p, answers, answers correct
   for (let i = 0; i < per; i++) {
     const seq = items[i * runtime.dp + runtime.dpRank]!;
     const shard = shardSequence(seq, runtime.sp, runtime.spRank);
@@ -46,9 +52,19 @@ export async function evaluateRecall(model: Model, runtime: ParallelRuntime, ite
     const s = scoreRecall({ labels: seq.labels, docLens: seq.docLens ?? Int32Array.of(len) }, predicted);
     sums[0] += s.examples;
     sums[1] += s.exact;
+    sums[4] += s.answers;
+    sums[5] += s.answersCorrect;
   }
   // every SP member computed the same counts: let one per replica contribute
   if (runtime.spRank !== 0) sums.fill(0);
   await runtime.allReduceSum(sums, 'world');
-  return { examples: sums[0]!, exact: sums[1]!, accuracy: sums[0]! > 0 ? sums[1]! / sums[0]! : 0, meanAnswerProb: sums[2]! > 0 ? sums[3]! / sums[2]! : 0 };
+  return {
+    examples: sums[0]!,
+    exact: sums[1]!,
+    accuracy: sums[0]! > 0 ? sums[1]! / sums[0]! : 0,
+    answers: sums[4]!,
+    answersCorrect: sums[5]!,
+    answerAccuracy: sums[4]! > 0 ? sums[5]! / sums[4]! : 0,
+    meanAnswerProb: sums[2]! > 0 ? sums[3]! / sums[2]! : 0,
+  };
 }
