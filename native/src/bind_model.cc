@@ -331,7 +331,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     });
   }
 
-  // forward(tokens, labels, positions, docLens|null, normalizer, tokenLoss|null) -> Promise<{loss, valid}>
+  // forward(tokens, labels, positions, docLens|null, normalizer, tokenLoss|null, dropoutKey|null, tokenArgmax|null)
+  //   -> Promise<{loss, valid}>
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     return Guard(info, [&]() -> Napi::Value {
       const LlamaConfig& c = model_->config();
@@ -347,6 +348,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto tloss = GetArray<float>(info, 5, "tokenLoss", n, true);
       // dropoutKey: undefined/null = no LoRA dropout (evaluation), else a uint32 mask key
       const int64_t dkey = info[6].IsUndefined() || info[6].IsNull() ? -1 : GetInt(info, 6, "dropoutKey", 0, 0xffffffffLL);
+      auto targmax = GetArray<int32_t>(info, 7, "tokenArgmax", n, true);
       // Negative lengths mark padding runs (attend to nothing); the sum of |len| must be the
       // attended length (n for local attention; the global length under sequence parallelism).
       int64_t sum = 0;
@@ -373,16 +375,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const int32_t *tk = tokens.data, *lb = labels.data, *ps = positions.data, *dl = docs.data;
       const int64_t nd = docs.length;
       float* tl = tloss.data;
+      int32_t* am = targmax.data;
       const float nz = static_cast<float>(normalizer);
       last_n_ = n;
       std::vector<Napi::Value> pins{info.This(), tokens.js, labels.js, positions.js};
       if (docs.data) pins.push_back(docs.js);
       if (tloss.data) pins.push_back(tloss.js);
+      if (targmax.data) pins.push_back(targmax.js);
       return RunModelAsync(
           info.Env(), busy_,
           [=] {
             try {
-              *result = m->forward(tk, lb, ps, n, dl, nd, nz, tl, dkey);
+              *result = m->forward(tk, lb, ps, n, dl, nd, nz, tl, dkey, am);
             } catch (const comm::CommError& e) {  // Ulysses attention: keep the ERR_COMM_* code
               throw CodedError(e.code, e.what());
             }

@@ -47,6 +47,8 @@ export interface ForwardInput {
   normalizer?: number;
   /** Receives -log p(label) per token [n] (0 where ignored). */
   tokenLoss?: Float32Array;
+  /** Receives each position's highest-logit token id [n] (ties: the lowest id); for accuracy metrics. */
+  tokenArgmax?: Int32Array;
   /**
    * Key of the LoRA dropout masks (uint32): masks are keyed by (LoRA seed, this key, layer,
    * module), so the caller picks one per micro-batch (e.g. from the step and micro-batch index)
@@ -80,7 +82,7 @@ interface NativeModel {
   init(seed: number): Promise<void>;
   zeroGrad(): Promise<void>;
   setCheckpointing(on: boolean): void;
-  forward(t: Int32Array, l: Int32Array, p: Int32Array, d: Int32Array | null, norm: number, tl: Float32Array | null, dropoutKey: number | null): Promise<ForwardResult>;
+  forward(t: Int32Array, l: Int32Array, p: Int32Array, d: Int32Array | null, norm: number, tl: Float32Array | null, dropoutKey: number | null, argmax: Int32Array | null): Promise<ForwardResult>;
   backward(w: Float32Array | null): Promise<void>;
   hasForward(): boolean;
   activationBytes(): number;
@@ -328,7 +330,8 @@ export class Model {
     const tokenLoss = input.tokenLoss ? expectData<Float32Array>('forward tokenLoss', input.tokenLoss, 'f32', [n]) : null;
     const key = input.dropoutKey ?? null;
     if (key !== null && (!Number.isInteger(key) || key < 0 || key > 0xffffffff)) throw new EngineError('ERR_ARG', `forward: dropoutKey must be an integer in [0, 2^32), got ${key}`);
-    const r = await this.h.forward(tokens, labels, positions, docLens, normalizer, tokenLoss, key);
+    const argmax = input.tokenArgmax ? expectData<Int32Array>('forward tokenArgmax', input.tokenArgmax, 'i32', [n]) : null;
+    const r = await this.h.forward(tokens, labels, positions, docLens, normalizer, tokenLoss, key, argmax);
     this.lastN = n;
     return r;
   }

@@ -225,7 +225,7 @@ export const trainWorkload: Workload = async (ctx) => {
       const after = await evaluateRecall(model, runtime, data.evalItems);
       if (runtime.rank === 0) {
         log.info(`recall accuracy after training: ${fmt(after)}${before ? ` (before: ${fmt(before)})` : ''}`);
-        await writeFile(join(c.output_dir, 'eval_results.json'), JSON.stringify({ task: c.dataset[0], chance: data.chance, criterion: 'every answer token has p > 1/2', before: before ?? null, after, step: result.step }, null, 2) + '\n');
+        await writeFile(join(c.output_dir, 'eval_results.json'), JSON.stringify({ task: c.dataset[0], chance: data.chance, criterion: 'the argmax of every answer token is the label', before: before ?? null, after, step: result.step }, null, 2) + '\n');
       }
     }
     ctx.setPhase('done', false);

@@ -44,7 +44,7 @@ float row_lse_inplace(float* x, int64_t vocab) {
 }  // namespace
 
 CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const float* W, const int32_t* labels,
-                            int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk) {
+                            int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax) {
   check_args("lm_head_ce_forward", labels, n, dim, vocab);
   if (!(normalizer > 0.f) || !std::isfinite(normalizer))
     throw ShapeError("lm_head_ce_forward: normalizer must be finite and > 0");
@@ -62,6 +62,12 @@ CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const
       float* x = logits.data() + r * vocab;
       const int32_t y = labels[t0 + r];
       const float target = y >= 0 ? x[y] : 0.f;
+      if (argmax) {
+        int64_t best = 0;
+        for (int64_t j = 1; j < vocab; ++j)
+          if (x[j] > x[best]) best = j;
+        argmax[t0 + r] = static_cast<int32_t>(best);
+      }
       const float L = row_lse_inplace(x, vocab);
       row_lse[r] = L;
       row_loss[r] = y >= 0 ? L - target : 0.f;

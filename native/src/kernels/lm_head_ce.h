@@ -18,9 +18,11 @@ struct CeResult {
 // token_loss [n] (nullable): -log p(label) per token, 0 for ignored tokens.
 // lse [n] (nullable): log-sum-exp of each row's logits, saved for the backward.
 // normalizer: the GLOBAL count of valid tokens (across ranks / micro-batches); must be > 0.
+// argmax [n] (nullable): each row's highest-logit id (the lowest id among equal maxima), for
+// accuracy metrics; costs one extra pass over the row when given.
 CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const float* W,
                             const int32_t* labels, int64_t n, int64_t dim, int64_t vocab,
-                            float normalizer, int64_t chunk);
+                            float normalizer, int64_t chunk, int32_t* argmax = nullptr);
 
 // Gradient of L = sum_t weight_t * token_loss_t, where weight_t = token_weight[t] when token_weight
 // is given (e.g. DPO), otherwise 1/normalizer for valid tokens. dh [n, dim] +=, dW [vocab, dim] +=

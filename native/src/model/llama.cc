@@ -407,7 +407,7 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
 
 ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
                                   const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss,
-                                  int64_t dropout_key) {
+                                  int64_t dropout_key, int32_t* token_argmax) {
   has_forward_ = false;
   if (n <= 0) throw ShapeError("forward: the sequence must hold at least one token");
   if (!(normalizer > 0) || !std::isfinite(normalizer)) throw ShapeError("forward: normalizer must be > 0");
@@ -449,7 +449,7 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
   CeResult ce;
   timed(kProfHeadFwd, [&] {
-    ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk);
+    ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk, token_argmax);
   });
   has_forward_ = true;
   return {ce.loss, ce.valid};

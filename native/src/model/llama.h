@@ -108,7 +108,7 @@ class LlamaModel {
   // negative: no dropout (evaluation, reference passes).
   ForwardResult forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
                         const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss,
-                        int64_t dropout_key = -1);
+                        int64_t dropout_key = -1, int32_t* token_argmax = nullptr);
 
   // Accumulates dL/dparams into grads for L = sum_t w_t * token_loss_t, w_t = token_weight[t]
   // (nullable: 1/normalizer of the last forward). Requires a forward since the last backward.

@@ -1,10 +1,9 @@
 /**
- * Recall accuracy of the default job's key–value task on held-out examples, under any layout:
- * each replica scores its share, each SP group assembles per-token losses of the whole sequence
- * (one SP all-reduce per example), and the counts are summed over the world. The engine gives
- * per-token losses, not logits, so a token counts as predicted when p(label) > 1/2: that implies
- * the label is the argmax, so this accuracy is exact for what it counts and a lower bound of
- * argmax accuracy. Must never update weights or gradients.
+ * Recall accuracy of the built-in key–value tasks on held-out examples, under any layout: each
+ * replica scores its share, each SP group assembles the per-token losses and argmax ids of the
+ * whole sequence (one SP all-reduce per example), and the counts are summed over the world. An
+ * answer counts as recalled when the model's argmax equals the label at every one of its tokens
+ * (chance: 10^-value_len). Must never update weights or gradients.
  */
 import type { Model } from '../../engine/Model.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
@@ -13,20 +12,18 @@ import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js
 
 export interface RecallEval {
   examples: number;
-  /** examples whose every answer token has p > 1/2 */
+  /** examples whose every answer token is the argmax */
   exact: number;
   accuracy: number;
   /** questions asked (an example may ask several) */
   answers: number;
-  /** questions whose every answer token has p > 1/2 */
+  /** questions whose every answer token is the argmax */
   answersCorrect: number;
   /** answersCorrect / answers: the headline recall accuracy (chance: 10^-value_len) */
   answerAccuracy: number;
   /** mean p(answer token) over the answer tokens */
   meanAnswerProb: number;
 }
-
-const LN2 = Math.log(2);
 
 export async function evaluateRecall(model: Model, runtime: ParallelRuntime, items: readonly PackedSequence[]): Promise<RecallEval> {
   const per = Math.floor(items.length / runtime.dp);
@@ -36,16 +33,20 @@ export async function evaluateRecall(model: Model, runtime: ParallelRuntime, ite
     const shard = shardSequence(seq, runtime.sp, runtime.spRank);
     const n = shard.tokens.length;
     const tokenLoss = new Float32Array(n);
-    await model.forward({ tokens: shard.tokens, labels: shard.labels, positions: shard.positions, docLens: shard.docLens, normalizer: 1, tokenLoss });
-    const full = new Float32Array(n * runtime.sp);
-    full.set(tokenLoss, runtime.spRank * n);
+    const tokenArgmax = new Int32Array(n);
+    await model.forward({ tokens: shard.tokens, labels: shard.labels, positions: shard.positions, docLens: shard.docLens, normalizer: 1, tokenLoss, tokenArgmax });
+    // [losses | argmax ids] of the whole (padded) sequence; ids are exact in a double
+    const full = new Float64Array(2 * n * runtime.sp);
+    for (let i = 0; i < n; i++) {
+      full[runtime.spRank * n + i] = tokenLoss[i]!;
+      full[(runtime.sp + runtime.spRank) * n + i] = tokenArgmax[i]!;
+    }
     await runtime.allReduceSum(full, 'sp');
     const len = seq.tokens.length;
-    const predicted = new Int32Array(len).fill(-1);
+    const predicted = new Int32Array(len);
     for (let t = 0; t < len; t++) {
-      const l = seq.labels[t]!;
-      if (l === IGNORE_INDEX) continue;
-      if (full[t]! < LN2) predicted[t] = l;
+      predicted[t] = full[runtime.sp * n + t]!;
+      if (seq.labels[t] === IGNORE_INDEX) continue;
       sums[3] += Math.exp(-full[t]!);
       sums[2]++;
     }
