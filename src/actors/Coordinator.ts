@@ -125,6 +125,8 @@ class RemoteRank implements ChildHandle {
   startedAt: number;
   /** set when the rank reported a communication error: its failure is probably a consequence of another's */
   secondaryAt: number | null = null;
+  /** set when its agent reported the process's exit: nothing is left to stop or wait for */
+  exitReported = false;
 
   constructor(
     readonly slot: RankSlot,
@@ -400,6 +402,9 @@ export class Coordinator {
   async stopRank(r: RemoteRank, reason: string): Promise<void> {
     const rankPeer = `rank:${r.slot.rank}`;
     this.monitor.forget(rankPeer);
+    // Its exit report came before this stop (a rank that failed on its own, whose failure still
+    // waits out the secondary-failure grace): waiting for another would stall the restart.
+    if (r.exitReported) return;
     const exited = new Promise<void>((resolve) => this.exitWaiters.set(`${r.slot.rank}/${r.incarnation}`, resolve));
     if (r.pid === null && r.isSettled) return;
     if (r.isSettled) {
@@ -478,6 +483,7 @@ export class Coordinator {
         this.exitWaiters.delete(`${rank}/${inc}`);
         const r = this.ranks.get(rank);
         if (!r || r.incarnation !== inc) return;
+        r.exitReported = true;
         const code = (f.body.code as number | undefined) ?? null;
         const signal = (f.body.signal as string | undefined) ?? null;
         const normal = code === 0;
@@ -488,7 +494,9 @@ export class Coordinator {
         this.monitor.forget(`rank:${rank}`);
         r.pid = null;
         const settle = () => {
-          if (!normal && !r.isSettled) this.job.send({ type: 'job.rank.failed', rank, reason });
+          // settled late (the secondary grace) after its group was restarted: the supervisor ignores
+          // it, and so must the job chart (a stale failure would hold it in `recovering`)
+          if (!normal && !r.isSettled && this.ranks.get(rank) === r) this.job.send({ type: 'job.rank.failed', rank, reason });
           r.fail({ normal, reason, code, signal, detail: { stderrTail: f.body.stderrTail } });
         };
         // the exit of a rank that just reported a communication error waits out the same grace
@@ -551,7 +559,7 @@ export class Coordinator {
         this.events.emit('job.rank.failed', { rank, incarnation: r.incarnation, reason: String(f.body.reason).slice(0, 4000), code: f.body.code, detectedBy: 'rank' });
         const reason = String(f.body.reason).split('\n')[0]!;
         const settle = () => {
-          if (!r.isSettled) this.job.send({ type: 'job.rank.failed', rank, reason });
+          if (!r.isSettled && this.ranks.get(rank) === r) this.job.send({ type: 'job.rank.failed', rank, reason });
           r.fail({ normal: false, reason, detail: { code: f.body.code } });
         };
         // A communication error is usually the echo of a peer's failure: give the root cause (the

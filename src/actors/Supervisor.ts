@@ -116,11 +116,15 @@ export class Supervisor {
       return;
     }
     if (policy === 'temporary' || (policy === 'transient' && exit.normal)) return;
-    this.busy = this.busy.then(() => this.handleFailure(c, exit));
+    this.busy = this.busy.then(() => this.handleFailure(c, gen, exit));
   }
 
-  private async handleFailure(c: Running, exit: ExitInfo): Promise<void> {
+  private async handleFailure(c: Running, gen: number, exit: ExitInfo): Promise<void> {
     if (this.state === 'stopped' || this.state === 'gave_up') return;
+    // Failures queue behind the restart in progress. One of a generation that restart already
+    // replaced (one_for_all: the peers of a crashed child often fail at the same moment) is not
+    // a new failure: handling it would restart the fresh group and spend the restart intensity.
+    if (gen !== c.gen) return;
     const now = this.o.clock.now();
     this.restarts = this.restarts.filter((r) => now - r.at <= this.o.restartWindowMs);
     this.restarts.push({ at: now, child: c.spec.id, exit });

@@ -3,7 +3,7 @@
  * a run and damages it (flips bits in, or truncates, its largest file), synchronously, so it can
  * run between two attempts of a job. Must never touch anything outside that one directory.
  */
-import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 export function checkpointSteps(outputDir: string): number[] {
@@ -44,14 +44,22 @@ export function corruptNewestCheckpoint(outputDir: string, mode: 'flip' | 'trunc
     truncateSync(path, Math.floor(target.size / 2));
     return { step, file: path, mode, bytes: target.size - Math.floor(target.size / 2) };
   }
-  const buf = readFileSync(path);
-  // flip one bit in each of 8 bytes spread over the file (positions from the seed)
+  // flip one bit in each of 8 bytes spread over the file (positions from the seed), in place:
+  // this runs on the coordinator's event loop between two attempts, and rewriting a whole
+  // optimizer file there would delay the restart (and the heartbeat checks) for nothing
+  const fd = openSync(path, 'r+');
   let flipped = 0;
-  for (let i = 0; i < 8; i++) {
-    const pos = Math.floor(((i + 0.5) / 8) * buf.length + (seed % 7)) % buf.length;
-    buf[pos] = buf[pos]! ^ (1 << ((seed + i) % 8));
-    flipped++;
+  try {
+    const b = Buffer.alloc(1);
+    for (let i = 0; i < 8; i++) {
+      const pos = Math.floor(((i + 0.5) / 8) * target.size + (seed % 7)) % target.size;
+      readSync(fd, b, 0, 1, pos);
+      b[0] = b[0]! ^ (1 << ((seed + i) % 8));
+      writeSync(fd, b, 0, 1, pos);
+      flipped++;
+    }
+  } finally {
+    closeSync(fd);
   }
-  writeFileSync(path, buf);
   return { step, file: path, mode, bytes: flipped };
 }

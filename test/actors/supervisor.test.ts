@@ -64,6 +64,19 @@ t.test('one_for_all stops every child in reverse order and restarts all in order
   await sup.close();
 });
 
+t.test('one_for_all: children of one generation failing together cause one restart, not one each', async (t) => {
+  const { sup, log, live } = harness('one_for_all');
+  await sup.start();
+  log.length = 0;
+  // a crashed rank and its peer failing in the same moment (both settle before the restart runs)
+  live.get('c1')!.fail('root cause');
+  live.get('c2')!.fail('echo of c1');
+  await settle();
+  t.equal(sup.restartCount, 1, `restarts: ${sup.restartCount} (log: ${log.join(', ')})`);
+  t.same(log, ['stop c0', 'start c0#1', 'start c1#1', 'start c2#1']);
+  await sup.close();
+});
+
 t.test('rest_for_one restarts the failed child and those started after it', async (t) => {
   const { sup, log, live } = harness('rest_for_one');
   await sup.start();

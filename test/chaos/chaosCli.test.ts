@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
-import { examplesDir } from './helpers/planTests.js';
+import { fixturesDir as examplesDir } from './helpers/planTests.js';
 
 t.test('bad plans and flags exit 2 naming the field', async (t) => {
   const dir = t.testdir();

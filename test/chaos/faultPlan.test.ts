@@ -4,18 +4,25 @@ import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { FaultPlanError, keyedUniform, loadFaultPlan, parseFaultPlan, probabilityStep, FAULT_KINDS } from '../../src/chaos/FaultPlan.js';
-import { examplesDir } from './helpers/planTests.js';
+import { examplesDir, fixturesDir } from './helpers/planTests.js';
 
-t.test('every example plan parses, and together they cover every fault kind', async (t) => {
+t.test('every example plan parses, runs the training workload, and together they cover every fault kind', async (t) => {
   const files = readdirSync(examplesDir).filter((f) => f.endsWith('.yaml'));
   const kinds = new Set<string>();
   for (const f of files) {
     const plan = loadFaultPlan(join(examplesDir, f));
     t.equal(plan.name, f.replace(/\.yaml$/, ''), `${f}: name matches the file`);
+    t.equal(plan.workload, 'train', `${f}: runs the real training loop`);
     for (const x of plan.faults) kinds.add(x.kind);
   }
   t.same(FAULT_KINDS.filter((k) => !kinds.has(k)), [], 'no fault kind without an example');
-  t.ok(files.includes('combined.yaml'));
+  t.ok(files.includes('train_combined.yaml'));
+});
+
+t.test('every harness fixture plan parses', async (t) => {
+  for (const f of readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml'))) {
+    t.equal(loadFaultPlan(join(fixturesDir, f)).name, f.replace(/\.yaml$/, ''), f);
+  }
 });
 
 t.test('a bad plan lists every problem, each naming its field', async (t) => {

@@ -1,5 +1,4 @@
-// Example fault plans that kill or stop a rank: crash, freeze (default heartbeats: 1 s x 3),
-// hang, a crash inside a collective, a partition.
-import { planTests } from './helpers/planTests.js';
+// Harness fixtures on the fast synthetic workload: crash, freeze, hang, crash in a collective, partition.
+import { fixturesDir, planTests } from './helpers/planTests.js';
 
-planTests(['crash', 'freeze', 'hang', 'collective_crash', 'partition']);
+planTests(['crash', 'freeze', 'hang', 'collective_crash', 'partition'], fixturesDir);
