@@ -6,10 +6,11 @@ import t from 'tap';
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadJobConfig } from '../../src/config/loadJobConfig.js';
-import { trainWorkload, resolveModelDir } from '../../src/train/trainWorkload.js';
+import { BUILTIN_TASKS, trainWorkload, resolveModelDir } from '../../src/train/trainWorkload.js';
 import type { StepReport, WorkloadContext } from '../../src/actors/rank/Workload.js';
 import { createLogger, type LogRecord } from '../../src/util/Logger.js';
 import { DEFAULT_JOB_YAML } from '../../src/train/defaultJob.js';
+import { recallTask } from '../../src/train/data/recallTask.js';
 
 function setup(root: string) {
   const modelDir = join(root, 'model');
@@ -90,4 +91,13 @@ t.test('the embedded default job resolves: 2-way SP, tiny model, >= 2048-token s
   t.ok(job.config.cutoff_len >= 2048);
   t.ok(existsSync(join(resolveModelDir(job.config.model_name_or_path), 'config.json')), 'the tiny model is found');
   t.same(job.ignored, []);
+  // the task needs attention across the shards: every needle on rank 0's half, every scored answer on rank 1's
+  const task = BUILTIN_TASKS[job.config.dataset[0]!];
+  t.ok(task, `the default dataset ${job.config.dataset[0]} is a built-in task`);
+  const half = job.config.cutoff_len / job.config.sequence_parallel_size;
+  const exs = [...recallTask({ seed: 7, n: 50, seqLen: job.config.cutoff_len, ...task, superviseRepeats: false })];
+  t.ok(exs.every((e) => e.needlePos + 6 < half && e.answerPos >= half), `needles before token ${half}, first answers after it`);
+  t.ok(exs.every((e) => e.labels.filter((l) => l !== -100).length === 1), 'evaluation scores only the first answer of each example');
+  const dist = exs.map((e) => e.answerPos - e.needlePos);
+  t.ok(Math.min(...dist) > 700, `answers ${Math.min(...dist)}..${Math.max(...dist)} tokens after their needle`);
 });
