@@ -1,9 +1,23 @@
 /**
- * All-to-all throughput between 2 local rank processes (spawned here, loopback TCP through Gloo)
- * for activation-sized buffers [s_local, H, d] fp32, against a single-thread memcpy of the same
- * buffer size measured in the same run: ratio_to_memcpy = all-to-all GB/s / memcpy GB/s, where an
- * all-to-all's GB/s is the per-rank buffer size over the slowest rank's time for the Ulysses
- * seq->head call (pack + exchange). Must never leave a rank process behind.
+ * All-to-all throughput between 2 local rank processes (spawned here; shared memory when both are
+ * on this host, else loopback TCP through Gloo) for activation-sized buffers [s_local, H, d] fp32,
+ * against a single-thread memcpy of the same buffer size measured in the same run:
+ * ratio_to_memcpy = all-to-all GB/s / memcpy GB/s. Must never leave a rank process behind.
+ *
+ * What each side measures (B = one rank's buffer, s_local * H * d * 4 bytes):
+ * - all-to-all: the wall time of one `seqToHead` call as JS sees it (the hop to a native worker
+ *   thread and back included), on the slowest rank of each repetition, best over repetitions;
+ *   both ranks start each repetition after a barrier (through shared memory, which releases
+ *   both within about a microsecond; Gloo's TCP barrier left at least 45 us between them, which
+ *   the slowest rank's time then included). GB/s = B / that time. Per rank the call
+ *   copies 1.5 B: its own head group input -> output (B/2), the peer's head group input -> shared
+ *   segment (B/2) and the peer's chunk shared segment -> output (B/2), the last half crossing
+ *   between cores.
+ * - memcpy: one thread copying B bytes between two buffers, best of back-to-back repetitions for
+ *   0.5 s, measured after the ranks exited (so nothing of ours competes). At 4 MiB both buffers
+ *   stay in the cache across repetitions; at 32 MiB they do not.
+ * The baseline is thus the favourable one (1 B copied per B, cache-hot, no synchronization, no
+ * thread hop): the ratio understates the all-to-all's efficiency rather than flatters it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

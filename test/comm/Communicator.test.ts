@@ -23,8 +23,8 @@ function checkCollectives(t: Test, run: RankRun, P: number) {
 }
 
 function checkUlysses(t: Test, run: RankRun, P: number) {
-  const expected = ['mha', 'gqa', 'rep2', 'rep1'].filter((n) => {
-    const [H, Hkv] = { mha: [8, 8], gqa: [8, 4], rep2: [8, 2], rep1: [4, 1] }[n]!;
+  const expected = ['mha', 'gqa', 'rep2', 'rep1', 'wide', 'widerep'].filter((n) => {
+    const [H, Hkv] = { mha: [8, 8], gqa: [8, 4], rep2: [8, 2], rep1: [4, 1], wide: [8, 4], widerep: [8, 2] }[n]!;
     return H! % P === 0 && (Hkv! % P === 0 || P % Hkv! === 0);
   });
   for (let r = 0; r < P; r++) {

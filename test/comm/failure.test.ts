@@ -1,9 +1,10 @@
 import t from 'tap';
 import { isAlive, runRanks } from './fixtures/harness.js';
 
-// Every rank loops on 1 MiB-per-peer all-to-alls (fixtures/rank.ts `kill`); once the victim is in
-// the loop, the test kills (or freezes) it. Survivors must reject with a coded error within the
-// communicator's timeout, refuse further work, close, and exit on their own.
+// Every rank loops on 1 MiB-per-peer all-to-alls (fixtures/rank.ts `kill`; `killBarrier` loops on
+// barriers, which go through shared memory too); once the victim is in the loop, the test kills
+// (or freezes) it. Survivors must reject with a coded error within the communicator's timeout,
+// refuse further work, close, and exit on their own.
 const timeoutMs = 3000;
 // Event-loop and scheduling latency allowed on top of the timeout (2 shared cores under load).
 const slackMs = 1500;
@@ -38,6 +39,38 @@ t.test('a rank killed (SIGKILL) during a shared-memory all-to-all: the others fa
     t.equal(k.afterCode, 'ERR_COMM_CLOSED', `rank ${r}: later collectives are refused`);
     t.same([run.exit[r]!.code, run.exit[r]!.signal], [0, null], `rank ${r} exited on its own with code 0`);
   }
+  t.notOk(run.pids.some(isAlive), 'no rank process is left');
+});
+
+t.test('a rank killed (SIGKILL) during shared-memory barriers: the other fails with a coded error and exits', async (t) => {
+  let killedAt = 0;
+  const victim = 1;
+  const run = await runRanks(t, {
+    scenario: 'killBarrier',
+    size: 2,
+    timeoutMs,
+    deadlineMs: 60_000,
+    sharedMemory: true,
+    onLine: (rank, line, child) => {
+      if (rank === victim && line.endsWith('] ready') && !killedAt) {
+        setTimeout(() => {
+          killedAt = Date.now();
+          process.kill(child.pid!, 'SIGKILL');
+        }, 300);
+      }
+    },
+  });
+  t.ok(killedAt > 0, 'the victim was killed mid-loop');
+  t.equal(run.results[0]?.sharedMemory, true, 'rank 0 ran on the shared-memory path');
+  const k = run.results[0]?.killBarrier;
+  t.ok(k, `rank 0 reported:\n${run.logs.join('\n')}`);
+  if (k) {
+    t.ok(['ERR_COMM_PEER', 'ERR_COMM_TIMEOUT'].includes(k.code), `rank 0: coded error ${k.code}: ${k.message}`);
+    t.ok(k.elapsedMs <= timeoutMs + slackMs, `rank 0: failed ${k.elapsedMs} ms after its last completed barrier (timeout ${timeoutMs} ms + ${slackMs} ms slack)`);
+    t.ok(k.rounds >= 1, `rank 0: ${k.rounds} barriers completed before the kill`);
+    t.equal(k.afterCode, 'ERR_COMM_CLOSED', 'rank 0: later collectives are refused');
+  }
+  t.same([run.exit[0]!.code, run.exit[0]!.signal], [0, null], 'rank 0 exited on its own with code 0');
   t.notOk(run.pids.some(isAlive), 'no rank process is left');
 });
 

@@ -23,6 +23,8 @@ namespace ua::comm {
 
 namespace {
 
+void plain_copy(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
+
 void connect_mesh(gloo::rendezvous::Context& ctx, Store& store, std::shared_ptr<gloo::transport::Device>& dev,
                   const std::string& during) {
   try {
@@ -201,6 +203,11 @@ void Communicator::gloo_barrier() {
 
 void Communicator::barrier() {
   if (size_ == 1) return;
+  // Same host: the segments' progress words release every member within about a microsecond,
+  // where Gloo's TCP barrier measured at least 45 us between the first and the last rank leaving
+  // (a rank blocked in a TCP receive has to be woken). Failures are detected the same way as in
+  // the shared-memory all-to-all (dead pid, deadline).
+  if (shm_) return run("barrier", [&] { shm_->barrier(timeout_.count()); });
   run("barrier", [&] { gloo_barrier(); });
 }
 
@@ -224,77 +231,128 @@ void Communicator::all_to_all(const void* in, void* out, size_t bytes_per_rank) 
   const uint8_t* src = static_cast<const uint8_t*>(in);
   uint8_t* dst = static_cast<uint8_t*>(out);
   const size_t chunk = bytes_per_rank;
+  // Rows of 4 KiB (the last one shorter) let the shared-memory path pipeline the chunk.
+  const size_t row = 4096, rows = (chunk + row - 1) / row;
+  auto span = [chunk](size_t r0, size_t r1) { return std::make_pair(r0 * row, std::min(r1 * row, chunk)); };
   exchange(
-      chunk, [&](int j, uint8_t* d) { std::memcpy(d, src + j * chunk, chunk); },
-      [&](int i, const uint8_t* data) { std::memcpy(dst + i * chunk, data, chunk); }, src, dst);
+      chunk, rows,
+      [&](int j, uint8_t* d, Copy copy, size_t r0, size_t r1) {
+        auto [a, b] = span(r0, r1);
+        copy(d + a, src + j * chunk + a, b - a);
+      },
+      [&](int i, const uint8_t* data, size_t r0, size_t r1) {
+        auto [a, b] = span(r0, r1);
+        std::memcpy(dst + i * chunk + a, data + a, b - a);
+      },
+      src, dst);
 }
 
-void Communicator::exchange(size_t chunk, const Pack& pack, const Consume& consume, const uint8_t* send_direct,
-                            uint8_t* recv_direct) {
+void Communicator::exchange(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
+                            const uint8_t* send_direct, uint8_t* recv_direct) {
   if (chunk == 0) return;
+  if (rows == 0) throw CommError("ERR_COMM_ARG", "allToAll: a nonempty chunk needs at least one row");
   const size_t total = chunk * size_;
   run("allToAll", [&] {
-    // This rank's own chunk never leaves the process: read it from the input, or pack it straight
-    // into the output, or (neither given) pack it into scratch and consume that.
-    auto self = [&](int i) {
+    if (shm_) return exchange_shared(chunk, rows, pack, consume, send_direct, recv_direct);
+    if (size_ == 1) {
       if (send_direct) {
-        consume(i, send_direct + i * chunk);
+        consume(0, send_direct, 0, rows);
       } else if (recv_direct) {
-        pack(i, recv_direct + i * chunk);
+        pack(0, recv_direct, plain_copy, 0, rows);
       } else {
         if (send_scratch_.size() < chunk) send_scratch_.resize(chunk);
-        pack(i, send_scratch_.data());
-        consume(i, send_scratch_.data());
+        pack(0, send_scratch_.data(), plain_copy, 0, rows);
+        consume(0, send_scratch_.data(), 0, rows);
       }
-    };
-    if (size_ == 1) {
-      self(0);
-    } else if (shm_) {
-      const int64_t ms = timeout_.count();
-      // Growing remaps this rank's segment: wait until no peer still reads the previous call.
-      if (shm_->needs_growth(total)) {
-        shm_->barrier(ms);
-        shm_->grow(total);
-      }
-      uint8_t* box = shm_->own(parity_);
-      for (int j = 0; j < size_; j++)
-        if (j != rank_) pack(j, box + j * chunk);
-      // A plain-copy consume does not depend on order: do the own chunk while peers still pack.
-      const bool early = recv_direct != nullptr;
-      if (early) self(rank_);
-      // Every chunk is written; a peer reaches the next call's barrier only after it finished
-      // reading this parity, so alternating parities needs one barrier per call.
-      shm_->barrier(ms);
-      for (int i = 0; i < size_; i++) {
-        if (i == rank_) {
-          if (!early) self(i);
-        } else {
-          consume(i, shm_->peer(i, parity_) + static_cast<size_t>(rank_) * chunk);
-        }
-      }
-      parity_ ^= 1;
-    } else {
-      const uint8_t* send = send_direct;
-      if (!send) {
-        if (send_scratch_.size() < total) send_scratch_.resize(total);
-        for (int j = 0; j < size_; j++) pack(j, send_scratch_.data() + j * chunk);
-        send = send_scratch_.data();
-      }
-      uint8_t* recv = recv_direct;
-      if (!recv) {
-        if (recv_scratch_.size() < total) recv_scratch_.resize(total);
-        recv = recv_scratch_.data();
-      }
-      gloo::AlltoallOptions opts(ctx_);
-      opts.setInput(const_cast<uint8_t*>(send), total);
-      opts.setOutput(recv, total);
-      opts.setTag(next_tag());
-      opts.setTimeout(timeout_);
-      gloo::alltoall(opts);
-      if (!recv_direct)
-        for (int i = 0; i < size_; i++) consume(i, recv + static_cast<size_t>(i) * chunk);
+      return;
     }
+    const uint8_t* send = send_direct;
+    if (!send) {
+      if (send_scratch_.size() < total) send_scratch_.resize(total);
+      for (int j = 0; j < size_; j++) pack(j, send_scratch_.data() + j * chunk, plain_copy, 0, rows);
+      send = send_scratch_.data();
+    }
+    uint8_t* recv = recv_direct;
+    if (!recv) {
+      if (recv_scratch_.size() < total) recv_scratch_.resize(total);
+      recv = recv_scratch_.data();
+    }
+    gloo::AlltoallOptions opts(ctx_);
+    opts.setInput(const_cast<uint8_t*>(send), total);
+    opts.setOutput(recv, total);
+    opts.setTag(next_tag());
+    opts.setTimeout(timeout_);
+    gloo::alltoall(opts);
+    if (!recv_direct)
+      for (int i = 0; i < size_; i++) consume(i, recv + static_cast<size_t>(i) * chunk, 0, rows);
   });
+}
+
+// The shared-memory all-to-all, pipelined: the chunk is cut into pieces of whole rows (about
+// kPiece bytes); after packing piece k for every peer, this rank publishes (its counter advances
+// by one), and a receiver copies piece k out as soon as the sender's counter says it is there.
+// A receiver that entered the call earlier thus copies while the sender still packs, instead of
+// waiting at a barrier for all of it. Every member computes the same pieces from (chunk, rows),
+// so each knows the counter value that means "piece k of this call": base + k + 1.
+// Reusing a parity is safe without a barrier: this rank writes parity p in call n only after it
+// consumed every peer's last piece of call n-1, which each peer published after it finished
+// reading call n-2 (the previous use of p).
+void Communicator::exchange_shared(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
+                                   const uint8_t* send_direct, uint8_t* recv_direct) {
+  constexpr size_t kPiece = size_t(256) << 10;
+  const int64_t ms = timeout_.count();
+  const size_t total = chunk * size_;
+  // Growing remaps this rank's segment: wait until no peer still reads the previous call.
+  if (shm_->needs_growth(total)) {
+    shm_->barrier(ms);
+    shm_->grow(total);
+  }
+  const size_t row_bytes = std::max<size_t>(1, chunk / rows);
+  const size_t piece_rows = std::max<size_t>(1, std::min(rows, kPiece / row_bytes));
+  const size_t pieces = (rows + piece_rows - 1) / piece_rows;
+  const uint32_t base = shm_->counter();
+  uint8_t* box = shm_->own(parity_);
+  const ShmExchange::CopyFn copy = shm_->pack_copy();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < pieces; k++) {
+    const size_t r0 = k * piece_rows, r1 = std::min(rows, r0 + piece_rows);
+    for (int j = 0; j < size_; j++)
+      if (j != rank_) pack(j, box + j * chunk, copy, r0, r1);
+    shm_->publish();
+  }
+  shm_->record_pack(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                    chunk * static_cast<size_t>(size_ - 1));
+  // This rank's own chunk never leaves the process: read it from the input, or pack it straight
+  // into the output, or pack it into scratch and consume that.
+  auto self = [&] {
+    if (send_direct) {
+      consume(rank_, send_direct + rank_ * chunk, 0, rows);
+    } else if (recv_direct) {
+      pack(rank_, recv_direct + rank_ * chunk, plain_copy, 0, rows);
+    } else {
+      if (send_scratch_.size() < chunk) send_scratch_.resize(chunk);
+      pack(rank_, send_scratch_.data(), plain_copy, 0, rows);
+      consume(rank_, send_scratch_.data(), 0, rows);
+    }
+  };
+  // A plain-copy consume does not depend on order: do the own chunk while peers still pack.
+  const bool early = recv_direct != nullptr;
+  if (early) self();
+  for (int i = 0; i < size_; i++) {
+    if (i == rank_) {
+      if (!early) self();
+      continue;
+    }
+    const uint8_t* data = nullptr;
+    for (size_t k = 0; k < pieces; k++) {
+      shm_->wait_for(i, base + static_cast<uint32_t>(k) + 1, ms);
+      // The peer grew its segment (if it had to) before its first publish of this call: map it
+      // only after the first wait.
+      if (!data) data = shm_->peer(i, parity_) + static_cast<size_t>(rank_) * chunk;
+      consume(i, data, k * piece_rows, std::min(rows, (k + 1) * piece_rows));
+    }
+  }
+  parity_ ^= 1;
 }
 
 std::shared_ptr<Communicator> Communicator::split(const std::string& tag, const std::vector<int>& members) {

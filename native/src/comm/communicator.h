@@ -29,8 +29,9 @@ namespace ua::comm {
 class Communicator {
  public:
   // Connects `size` ranks through `store` (blocking, up to `timeout`). `host`: address to listen on.
-  // `shared_memory`: when every rank is on this host, all-to-alls go through shared memory (the
-  // barriers, and so failure detection, stay on Gloo); otherwise, or when false, through TCP.
+  // `shared_memory`: when every rank is on this host, all-to-alls and barriers go through shared
+  // memory (with their own synchronization and failure detection, see shm.h; the other
+  // collectives stay on Gloo); otherwise, or when false, through TCP.
   static std::shared_ptr<Communicator> connect(int rank, int size, std::shared_ptr<Store> store, Millis timeout,
                                                const std::string& host = "127.0.0.1", bool shared_memory = true);
   ~Communicator();
@@ -50,15 +51,21 @@ class Communicator {
   // in/out[size * bytes]: chunk j of `in` goes to rank j; chunk i of `out` came from rank i.
   void all_to_all(const void* in, void* out, size_t bytes_per_rank);
 
-  // The all-to-all with caller-supplied packing: pack(j, dst) writes the chunk for rank j (chunk
-  // bytes); consume(i, data) reads the chunk source i sent to this rank, called in ascending i.
-  // `send_direct` (optional): the input already in send order (chunk j at j * chunk), sent as is
-  // on TCP; `recv_direct` (optional): consume is a plain copy to recv_direct + i * chunk, so TCP
-  // may receive there and this rank's own chunk is packed straight into it.
-  using Pack = std::function<void(int dest, uint8_t* dst)>;
-  using Consume = std::function<void(int source, const uint8_t* data)>;
-  void exchange(size_t chunk, const Pack& pack, const Consume& consume, const uint8_t* send_direct = nullptr,
-                uint8_t* recv_direct = nullptr);
+  // The all-to-all with caller-supplied packing. Every chunk (`chunk` bytes) is `rows` equal rows;
+  // pack(j, dst, copy, r0, r1) writes rows [r0, r1) of the chunk for rank j (dst: the chunk's
+  // start) with `copy` (memcpy semantics; into a shared segment a peer reads, the copy that
+  // ShmExchange::pack_copy picked); consume(i, data, r0, r1) reads rows [r0, r1) of the chunk source i
+  // sent to this rank (data: the chunk's start). Either may be called on the whole chunk or on
+  // consecutive row ranges; consume's calls for one source come in ascending rows, sources in
+  // ascending i. `send_direct` (optional): the input already in send order (chunk j at
+  // j * chunk), sent as is on TCP and read as is for this rank's own chunk; `recv_direct`
+  // (optional): consume is a plain copy to recv_direct + i * chunk, so TCP may receive there and
+  // this rank's own chunk is packed straight into it.
+  using Copy = void (*)(void* dst, const void* src, size_t n);
+  using Pack = std::function<void(int dest, uint8_t* dst, Copy copy, size_t r0, size_t r1)>;
+  using Consume = std::function<void(int source, const uint8_t* data, size_t r0, size_t r1)>;
+  void exchange(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
+                const uint8_t* send_direct = nullptr, uint8_t* recv_direct = nullptr);
   bool uses_shared_memory() const { return shm_ != nullptr; }
 
   // Sub-communicator over `members` (global ranks of this communicator, ascending, including this
@@ -78,6 +85,8 @@ class Communicator {
   void gloo_barrier();
   // Sets up the shared-memory exchange when every member is on this host (collective).
   void setup_shared_memory();
+  void exchange_shared(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
+                       const uint8_t* send_direct, uint8_t* recv_direct);
 
   int rank_ = 0, size_ = 1;
   Millis timeout_{30000};

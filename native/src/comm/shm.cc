@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <immintrin.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -33,11 +35,14 @@ size_t round_cap(size_t bytes) {
   return (bytes + q - 1) / q * q;
 }
 
-// Layout: [header page: uint32 seq at 0, int32 pid at 64][parity 0: cap][parity 1: cap].
+// Layout: [header page: uint32 seq at 0, int32 pid at 64, uint32 sleeping at 128]
+//         [parity 0: cap][parity 1: cap].
+// `sleeping` is nonzero while the owner may be asleep in a futex wait on some peer's seq word.
 constexpr size_t kHeader = 4096;
 
 std::atomic<uint32_t>* seq_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint32_t>*>(ctl); }
 int32_t* pid_word(uint8_t* ctl) { return reinterpret_cast<int32_t*>(ctl + 64); }
+std::atomic<uint32_t>* sleeping_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint32_t>*>(ctl + 128); }
 
 uint8_t* map_header(int fd, bool writable) {
   void* p = mmap(nullptr, kHeader, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
@@ -46,6 +51,58 @@ uint8_t* map_header(int fd, bool writable) {
 }
 
 }  // namespace
+
+void copy_to_shared(void* dst, const void* src, size_t n) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* s = static_cast<const uint8_t*>(src);
+  // Short copies: a partial line written non-temporally costs more than it saves.
+  if (n < 256) {
+    std::memcpy(d, s, n);
+    return;
+  }
+  const size_t head = (64 - (reinterpret_cast<uintptr_t>(d) & 63)) & 63;
+  std::memcpy(d, s, head);
+  d += head;
+  s += head;
+  n -= head;
+  const size_t body = n & ~size_t(63);
+#if defined(__AVX512F__)
+  for (size_t i = 0; i < body; i += 64)
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(d + i), _mm512_loadu_si512(reinterpret_cast<const void*>(s + i)));
+#elif defined(__AVX__)
+  for (size_t i = 0; i < body; i += 32)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+#else
+  for (size_t i = 0; i < body; i += 16)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+#endif
+  std::memcpy(d + body, s + body, n - body);
+}
+
+namespace {
+void plain_copy(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
+}  // namespace
+
+ShmExchange::CopyFn ShmExchange::pack_copy() {
+  pack_calls_++;
+  if (pack_cost_[0] == 0) {
+    pack_mode_ = 0;
+  } else if (pack_cost_[1] == 0) {
+    pack_mode_ = 1;
+  } else {
+    const int best = pack_cost_[1] < pack_cost_[0] ? 1 : 0;
+    pack_mode_ = pack_calls_ % 32 == 0 ? 1 - best : best;
+  }
+  return pack_mode_ == 0 ? copy_to_shared : plain_copy;
+}
+
+void ShmExchange::record_pack(double seconds, size_t bytes) {
+  // Shorter packs are too noisy to time (and matter little).
+  if (bytes < (size_t(256) << 10)) return;
+  double c = seconds / static_cast<double>(bytes), &m = pack_cost_[pack_mode_];
+  // A pack that lost its core midway must not decide alone: clamp, then average.
+  m = m == 0 ? c : 0.75 * m + 0.25 * std::min(c, 4 * m);
+}
 
 std::string host_identity() {
   char host[256] = {0};
@@ -62,6 +119,9 @@ ShmExchange::ShmExchange(int rank, int size, const std::string& token)
   own_fd_ = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (own_fd_ < 0) fail("shm_open " + name);
   if (ftruncate(own_fd_, kHeader) != 0) fail("ftruncate");
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  oversubscribed_ = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < size_;
   ctl_.assign(size, nullptr);
   ctl_[rank_] = map_header(own_fd_, true);
   *pid_word(ctl_[rank_]) = static_cast<int32_t>(getpid());
@@ -125,38 +185,69 @@ const uint8_t* ShmExchange::peer(int rank, int parity) {
   return peer_map_[rank] + static_cast<size_t>(parity) * cap_;
 }
 
-void ShmExchange::barrier(int64_t timeout_ms) {
-  using clock = std::chrono::steady_clock;
-  const uint32_t n = ++seq_;
+void ShmExchange::publish() {
+  // Non-temporal stores (copy_to_shared) are not ordered by the store below.
+  _mm_sfence();
   auto* mine = seq_word(ctl_[rank_]);
-  mine->store(n, std::memory_order_release);
-  // Waiters sleep on this word; wake them all (a syscall of about a microsecond).
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(mine), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
-  const auto deadline = clock::now() + std::chrono::milliseconds(timeout_ms);
+  mine->store(++seq_, std::memory_order_seq_cst);
+  // Waiters sleep on this word. Wake them only if one announced it may sleep: it stores its flag
+  // then reloads our word (both seq_cst), so either it sees the new value and does not sleep, or
+  // we see its flag here; FUTEX_WAIT itself rechecks the word, so a wake cannot be lost between.
   for (int i = 0; i < size_; i++) {
-    if (i == rank_) continue;
-    auto* w = seq_word(ctl_[i]);
-    int spins = 0;
-    for (;;) {
-      uint32_t v = w->load(std::memory_order_acquire);
-      if (static_cast<int32_t>(v - n) >= 0) break;
-      if (++spins < 2000) {
-        _mm_pause();
-        continue;
-      }
-      auto now = clock::now();
-      if (now >= deadline)
-        throw ShmTimeout("rank " + std::to_string(i) + " did not reach the barrier within " + std::to_string(timeout_ms) + " ms");
-      int32_t pid = *pid_word(ctl_[i]);
-      if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
-        throw ShmPeerDead("rank " + std::to_string(i) + " (pid " + std::to_string(pid) + ") is gone");
-      // Sleep until the peer's word changes, at most 20 ms between liveness checks.
-      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
-      long ns = static_cast<long>(std::min<int64_t>(left, 20'000'000));
-      struct timespec ts = {ns / 1'000'000'000, ns % 1'000'000'000};
-      syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT, v, &ts, nullptr, 0);
+    if (i != rank_ && sleeping_word(ctl_[i])->load(std::memory_order_seq_cst) != 0) {
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(mine), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+      break;
     }
   }
+}
+
+void ShmExchange::wait_for(int peer, uint32_t target, int64_t timeout_ms) {
+  using clock = std::chrono::steady_clock;
+  auto* w = seq_word(ctl_[peer]);
+  auto arrived = [&] { return static_cast<int32_t>(w->load(std::memory_order_acquire) - target) >= 0; };
+  if (arrived()) return;
+  // The common case: the peer gets there within a short while (its ranks entered the collective
+  // at slightly different times). Spin up to kSpin before sleeping on the futex: a sleeper's
+  // wake-up adds tens of microseconds (a virtual CPU may have to be woken) to the critical path.
+  // No sched_yield in between: on a busy machine a yielding poller can lose the core for a whole
+  // time slice, while a futex sleeper is woken with priority. With more members than CPUs,
+  // spinning only takes time from the peer we wait for: sleep sooner.
+  const auto kSpin = std::chrono::microseconds(oversubscribed_ ? 50 : 250);
+  const auto start = clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      if (arrived()) return;
+      _mm_pause();
+    }
+    if (clock::now() - start >= kSpin) break;
+  }
+  const auto deadline = start + std::chrono::milliseconds(timeout_ms);
+  auto* sleeping = sleeping_word(ctl_[rank_]);
+  for (;;) {
+    uint32_t v = w->load(std::memory_order_acquire);
+    if (static_cast<int32_t>(v - target) >= 0) return;
+    auto now = clock::now();
+    if (now >= deadline)
+      throw ShmTimeout("rank " + std::to_string(peer) + " made no progress within " + std::to_string(timeout_ms) + " ms");
+    int32_t pid = *pid_word(ctl_[peer]);
+    if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
+      throw ShmPeerDead("rank " + std::to_string(peer) + " (pid " + std::to_string(pid) + ") is gone");
+    // Sleep until the peer's word changes, at most 20 ms between liveness checks.
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
+    long ns = static_cast<long>(std::min<int64_t>(left, 20'000'000));
+    struct timespec ts = {ns / 1'000'000'000, ns % 1'000'000'000};
+    sleeping->store(1, std::memory_order_seq_cst);
+    v = w->load(std::memory_order_seq_cst);
+    if (static_cast<int32_t>(v - target) < 0)
+      syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT, v, &ts, nullptr, 0);
+    sleeping->store(0, std::memory_order_relaxed);
+  }
+}
+
+void ShmExchange::barrier(int64_t timeout_ms) {
+  publish();
+  for (int i = 0; i < size_; i++)
+    if (i != rank_) wait_for(i, seq_, timeout_ms);
 }
 
 }  // namespace ua::comm

@@ -30,16 +30,19 @@ void check_sizes(int64_t s, int64_t d) {
                                         std::to_string(d));
 }
 
-// dst [s, hg, d] <- heads [h0, h0+hg) of every token of x [s, H, d].
-void pack_heads(float* dst, const float* x, int64_t s, int64_t H, int64_t d, int64_t h0, int64_t hg) {
+// Tokens [t0, t1) of dst [s, hg, d] <- heads [h0, h0+hg) of the same tokens of x [s, H, d].
+void pack_heads(float* dst, const float* x, int64_t H, int64_t d, int64_t h0, int64_t hg, size_t t0, size_t t1,
+                Communicator::Copy copy) {
   const size_t row = static_cast<size_t>(hg * d) * sizeof(float);
-  for (int64_t t = 0; t < s; t++) std::memcpy(dst + t * hg * d, x + (t * H + h0) * d, row);
+  for (int64_t t = static_cast<int64_t>(t0); t < static_cast<int64_t>(t1); t++)
+    copy(dst + t * hg * d, x + (t * H + h0) * d, row);
 }
 
-// heads [h0, h0+hg) of every token of out [s, H, d] <- src [s, hg, d].
-void unpack_heads(float* out, const float* src, int64_t s, int64_t H, int64_t d, int64_t h0, int64_t hg) {
+// Heads [h0, h0+hg) of tokens [t0, t1) of out [s, H, d] <- the same tokens of src [s, hg, d].
+void unpack_heads(float* out, const float* src, int64_t H, int64_t d, int64_t h0, int64_t hg, size_t t0, size_t t1) {
   const size_t row = static_cast<size_t>(hg * d) * sizeof(float);
-  for (int64_t t = 0; t < s; t++) std::memcpy(out + (t * H + h0) * d, src + t * hg * d, row);
+  for (int64_t t = static_cast<int64_t>(t0); t < static_cast<int64_t>(t1); t++)
+    std::memcpy(out + (t * H + h0) * d, src + t * hg * d, row);
 }
 
 const float* F(const uint8_t* p) { return reinterpret_cast<const float*>(p); }
@@ -47,15 +50,21 @@ float* F(uint8_t* p) { return reinterpret_cast<float*>(p); }
 
 // Shared body of seq_to_head / seq_to_head_kv: chunk j = heads [first(j), first(j)+hg) of x.
 // What rank r receives from source i belongs at rows [i*s, (i+1)*s) of out: already [P*s, hg, d].
+// Chunks are s rows (tokens) of hg*d floats.
 template <typename First>
 void scatter_heads(Communicator& c, float* out, const float* x, int64_t s, int64_t H, int64_t d, int64_t hg,
                    First first) {
-  const int64_t chunk = s * hg * d;
+  const int64_t chunk = s * hg * d, row = hg * d;
   const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
   c.exchange(
-      bytes, [&](int j, uint8_t* dst) { pack_heads(F(dst), x, s, H, d, first(j), hg); },
-      [&](int i, const uint8_t* data) { std::memcpy(out + i * chunk, data, bytes); }, nullptr,
-      reinterpret_cast<uint8_t*>(out));
+      bytes, static_cast<size_t>(s),
+      [&](int j, uint8_t* dst, Communicator::Copy copy, size_t t0, size_t t1) {
+        pack_heads(F(dst), x, H, d, first(j), hg, t0, t1, copy);
+      },
+      [&](int i, const uint8_t* data, size_t t0, size_t t1) {
+        std::memcpy(out + i * chunk + t0 * row, F(data) + t0 * row, (t1 - t0) * row * sizeof(float));
+      },
+      nullptr, reinterpret_cast<uint8_t*>(out));
 }
 
 }  // namespace
@@ -71,12 +80,15 @@ void head_to_seq(Communicator& c, float* out, const float* y, int64_t s, int64_t
   check_sizes(s, d);
   const int64_t P = c.size();
   check_heads(H, P);
-  const int64_t hg = H / P, chunk = s * hg * d;
+  const int64_t hg = H / P, chunk = s * hg * d, row = hg * d;
   const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
   // Rows [i*s, (i+1)*s) of y belong to rank i's tokens: y is already in send order.
   c.exchange(
-      bytes, [&](int j, uint8_t* dst) { std::memcpy(dst, y + j * chunk, bytes); },
-      [&](int j, const uint8_t* data) { unpack_heads(out, F(data), s, H, d, j * hg, hg); },
+      bytes, static_cast<size_t>(s),
+      [&](int j, uint8_t* dst, Communicator::Copy copy, size_t t0, size_t t1) {
+        copy(F(dst) + t0 * row, y + j * chunk + t0 * row, (t1 - t0) * row * sizeof(float));
+      },
+      [&](int j, const uint8_t* data, size_t t0, size_t t1) { unpack_heads(out, F(data), H, d, j * hg, hg, t0, t1); },
       reinterpret_cast<const uint8_t*>(y));
 }
 
@@ -95,15 +107,19 @@ void head_to_seq_kv_sum(Communicator& c, float* out, const float* g, int64_t s, 
   const int64_t chunk = s * d;
   const size_t bytes = static_cast<size_t>(chunk) * sizeof(float);
   // Source j held the replica of kv head floor(j*Hkv/P); replicas are consecutive ranks and
-  // consume runs in ascending j, so the sum has a fixed order: the first replica copies, the
-  // others add.
+  // consume runs in ascending j, so every element's sum has a fixed order: the first replica
+  // copies, the others add (row ranges of one source never overlap, so splitting them does not
+  // change that order).
   c.exchange(
-      bytes, [&](int j, uint8_t* dst) { std::memcpy(dst, g + j * chunk, bytes); },
-      [&](int j, const uint8_t* data) {
+      bytes, static_cast<size_t>(s),
+      [&](int j, uint8_t* dst, Communicator::Copy copy, size_t t0, size_t t1) {
+        copy(F(dst) + t0 * d, g + j * chunk + t0 * d, (t1 - t0) * d * sizeof(float));
+      },
+      [&](int j, const uint8_t* data, size_t t0, size_t t1) {
         const int64_t h = (j * Hkv) / P;
         const bool first = j == 0 || ((j - 1) * Hkv) / P != h;
         const float* src = F(data);
-        for (int64_t t = 0; t < s; t++) {
+        for (int64_t t = static_cast<int64_t>(t0); t < static_cast<int64_t>(t1); t++) {
           float* o = out + (t * Hkv + h) * d;
           const float* r = src + t * d;
           if (first)
