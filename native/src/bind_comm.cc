@@ -4,7 +4,9 @@
 // connect) and call into JS through a ThreadSafeFunction, waiting for the JS promise with a deadline.
 // Must never block the main thread on the network, never let a C++ exception escape, and never
 // touch JS values from a worker thread.
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 
 #include "comm/communicator.h"
@@ -335,7 +337,10 @@ Napi::Value AllToAll(const Napi::CallbackInfo& info) {
   });
 }
 
-// commUlysses(kind, handle, out, x, s, H, d): kind 0 seqToHead, 1 headToSeq, 2 seqToHeadKv, 3 headToSeqKvSum.
+// commUlysses(kind, handle, out, x, s, H, d[, iters]): kind 0 seqToHead, 1 headToSeq, 2 seqToHeadKv,
+// 3 headToSeqKvSum. With iters (benchmarks): runs the call `iters` times back to back on one worker
+// thread, as the model's Ulysses attention issues them from native code, and resolves to the
+// elapsed seconds.
 Napi::Value Ulysses(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     int64_t kind = GetInt(info, 0, "kind", 0, 3);
@@ -360,14 +365,23 @@ Napi::Value Ulysses(const Napi::CallbackInfo& info) {
     if (out.data == x.data && out.length) Fail("ERR_ARG", "ulysses: out and x must not share memory");
     float* o = out.data;
     const float* p = x.data;
+    const bool timed = info.Length() > 7 && !info[7].IsUndefined();
+    const int64_t iters = timed ? GetInt(info, 7, "iters", 1, 1 << 20) : 1;
+    auto seconds = std::make_shared<double>(0);
     return RunAsync(
         info.Env(), Coded([=] {
-          if (kind == 0) comm::seq_to_head(*c, o, p, s, H, d);
-          else if (kind == 1) comm::head_to_seq(*c, o, p, s, H, d);
-          else if (kind == 2) comm::seq_to_head_kv(*c, o, p, s, H, d);
-          else comm::head_to_seq_kv_sum(*c, o, p, s, H, d);
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int64_t i = 0; i < iters; ++i) {
+            if (kind == 0) comm::seq_to_head(*c, o, p, s, H, d);
+            else if (kind == 1) comm::head_to_seq(*c, o, p, s, H, d);
+            else if (kind == 2) comm::seq_to_head_kv(*c, o, p, s, H, d);
+            else comm::head_to_seq_kv_sum(*c, o, p, s, H, d);
+          }
+          *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         }),
-        nullptr, {out.js, x.js});
+        timed ? std::function<Napi::Value(Napi::Env)>([seconds](Napi::Env env) { return Napi::Number::New(env, *seconds); })
+              : nullptr,
+        {out.js, x.js});
   });
 }
 

@@ -158,6 +158,16 @@ export class Communicator {
     return this.ulysses(3, 'headToSeqKvSum', g, s, Hkv, d, out ?? new Float32Array(s * Hkv * d));
   }
 
+  /**
+   * Benchmarks: `iters` seqToHead calls back to back on one native worker thread (as the model's
+   * Ulysses attention issues them, with no hop through JS between calls); resolves to the seconds
+   * they took together.
+   */
+  timeSeqToHead(x: Float32Array, s: number, H: number, d: number, out: Float32Array, iters: number): Promise<number> {
+    if (!Number.isInteger(iters) || iters < 1) throw new EngineError('ERR_ARG', `timeSeqToHead: iters must be a positive integer, got ${iters}`);
+    return this.enqueue('timeSeqToHead', async (h) => (await native().commUlysses(0, h, out, x, s, H, d, iters)) as number);
+  }
+
   private ulysses(kind: number, what: string, x: Float32Array, s: number, H: number, d: number, out: Float32Array): Promise<Float32Array> {
     return this.enqueue(what, async (h) => {
       await native().commUlysses(kind, h, out, x, s, H, d);
