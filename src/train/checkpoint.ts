@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Model } from '../engine/Model.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from '../engine/lora.js';
@@ -283,6 +283,29 @@ export async function writeFinalAdapter(outputDir: string, model: Model): Promis
   await rename(tmp, join(outputDir, ADAPTER_CONFIG_FILE));
   await fsyncPath(outputDir);
   return [join(outputDir, ADAPTER_WEIGHTS_FILE), join(outputDir, ADAPTER_CONFIG_FILE)];
+}
+
+/**
+ * Full fine-tuning: the final weights also land in output_dir itself (`config.json`,
+ * `model.safetensors`), where LLaMA-Factory users and `from_pretrained(output_dir)` look for them.
+ * Hard links to the final checkpoint's files (a copy where links are not possible), each made
+ * under a temporary name and renamed into place.
+ */
+export async function writeFinalModel(outputDir: string, checkpointPath: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of ['config.json', 'model.safetensors']) {
+    const tmp = join(outputDir, `${f}.tmp-${process.pid}`);
+    await rm(tmp, { force: true });
+    try {
+      await link(join(checkpointPath, f), tmp);
+    } catch {
+      await copyFile(join(checkpointPath, f), tmp);
+    }
+    await rename(tmp, join(outputDir, f));
+    out.push(join(outputDir, f));
+  }
+  await fsyncPath(outputDir);
+  return out;
 }
 
 /** Deletes the oldest complete checkpoints beyond `limit` (never `keep`), and stale temporaries. */

@@ -97,6 +97,10 @@ for (const [name, config] of cases) {
     const loaded = await Model.fromPretrained(dir);
     const p = compare(loaded.params, model.params);
     t.equal(p.first, -1, `reloaded parameters are bitwise the trained ones (first difference at ${p.first}, max |diff| ${p.maxDiff})`);
+    // the final weights are also in output_dir itself, as LLaMA-Factory leaves them
+    const final = await Model.fromPretrained(outputDir);
+    t.equal(compare(final.params, model.params).first, -1, 'output_dir holds the final model (HF layout), bitwise the trained weights');
+    final.close();
     const moved = compare(initial, model.params).maxDiff;
     t.ok(moved > 1e-3, `training changed the weights (max |diff| from the initial weights ${moved})`);
 

@@ -21,7 +21,7 @@ import type { PolicyConfig } from '../../statecharts/policyConfig.js';
 import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
-import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, writeFinalAdapter, type TrainerState } from '../checkpoint.js';
+import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, writeFinalAdapter, writeFinalModel, type TrainerState } from '../checkpoint.js';
 import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
 import { applyPlan, decays, spansOf } from './applyPlan.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
@@ -266,6 +266,10 @@ export class Trainer {
       if (this.step === this.schedule.totalSteps && o.model.lora) {
         const files = await writeFinalAdapter(o.config.output_dir, o.model);
         o.logger.info(`saved the LoRA adapter (PEFT layout): ${files.join(', ')}`);
+      } else if (this.step === this.schedule.totalSteps) {
+        // full fine-tuning: the final weights in output_dir too (HF layout), as LLaMA-Factory leaves them
+        const files = await writeFinalModel(o.config.output_dir, w.path);
+        o.logger.info(`saved the final model: ${files.join(', ')}`);
       }
     }
     await o.runtime.barrier('world');
