@@ -2,36 +2,18 @@
 // (one rank) and 2 (two ranks splitting every sequence, Gloo all-to-alls) gives losses that agree
 // to 1e-4 relative at every step; also the gradient norms the policy sees.
 import t from 'tap';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadJobConfig } from '../../src/config/loadJobConfig.js';
-import { Coordinator } from '../../src/actors/Coordinator.js';
-import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
-import { cliEntry } from '../../src/cli/entryPath.js';
+import { runSpJob } from './helpers/spJob.js';
 import { packageRoot } from '../../src/engine/native.js';
-import { createLogger } from '../../src/util/Logger.js';
 
 const haveGloo = existsSync(join(packageRoot(), 'dist', 'src', 'train', 'createParallelRuntime.js'));
 
-async function runJob(root: string, name: string, sp: number) {
-  const dir = join(root, name);
-  const yaml = [
+function runJob(root: string, name: string, sp: number) {
+  return runSpJob(root, name, sp, [
     `model_name_or_path: ${join(root, 'model')}`, 'stage: pt', 'finetuning_type: full', `dataset: ${join(root, 'corpus.txt')}`, 'cutoff_len: 97', 'packing: true',
-    `output_dir: ${dir}`, 'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant',
-    `sequence_parallel_size: ${sp}`,
-  ].join('\n');
-  const job = loadJobConfig({ configPath: `${name}.yaml`, configText: yaml, env: {}, worldSize: sp });
-  const config = {
-    ...job.config,
-    cluster: { ...job.config.cluster, heartbeat_interval_s: 0.5, heartbeat_miss_limit: 6, max_restarts: 0, shutdown_grace_s: 1, rendezvous_timeout_s: 60, step_timeout_s: 120, collective_timeout_s: 60 },
-  };
-  const logger = createLogger('warn');
-  const coord = new Coordinator({ config, hosts: [{ host: 'localhost', slots: sp }], outputDir: dir, launcher: new LocalLauncher(cliEntry(), logger), logger, workload: 'train', rankEnv: { ULYSSES_THREADS: '1', ULYSSES_LOG_LEVEL: 'warn' } });
-  const result = await coord.run();
-  const metrics = existsSync(join(dir, 'metrics.jsonl')) ? readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
-  // the coordinator appends rows without serializing the writes: under load they can land out of order
-  metrics.sort((a, b) => a.step - b.step);
-  return { result, metrics };
+    'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant',
+  ]);
 }
 
 t.test('sp 1 and sp 2 give the same losses (1e-4 relative) on the same PT job', { skip: haveGloo ? false : 'the Gloo parallel runtime is not built yet' }, async (t) => {
