@@ -22,39 +22,18 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "model/flat_buffer.h"
 
 namespace ua {
 
 namespace {
 
-constexpr int64_t kAlign = 16;        // floats per 64 bytes
 constexpr int64_t kCeChunk = 512;     // LM head tokens per chunk: chunk * vocab floats of logits
 
-int64_t RoundUp(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
-
-// OpenMP clauses name the thread count explicitly: omp_set_num_threads() on the JS thread does not
-// reach the libuv worker threads these functions run on.
-
-// Large element-wise copies and fills are bandwidth-bound; split them across threads.
-void ParallelCopy(float* dst, const float* src, int64_t count) {
-  const int64_t block = 1 << 16;
-  const int64_t nb = (count + block - 1) / block;
-#pragma omp parallel for schedule(static) num_threads(nb > 1 ? num_threads() : 1)
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * block, hi = std::min(count, lo + block);
-    std::memcpy(dst + lo, src + lo, static_cast<size_t>(hi - lo) * sizeof(float));
-  }
-}
-
-void ParallelZero(float* dst, int64_t count) {
-  const int64_t block = 1 << 16;
-  const int64_t nb = (count + block - 1) / block;
-#pragma omp parallel for schedule(static) num_threads(nb > 1 ? num_threads() : 1)
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * block, hi = std::min(count, lo + block);
-    std::memset(dst + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
-  }
-}
+// OpenMP clauses here name the thread count explicitly, as in flat_buffer.h.
+using flat::ParallelCopy;
+using flat::ParallelZero;
+using flat::RoundUp;
 
 // y[n, out] += bias[out]
 void AddBias(float* y, const float* b, int64_t n, int64_t out) {

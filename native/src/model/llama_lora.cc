@@ -9,24 +9,15 @@
 #include <stdexcept>
 
 #include "kernels/matmul.h"
+#include "model/flat_buffer.h"
 #include "model/llama.h"
 
 namespace ua {
 
 namespace {
 
-constexpr int64_t kAlign = 16;  // floats per 64 bytes
-int64_t RoundUp(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
-
-void ParallelZero(float* dst, int64_t count) {
-  const int64_t block = 1 << 16;
-  const int64_t nb = (count + block - 1) / block;
-#pragma omp parallel for schedule(static) num_threads(nb > 1 ? num_threads() : 1)
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * block, hi = std::min(count, lo + block);
-    std::memset(dst + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
-  }
-}
+using flat::ParallelZero;
+using flat::RoundUp;
 
 bool AnyNonzero(const float* x, int64_t count) {
   const int64_t block = 1 << 16;
