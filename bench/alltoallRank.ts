@@ -58,7 +58,7 @@ async function main() {
     const y = new Float32Array(x.length);
     const ulysses = await time(c, args.reps, () => c.seqToHead(x, s, H, d, y));
     const plain = await time(c, args.reps, () => c.allToAll(x, y));
-    const engine = await timeEngine(c, args.reps, (iters) => c.timeSeqToHead(x, s, H, d, y, iters));
+    const engine = await timeEngine(c, args.reps, (iters) => c.timeUlysses('seqToHead', x, s, H, d, y, iters));
     out.push({ s, H, d, bytes: x.byteLength, seqToHeadSeconds: ulysses, allToAllSeconds: plain, engineSeqToHeadSeconds: engine, sharedMemory: c.sharedMemory });
   }
   await c.close();

@@ -22,6 +22,10 @@ export class CommError extends Error {
   }
 }
 
+/** The Ulysses layouts, in the native binding's numbering. */
+const ULYSSES_OPS = ['seqToHead', 'headToSeq', 'seqToHeadKv', 'headToSeqKvSum'] as const;
+export type UlyssesOp = (typeof ULYSSES_OPS)[number];
+
 export type CommArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array | Int16Array | Uint16Array | BigInt64Array;
 
 export interface ConnectOptions {
@@ -159,13 +163,18 @@ export class Communicator {
   }
 
   /**
-   * Benchmarks: `iters` seqToHead calls back to back on one native worker thread (as the model's
-   * Ulysses attention issues them, with no hop through JS between calls); resolves to the seconds
-   * they took together.
+   * Benchmarks and tests: `iters` calls of one Ulysses layout back to back on one native worker
+   * thread (as the model's Ulysses attention issues them, with no hop through JS between calls),
+   * after one untimed warm-up call. The head-layout side (seqToHead*: the output, headToSeq*: the
+   * input) lives in a communicator buffer as the attention keeps it: on one host, in the shared
+   * window, where peers write into it or read from it directly. `out` receives the result;
+   * resolves to the seconds the `iters` calls took together. Every rank makes iters + 1 calls.
    */
-  timeSeqToHead(x: Float32Array, s: number, H: number, d: number, out: Float32Array, iters: number): Promise<number> {
-    if (!Number.isInteger(iters) || iters < 1) throw new EngineError('ERR_ARG', `timeSeqToHead: iters must be a positive integer, got ${iters}`);
-    return this.enqueue('timeSeqToHead', async (h) => (await native().commUlysses(0, h, out, x, s, H, d, iters)) as number);
+  timeUlysses(op: UlyssesOp, x: Float32Array, s: number, H: number, d: number, out: Float32Array, iters: number): Promise<number> {
+    if (!Number.isInteger(iters) || iters < 1) throw new EngineError('ERR_ARG', `timeUlysses: iters must be a positive integer, got ${iters}`);
+    const kind = ULYSSES_OPS.indexOf(op);
+    if (kind < 0) throw new EngineError('ERR_ARG', `timeUlysses: op must be one of ${ULYSSES_OPS.join(', ')}, got ${String(op)}`);
+    return this.enqueue('timeUlysses', async (h) => (await native().commUlysses(kind, h, out, x, s, H, d, iters)) as number);
   }
 
   private ulysses(kind: number, what: string, x: Float32Array, s: number, H: number, d: number, out: Float32Array): Promise<Float32Array> {

@@ -1,3 +1,4 @@
+import { existsSync, readdirSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { checkUlyssesLayout, kvHeadsPerRank, ulyssesGroups } from '../../src/engine/Communicator.js';
 import { isAlive, runRanks, type RankRun } from './fixtures/harness.js';
@@ -36,6 +37,8 @@ function checkUlysses(t: Test, run: RankRun, P: number) {
       t.equal(k.roundTrip, 0, `P=${P} rank ${r} ${name}: headToSeq(seqToHead(x)) max |diff| ${k.roundTrip} (exact)`);
       t.equal(k.seqToHeadKv, 0, `P=${P} rank ${r} ${name}: seqToHeadKv vs naive max |diff| ${k.seqToHeadKv} (exact copy)`);
       t.ok(k.kvBackward <= 1e-6, `P=${P} rank ${r} ${name}: replica-summing kv backward max |diff| ${k.kvBackward} <= 1e-6`);
+      t.equal(k.staged, 0, `P=${P} rank ${r} ${name}: the four layouts with the head side in communicator buffers, on every rank: bitwise equal (max |diff| ${k.staged})`);
+      t.equal(k.mixed, 0, `P=${P} rank ${r} ${name}: the same with communicator buffers on rank 0 only: bitwise equal (max |diff| ${k.mixed})`);
     }
     const e = u.errors;
     t.equal(e.headsNotDivisible.code, 'ERR_COMM_ARG', `P=${P}: H=${P + 1} refused`);
@@ -51,6 +54,10 @@ function checkUlysses(t: Test, run: RankRun, P: number) {
 function checkClean(t: Test, run: RankRun) {
   run.exit.forEach((x, r) => t.same([x.code, x.signal], [0, null], `rank ${r} exited cleanly`));
   t.notOk(run.pids.some(isAlive), 'no rank process is left');
+  // Shared-memory names carry the pid of the group's rank 0 (world and sub-groups).
+  const names = existsSync('/dev/shm') ? readdirSync('/dev/shm') : [];
+  const left = names.filter((n) => run.pids.some((pid) => n.startsWith(`ua-comm-${pid}-`) || n.startsWith(`ua-win-${pid}-`)));
+  t.same(left, [], 'no shared-memory segment name is left behind');
 }
 
 t.test('collectives and Ulysses layouts on 2 ranks, all-to-all over TCP', async (t) => {

@@ -288,15 +288,22 @@ void Communicator::exchange(size_t chunk, size_t rows, const Pack& pack, const C
   });
 }
 
-// The shared-memory all-to-all, pipelined: the chunk is cut into pieces of whole rows (about
-// kPiece bytes); after packing piece k for every peer, this rank publishes (its counter advances
-// by one), and a receiver copies piece k out as soon as the sender's counter says it is there.
-// A receiver that entered the call earlier thus copies while the sender still packs, instead of
-// waiting at a barrier for all of it. Every member computes the same pieces from (chunk, rows),
-// so each knows the counter value that means "piece k of this call": base + k + 1.
-// Reusing a parity is safe without a barrier: this rank writes parity p in call n only after it
-// consumed every peer's last piece of call n-1, which each peer published after it finished
-// reading call n-2 (the previous use of p).
+// The shared-memory all-to-all. Every member makes the same publishes per call (its counter
+// advances by pieces + 2), so each knows what a peer's counter value means:
+//   base + 1          entry: the member announced where its output and input lie in its window;
+//   base + 2 + k      piece k (rows of about kPiece bytes) of every chunk it sends is written;
+//   base + 2 + pieces done: it finished reading what peers sent it.
+// Each chunk takes one of three routes, decided from the announcements (so both ends agree):
+//   - receiver's output in its window: the sender packs straight into it (one copy);
+//   - else sender's input (in send order) in its window: the receiver reads straight from it
+//     (one copy), and the sender returns only once every such reader is done;
+//   - else through the sender's segment ("box", two parities used alternately): the sender packs
+//     piece by piece, the receiver copies each piece out as soon as it is published (two copies).
+// A receiver that entered earlier copies its own chunk while peers arrive. Direct writes begin
+// only after the receiver's entry (the caller handed over its output then), and the receiver
+// returns only after every writer's last piece. Reusing a box parity is safe without a barrier:
+// this rank writes parity p in call n only after it consumed every peer's last piece of call
+// n-1, which each peer published after it finished reading call n-2 (the previous use of p).
 void Communicator::exchange_shared(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
                                    const uint8_t* send_direct, uint8_t* recv_direct) {
   constexpr size_t kPiece = size_t(256) << 10;
@@ -311,17 +318,14 @@ void Communicator::exchange_shared(size_t chunk, size_t rows, const Pack& pack, 
   const size_t piece_rows = std::max<size_t>(1, std::min(rows, kPiece / row_bytes));
   const size_t pieces = (rows + piece_rows - 1) / piece_rows;
   const uint32_t base = shm_->counter();
-  uint8_t* box = shm_->own(parity_);
-  const ShmExchange::CopyFn copy = shm_->pack_copy();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (size_t k = 0; k < pieces; k++) {
-    const size_t r0 = k * piece_rows, r1 = std::min(rows, r0 + piece_rows);
-    for (int j = 0; j < size_; j++)
-      if (j != rank_) pack(j, box + j * chunk, copy, r0, r1);
-    shm_->publish();
-  }
-  shm_->record_pack(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                    chunk * static_cast<size_t>(size_ - 1));
+  ShmWindow& window = *shm_->window();
+  const size_t my_recv = recv_direct ? window.offset_of(recv_direct, total) : SIZE_MAX;
+  const size_t my_send = send_direct ? window.offset_of(send_direct, total) : SIZE_MAX;
+  shm_->announce(my_recv, my_send);
+  shm_->publish();
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+
   // This rank's own chunk never leaves the process: read it from the input, or pack it straight
   // into the output, or pack it into scratch and consume that.
   auto self = [&] {
@@ -335,24 +339,119 @@ void Communicator::exchange_shared(size_t chunk, size_t rows, const Pack& pack, 
       consume(rank_, send_scratch_.data(), 0, rows);
     }
   };
-  // A plain-copy consume does not depend on order: do the own chunk while peers still pack.
+  // A plain-copy consume does not depend on order: do the own chunk while peers arrive.
   const bool early = recv_direct != nullptr;
   if (early) self();
+
+  // Routes, from every peer's entry.
+  std::vector<uint8_t*>& write_to = direct_write_;
+  std::vector<const uint8_t*>& read_from = direct_read_;
+  write_to.assign(size_, nullptr);
+  read_from.assign(size_, nullptr);
+  bool read_by_peer = false;
+  for (int j = 0; j < size_; j++) {
+    if (j == rank_) continue;
+    shm_->wait_for(j, base + 1, ms);
+    const size_t peer_recv = shm_->peer_recv_offset(j), peer_send = shm_->peer_send_offset(j);
+    if (peer_recv != SIZE_MAX) {
+      write_to[j] = shm_->peer_window(j) + peer_recv + static_cast<size_t>(rank_) * chunk;
+    } else if (my_send != SIZE_MAX) {
+      read_by_peer = true;
+    }
+    if (my_recv == SIZE_MAX && peer_send != SIZE_MAX)
+      read_from[j] = shm_->peer_window(j) + peer_send + static_cast<size_t>(rank_) * chunk;
+  }
+
+  uint8_t* box = shm_->own(parity_);
+  const ShmExchange::CopyFn copy = shm_->pack_copy();
+  for (size_t k = 0; k < pieces; k++) {
+    const size_t r0 = k * piece_rows, r1 = std::min(rows, r0 + piece_rows);
+    for (int j = 0; j < size_; j++) {
+      if (j == rank_) continue;
+      if (write_to[j])
+        pack(j, write_to[j], copy, r0, r1);
+      else if (my_send == SIZE_MAX)
+        pack(j, box + j * chunk, copy, r0, r1);
+    }
+    shm_->publish();
+  }
+
+  const uint32_t last_piece = base + 1 + static_cast<uint32_t>(pieces), done = last_piece + 1;
   for (int i = 0; i < size_; i++) {
     if (i == rank_) {
       if (!early) self();
       continue;
     }
-    const uint8_t* data = nullptr;
-    for (size_t k = 0; k < pieces; k++) {
-      shm_->wait_for(i, base + static_cast<uint32_t>(k) + 1, ms);
-      // The peer grew its segment (if it had to) before its first publish of this call: map it
-      // only after the first wait.
-      if (!data) data = shm_->peer(i, parity_) + static_cast<size_t>(rank_) * chunk;
-      consume(i, data, k * piece_rows, std::min(rows, (k + 1) * piece_rows));
+    if (my_recv != SIZE_MAX) {
+      // Peer i wrote its chunk into this rank's output.
+      shm_->wait_for(i, last_piece, ms);
+    } else if (read_from[i]) {
+      consume(i, read_from[i], 0, rows);
+    } else {
+      const uint8_t* data = nullptr;
+      for (size_t k = 0; k < pieces; k++) {
+        shm_->wait_for(i, base + 2 + static_cast<uint32_t>(k), ms);
+        // The peer grew its segment (if it had to) before its entry: map it only after a wait.
+        if (!data) data = shm_->peer(i, parity_) + static_cast<size_t>(rank_) * chunk;
+        consume(i, data, k * piece_rows, std::min(rows, (k + 1) * piece_rows));
+      }
     }
   }
+  shm_->publish();
+  // Peers that read this rank's input straight from its window: the caller may reuse the input
+  // only once they are done.
+  if (read_by_peer)
+    for (int j = 0; j < size_; j++)
+      if (j != rank_ && !write_to[j]) shm_->wait_for(j, done, ms);
+  shm_->record_call(std::chrono::duration<double>(clock::now() - t0).count(), total);
+  // Every member flips on every call (a receiver indexes the sender's box by its own parity).
   parity_ ^= 1;
+}
+
+CommBuffer& CommBuffer::operator=(CommBuffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    data_ = o.data_;
+    bytes_ = o.bytes_;
+    window_ = std::move(o.window_);
+    offset_ = o.offset_;
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+    o.window_.reset();
+  }
+  return *this;
+}
+
+void CommBuffer::reset() {
+  if (window_)
+    window_->release(offset_, bytes_);
+  else
+    ::operator delete(data_, std::align_val_t(64));
+  data_ = nullptr;
+  bytes_ = 0;
+  window_.reset();
+}
+
+CommBuffer Communicator::buffer(size_t bytes) {
+  CommBuffer b;
+  b.bytes_ = bytes;
+  if (bytes == 0) return b;
+  {
+    std::lock_guard<std::mutex> lock(op_mu_);
+    if (shm_) {
+      const std::shared_ptr<ShmWindow>& w = shm_->window();
+      const size_t off = w->allocate(bytes);
+      if (off != SIZE_MAX) {
+        b.window_ = w;
+        b.offset_ = off;
+        b.data_ = w->base() + off;
+        return b;
+      }
+    }
+  }
+  b.data_ = static_cast<uint8_t*>(::operator new(bytes, std::align_val_t(64)));
+  std::memset(b.data_, 0, bytes);
+  return b;
 }
 
 std::shared_ptr<Communicator> Communicator::split(const std::string& tag, const std::vector<int>& members) {

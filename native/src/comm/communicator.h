@@ -26,6 +26,32 @@ class Device;
 
 namespace ua::comm {
 
+// Memory for all-to-all inputs and outputs (Communicator::buffer): in the rank's shared window
+// when the communicator exchanges through shared memory (peers then write into it or read from
+// it directly: one copy per byte instead of two), else ordinary memory. Zeroed on allocation,
+// 64-byte aligned, move-only; the memory stays valid after the communicator is closed.
+class CommBuffer {
+ public:
+  CommBuffer() = default;
+  CommBuffer(CommBuffer&& o) noexcept { *this = std::move(o); }
+  CommBuffer& operator=(CommBuffer&& o) noexcept;
+  CommBuffer(const CommBuffer&) = delete;
+  CommBuffer& operator=(const CommBuffer&) = delete;
+  ~CommBuffer() { reset(); }
+
+  float* data() const { return reinterpret_cast<float*>(data_); }
+  size_t bytes() const { return bytes_; }
+  bool shared() const { return window_ != nullptr; }
+  void reset();
+
+ private:
+  friend class Communicator;
+  uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
+  std::shared_ptr<ShmWindow> window_;  // null: data_ is heap memory
+  size_t offset_ = 0;
+};
+
 class Communicator {
  public:
   // Connects `size` ranks through `store` (blocking, up to `timeout`). `host`: address to listen on.
@@ -60,13 +86,18 @@ class Communicator {
   // ascending i. `send_direct` (optional): the input already in send order (chunk j at
   // j * chunk), sent as is on TCP and read as is for this rank's own chunk; `recv_direct`
   // (optional): consume is a plain copy to recv_direct + i * chunk, so TCP may receive there and
-  // this rank's own chunk is packed straight into it.
+  // this rank's own chunk is packed straight into it. On shared memory, when recv_direct lies in
+  // a buffer() of this communicator, peers pack their chunks straight into it (consume is not
+  // called for them); else when send_direct does, peers consume their chunks straight from it.
   using Copy = void (*)(void* dst, const void* src, size_t n);
   using Pack = std::function<void(int dest, uint8_t* dst, Copy copy, size_t r0, size_t r1)>;
   using Consume = std::function<void(int source, const uint8_t* data, size_t r0, size_t r1)>;
   void exchange(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
                 const uint8_t* send_direct = nullptr, uint8_t* recv_direct = nullptr);
   bool uses_shared_memory() const { return shm_ != nullptr; }
+  // `bytes` of zeroed memory for all-to-all buffers (see CommBuffer); in the shared window when
+  // there is one and it has room.
+  CommBuffer buffer(size_t bytes);
 
   // Sub-communicator over `members` (global ranks of this communicator, ascending, including this
   // rank); every member calls it with the same tag and members, and every rank of this
@@ -103,6 +134,9 @@ class Communicator {
   std::unique_ptr<ShmExchange> shm_;
   bool want_shm_ = true;
   int parity_ = 0;
+  // exchange_shared's per-call routes (kept to avoid allocating per call).
+  std::vector<uint8_t*> direct_write_;
+  std::vector<const uint8_t*> direct_read_;
 };
 
 // memcpy bandwidth (GB/s, 1e9 bytes/s) of a `bytes` buffer, single thread, best of repeated copies

@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <ctime>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 namespace ua::comm {
@@ -26,6 +28,7 @@ namespace ua::comm {
 namespace {
 
 std::string seg_name(const std::string& token, int rank) { return "/ua-comm-" + token + "-" + std::to_string(rank); }
+std::string win_name(const std::string& token, int rank) { return "/ua-win-" + token + "-" + std::to_string(rank); }
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error("shared memory: " + what + ": " + std::strerror(errno)); }
 
@@ -35,7 +38,9 @@ size_t round_cap(size_t bytes) {
   return (bytes + q - 1) / q * q;
 }
 
-// Layout: [header page: uint32 seq at 0, int32 pid at 64, uint32 sleeping at 128]
+// Layout: [header page: uint32 seq at 0, int32 pid at 64, uint32 sleeping at 128, uint32 pack
+//          mode at 192 (rank 0's is read by every member: 0 non-temporal, 1 plain), uint64
+//          announced output and input offsets + 1 at 256 and 264 (0: none)]
 //         [parity 0: cap][parity 1: cap].
 // `sleeping` is nonzero while the owner may be asleep in a futex wait on some peer's seq word.
 constexpr size_t kHeader = 4096;
@@ -43,6 +48,19 @@ constexpr size_t kHeader = 4096;
 std::atomic<uint32_t>* seq_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint32_t>*>(ctl); }
 int32_t* pid_word(uint8_t* ctl) { return reinterpret_cast<int32_t*>(ctl + 64); }
 std::atomic<uint32_t>* sleeping_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint32_t>*>(ctl + 128); }
+std::atomic<uint32_t>* mode_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint32_t>*>(ctl + 192); }
+std::atomic<uint64_t>* recv_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint64_t>*>(ctl + 256); }
+std::atomic<uint64_t>* send_word(uint8_t* ctl) { return reinterpret_cast<std::atomic<uint64_t>*>(ctl + 264); }
+
+constexpr size_t kPage = 4096;
+
+uint8_t* map_window(int fd) {
+  // MAP_NORESERVE: the range is address space only; pages exist once written (and the segment
+  // covers them).
+  void* p = mmap(nullptr, ShmWindow::kReserve, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  if (p == MAP_FAILED) fail("mmap window");
+  return static_cast<uint8_t*>(p);
+}
 
 uint8_t* map_header(int fd, bool writable) {
   void* p = mmap(nullptr, kHeader, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
@@ -83,25 +101,105 @@ namespace {
 void plain_copy(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
 }  // namespace
 
+double ShmExchange::cost(int mode) const {
+  const auto& h = pack_cost_[mode];
+  const size_t n = std::min<size_t>(h.count, h.samples.size());
+  if (n == 0) return 0;
+  std::array<double, kCostSamples> v{};
+  std::copy_n(h.samples.begin(), n, v.begin());
+  std::nth_element(v.begin(), v.begin() + n / 2, v.begin() + n);
+  return v[n / 2];
+}
+
 ShmExchange::CopyFn ShmExchange::pack_copy() {
   pack_calls_++;
-  if (pack_cost_[0] == 0) {
-    pack_mode_ = 0;
-  } else if (pack_cost_[1] == 0) {
-    pack_mode_ = 1;
-  } else {
-    const int best = pack_cost_[1] < pack_cost_[0] ? 1 : 0;
-    pack_mode_ = pack_calls_ % 32 == 0 ? 1 - best : best;
+  if (rank_ == 0) {
+    // Unmeasured modes are tried first; then the cheaper one wins.
+    const double c0 = cost(0), c1 = cost(1);
+    const uint32_t best = c0 == 0 ? 0 : c1 == 0 ? 1 : c1 < c0 ? 1 : 0;
+    if (mode_word(ctl_[0])->load(std::memory_order_relaxed) != best) mode_word(ctl_[0])->store(best, std::memory_order_relaxed);
   }
+  // Every member makes the same calls, so all explore the other mode on the same ones.
+  const uint32_t best = mode_word(ctl_[0])->load(std::memory_order_relaxed) & 1;
+  pack_mode_ = static_cast<int>(pack_calls_ % 32 == 0 ? 1 - best : best);
   return pack_mode_ == 0 ? copy_to_shared : plain_copy;
 }
 
-void ShmExchange::record_pack(double seconds, size_t bytes) {
-  // Shorter packs are too noisy to time (and matter little).
-  if (bytes < (size_t(256) << 10)) return;
-  double c = seconds / static_cast<double>(bytes), &m = pack_cost_[pack_mode_];
-  // A pack that lost its core midway must not decide alone: clamp, then average.
-  m = m == 0 ? c : 0.75 * m + 0.25 * std::min(c, 4 * m);
+void ShmExchange::record_call(double seconds, size_t bytes) {
+  // Only the leader decides; shorter exchanges are too noisy to time (and matter little).
+  if (rank_ != 0 || bytes < (size_t(512) << 10)) return;
+  auto& h = pack_cost_[pack_mode_];
+  h.samples[h.count++ % h.samples.size()] = seconds / static_cast<double>(bytes);
+}
+
+ShmWindow::ShmWindow(int fd) : fd_(fd) {
+  try {
+    base_ = map_window(fd_);
+  } catch (...) {
+    close(fd_);
+    throw;
+  }
+}
+
+ShmWindow::~ShmWindow() {
+  munmap(base_, kReserve);
+  close(fd_);
+}
+
+size_t ShmWindow::allocate(size_t bytes) {
+  const size_t len = std::max(kPage, (bytes + kPage - 1) / kPage * kPage);
+  std::lock_guard<std::mutex> lock(mu_);
+  // The pages are allocated here (fallocate), so a full /dev/shm shows up as a failed allocation
+  // (the caller falls back to ordinary memory) rather than as SIGBUS on a later write.
+  auto reserve = [&](size_t off) { return fallocate(fd_, 0, static_cast<off_t>(off), static_cast<off_t>(len)) == 0; };
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    if (it->second < len) continue;
+    const size_t off = it->first;
+    if (!reserve(off)) return SIZE_MAX;
+    const size_t left = it->second - len;
+    free_.erase(it);
+    if (left) free_.emplace(off + len, left);
+    return off;
+  }
+  if (len > kReserve - size_) return SIZE_MAX;
+  if (ftruncate(fd_, static_cast<off_t>(size_ + len)) != 0) return SIZE_MAX;
+  if (!reserve(size_)) {
+    // Back to the old size (nothing beyond it is handed out either way).
+    if (ftruncate(fd_, static_cast<off_t>(size_)) != 0) {}
+    return SIZE_MAX;
+  }
+  const size_t off = size_;
+  size_ += len;
+  return off;
+}
+
+void ShmWindow::release(size_t offset, size_t bytes) {
+  const size_t len = std::max(kPage, (bytes + kPage - 1) / kPage * kPage);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Give the memory back; a later allocation of the range starts from zeros again.
+  if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(len)) != 0)
+    std::memset(base_ + offset, 0, len);
+  auto it = free_.emplace(offset, len).first;
+  auto next = std::next(it);
+  if (next != free_.end() && it->first + it->second == next->first) {
+    it->second += next->second;
+    free_.erase(next);
+  }
+  if (it != free_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->first + prev->second == it->first) {
+      prev->second += it->second;
+      free_.erase(it);
+    }
+  }
+}
+
+size_t ShmWindow::offset_of(const void* p, size_t n) const {
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (b < base_) return SIZE_MAX;
+  const size_t off = static_cast<size_t>(b - base_);
+  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  return off <= size_ && n <= size_ - off ? off : SIZE_MAX;
 }
 
 std::string host_identity() {
@@ -114,7 +212,8 @@ std::string host_identity() {
 }
 
 ShmExchange::ShmExchange(int rank, int size, const std::string& token)
-    : rank_(rank), size_(size), token_(token), peer_fd_(size, -1), peer_map_(size, nullptr), peer_len_(size, 0) {
+    : rank_(rank), size_(size), token_(token), peer_fd_(size, -1), peer_map_(size, nullptr), peer_len_(size, 0),
+      peer_win_fd_(size, -1), peer_win_(size, nullptr) {
   std::string name = seg_name(token_, rank_);
   own_fd_ = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (own_fd_ < 0) fail("shm_open " + name);
@@ -125,16 +224,25 @@ ShmExchange::ShmExchange(int rank, int size, const std::string& token)
   ctl_.assign(size, nullptr);
   ctl_[rank_] = map_header(own_fd_, true);
   *pid_word(ctl_[rank_]) = static_cast<int32_t>(getpid());
+  std::string wname = win_name(token_, rank_);
+  int wfd = shm_open(wname.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (wfd < 0) fail("shm_open " + wname);
+  window_ = std::make_shared<ShmWindow>(wfd);
 }
 
 ShmExchange::~ShmExchange() {
-  if (!unlinked_) shm_unlink(seg_name(token_, rank_).c_str());
+  if (!unlinked_) {
+    shm_unlink(seg_name(token_, rank_).c_str());
+    if (window_) shm_unlink(win_name(token_, rank_).c_str());
+  }
   if (own_) munmap(own_, own_len_);
   if (own_fd_ >= 0) close(own_fd_);
   for (int i = 0; i < size_; i++) {
     if (ctl_.size() == static_cast<size_t>(size_) && ctl_[i]) munmap(ctl_[i], kHeader);
     if (peer_map_[i]) munmap(const_cast<uint8_t*>(peer_map_[i]), peer_len_[i]);
     if (peer_fd_[i] >= 0) close(peer_fd_[i]);
+    if (peer_win_[i]) munmap(peer_win_[i], ShmWindow::kReserve);
+    if (peer_win_fd_[i] >= 0) close(peer_win_fd_[i]);
   }
 }
 
@@ -145,12 +253,35 @@ void ShmExchange::open_peers() {
     peer_fd_[i] = shm_open(name.c_str(), O_RDONLY, 0);
     if (peer_fd_[i] < 0) fail("shm_open " + name);
     ctl_[i] = map_header(peer_fd_[i], false);
+    std::string wname = win_name(token_, i);
+    peer_win_fd_[i] = shm_open(wname.c_str(), O_RDWR, 0);
+    if (peer_win_fd_[i] < 0) fail("shm_open " + wname);
+    peer_win_[i] = map_window(peer_win_fd_[i]);
   }
 }
 
+void ShmExchange::announce(size_t recv_offset, size_t send_offset) {
+  // Relaxed: the publish() that follows orders them (its counter store is seq_cst).
+  recv_word(ctl_[rank_])->store(recv_offset == SIZE_MAX ? 0 : recv_offset + 1, std::memory_order_relaxed);
+  send_word(ctl_[rank_])->store(send_offset == SIZE_MAX ? 0 : send_offset + 1, std::memory_order_relaxed);
+}
+
+size_t ShmExchange::peer_recv_offset(int rank) const {
+  const uint64_t v = recv_word(ctl_[rank])->load(std::memory_order_acquire);
+  return v == 0 ? SIZE_MAX : static_cast<size_t>(v - 1);
+}
+
+size_t ShmExchange::peer_send_offset(int rank) const {
+  const uint64_t v = send_word(ctl_[rank])->load(std::memory_order_acquire);
+  return v == 0 ? SIZE_MAX : static_cast<size_t>(v - 1);
+}
+
 void ShmExchange::unlink_own() {
-  if (!unlinked_ && shm_unlink(seg_name(token_, rank_).c_str()) != 0) fail("shm_unlink");
+  if (unlinked_) return;
   unlinked_ = true;
+  const bool a = shm_unlink(seg_name(token_, rank_).c_str()) == 0;
+  const bool b = shm_unlink(win_name(token_, rank_).c_str()) == 0;
+  if (!a || !b) fail("shm_unlink");
 }
 
 void ShmExchange::grow(size_t bytes) {

@@ -18,7 +18,7 @@ void AddInto(float* a, const float* b, int64_t count) {
   for (int64_t i = 0; i < count; ++i) a[i] += b[i];
 }
 
-void Zero(std::vector<float>& v) { std::memset(v.data(), 0, v.size() * sizeof(float)); }
+void Zero(comm::CommBuffer& v) { std::memset(v.data(), 0, v.bytes()); }
 
 }  // namespace
 
@@ -37,9 +37,8 @@ UlyssesAttention::UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int
 }
 
 int64_t UlyssesAttention::buffer_bytes() const {
-  return static_cast<int64_t>((qh_.capacity() + kh_.capacity() + vh_.capacity() + outh_.capacity() +
-                               douth_.capacity() + dqh_.capacity() + dkh_.capacity() + dvh_.capacity()) *
-                              sizeof(float));
+  return static_cast<int64_t>(qh_.bytes() + kh_.bytes() + vh_.bytes() + outh_.bytes() + douth_.bytes() +
+                              dqh_.bytes() + dkh_.bytes() + dvh_.bytes());
 }
 
 void UlyssesAttention::check_call(const AttnCall& c) const {
@@ -54,9 +53,9 @@ void UlyssesAttention::ensure(int64_t n, int64_t d) {
   const size_t N = static_cast<size_t>(P_ * n);
   const size_t qsz = N * size_t(hl_ * d), kvsz = N * size_t(hg_ * d);
   // Exact sizes (shrinking too): the buffers follow the sequence length.
-  auto fit = [](std::vector<float>& v, size_t count) {
-    std::vector<float>().swap(v);
-    v.resize(count);
+  auto fit = [this](comm::CommBuffer& v, size_t count) {
+    v.reset();
+    v = comm_->buffer(count * sizeof(float));
   };
   fit(qh_, qsz);
   fit(outh_, qsz);

@@ -70,8 +70,9 @@ class UlyssesAttention : public AttentionBackend {
   std::shared_ptr<comm::Communicator> comm_;
   int64_t P_ = 1, H_ = 0, Hkv_ = 0, hl_ = 0, hg_ = 0;
   int64_t buf_n_ = -1, buf_d_ = -1;
-  // Head-sharded forward tensors (the cache) and backward scratch.
-  std::vector<float> qh_, kh_, vh_, outh_, douth_, dqh_, dkh_, dvh_;
+  // Head-sharded forward tensors (the cache) and backward scratch: communicator buffers, so on
+  // one host peers write their chunks straight into them or read straight out of them.
+  comm::CommBuffer qh_, kh_, vh_, outh_, douth_, dqh_, dkh_, dvh_;
 
   // Identity of the forward whose head-sharded tensors sit in qh_.. (pointers compared only).
   struct Key {
