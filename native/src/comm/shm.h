@@ -46,8 +46,10 @@ struct ShmPeerDead : std::runtime_error {
 // twice or beyond the segment's size.
 class ShmWindow {
  public:
-  // Mapped address range per window (virtual only: memory is used as buffers are written).
-  static constexpr size_t kReserve = size_t(256) << 30;
+  // Mapped address range per window (virtual only: memory is used as buffers are written). Every
+  // member maps every member's window, so this times the group size is address space per
+  // communicator; buffers that do not fit are ordinary memory (exchanged with two copies).
+  static constexpr size_t kReserve = size_t(64) << 30;
   // Takes ownership of `fd` (this rank's window segment, opened read-write).
   explicit ShmWindow(int fd);
   ~ShmWindow();
