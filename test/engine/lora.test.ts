@@ -13,14 +13,8 @@ import { LORA_MODULES } from '../../src/engine/lora.js';
 import { parseModelConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
 import { native } from '../../src/engine/native.js';
 import { readSafetensorsHeader } from '../../src/engine/safetensors.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
+import { lcg as rng, packedDocs } from '../helpers/packedBatch.js';
+import { fdTensors } from './helpers/fdTensors.js';
 
 const LLAMA: ModelConfig = parseModelConfig({
   model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2,
@@ -32,20 +26,8 @@ const QWEN: ModelConfig = parseModelConfig({
 });
 
 function batch(vocab: number, lens: number[], seed: number): ForwardInput & { tokenLoss: Float32Array } {
-  const r = rng(seed);
-  const n = lens.reduce((a, b) => a + b, 0);
-  const tokens = Int32Array.from({ length: n }, () => Math.floor(r() * vocab));
-  const labels = new Int32Array(n);
-  const positions = new Int32Array(n);
-  let o = 0;
-  for (const len of lens) {
-    for (let i = 0; i < len; i++) {
-      positions[o + i] = i;
-      labels[o + i] = i + 1 < len ? tokens[o + i + 1]! : -100;
-    }
-    o += len;
-  }
-  return { tokens, labels, positions, docLens: Int32Array.from(lens), normalizer: n, tokenLoss: new Float32Array(n) };
+  const docs = packedDocs(vocab, lens, seed);
+  return { ...docs, normalizer: docs.tokens.length, tokenLoss: new Float32Array(docs.tokens.length) };
 }
 
 /** Fills every lora_B with U(-b, b) (B = 0 would hide most of the adapter math). */
@@ -249,34 +231,8 @@ for (const [label, cfg, targets] of [
 async function fdAdapters(t: Tap.Test, m: Model, b: ForwardInput, perTensor: number, eps: number, rtol: number, atol: number): Promise<number> {
   await m.zeroGrad();
   await m.forwardBackward(b);
-  const r = rng(17);
-  let worst = 0;
-  for (const v of m.lora!.views) {
-    const p = adapterTensor(m, v.name, 'params');
-    const g = adapterTensor(m, v.name, 'grads');
-    const gmax = maxAbs(g);
-    let imax = 0;
-    for (let i = 0; i < g.length; i++) if (Math.abs(g[i]!) === gmax) imax = i;
-    const coords = new Set<number>([imax]);
-    while (coords.size < perTensor) coords.add(Math.floor(r() * g.length));
-    const lines: string[] = [];
-    let ok = true;
-    for (const i of coords) {
-      const old = p[i]!;
-      p[i] = old + eps;
-      const lp = (await m.forward(b)).loss;
-      p[i] = old - eps;
-      const lm = (await m.forward(b)).loss;
-      p[i] = old;
-      const fd = (lp - lm) / (2 * eps);
-      const diff = Math.abs(fd - g[i]!);
-      const tol = atol + rtol * gmax;
-      worst = Math.max(worst, diff / tol);
-      if (diff > tol) ok = false;
-      lines.push(`[${i}] analytic ${g[i]!.toExponential(4)} fd ${fd.toExponential(4)} |diff| ${diff.toExponential(2)}`);
-    }
-    t.ok(ok, `${v.name} (max |g| ${gmax.toExponential(2)}): ${lines.join('; ')}`);
-  }
+  const tensors = m.lora!.views.map((v) => ({ name: v.name, params: adapterTensor(m, v.name, 'params'), grads: adapterTensor(m, v.name, 'grads') }));
+  const { worst } = await fdTensors(t, tensors, async () => (await m.forward(b)).loss, { perTensor, eps, rtol, atol, seed: 17 });
   t.equal(maxAbs(m.grads), 0, 'no base gradient');
   return worst;
 }

@@ -6,76 +6,24 @@
 import t from 'tap';
 import { Model } from '../../src/engine/Model.js';
 import { parseModelConfig, readModelConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
+import { lcg as rng, packedDocs, type PackedDocs } from '../helpers/packedBatch.js';
+import { fdTensors } from './helpers/fdTensors.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-interface Batch {
-  tokens: Int32Array;
-  labels: Int32Array;
-  positions: Int32Array;
-  docLens: Int32Array;
-  normalizer: number;
-}
+type Batch = PackedDocs & { normalizer: number };
 
 // Two packed documents with a few ignored labels; positions restart per document.
 function makeBatch(vocab: number, lens: number[], seed: number): Batch {
-  const r = rng(seed);
-  const n = lens.reduce((a, b) => a + b, 0);
-  const tokens = Int32Array.from({ length: n }, () => Math.floor(r() * vocab));
-  const labels = new Int32Array(n);
-  const positions = new Int32Array(n);
-  let o = 0;
-  for (const len of lens) {
-    for (let i = 0; i < len; i++) {
-      positions[o + i] = i;
-      labels[o + i] = i + 1 < len ? tokens[o + i + 1]! : -100;
-    }
-    o += len;
-  }
-  labels[2] = -100;
-  const normalizer = labels.reduce((a, x) => a + (x >= 0 ? 1 : 0), 0) + 3; // as if other ranks held 3 more
-  return { tokens, labels, positions, docLens: Int32Array.from(lens), normalizer };
+  const docs = packedDocs(vocab, lens, seed);
+  docs.labels[2] = -100;
+  const normalizer = docs.labels.reduce((a, x) => a + (x >= 0 ? 1 : 0), 0) + 3; // as if other ranks held 3 more
+  return { ...docs, normalizer };
 }
 
 async function fdCheck(t: Tap.Test, model: Model, batch: Batch, perTensor: number, eps: number, rtol: number, atol: number) {
   await model.zeroGrad();
   await model.forwardBackward(batch);
-  const r = rng(7);
-  let worst = 0;
-  let checked = 0;
-  for (const v of model.views) {
-    const p = model.param(v.name);
-    const g = model.grad(v.name);
-    let gmax = 0;
-    let imax = 0;
-    for (let i = 0; i < g.length; i++) if (Math.abs(g[i]!) > gmax) { gmax = Math.abs(g[i]!); imax = i; }
-    const coords = new Set<number>([imax]);
-    while (coords.size < perTensor) coords.add(Math.floor(r() * g.length));
-    const lines: string[] = [];
-    let ok = true;
-    for (const i of coords) {
-      const old = p[i]!;
-      p[i] = old + eps;
-      const lp = (await model.forward(batch)).loss;
-      p[i] = old - eps;
-      const lm = (await model.forward(batch)).loss;
-      p[i] = old;
-      const fd = (lp - lm) / (2 * eps);
-      const diff = Math.abs(fd - g[i]!);
-      const tol = atol + rtol * gmax;
-      worst = Math.max(worst, diff / tol);
-      if (diff > tol) ok = false;
-      lines.push(`[${i}] analytic ${g[i]!.toExponential(4)} fd ${fd.toExponential(4)} |diff| ${diff.toExponential(2)}`);
-      checked++;
-    }
-    t.ok(ok, `${v.name} (max |g| ${gmax.toExponential(2)}, tol ${(atol + rtol * gmax).toExponential(2)}): ${lines.join('; ')}`);
-  }
+  const tensors = model.views.map((v) => ({ name: v.name, params: model.param(v.name), grads: model.grad(v.name) }));
+  const { worst, checked } = await fdTensors(t, tensors, async () => (await model.forward(batch)).loss, { perTensor, eps, rtol, atol, seed: 7 });
   t.comment(`checked ${checked} coordinates; worst |diff|/tol = ${worst.toFixed(3)}`);
 }
 
