@@ -16,25 +16,15 @@ import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { checkpointDir, verifyCheckpoint } from '../../src/train/checkpoint.js';
 import { Trainer } from '../../src/train/loop/index.js';
 import { createLogger } from '../../src/util/Logger.js';
-import { microConfig, policy, progressionData, standInData, trainConfig } from './helpers/trainFixtures.js';
+import { microConfig, microHfConfig, policy, progressionData, standInData, trainConfig } from './helpers/trainFixtures.js';
 
 const logger = createLogger('silent');
 
 /** microConfig's sizes as a Qwen2: tied embeddings, q/k/v biases, Qwen2.5's rope_theta. */
-const qwenMicroConfig = parseModelConfig({
-  model_type: 'qwen2',
-  vocab_size: 64,
-  hidden_size: 32,
-  intermediate_size: 64,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 8,
-  rms_norm_eps: 1e-6,
-  rope_theta: 1000000,
-  tie_word_embeddings: true,
-  initializer_range: 0.05,
-}, 'qwen-micro');
+const qwenMicroConfig = parseModelConfig(
+  { ...microHfConfig, model_type: 'qwen2', rms_norm_eps: 1e-6, rope_theta: 1000000, tie_word_embeddings: true },
+  'qwen-micro',
+);
 
 /** -log p(v | tokens[0..t]) for every position t and vocabulary id v: [n * V], row-major. */
 async function negLogSoftmax(model: Model, tokens: Int32Array): Promise<Float32Array> {

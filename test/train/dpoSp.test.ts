@@ -3,24 +3,13 @@
 // rewards at every step. Under SP each rank holds part of every response, so this holds only if
 // the sequence log-prob sums are added over the SP group before the loss.
 import t from 'tap';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runSpJob } from './helpers/spJob.js';
-
-function runJob(root: string, name: string, sp: number) {
-  return runSpJob(root, name, sp, [
-    `model_name_or_path: ${join(root, 'model')}`, 'stage: dpo', 'finetuning_type: full', 'pref_beta: 0.5', `dataset: ${join(root, 'pairs.jsonl')}`, 'cutoff_len: 64',
-    'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', 'per_device_train_batch_size: 2',
-  ]);
-}
+import { runSp1AndSp2, writeSpModel } from './helpers/spJob.js';
 
 t.test('sp 1 and sp 2 give the same DPO losses and rewards at every step', async (t) => {
   const root = t.testdir();
-  mkdirSync(join(root, 'model'));
-  writeFileSync(join(root, 'model', 'config.json'), JSON.stringify({
-    model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, initializer_range: 0.05,
-  }));
+  const model = writeSpModel(root);
   // responses of different lengths, so shards split prompts and responses at different places
   const rows = Array.from({ length: 8 }, (_, i) => ({
     instruction: `Question ${i}: what comes after ${i * 3}?`,
@@ -29,12 +18,10 @@ t.test('sp 1 and sp 2 give the same DPO losses and rewards at every step', async
     rejected: `I think it is ${i * 5} or so`.slice(0, 20 - i),
   }));
   writeFileSync(join(root, 'pairs.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  const one = await runJob(root, 'sp1', 1);
-  const two = await runJob(root, 'sp2', 2);
-  t.equal(one.result.ok, true, String(one.result.reason));
-  t.equal(two.result.ok, true, String(two.result.reason));
-  t.same(one.metrics.map((m) => m.step), [1, 2, 3]);
-  t.same(two.metrics.map((m) => m.step), [1, 2, 3]);
+  const { one, two } = await runSp1AndSp2(t, root, [
+    `model_name_or_path: ${model}`, 'stage: dpo', 'finetuning_type: full', 'pref_beta: 0.5', `dataset: ${join(root, 'pairs.jsonl')}`, 'cutoff_len: 64',
+    'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', 'per_device_train_batch_size: 2',
+  ], 3);
   const keys = ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'logps/chosen', 'logps/rejected'];
   for (const k of keys) {
     // rewards start at exactly 0 (policy = reference): compare with an absolute floor

@@ -4,8 +4,8 @@ import { parseModelConfig } from '../../../src/engine/modelConfig.js';
 import { defaultPolicyConfig, type PolicyConfig } from '../../../src/statecharts/policyConfig.js';
 import type { PackedSequence, TrainConfig, TrainData } from '../../../src/train/loop/index.js';
 
-/** A Llama of ~40k parameters: fast enough for tens of steps on two busy cores. */
-export const microConfig = parseModelConfig({
+/** A Llama of ~40k parameters (HF config.json form): fast enough for tens of steps on two busy cores. */
+export const microHfConfig = {
   model_type: 'llama',
   vocab_size: 64,
   hidden_size: 32,
@@ -18,7 +18,8 @@ export const microConfig = parseModelConfig({
   rope_theta: 10000,
   tie_word_embeddings: false,
   initializer_range: 0.05,
-}, 'micro');
+};
+export const microConfig = parseModelConfig(microHfConfig, 'micro');
 
 export function microModel(seed = 1): Promise<Model> {
   return Model.create(microConfig, { seed });
