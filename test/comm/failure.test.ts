@@ -1,5 +1,6 @@
 import t from 'tap';
 import { isAlive, runRanks } from './fixtures/harness.js';
+import { signalWhenReady } from '../helpers/signalWhenReady.js';
 
 // Every rank loops on 1 MiB-per-peer all-to-alls (fixtures/rank.ts `kill`; `killBarrier` loops on
 // barriers, which go through shared memory too); once the victim is in the loop, the test kills
@@ -10,24 +11,17 @@ const timeoutMs = 3000;
 const slackMs = 1500;
 
 t.test('a rank killed (SIGKILL) during a shared-memory all-to-all: the others fail with a coded error and exit', async (t) => {
-  let killedAt = 0;
   const victim = 1;
+  const kill = signalWhenReady(victim, 'SIGKILL', 300);
   const run = await runRanks(t, {
     scenario: 'kill',
     size: 3,
     timeoutMs,
     deadlineMs: 60_000,
     sharedMemory: true,
-    onLine: (rank, line, child) => {
-      if (rank === victim && line.endsWith('] ready') && !killedAt) {
-        setTimeout(() => {
-          killedAt = Date.now();
-          process.kill(child.pid!, 'SIGKILL');
-        }, 300);
-      }
-    },
+    onLine: kill.onLine,
   });
-  t.ok(killedAt > 0, 'the victim was killed mid-loop');
+  t.ok(kill.at > 0, 'the victim was killed mid-loop');
   t.equal(run.exit[victim]!.signal, 'SIGKILL', 'the victim died of SIGKILL');
   for (const r of [0, 2]) {
     const k = run.results[r]?.kill;
@@ -43,24 +37,17 @@ t.test('a rank killed (SIGKILL) during a shared-memory all-to-all: the others fa
 });
 
 t.test('a rank killed (SIGKILL) during shared-memory barriers: the other fails with a coded error and exits', async (t) => {
-  let killedAt = 0;
   const victim = 1;
+  const kill = signalWhenReady(victim, 'SIGKILL', 300);
   const run = await runRanks(t, {
     scenario: 'killBarrier',
     size: 2,
     timeoutMs,
     deadlineMs: 60_000,
     sharedMemory: true,
-    onLine: (rank, line, child) => {
-      if (rank === victim && line.endsWith('] ready') && !killedAt) {
-        setTimeout(() => {
-          killedAt = Date.now();
-          process.kill(child.pid!, 'SIGKILL');
-        }, 300);
-      }
-    },
+    onLine: kill.onLine,
   });
-  t.ok(killedAt > 0, 'the victim was killed mid-loop');
+  t.ok(kill.at > 0, 'the victim was killed mid-loop');
   t.equal(run.results[0]?.sharedMemory, true, 'rank 0 ran on the shared-memory path');
   const k = run.results[0]?.killBarrier;
   t.ok(k, `rank 0 reported:\n${run.logs.join('\n')}`);
@@ -76,8 +63,7 @@ t.test('a rank killed (SIGKILL) during shared-memory barriers: the other fails w
 
 t.test('a frozen rank (SIGSTOP) during a TCP all-to-all: the other gets ERR_COMM_TIMEOUT within the timeout', async (t) => {
   const victim = 1;
-  let victimChild: import('node:child_process').ChildProcess | undefined;
-  let stoppedAt = 0;
+  const stop = signalWhenReady(victim, 'SIGSTOP', 300);
   const run = await runRanks(t, {
     scenario: 'kill',
     size: 2,
@@ -85,18 +71,12 @@ t.test('a frozen rank (SIGSTOP) during a TCP all-to-all: the other gets ERR_COMM
     deadlineMs: 60_000,
     sharedMemory: false,
     onLine: (rank, line, child) => {
-      if (rank === victim && line.endsWith('] ready') && !stoppedAt) {
-        victimChild = child;
-        setTimeout(() => {
-          stoppedAt = Date.now();
-          process.kill(child.pid!, 'SIGSTOP');
-        }, 300);
-      }
+      stop.onLine(rank, line, child);
       // The survivor has reported: the frozen victim can go.
-      if (rank !== victim && line.includes('] result ') && victimChild) process.kill(victimChild.pid!, 'SIGKILL');
+      if (rank !== victim && line.includes('] result ') && stop.child) process.kill(stop.child.pid!, 'SIGKILL');
     },
   });
-  t.ok(stoppedAt > 0, 'the victim was frozen mid-loop');
+  t.ok(stop.at > 0, 'the victim was frozen mid-loop');
   const k = run.results[0]?.kill;
   t.ok(k, `rank 0 reported:\n${run.logs.join('\n')}`);
   if (k) {

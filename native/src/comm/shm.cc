@@ -198,7 +198,7 @@ size_t ShmWindow::offset_of(const void* p, size_t n) const {
   const auto* b = static_cast<const uint8_t*>(p);
   if (b < base_) return SIZE_MAX;
   const size_t off = static_cast<size_t>(b - base_);
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  std::lock_guard<std::mutex> lock(mu_);
   return off <= size_ && n <= size_ - off ? off : SIZE_MAX;
 }
 

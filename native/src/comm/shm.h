@@ -65,7 +65,7 @@ class ShmWindow {
   size_t offset_of(const void* p, size_t n) const;
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   int fd_ = -1;
   uint8_t* base_ = nullptr;
   size_t size_ = 0;               // the segment file's size
