@@ -20,7 +20,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Dealer } from 'zeromq';
-import { Coordinator, type Launcher } from '../src/actors/Coordinator.js';
+import { Coordinator } from '../src/actors/coordinator/index.js';
+import type { Launcher } from '../src/actors/launchers/Launcher.js';
+import { resolveJobDocument } from '../src/config/resolveJobDocument.js';
 import { ProcessChild } from '../src/actors/ProcessChild.js';
 import { encodeFrame } from '../src/transport/FrameCodec.js';
 import { createJobKeys, writeJobKeys } from '../src/transport/keys.js';
@@ -148,12 +150,11 @@ async function load(ranks: number, workers: number, seconds: number, log: (l: st
   let allBeating!: () => void;
   const beating = new Promise<void>((r) => (allBeating = r));
   const coord = new Coordinator({
-    config: {
-      output_dir: dir,
-      cluster: { heartbeat_interval_s: intervalMs / 1000, heartbeat_miss_limit: 3, step_timeout_s: 600, rendezvous_timeout_s: 120, max_restarts: 0, restart_window_s: 600, shutdown_grace_s: 1 },
-    },
+    job: resolveJobDocument(
+      { output_dir: dir, cluster: { heartbeat_interval_s: intervalMs / 1000, heartbeat_miss_limit: 3, step_timeout_s: 600, rendezvous_timeout_s: 120, max_restarts: 0, restart_window_s: 600, shutdown_grace_s: 1 } },
+      { name: 'bench-control.yaml' },
+    ),
     hosts,
-    outputDir: dir,
     launcher,
     logger: createLogger('error'),
     workload: 'none',
@@ -175,7 +176,8 @@ async function load(ranks: number, workers: number, seconds: number, log: (l: st
   });
   const suspicions: string[] = [];
   coord.events.subscribe((e) => {
-    if (e.type === 'job.rank.failed' || e.type === 'job.failed' && e.kind !== 'interrupted') suspicions.push(`${e.type} ${e.rank ?? ''} ${String(e.reason)}`);
+    if (e.type === 'job.rank.failed') suspicions.push(`${e.type} ${e.rank} ${e.reason}`);
+    else if (e.type === 'job.failed' && e.kind !== 'interrupted') suspicions.push(`${e.type}  ${e.reason}`);
   });
   let ended = false;
   const done = coord.run().finally(() => (ended = true));

@@ -15,6 +15,7 @@ import { Dealer, Router } from 'zeromq';
 import { encodeFrame } from '../src/transport/FrameCodec.js';
 import { readJobKeys } from '../src/transport/keys.js';
 import { DealerEndpoint, RouterEndpoint } from '../src/transport/ZmqEndpoints.js';
+import { parseJobSpec } from '../src/config/parseJobSpec.js';
 import { createLogger } from '../src/util/Logger.js';
 
 const log = createLogger('warn', undefined, 'control-peer');
@@ -26,7 +27,7 @@ async function echo(keyFile: string): Promise<void> {
   const rawCurve = new Router({ linger: 0, curveServer: true, curveSecretKey: keys.server.secretKey, curvePublicKey: keys.server.publicKey });
   await rawCurve.bind('tcp://127.0.0.1:*');
   const ours = new RouterEndpoint({ keys, logger: log, zmtpHeartbeatMs: 1000 });
-  ours.onFrame((f, from) => ours.send(from, 'peer.heartbeat', { step: f.body.step as number, phase: 'echo', busy: false }));
+  ours.onFrame((f, from) => ours.send(from, 'peer.heartbeat', { step: f.type === 'peer.heartbeat' ? f.body.step : 0, phase: 'echo', busy: false }));
   const oursUrl = await ours.bind('127.0.0.1', 0);
   const loop = async (s: Router) => {
     for await (const [id, msg] of s) await s.send([id!, msg!]);
@@ -105,8 +106,7 @@ async function sim(url: string, keyFile: string, hostIndex: number, slots: numbe
   agent.onFrame((f) => {
     switch (f.type) {
       case 'peer.welcome': {
-        const c = ((f.body.config as Record<string, unknown>)?.cluster ?? {}) as Record<string, number>;
-        intervalMs = (c.heartbeat_interval_s ?? 1) * 1000;
+        intervalMs = parseJobSpec(f.body.job).cluster.heartbeatIntervalMs;
         clearInterval(agentTimer);
         agentTimer = setInterval(() => agent.send('coord', 'peer.heartbeat', { step: 0, phase: 'agent', busy: false }), intervalMs);
         break;

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { Model } from '../src/engine/Model.js';
 import { readModelConfig } from '../src/engine/modelConfig.js';
-import { packageRoot } from '../src/engine/native.js';
+import { packageRoot } from '../src/util/packageRoot.js';
 import { sgemmRate } from '../src/engine/ops/matmul.js';
 import { configureThreads } from '../src/engine/threads.js';
 import type { Benchmark } from './types.js';

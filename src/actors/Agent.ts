@@ -4,10 +4,14 @@
  * stderr. It owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). It never
  * outlives the coordinator: when the coordinator goes silent it stops its ranks and exits.
  */
-import { hostname } from 'node:os';
+import { constants, hostname } from 'node:os';
+import type { ClusterSettings } from '../config/ClusterSettings.js';
+import { ConfigError } from '../config/ConfigError.js';
+import { parseJobSpec } from '../config/parseJobSpec.js';
 import { readJobKeys } from '../transport/keys.js';
 import { DealerEndpoint } from '../transport/ZmqEndpoints.js';
 import { createLogger, type Logger } from '../util/Logger.js';
+import { closeLink, coordinatorLost, WELCOME_TIMEOUT_MS } from './coordinatorLink.js';
 import { ProcessChild } from './ProcessChild.js';
 
 export interface AgentOptions {
@@ -18,10 +22,8 @@ export interface AgentOptions {
   logger?: Logger;
   /** how to start a rank; default: this package's CLI `rank` command with this Node.js */
   rankCommand?: { command: string; args: string[] };
-  /** path of the compiled CLI entry (src/cli/entryPath.ts) */
+  /** path of the compiled CLI entry (src/util/cliEntry.ts) */
   cliEntry: string;
-  heartbeatIntervalMs?: number;
-  missLimit?: number;
   /**
    * When this stream ends the agent stops its ranks and exits: the ssh launcher keeps the
    * session's stdin open for the job's lifetime, so a lost connection or a dead `up` never
@@ -29,6 +31,8 @@ export interface AgentOptions {
    */
   lifeline?: NodeJS.ReadableStream;
 }
+
+const isSignal = (s: string): s is NodeJS.Signals => s in constants.signals;
 
 interface RankProc {
   child: ProcessChild;
@@ -41,8 +45,8 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   const ep = new DealerEndpoint({ keys, logger: log, role: 'agent', index: o.hostIndex, incarnation: 0 });
   const ranks = new Map<number, RankProc>();
   const rankCmd = o.rankCommand ?? { command: process.execPath, args: [o.cliEntry, 'rank'] };
-  let intervalMs = o.heartbeatIntervalMs ?? 1000;
-  let missLimit = o.missLimit ?? 3;
+  // the job's settings arrive with the welcome; until then the agent only waits for it
+  let cluster: ClusterSettings | null = null;
   let lastFromCoord = Date.now();
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((r) => (finish = r));
@@ -55,15 +59,19 @@ export async function runAgent(o: AgentOptions): Promise<number> {
     lastFromCoord = Date.now();
     switch (f.type) {
       case 'peer.welcome': {
-        const cluster = ((f.body.config as Record<string, unknown> | undefined)?.cluster ?? {}) as Record<string, number>;
-        if (cluster.heartbeat_interval_s > 0) intervalMs = cluster.heartbeat_interval_s * 1000;
-        if (cluster.heartbeat_miss_limit > 0) missLimit = cluster.heartbeat_miss_limit;
-        startHeartbeats();
+        try {
+          cluster = parseJobSpec(f.body.job).cluster;
+        } catch (e) {
+          if (!(e instanceof ConfigError)) throw e;
+          log.error('the coordinator sent a malformed job: stopping', { error: e.message });
+          void stopAll('malformed job').then(() => finish(1));
+          break;
+        }
+        startHeartbeats(cluster);
         break;
       }
       case 'agent.spawn': {
-        const rank = f.body.rank as number;
-        const incarnation = f.body.incarnation as number;
+        const { rank, incarnation } = f.body;
         const prev = ranks.get(rank);
         if (prev?.child.alive) {
           log.error('asked to start a rank that is still running; stopping the old one first', { rank });
@@ -71,8 +79,8 @@ export async function runAgent(o: AgentOptions): Promise<number> {
         }
         const child = new ProcessChild({
           command: rankCmd.command,
-          args: [...rankCmd.args, ...((f.body.args as string[]) ?? [])],
-          env: { ...process.env, ...(f.body.env as Record<string, string>), ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile },
+          args: [...rankCmd.args, ...f.body.args],
+          env: { ...process.env, ...f.body.env, ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile },
           // the coordinator has already asked the rank to abort over the control plane
           requestAbort: () => {},
           abortWaitMs: 2000,
@@ -96,14 +104,15 @@ export async function runAgent(o: AgentOptions): Promise<number> {
         break;
       }
       case 'agent.stop': {
-        const r = ranks.get(f.body.rank as number);
-        if (r && r.incarnation === f.body.incarnation) void r.child.stop(String(f.body.reason));
+        const r = ranks.get(f.body.rank);
+        if (r && r.incarnation === f.body.incarnation) void r.child.stop(f.body.reason);
         break;
       }
       case 'agent.signal': {
-        const r = ranks.get(f.body.rank as number);
-        const sig = String(f.body.signal) as NodeJS.Signals;
-        if (r?.child.pid !== undefined && r.child.alive) {
+        const r = ranks.get(f.body.rank);
+        const sig = f.body.signal;
+        if (!isSignal(sig)) log.warn('asked to send an unknown signal', { rank: f.body.rank, signal: sig });
+        else if (r?.child.pid !== undefined && r.child.alive) {
           try {
             process.kill(r.child.pid, sig);
           } catch (e) {
@@ -122,21 +131,25 @@ export async function runAgent(o: AgentOptions): Promise<number> {
 
   ep.connect(o.coordUrl);
   ep.send('coord', 'peer.hello', { role: 'agent', host: hostname(), pid: process.pid, slots: o.slots });
-  // heartbeats start (again) once the welcome tells the job's interval
+  // heartbeats start once the welcome tells the job's interval
   let hb: NodeJS.Timeout | undefined;
-  function startHeartbeats() {
+  function startHeartbeats(c: ClusterSettings) {
     clearInterval(hb);
     const beat = () => {
       ep.send('coord', 'peer.heartbeat', { step: 0, phase: 'agent', busy: false });
-      if (Date.now() - lastFromCoord > intervalMs * (missLimit + 2)) {
+      if (coordinatorLost(Date.now() - lastFromCoord, c)) {
         log.error("lost the coordinator: stopping this host's ranks");
         void stopAll('lost the coordinator').then(() => finish(1));
       }
     };
     beat();
-    hb = setInterval(beat, intervalMs);
+    hb = setInterval(beat, c.heartbeatIntervalMs);
   }
-  startHeartbeats();
+  const welcomeTimer = setTimeout(() => {
+    if (cluster) return;
+    log.error(`no welcome from the coordinator within ${WELCOME_TIMEOUT_MS / 1000} s`, { coord: o.coordUrl });
+    void stopAll('no welcome').then(() => finish(1));
+  }, WELCOME_TIMEOUT_MS);
   const onSignal = () => void stopAll('agent interrupted').then(() => finish(130));
   const onLifelineEnd = () => {
     log.warn('the launcher closed the session: stopping this host\'s ranks');
@@ -148,13 +161,12 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   process.once('SIGINT', onSignal);
 
   const code = await finished;
+  clearTimeout(welcomeTimer);
   clearInterval(hb);
   process.removeListener('SIGTERM', onSignal);
   process.removeListener('SIGINT', onSignal);
   o.lifeline?.removeListener('end', onLifelineEnd);
   o.lifeline?.removeListener('close', onLifelineEnd);
-  await ep.flush(500);
-  await new Promise((r) => setTimeout(r, 50));
-  await ep.close();
+  await closeLink(ep, 500);
   return code;
 }

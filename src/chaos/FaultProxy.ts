@@ -8,7 +8,7 @@
  * hold a timer that outlives close().
  */
 import type { Frame } from '../transport/FrameCodec.js';
-import type { MessageType } from '../transport/messages.js';
+import type { BodyOf, MessageType } from '../transport/messages.js';
 import type { FrameHandler, PeerId, Transport, TransportStats } from '../transport/Transport.js';
 
 export type NetFaultKind = 'drop' | 'delay' | 'duplicate' | 'reorder' | 'partition';
@@ -161,7 +161,7 @@ export class FaultProxy implements Transport {
     }
   }
 
-  send(to: PeerId, type: MessageType, body: Record<string, unknown>): void {
+  send<K extends MessageType>(to: PeerId, type: K, body: BodyOf<K>): void {
     this.route('out', type, to, () => this.inner.send(to, type, body));
   }
 

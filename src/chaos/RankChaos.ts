@@ -1,17 +1,21 @@
 /**
- * The rank side of a fault plan: read from ULYSSES_CHAOS (JSON set by the harness), it wraps the
- * rank's control transport in a FaultProxy and implements the ChaosHooks the workload calls.
+ * The rank side of a fault plan: read from ULYSSES_CHAOS (JSON set by the harness) by the rank
+ * command, which hands it to the rank runtime; it wraps the rank's control transport in a
+ * FaultProxy and implements the ChaosHooks the workload calls (RankFaults).
  * A fault fires at most once per job (a marker file in output_dir records it, with the wall-clock
  * time, so a restarted rank does not fire it again and the harness can time it), except a
  * restart storm, which fires at every start. Must never act on a fault meant for another rank.
  */
 import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RankFaults } from '../actors/rank/RankRuntime.js';
+import type { JobSpec } from '../config/JobSpec.js';
 import type { Transport } from '../transport/Transport.js';
 import type { Logger } from '../util/Logger.js';
-import { ChaosFault, type ChaosHooks } from './ChaosHooks.js';
+import { ChaosFault } from './ChaosFault.js';
 import { keyedUniform, type Fault } from './FaultPlan.js';
-import { FaultProxy, type NetFaultKind } from './FaultProxy.js';
+import { FaultProxy } from './FaultProxy.js';
+import { firedRule, isUntriggered, netKindOf, wholeRunRule } from './netFaults.js';
 
 export const CHAOS_ENV = 'ULYSSES_CHAOS';
 export const FIRED_DIR = 'chaos-fired';
@@ -35,9 +39,7 @@ export function firedMarkerPath(outputDir: string, fault: number, rank: number):
   return join(outputDir, FIRED_DIR, `fault-${fault}-rank-${rank}.json`);
 }
 
-const netKind: Partial<Record<string, NetFaultKind>> = { net_drop: 'drop', net_delay: 'delay', net_duplicate: 'duplicate', net_reorder: 'reorder', partition: 'partition' };
-
-export class RankChaos implements ChaosHooks {
+export class RankChaos implements RankFaults {
   readonly active = true;
   private proxy: FaultProxy | null = null;
   private readonly mine: Fault[];
@@ -68,30 +70,25 @@ export class RankChaos implements ChaosHooks {
   wrap(t: Transport): Transport {
     this.proxy = new FaultProxy(t, { seed: (this.spec.seed * 1000003 + this.rank * 7919 + this.incarnation) >>> 0 });
     for (const f of this.mine) {
-      const k = netKind[f.kind];
-      const untriggered = f.trigger.atStep === undefined && f.trigger.atTimeS === undefined && f.trigger.probability === undefined;
-      if (k && untriggered && f.side === 'rank') {
-        this.proxy.addRule({ kind: k, p: f.p, delayMs: f.delayMs, types: f.types, peers: null, fromMs: 0, toMs: f.durationS > 0 && k !== 'partition' ? f.durationS * 1000 : Infinity });
-      }
+      const k = netKindOf(f);
+      if (k && isUntriggered(f) && f.side === 'rank') this.proxy.addRule(wholeRunRule(f, k, null));
     }
     return this.proxy;
   }
 
   /**
-   * The job config arrives with the welcome, after wrap(). Net faults triggered by time start
-   * from a timer, so they reach workloads that do not call beforeStep() too.
+   * The job arrives with the welcome, after wrap(). Net faults triggered by time start from a
+   * timer, so they reach workloads that do not call beforeStep() too.
    */
-  configure(config: Record<string, unknown>): void {
-    this.outputDir = String(config.output_dir ?? '.');
+  configure(job: JobSpec): void {
+    this.outputDir = job.config.output_dir;
     for (const f of this.mine) {
-      const k = netKind[f.kind];
+      const k = netKindOf(f);
       if (!k || f.side !== 'rank' || f.trigger.atTimeS === undefined) continue;
       const timer = setTimeout(() => {
         if (this.closed || this.firedBefore(f)) return;
         this.markFired(f, -1);
-        const now = this.proxy?.elapsedMs ?? 0;
-        const to = k === 'partition' || f.durationS > 0 ? now + f.durationS * 1000 : Infinity;
-        this.proxy?.addRule({ kind: k, p: k === 'partition' ? 1 : f.p, delayMs: f.delayMs, types: f.types, peers: null, fromMs: now, toMs: to });
+        this.proxy?.addRule(firedRule(f, k, null, this.proxy.elapsedMs));
       }, Math.max(0, f.trigger.atTimeS * 1000 - (Date.now() - this.t0)));
       timer.unref();
       this.timers.push(timer);
@@ -135,14 +132,12 @@ export class RankChaos implements ChaosHooks {
         }
         continue;
       }
-      if (f.kind === 'net_drop' || f.kind === 'net_delay' || f.kind === 'net_duplicate' || f.kind === 'net_reorder' || f.kind === 'partition') {
-        const untriggered = f.trigger.atStep === undefined && f.trigger.atTimeS === undefined && f.trigger.probability === undefined;
+      const k = netKindOf(f);
+      if (k) {
         // time triggers run from a timer (configure())
-        if (untriggered || f.trigger.atTimeS !== undefined || f.side !== 'rank' || this.firedBefore(f) || !this.due(f, step)) continue;
+        if (isUntriggered(f) || f.trigger.atTimeS !== undefined || f.side !== 'rank' || this.firedBefore(f) || !this.due(f, step)) continue;
         this.markFired(f, step);
-        const now = this.proxy?.elapsedMs ?? 0;
-        const to = f.kind === 'partition' || f.durationS > 0 ? now + f.durationS * 1000 : Infinity;
-        this.proxy?.addRule({ kind: netKind[f.kind]!, p: f.kind === 'partition' ? 1 : f.p, delayMs: f.delayMs, types: f.types, peers: null, fromMs: now, toMs: to });
+        this.proxy?.addRule(firedRule(f, k, null, this.proxy.elapsedMs));
         continue;
       }
       if (this.firedBefore(f) || !this.due(f, step)) continue;

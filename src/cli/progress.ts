@@ -5,6 +5,8 @@
  * smoothed so one slow step does not swing the ETA. Never throws; never reads job state itself.
  */
 
+import type { MetricsRow } from '../actors/coordinator/StepAggregator.js';
+
 export interface ProgressOptions {
   write: (text: string) => void;
   tty: boolean;
@@ -43,8 +45,8 @@ export class ProgressDisplay {
   }
 
   /** A metrics.jsonl row arrived (step, loss, tokens, tokens_per_s?, ...). */
-  step(row: Record<string, unknown>): void {
-    const step = Number(row.step);
+  step(row: MetricsRow): void {
+    const { step } = row;
     const t = this.now();
     if (this.lastAt !== null && step > this.lastStep) {
       const dt = (t - this.lastAt) / 1000 / (step - this.lastStep);
@@ -54,7 +56,7 @@ export class ProgressDisplay {
     }
     this.lastAt = t;
     this.lastStep = step;
-    const line = this.render(step, Number(row.loss), row.restarts as number | undefined);
+    const line = this.render(step, row.loss, row.restarts);
     if (this.o.tty) this.draw(line);
     else if (step % this.o.everySteps === 0 || step === this.o.total || step === 1) this.o.write(line + '\n');
   }

@@ -65,6 +65,7 @@ export interface JobConfig {
     max_restarts: number;
     restart_window_s: number;
     shutdown_grace_s: number;
+    startup_grace_s: number;
     coordinator_port: number;
     bind_address: string;
     advertise_address: string | null;

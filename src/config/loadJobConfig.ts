@@ -9,11 +9,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { load, YAMLException } from 'js-yaml';
-import type { PolicyConfig } from '../statecharts/policyConfig.js';
 import { ConfigError, type ConfigProblem } from './ConfigError.js';
 import { readDeepSpeedConfig, resolveDeepSpeedPath } from './deepspeed.js';
 import { IGNORED_KEYS, UNSUPPORTED_KEYS, isIgnoredKey, isUnsupportedKey } from './ignoredKeys.js';
-import type { JobConfig } from './JobConfig.js';
+import { jobSpecOf, type JobSpec } from './JobSpec.js';
+import { isJobConfig } from './parseJobSpec.js';
 import type { FlagOverride } from './parseJobArgs.js';
 import { LEAVES, LEAF_BY_ENV, LEAF_BY_PATH, SECTIONS, checkLeaf, childrenOf, coerceLeaf, createConvict, envName, type LeafSpec } from './schema.js';
 import { suggest } from './suggest.js';
@@ -26,7 +26,7 @@ export interface LoadJobConfigOptions {
   /** the environment to read ULYSSES_<KEY> from (the CLI passes process.env) */
   env: Readonly<Record<string, string | undefined>>;
   overrides?: readonly FlagOverride[];
-  /** multiplies learning_rate after every layer (--adjust-lr) */
+  /** multiplies learning_rate after every layer (--adjust-lr; parseJobArgs checked it is > 0) */
   adjustLr?: number;
   /** total ranks when known (from the hostfile): sequence_parallel_size must divide it */
   worldSize?: number;
@@ -38,10 +38,8 @@ export interface IgnoredKey {
   source: string;
 }
 
-export interface ResolvedJob {
-  config: JobConfig;
-  /** the gradient_policy section in the statechart's own shape */
-  policy: PolicyConfig;
+/** The job (JobSpec.ts) with where it came from, for `check-config` and `up`'s messages. */
+export interface ResolvedJob extends JobSpec {
   ignored: IgnoredKey[];
   /** where each key's value came from: 'default', 'job.yaml:7', 'env ULYSSES_SEED', 'flag --seed', 'deepspeed ds.json', 'derived' */
   sources: Record<string, string>;
@@ -118,14 +116,11 @@ export function loadJobConfig(opts: LoadJobConfigOptions): ResolvedJob {
     }
   }
 
-  // 5. --adjust-lr
+  // 5. --adjust-lr: the one place it is applied
   const lrAdjust = opts.adjustLr ?? 1;
   if (opts.adjustLr !== undefined) {
-    if (!(Number.isFinite(lrAdjust) && lrAdjust > 0)) problems.push({ key: '--adjust-lr', value: lrAdjust, message: 'must be a positive number', fix: 'e.g. --adjust-lr 0.5' });
-    else {
-      const lr = values.get('learning_rate')!;
-      values.set('learning_rate', { ...lr, value: (lr.value as number) * lrAdjust, source: `${lr.source} x --adjust-lr ${lrAdjust}` });
-    }
+    const lr = values.get('learning_rate')!;
+    values.set('learning_rate', { ...lr, value: (lr.value as number) * lrAdjust, source: `${lr.source} x --adjust-lr ${lrAdjust}` });
   }
 
   // 6. derived defaults (LLaMA-Factory's): lora_alpha = 2 * rank, packing on for pt
@@ -134,7 +129,7 @@ export function loadJobConfig(opts: LoadJobConfigOptions): ResolvedJob {
 
   crossCheck(values, problems, opts.worldSize, trainBatchSize);
 
-  const config = nest(values) as unknown as JobConfig;
+  const config = nest(values);
   if (problems.length === 0) {
     // convict's own validation as a safety net over the same formats (strict: no stray keys).
     try {
@@ -143,11 +138,11 @@ export function loadJobConfig(opts: LoadJobConfigOptions): ResolvedJob {
       for (const line of (e as Error).message.split('\n')) problems.push({ message: line });
     }
   }
-  if (problems.length) throw new ConfigError(problems);
+  if (problems.length || !isJobConfig(config, opts.configPath ?? 'config', problems)) throw new ConfigError(problems);
 
   const sources: Record<string, string> = {};
   for (const [k, s] of values) sources[k] = s.source;
-  return { config, policy: toPolicyConfig(config.gradient_policy), ignored, sources, configPath: opts.configPath, deepspeedPath, lrAdjust };
+  return { ...jobSpecOf(config), ignored, sources, configPath: opts.configPath, deepspeedPath, lrAdjust };
 }
 
 function readText(name: string, given: string | undefined, problems: ConfigProblem[]): string | undefined {
@@ -296,31 +291,6 @@ function nest(values: Map<string, Setting>): Record<string, unknown> {
     node[parts[parts.length - 1]!] = Array.isArray(v) ? [...v] : v;
   }
   return root;
-}
-
-export function toPolicyConfig(g: JobConfig['gradient_policy']): PolicyConfig {
-  return {
-    enabled: g.enabled,
-    vanishing: {
-      threshold: g.vanishing.threshold,
-      exitThreshold: g.vanishing.exit_threshold,
-      noiseStd: g.vanishing.noise_std,
-      scaleThreshold: g.vanishing.scale_threshold,
-      scaleFactor: g.vanishing.scale_factor,
-      lrBoost: g.vanishing.lr_boost,
-    },
-    lateStage: {
-      startFraction: g.late_stage.start_fraction,
-      vanishingThreshold: g.late_stage.vanishing_threshold,
-      exitThreshold: g.late_stage.exit_threshold,
-      noiseStd: g.late_stage.noise_std,
-      scaleThreshold: g.late_stage.scale_threshold,
-      scaleFactor: g.late_stage.scale_factor,
-    },
-    explode: { threshold: g.explode.threshold, clipNorm: g.explode.clip_norm },
-    centralize: g.centralize,
-    nonfinitePatience: g.nonfinite_patience,
-  };
 }
 
 /** One line for the start of a run: "ignored (no effect here): key (reason); ...". */

@@ -10,7 +10,7 @@ import { IGNORED_KEYS } from './ignoredKeys.js';
 import type { JobConfig } from './JobConfig.js';
 import { loadJobConfig, type IgnoredKey, type ResolvedJob } from './loadJobConfig.js';
 import { parseJobArgs, type CommandFlagKind } from './parseJobArgs.js';
-import { DEFAULT_JOB_NAME, DEFAULT_JOB_YAML } from '../train/defaultJob.js';
+import { DEFAULT_JOB_NAME, DEFAULT_JOB_YAML } from './defaultJob.js';
 
 export interface ResolveJobOptions {
   env: Readonly<Record<string, string | undefined>>;

@@ -5,20 +5,9 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../util/packageRoot.js';
 import { EngineError } from './errors.js';
-
-/** Root of the package (the folder holding package.json), found from this file's location. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native', 'binding.gyp'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new EngineError('ERR_ADDON', 'cannot find the ulysses-actors package root');
-    dir = up;
-  }
-}
 
 // The binding's surface is described per family in the wrappers; here it is an open record.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

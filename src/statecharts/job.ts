@@ -7,7 +7,7 @@
  */
 import { assign, setup } from 'xstate';
 
-export type JobEvent =
+export type JobChartEvent =
   | { type: 'job.agents.joined' }
   | { type: 'job.ranks.ready' }
   | { type: 'job.rank.failed'; rank: number; reason: string }
@@ -25,7 +25,7 @@ export interface JobContext {
 }
 
 export const jobMachine = setup({
-  types: { context: {} as JobContext, events: {} as JobEvent },
+  types: { context: {} as JobContext, events: {} as JobChartEvent },
   actions: {
     recordFailure: assign({
       failures: ({ context, event }) =>

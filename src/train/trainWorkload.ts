@@ -9,16 +9,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Workload, WorkloadContext } from '../actors/rank/Workload.js';
 import type { JobConfig } from '../config/JobConfig.js';
-import { toPolicyConfig } from '../config/loadJobConfig.js';
 import { Model } from '../engine/Model.js';
 import { readModelConfig } from '../engine/modelConfig.js';
-import { packageRoot } from '../engine/native.js';
-import type { RendezvousStore } from '../engine/stores.js';
 import { configureThreads } from '../engine/threads.js';
+import { packageRoot } from '../util/packageRoot.js';
 import { checkpointDir, latestValidCheckpoint, resolveResume } from './checkpoint.js';
 import { buildSequences } from './data/sequences.js';
 import { prepareData } from './data/prepareData.js';
@@ -31,6 +28,8 @@ import { PolicyEscalation, Trainer } from './loop/Trainer.js';
 import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
+import { recordRollback, rollbackScale } from './policyRollbacks.js';
+import type { Workload, WorkloadContext } from './Workload.js';
 
 /**
  * Bundled synthetic long-context tasks, by dataset name (recallTask.ts):
@@ -53,11 +52,11 @@ const RECALL_TRAIN_EXAMPLES = 1024;
 const RECALL_EVAL_EXAMPLES = 64;
 
 /** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
-const NON_MATH_KEYS = new Set(['output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed', 'synthetic']);
+const NON_MATH_KEYS = new Set(['output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed']);
 
-export function configHash(config: Record<string, unknown>): string {
+export function configHash(config: JobConfig): string {
   const canon = (v: unknown): unknown =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : v;
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, canon(x)])) : v;
   const kept = Object.fromEntries(Object.entries(config).filter(([k]) => !NON_MATH_KEYS.has(k)));
   return createHash('sha256').update(JSON.stringify(canon(kept))).digest('hex');
 }
@@ -112,31 +111,10 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
   return { items: prepared.items };
 }
 
-async function buildRuntime(ctx: WorkloadContext, c: JobConfig): Promise<ParallelRuntime> {
+async function buildRuntime(ctx: WorkloadContext): Promise<ParallelRuntime> {
   if (ctx.world === 1) return singleProcessRuntime();
-  // the coordinator's store (through the rank's control connection), in the engine's shape
-  const store: RendezvousStore = {
-    set: (k, v) => ctx.store.set(k, v),
-    get: async (k, ms) => (await ctx.store.wait([k], ms))[0]!,
-    wait: async (ks, ms) => {
-      await ctx.store.wait(ks, ms);
-    },
-  };
-  return createParallelRuntime({ rank: ctx.rank, world: ctx.world, sp: c.sequence_parallel_size, store, timeoutMs: c.cluster.collective_timeout_s * 1000 });
-}
-
-const ROLLBACK_DIR = 'policy-rollbacks';
-
-/** LR scale after policy escalations: halved once per escalation recorded in output_dir. */
-async function rollbackScale(outputDir: string): Promise<{ scale: number; count: number }> {
-  let names: string[] = [];
-  try {
-    names = await readdir(join(outputDir, ROLLBACK_DIR));
-  } catch {
-    /* none */
-  }
-  const count = names.filter((n) => n.endsWith('.json')).length;
-  return { scale: 0.5 ** count, count };
+  // the coordinator's store, through the rank's control connection
+  return createParallelRuntime({ rank: ctx.rank, world: ctx.world, sp: ctx.job.config.sequence_parallel_size, store: ctx.store, timeoutMs: ctx.job.cluster.collectiveTimeoutMs });
 }
 
 /**
@@ -162,8 +140,8 @@ async function chooseStart(ctx: WorkloadContext, c: JobConfig, runtime: Parallel
 }
 
 export const trainWorkload: Workload = async (ctx) => {
-  const raw = ctx.config;
-  let c = raw as unknown as JobConfig;
+  const { policy } = ctx.job;
+  let c = ctx.job.config;
   configureThreads({ localRanks: ctx.localRanks });
   const log = ctx.logger;
   if (ctx.incarnation > 0) {
@@ -174,7 +152,7 @@ export const trainWorkload: Workload = async (ctx) => {
     }
   }
   ctx.setPhase('rendezvous', false);
-  const runtime = await buildRuntime(ctx, c);
+  const runtime = await buildRuntime(ctx);
   try {
     const modelDir = resolveModelDir(c.model_name_or_path);
     const model = await loadModel(modelDir, c.seed);
@@ -195,14 +173,14 @@ export const trainWorkload: Workload = async (ctx) => {
       data: data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split),
       dpo: data.pairs ? { beta: c.pref_beta, reference: await referenceModel(c, model, modelDir, runtime) } : undefined,
       config: c,
-      policy: toPolicyConfig(c.gradient_policy),
+      policy,
       logger: log,
       hooks: ctx,
       signal: ctx.signal,
       chaos: ctx.chaos,
       resumeFrom,
-      lossScale: (c.gradient_policy as { loss_scale_schedule?: string | null }).loss_scale_schedule ?? null,
-      configHash: configHash(raw),
+      lossScale: c.gradient_policy.loss_scale_schedule,
+      configHash: configHash(ctx.job.config),
     });
     if (runtime.rank === 0) {
       log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.pairs ? `${data.pairs.length} preference pairs` : `${data.items.length} sequences`} of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);
@@ -250,11 +228,3 @@ async function referenceModel(c: JobConfig, model: Model, modelDir: string, runt
 function fmt(e: RecallEval): string {
   return `${(100 * e.answerAccuracy).toFixed(1)}% of answers (${e.answersCorrect}/${e.answers}), mean p(answer token) ${e.meanAnswerProb.toFixed(3)}`;
 }
-
-/** Every rank escalates at the same step and writes the same marker (idempotent). */
-async function recordRollback(outputDir: string, e: PolicyEscalation, incarnation: number): Promise<void> {
-  const dir = join(outputDir, ROLLBACK_DIR);
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, `step-${e.step}-attempt-${incarnation}.json`), JSON.stringify({ step: e.step, streak: e.streak, attempt: incarnation }) + '\n').catch(() => undefined);
-}
-

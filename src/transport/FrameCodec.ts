@@ -5,7 +5,7 @@
  * Plain `new Packr()` on purpose: no shared structures, since frames may be lost or reordered.
  */
 import { Packr } from 'msgpackr';
-import { validateBody, type MessageType } from './messages.js';
+import { validateBody, type BodyOf, type MessageType } from './messages.js';
 
 export const FRAME_VERSION = 1;
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
@@ -13,9 +13,10 @@ export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024;
 export type Role = 'coord' | 'agent' | 'rank' | 'tool';
 const roles = new Set<string>(['coord', 'agent', 'rank', 'tool']);
 
-export interface Frame<B = Record<string, unknown>> {
+/** A frame of one message type, its body typed by the message table. */
+export interface FrameOf<K extends MessageType> {
   version: number;
-  type: MessageType;
+  type: K;
   role: Role;
   /** rank for ranks, host index for agents, -1 for the coordinator */
   sender: number;
@@ -23,14 +24,17 @@ export interface Frame<B = Record<string, unknown>> {
   incarnation: number;
   /** per-sender sequence number */
   seq: number;
-  body: B;
+  body: BodyOf<K>;
 }
+
+/** Any valid frame: a union discriminated by `type`, so `switch (f.type)` narrows `f.body`. */
+export type Frame = { [K in MessageType]: FrameOf<K> }[MessageType];
 
 export type DecodeResult = { ok: true; frame: Frame } | { ok: false; reason: string };
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-export function encodeFrame(f: Omit<Frame, 'version'> & { version?: number }): Buffer {
+export function encodeFrame<K extends MessageType>(f: Omit<FrameOf<K>, 'version'> & { version?: number }): Buffer {
   return packr.pack([f.version ?? FRAME_VERSION, f.type, f.role, f.sender, f.incarnation, f.seq, f.body]);
 }
 
@@ -54,8 +58,7 @@ export function decodeFrame(buf: Uint8Array, maxBytes = DEFAULT_MAX_FRAME_BYTES)
   }
   const bad = validateBody(type, body);
   if (bad) return { ok: false, reason: `${type}: ${bad}` };
-  return {
-    ok: true,
-    frame: { version, type: type as MessageType, role: role as Role, sender: sender as number, incarnation: incarnation as number, seq: seq as number, body: body as Record<string, unknown> },
-  };
+  // validateBody checked the body against the table entry of `type`: this is that frame type
+  const frame = { version, type, role, sender, incarnation, seq, body } as Frame;
+  return { ok: true, frame };
 }

@@ -5,7 +5,7 @@
  * exactly like a frame lost on the network.
  */
 import type { Frame } from './FrameCodec.js';
-import type { MessageType } from './messages.js';
+import type { BodyOf, MessageType } from './messages.js';
 
 /** Identity of a peer as seen by the coordinator's ROUTER (`rank:3`, `agent:0`). */
 export type PeerId = string;
@@ -21,7 +21,7 @@ export interface TransportStats {
 
 export interface Transport {
   /** Queue a message to a peer (coordinator side) or to the coordinator (peer side: `to` is ignored). */
-  send(to: PeerId, type: MessageType, body: Record<string, unknown>): void;
+  send<K extends MessageType>(to: PeerId, type: K, body: BodyOf<K>): void;
   onFrame(handler: FrameHandler): void;
   readonly stats: TransportStats;
   close(): Promise<void>;

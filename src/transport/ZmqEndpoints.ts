@@ -10,7 +10,7 @@ import type { Logger } from '../util/Logger.js';
 import { DEFAULT_MAX_FRAME_BYTES, decodeFrame, encodeFrame, type Frame, type Role } from './FrameCodec.js';
 import type { JobKeys } from './keys.js';
 import { z85Encode } from './keys.js';
-import type { MessageType } from './messages.js';
+import type { BodyOf, MessageType } from './messages.js';
 import type { FrameHandler, PeerId, Transport, TransportStats } from './Transport.js';
 
 export interface EndpointOptions {
@@ -176,7 +176,7 @@ export class RouterEndpoint extends EndpointBase implements Transport {
     return this.endpointUrl;
   }
 
-  send(to: PeerId, type: MessageType, body: Record<string, unknown>): void {
+  send<K extends MessageType>(to: PeerId, type: K, body: BodyOf<K>): void {
     if (this.closed) return;
     const buf = encodeFrame({ type, role: 'coord', sender: -1, incarnation: 0, seq: this.seq++, body });
     this.stats.sent++;
@@ -260,7 +260,7 @@ export class DealerEndpoint extends EndpointBase implements Transport {
     void this.receiveLoop();
   }
 
-  send(_to: PeerId, type: MessageType, body: Record<string, unknown>): void {
+  send<K extends MessageType>(_to: PeerId, type: K, body: BodyOf<K>): void {
     if (this.closed) return;
     const buf = encodeFrame({ type, role: this.dopts.role, sender: this.dopts.index, incarnation: this.dopts.incarnation, seq: this.seq++, body });
     this.stats.sent++;

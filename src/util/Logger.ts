@@ -7,6 +7,8 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
+export const isLogLevel = (s: string): s is LogLevel => s in order;
+
 export interface LogRecord {
   level: Exclude<LogLevel, 'silent'>;
   scope: string;

@@ -6,7 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { packageRoot } from '../engine/native.js';
+import { packageRoot } from '../util/packageRoot.js';
 
 export interface Asset {
   file: string;

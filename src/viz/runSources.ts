@@ -5,7 +5,7 @@
  * (metrics) are skipped and counted. Never writes to the run directory.
  */
 import { join } from 'node:path';
-import type { EventLog } from '../actors/EventLog.js';
+import type { EventLog } from '../actors/events/EventLog.js';
 import type { Logger } from '../util/Logger.js';
 import { EventStore } from './EventStore.js';
 import { NdjsonTail } from './NdjsonTail.js';

@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { basename } from 'node:path';
-import type { EventLog } from '../actors/EventLog.js';
+import type { EventLog } from '../actors/events/EventLog.js';
 import { exportChart } from '../statecharts/exportChart.js';
 import { trainingPolicyMachine } from '../statecharts/trainingPolicy.js';
 import type { Logger } from '../util/Logger.js';

@@ -4,9 +4,10 @@
 import t from 'tap';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Coordinator } from '../../src/actors/Coordinator.js';
+import { Coordinator } from '../../src/actors/coordinator/index.js';
 import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
-import { cliEntry } from '../../src/cli/entryPath.js';
+import { resolveJobDocument } from '../../src/config/resolveJobDocument.js';
+import { cliEntry } from '../../src/util/packageRoot.js';
 import { createLogger } from '../../src/util/Logger.js';
 
 const alive = (pid: number) => {
@@ -32,7 +33,7 @@ function jobConfig(outputDir: string, extra: Record<string, unknown> = {}) {
 async function runJob(dir: string, config: Record<string, unknown>, slots = 2) {
   const logger = createLogger('warn');
   const launcher = new LocalLauncher(cliEntry(), logger);
-  const coord = new Coordinator({ config, hosts: [{ host: 'localhost', slots }], outputDir: dir, launcher, logger, workload: 'synthetic' });
+  const coord = new Coordinator({ job: resolveJobDocument(config, { name: 'job.yaml', worldSize: slots }), hosts: [{ host: 'localhost', slots }], launcher, logger, workload: 'synthetic' });
   const result = await coord.run();
   const events = readFileSync(join(dir, 'events.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const pids = [...launcher.children.map((c) => c.pid!), ...events.filter((e) => e.type === 'rank.joined').map((e) => e.pid as number)];
@@ -75,9 +76,8 @@ t.test('a restart storm gives up within the restart intensity and names the firs
   const logger = createLogger('silent');
   const launcher = new LocalLauncher(cliEntry(), logger);
   const coord = new Coordinator({
-    config: jobConfig(dir, { max_steps: 4 }),
+    job: resolveJobDocument(jobConfig(dir, { max_steps: 4 }), { name: 'job.yaml', worldSize: 2 }),
     hosts: [{ host: 'localhost', slots: 2 }],
-    outputDir: dir,
     launcher,
     logger,
     workload: 'no-such-workload', // every rank exits with code 2 at every start: a restart storm

@@ -5,7 +5,8 @@
 import t from 'tap';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChaosHooks } from '../../src/chaos/ChaosHooks.js';
+import type { ChaosHooks } from '../../src/train/ChaosHooks.js';
+import { loadJobConfig } from '../../src/config/loadJobConfig.js';
 import { parseFaultPlan } from '../../src/chaos/FaultPlan.js';
 import { RankChaos } from '../../src/chaos/RankChaos.js';
 import { CHECKSUMS_FILE, latestValidCheckpoint } from '../../src/train/checkpoint.js';
@@ -20,7 +21,7 @@ const items = progressionData({ count: 4, len: 48 });
 function rankChaos(yaml: string, outputDir: string): RankChaos {
   const plan = parseFaultPlan(`name: hooks\nseed: 1\nranks: 1\nfaults:\n${yaml}`);
   const c = new RankChaos({ seed: plan.seed, faults: plan.faults }, 0, 0, 0, logger);
-  c.configure({ output_dir: outputDir });
+  c.configure(loadJobConfig({ configPath: 'hooks.yaml', configText: `output_dir: ${outputDir}\n`, env: {} }));
   return c;
 }
 

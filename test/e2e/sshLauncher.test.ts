@@ -11,7 +11,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { spawnCli } from '../helpers/cli.js';
 import { alive, collect, gone, jobPids, killAll, readEvents, waitFor } from '../helpers/jobProcesses.js';
-import { cliEntry } from '../../src/cli/entryPath.js';
+import { cliEntry } from '../../src/util/packageRoot.js';
 
 const which = (cmd: string) => {
   for (const d of ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin']) if (existsSync(join(d, cmd))) return join(d, cmd);

@@ -17,7 +17,7 @@ import { Trainer, weightsHash, type StepInfo } from '../../src/train/loop/index.
 import { createLogger, type LogRecord } from '../../src/util/Logger.js';
 import { loadJobConfig } from '../../src/config/loadJobConfig.js';
 import { trainWorkload } from '../../src/train/trainWorkload.js';
-import type { WorkloadContext } from '../../src/actors/rank/Workload.js';
+import type { WorkloadContext } from '../../src/train/Workload.js';
 import { microModel, policy, progressionData, standInData, trainConfig } from './helpers/trainFixtures.js';
 
 const logger = createLogger('silent');
@@ -144,13 +144,13 @@ t.test('the train workload with finetuning_type lora: adapters from the job keys
       'dataset: builtin:recall', 'cutoff_len: 100', 'max_samples: 16', `output_dir: ${out}`, 'logging_steps: 1', 'save_steps: 2', 'max_steps: 4',
       'learning_rate: 1.0e-2', 'warmup_steps: 1',
     ].join('\n');
-    const config = loadJobConfig({ configPath: 'w.yaml', configText: yaml, env: {} }).config;
+    const resolved = loadJobConfig({ configPath: 'w.yaml', configText: yaml, env: {} });
     const logs: LogRecord[] = [];
     const steps: number[] = [];
     const ctx: WorkloadContext = {
-      rank: 0, world: 1, localRank: 0, localRanks: 1, incarnation, config: config as unknown as Record<string, unknown>,
+      rank: 0, world: 1, localRank: 0, localRanks: 1, incarnation, job: resolved,
       logger: createLogger('info', (r) => logs.push(r), 'rank0'), signal: new AbortController().signal,
-      store: { set: async () => {}, get: async () => new Uint8Array(), wait: async () => [] },
+      store: { set: async () => {}, get: async () => new Uint8Array(), wait: async () => {} },
       reportStep: (r) => steps.push(r.step), reportTransition: () => {}, reportCheckpoint: () => {}, setPhase: () => {},
     };
     return { result: await trainWorkload(ctx), logs, steps };

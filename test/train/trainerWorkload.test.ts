@@ -7,9 +7,9 @@ import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync
 import { join } from 'node:path';
 import { loadJobConfig } from '../../src/config/loadJobConfig.js';
 import { BUILTIN_TASKS, trainWorkload, resolveModelDir } from '../../src/train/trainWorkload.js';
-import type { StepReport, WorkloadContext } from '../../src/actors/rank/Workload.js';
+import type { StepReport, WorkloadContext } from '../../src/train/Workload.js';
 import { createLogger, type LogRecord } from '../../src/util/Logger.js';
-import { DEFAULT_JOB_YAML } from '../../src/train/defaultJob.js';
+import { DEFAULT_JOB_YAML } from '../../src/config/defaultJob.js';
 import { recallTask } from '../../src/train/data/recallTask.js';
 
 function setup(root: string) {
@@ -27,13 +27,13 @@ async function run(outputDir: string, modelDir: string, incarnation = 0, extra: 
     `model_name_or_path: ${modelDir}`, 'stage: sft', 'finetuning_type: full', 'dataset: builtin:recall', 'cutoff_len: 100', 'max_samples: 16',
     `output_dir: ${outputDir}`, 'logging_steps: 1', 'save_steps: 2', 'max_steps: 6', 'learning_rate: 5.0e-3', 'warmup_steps: 1', ...extra,
   ].join('\n');
-  const config = loadJobConfig({ configPath: 'w.yaml', configText: yaml, env: {} }).config;
+  const job = loadJobConfig({ configPath: 'w.yaml', configText: yaml, env: {} });
   const steps: StepReport[] = [];
   const checkpoints: string[] = [];
   const ctx: WorkloadContext = {
-    rank: 0, world: 1, localRank: 0, localRanks: 1, incarnation, config: config as unknown as Record<string, unknown>,
+    rank: 0, world: 1, localRank: 0, localRanks: 1, incarnation, job,
     logger: createLogger('info', (r) => logs.push(r), 'rank0'), signal: new AbortController().signal,
-    store: { set: async () => {}, get: async () => new Uint8Array(), wait: async () => [] },
+    store: { set: async () => {}, get: async () => new Uint8Array(), wait: async () => {} },
     reportStep: (r) => steps.push(r), reportTransition: () => {}, reportCheckpoint: (c) => checkpoints.push(c.path), setPhase: () => {},
   };
   const result = await trainWorkload(ctx);

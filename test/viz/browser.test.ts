@@ -10,7 +10,7 @@ import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { EventLog } from '../../src/actors/EventLog.js';
+import { EventLog } from '../../src/actors/events/EventLog.js';
 import { createLogger } from '../../src/util/Logger.js';
 import { startVizServer } from '../../src/viz/startVizServer.js';
 import { findChromium, launch, openPage, screenshot } from './helpers/browser.js';
@@ -57,9 +57,9 @@ interface Ev {
 t.test('live: the diagram shows the five states and a live transition moves the rank badge', { skip }, async (t) => {
   const dir = await tempDir(t);
   const live = new EventLog(null, () => 0, logger);
-  live.emit('job.state', { state: 'starting', attempt: 0 });
-  live.emit('job.started', { world: 4, hosts: [{ host: 'node-a', slots: 2 }, { host: 'node-b', slots: 2 }] });
-  for (let r = 0; r < 4; r++) live.emit('rank.spawn', { rank: r, incarnation: 0, host: r < 2 ? 'node-a' : 'node-b' });
+  live.emit({ type: 'job.state', state: 'starting', attempt: 0 });
+  live.emit({ type: 'job.started', world: 4, hosts: [{ host: 'node-a', slots: 2 }, { host: 'node-b', slots: 2 }] });
+  for (let r = 0; r < 4; r++) live.emit({ type: 'rank.spawn', rank: r, incarnation: 0, host: r < 2 ? 'node-a' : 'node-b' });
   const server = await startVizServer({ live, runDir: dir, logger, heartbeatMs: 1000 });
   t.teardown(() => server.close());
   const b = await getBrowser();
@@ -75,7 +75,7 @@ t.test('live: the diagram shows the five states and a live transition moves the 
   t.pass('every rank starts in warmup');
   await page.waitForSelector('#conn.ok', { timeout: 10_000 });
 
-  live.emit('rank.policy.transition', { rank: 1, step: 5, from: 'warmup', to: 'normal' });
+  live.emit({ type: 'rank.policy.transition', rank: 1, step: 5, from: 'warmup', to: 'normal' });
   await page.waitForSelector(badgeIn('normal', 1), { timeout: 10_000 });
   t.equal(await page.locator('#diagram [data-rank="1"]').count(), 1, 'the badge moved (not copied)');
   t.equal(await page.locator(badgeIn('warmup', 0)).count(), 1, 'other ranks stay');
@@ -85,10 +85,10 @@ t.test('live: the diagram shows the five states and a live transition moves the 
 
   // the stream drops (proxy, sleep, server hiccup): events sent meanwhile still arrive
   server.dropStreams();
-  live.emit('rank.policy.transition', { rank: 2, step: 9, from: 'warmup', to: 'explode-clip' });
-  live.emit('chaos.kill', { rank: 3, what: 'kill rank 3' });
+  live.emit({ type: 'rank.policy.transition', rank: 2, step: 9, from: 'warmup', to: 'explode-clip' });
+  live.emit({ type: 'chaos.kill', rank: 3, what: 'kill rank 3' });
   // event text is data, never markup
-  live.emit('job.rank.failed', { rank: 3, incarnation: 0, reason: 'killed by SIGKILL <img src=x onerror="window.__pwned=1">', detectedBy: 'agent' });
+  live.emit({ type: 'job.rank.failed', rank: 3, incarnation: 0, reason: 'killed by SIGKILL <img src=x onerror="window.__pwned=1">', detectedBy: 'agent' });
   await page.waitForSelector(badgeIn('explode-clip', 2), { timeout: 15_000 });
   t.pass('a transition sent while the stream was down arrives after the reconnect');
   await page.waitForSelector('#cluster .rank.failed[data-rank="3"]', { timeout: 5000 });
@@ -101,7 +101,7 @@ t.test('live: the diagram shows the five states and a live transition moves the 
 
   // metrics appear live as the coordinator appends them
   await appendFile(join(dir, 'metrics.jsonl'), [1, 2, 3].map((s) => JSON.stringify({ step: s, loss: 3 - s / 10, grad_mean: 1e-3, grad_norm: 1, lr: 1e-4, tokens_per_s: 1000 })).join('\n') + '\n');
-  live.emit('job.step', { step: 3, loss: 2.7, policy_state: 'normal' });
+  live.emit({ type: 'job.step', step: 3, loss: 2.7, policy_state: 'normal' });
   await page.waitForSelector('#plots .plot[data-series="grad_mean"] canvas', { timeout: 10_000 });
   t.equal(await page.locator('#plots .plot').count(), 5, 'five plots: loss, grad_mean, grad_norm, lr, tokens/s');
   const shot = await screenshot(page, 'live.png');

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventLog } from '../../src/actors/EventLog.js';
+import { EventLog } from '../../src/actors/events/EventLog.js';
 import { exportChart } from '../../src/statecharts/exportChart.js';
 import { trainingPolicyMachine } from '../../src/statecharts/trainingPolicy.js';
 import { createLogger, type LogRecord } from '../../src/util/Logger.js';
@@ -150,15 +150,15 @@ t.test('chart, events and metrics of a replayed run', async (t) => {
 
 t.test('live events stream over SSE and resume with Last-Event-ID without loss or repeats', async (t) => {
   const live = new EventLog(null, () => 0, logger);
-  live.emit('job.state', { state: 'starting' });
-  live.emit('job.started', { world: 2, hosts: [{ host: 'a', slots: 2 }] });
+  live.emit({ type: 'job.state', state: 'starting' });
+  live.emit({ type: 'job.started', world: 2, hosts: [{ host: 'a', slots: 2 }] });
   const s = await serve(t, { live, logger, heartbeatMs: 60 });
   const a = new SseReader(s.port, '/api/stream?since=0');
   t.teardown(() => a.close());
   await a.until(() => a.messages.length === 2, 5000, 'the two recent events');
   t.same(a.messages.map((m) => m.id), ['0', '1'], 'events recorded before the server started are replayed');
   t.equal(a.status, 200);
-  live.emit('rank.policy.transition', { rank: 1, step: 3, from: 'warmup', to: 'normal' });
+  live.emit({ type: 'rank.policy.transition', rank: 1, step: 3, from: 'warmup', to: 'normal' });
   await a.until(() => a.messages.length === 3, 5000, 'a live event');
   t.same(JSON.parse(a.messages[2]!.data!).to, 'normal');
   await a.until(() => a.comments >= 3, 5000, 'heartbeats');
@@ -166,12 +166,12 @@ t.test('live events stream over SSE and resume with Last-Event-ID without loss o
   a.close(); // the tab goes away
   await waitFor(() => s.streams === 0, 5000, 'the stream to be dropped');
   // events keep coming while the browser is away
-  for (let k = 0; k < 5; k++) live.emit('job.step', { step: k + 1 });
+  for (let k = 0; k < 5; k++) live.emit({ type: 'job.step', step: k + 1 });
   const b = new SseReader(s.port, '/api/stream', { 'last-event-id': '2' });
   t.teardown(() => b.close());
   await b.until(() => b.messages.length === 5, 5000, 'the missed events');
   t.same(b.messages.map((m) => m.id), ['3', '4', '5', '6', '7'], 'resumes right after the last id it saw');
-  live.emit('job.step', { step: 6 });
+  live.emit({ type: 'job.step', step: 6 });
   await b.until(() => b.messages.length === 6, 5000, 'live after resume');
   t.equal(b.messages[5]!.id, '8');
   // many reconnects leave no listeners behind
@@ -188,7 +188,7 @@ t.test('live events stream over SSE and resume with Last-Event-ID without loss o
 t.test('a resume point older than the kept events gets a reset', async (t) => {
   const live = new EventLog(null, () => 0, logger);
   const s = await serve(t, { live, logger, capacity: 16 });
-  for (let k = 0; k < 40; k++) live.emit('job.step', { step: k });
+  for (let k = 0; k < 40; k++) live.emit({ type: 'job.step', step: k });
   const r = new SseReader(s.port, '/api/stream', { 'last-event-id': '3' });
   t.teardown(() => r.close());
   await r.until(() => r.messages.some((m) => m.event === 'reset'), 5000, 'a reset');
@@ -235,7 +235,7 @@ t.test('close() ends open streams, frees the port and is safe to call twice', as
   t.equal(s.streams, 0);
   r.close();
   await t.rejects(fetch(s.url), 'nothing listens after close');
-  live.emit('job.step', { step: 1 }); // no listener of a closed server may throw
+  live.emit({ type: 'job.step', step: 1 }); // no listener of a closed server may throw
 });
 
 t.test('`viz` command line: usage errors exit 2, --replay serves until Ctrl-C (exit 130)', async (t) => {
@@ -266,9 +266,10 @@ t.test('`viz` command line: usage errors exit 2, --replay serves until Ctrl-C (e
 });
 
 t.test('a real 2-rank job (coordinator, agent, rank processes) streams its events live', async (t) => {
-  const { Coordinator } = await import('../../src/actors/Coordinator.js');
+  const { Coordinator } = await import('../../src/actors/coordinator/index.js');
   const { LocalLauncher } = await import('../../src/actors/launchers/LocalLauncher.js');
-  const { cliEntry } = await import('../../src/cli/entryPath.js');
+  const { resolveJobDocument } = await import('../../src/config/resolveJobDocument.js');
+  const { cliEntry } = await import('../../src/util/packageRoot.js');
   const dir = await tempDir(t);
   const jobLogger = createLogger('warn');
   const config = {
@@ -278,7 +279,7 @@ t.test('a real 2-rank job (coordinator, agent, rank processes) streams its event
     synthetic: { step_ms: 20 },
     cluster: { heartbeat_interval_s: 0.2, heartbeat_miss_limit: 3, max_restarts: 1, restart_window_s: 60, shutdown_grace_s: 1, rendezvous_timeout_s: 30, step_timeout_s: 30 },
   };
-  const coord = new Coordinator({ config, hosts: [{ host: 'localhost', slots: 2 }], outputDir: dir, launcher: new LocalLauncher(cliEntry(), jobLogger), logger: jobLogger, workload: 'synthetic' });
+  const coord = new Coordinator({ job: resolveJobDocument(config, { name: 'job.yaml', worldSize: 2 }), hosts: [{ host: 'localhost', slots: 2 }], launcher: new LocalLauncher(cliEntry(), jobLogger), logger: jobLogger, workload: 'synthetic' });
   const s = await serve(t, { live: coord.events, runDir: dir, logger });
   const r = new SseReader(s.port, '/api/stream?since=0');
   t.teardown(() => r.close());

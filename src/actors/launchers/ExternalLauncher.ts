@@ -4,7 +4,7 @@
  * for the agents to join (cluster.rendezvous_timeout_s). The printed line names the key FILE,
  * never its content; `--job-key -` with the file on stdin works as well.
  */
-import type { Launcher } from '../Coordinator.js';
+import type { Launcher } from './Launcher.js';
 import { agentArgs, shellLine, shellQuote, type AgentStart } from './agentArgs.js';
 
 export class ExternalLauncher implements Launcher {

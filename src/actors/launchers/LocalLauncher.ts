@@ -5,7 +5,7 @@
  * its ranks. Never starts anything on another machine.
  */
 import type { Logger } from '../../util/Logger.js';
-import type { Launcher } from '../Coordinator.js';
+import type { Launcher } from './Launcher.js';
 import { ProcessChild } from '../ProcessChild.js';
 import { agentArgs, type AgentStart } from './agentArgs.js';
 
@@ -13,7 +13,7 @@ export class LocalLauncher implements Launcher {
   readonly children: ProcessChild[] = [];
 
   constructor(
-    /** path of the compiled CLI entry (src/cli/entryPath.ts) */
+    /** path of the compiled CLI entry (src/util/cliEntry.ts) */
     private readonly cliEntry: string,
     private readonly logger: Logger,
     private readonly env: NodeJS.ProcessEnv = process.env,

@@ -9,20 +9,13 @@
 import { exitedWithin, signalGroup } from '../processGroup.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import type { ClusterSettings, SshOptions } from '../../config/ClusterSettings.js';
 import type { Logger } from '../../util/Logger.js';
-import type { Launcher } from '../Coordinator.js';
+import type { Launcher } from './Launcher.js';
 import type { ChildHandle, ExitInfo } from '../Supervisor.js';
 import { agentArgs, shellLine, type AgentStart } from './agentArgs.js';
 
-export interface SshSettings {
-  /** ssh port; null: the client configuration */
-  port: number | null;
-  user: string | null;
-  identityFile: string | null;
-  strictHostKeyChecking: 'yes' | 'accept-new' | 'no';
-  connectTimeoutS: number;
-  /** extra `-o` options (`Key=Value`) */
-  options: string[];
+export interface SshSettings extends SshOptions {
   /** how the remote host runs this program (a shell fragment, e.g. `ulysses-actors` or `node /opt/ua/dist/src/cli/entry.js`) */
   agentCommand: string;
   /** the ssh client binary */
@@ -31,19 +24,9 @@ export interface SshSettings {
   graceMs?: number;
 }
 
-export function sshSettingsFrom(config: Record<string, unknown>): SshSettings {
-  const c = (config.cluster ?? {}) as Record<string, unknown>;
-  const s = (c.ssh ?? {}) as Record<string, unknown>;
-  return {
-    port: typeof s.port === 'number' ? s.port : null,
-    user: typeof s.user === 'string' ? s.user : null,
-    identityFile: typeof s.identity_file === 'string' ? s.identity_file : null,
-    strictHostKeyChecking: (s.strict_host_key_checking as SshSettings['strictHostKeyChecking']) ?? 'yes',
-    connectTimeoutS: typeof s.connect_timeout_s === 'number' ? s.connect_timeout_s : 10,
-    options: Array.isArray(s.options) ? (s.options as string[]) : [],
-    agentCommand: typeof c.agent_command === 'string' ? c.agent_command : 'ulysses-actors',
-    graceMs: ((typeof c.shutdown_grace_s === 'number' ? c.shutdown_grace_s : 10) + 5) * 1000,
-  };
+/** The job's ssh options; the remote agent gets the ranks' shutdown grace plus time to report. */
+export function sshSettingsOf(c: ClusterSettings): SshSettings {
+  return { ...c.ssh, agentCommand: c.agentCommand, graceMs: c.shutdownGraceMs + 5000 };
 }
 
 /** The ssh client's arguments for one host (everything but the key, which goes over stdin). */

@@ -1,40 +1,42 @@
 /**
- * The rank side of the rendezvous store: request/reply over the control-plane transport.
- * Every request has an id; replies are matched by id; each request has a timeout.
+ * The rank side of the rendezvous store (the engine's RendezvousStore, served by the
+ * coordinator's KvStore): request/reply over the control-plane transport. Every request has an
+ * id; replies are matched by id; each request has a timeout.
  */
+import type { RendezvousStore } from '../../engine/stores.js';
+import type { BodyOf } from '../../transport/messages.js';
 import type { Transport } from '../../transport/Transport.js';
-import type { Frame } from '../../transport/FrameCodec.js';
-import type { RendezvousStore } from './Workload.js';
+
+type Reply = BodyOf<'kv.reply'>;
 
 export class KvClient implements RendezvousStore {
   private nextId = 1;
-  private pending = new Map<number, { resolve(f: Frame['body']): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  private pending = new Map<number, { resolve(r: Reply): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly t: Transport,
     private readonly prefix: string,
-    private readonly defaultTimeoutMs = 60_000,
   ) {
     t.onFrame((f) => {
       if (f.type !== 'kv.reply') return;
-      const p = this.pending.get(f.body.id as number);
+      const p = this.pending.get(f.body.id);
       if (!p) return;
-      this.pending.delete(f.body.id as number);
+      this.pending.delete(f.body.id);
       clearTimeout(p.timer);
-      if (f.body.error) p.reject(Object.assign(new Error(String(f.body.error)), { code: 'ERR_RENDEZVOUS' }));
+      if (f.body.error) p.reject(Object.assign(new Error(f.body.error), { code: 'ERR_RENDEZVOUS' }));
       else p.resolve(f.body);
     });
   }
 
-  private request(type: 'kv.get' | 'kv.wait', body: Record<string, unknown>, timeoutMs: number): Promise<Frame['body']> {
+  private waitFor(keys: string[], timeoutMs: number): Promise<Uint8Array[]> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(Object.assign(new Error(`rendezvous request timed out after ${timeoutMs} ms`), { code: 'ERR_RENDEZVOUS_TIMEOUT' }));
       }, timeoutMs + 1000);
-      this.pending.set(id, { resolve, reject, timer });
-      this.t.send('coord', type, { ...body, id });
+      this.pending.set(id, { resolve: (r) => resolve(r.values ?? []), reject, timer });
+      this.t.send('coord', 'kv.wait', { keys: keys.map((k) => this.prefix + k), timeoutMs, id });
     });
   }
 
@@ -42,14 +44,13 @@ export class KvClient implements RendezvousStore {
     this.t.send('coord', 'kv.set', { key: this.prefix + key, value });
   }
 
-  async get(key: string): Promise<Uint8Array> {
-    const [v] = await this.wait([key], this.defaultTimeoutMs);
+  async get(key: string, timeoutMs: number): Promise<Uint8Array> {
+    const [v] = await this.waitFor([key], timeoutMs);
     return v!;
   }
 
-  async wait(keys: string[], timeoutMs: number): Promise<Uint8Array[]> {
-    const r = await this.request('kv.wait', { keys: keys.map((k) => this.prefix + k), timeoutMs }, timeoutMs);
-    return r.values as Uint8Array[];
+  async wait(keys: string[], timeoutMs: number): Promise<void> {
+    await this.waitFor(keys, timeoutMs);
   }
 
   close(): void {

@@ -1,22 +1,26 @@
 /**
- * The rank process: joins the coordinator (DEALER, CURVE), receives the job configuration,
- * sends heartbeats carrying its step and phase, serves the workload a rendezvous store, and
- * reports steps, transitions, checkpoints, success or failure. It aborts itself when the
+ * The rank process: joins the coordinator (DEALER, CURVE), receives the job with the welcome and
+ * parses it once (config/parseJobSpec.ts), sends heartbeats carrying its step and phase, serves
+ * the workload a rendezvous store, and reports steps, transitions, checkpoints, success or
+ * failure. A fault plan's hooks, when there is one, are handed in by the rank command. It aborts itself when the
  * coordinator asks, on SIGTERM, and when the coordinator goes silent (no orphaned ranks).
  * Exit codes: 0 done or aborted on request, 1 failed, 2 bad environment.
  * Its lifecycle is the rank statechart (src/statecharts/rankLifecycle.ts).
  */
 import { hostname } from 'node:os';
 import { createActor } from 'xstate';
-import { readJobKeys } from '../../transport/keys.js';
-import { DealerEndpoint } from '../../transport/ZmqEndpoints.js';
-import type { Frame } from '../../transport/FrameCodec.js';
-import { createLogger, type Logger, type LogLevel } from '../../util/Logger.js';
+import { ConfigError } from '../../config/ConfigError.js';
+import type { JobSpec } from '../../config/JobSpec.js';
+import { parseJobSpec } from '../../config/parseJobSpec.js';
 import { rankLifecycleMachine } from '../../statecharts/rankLifecycle.js';
-import { KvClient } from './KvClient.js';
+import type { ChaosHooks } from '../../train/ChaosHooks.js';
+import type { Workload, WorkloadContext } from '../../train/Workload.js';
+import { readJobKeys } from '../../transport/keys.js';
 import type { Transport } from '../../transport/Transport.js';
-import { rankChaosFromEnv } from '../../chaos/RankChaos.js';
-import type { Workload, WorkloadContext } from './Workload.js';
+import { DealerEndpoint } from '../../transport/ZmqEndpoints.js';
+import { createLogger, isLogLevel, type Logger, type LogLevel } from '../../util/Logger.js';
+import { closeLink, coordinatorLost, welcomeFrom, WELCOME_TIMEOUT_MS } from '../coordinatorLink.js';
+import { KvClient } from './KvClient.js';
 
 export interface RankEnv {
   coordUrl: string;
@@ -30,8 +34,30 @@ export interface RankEnv {
   logLevel: LogLevel;
 }
 
+/**
+ * What a fault plan may do inside a rank (src/chaos/RankChaos.ts implements it; the rank command
+ * builds it from the environment and hands it in): wrap the control link, learn the job, and
+ * the hooks the workload calls.
+ */
+export interface RankFaults extends ChaosHooks {
+  wrap(t: Transport): Transport;
+  /** the job arrives with the welcome, after wrap() */
+  configure(job: JobSpec): void;
+  close(): Promise<void>;
+}
+
+export interface RankOptions {
+  logger?: Logger;
+  faults?: RankFaults;
+}
+
 export class RankEnvError extends Error {}
 
+function logLevel(v: string | undefined): LogLevel {
+  if (v === undefined || v === '') return 'info';
+  if (!isLogLevel(v)) throw new RankEnvError(`ULYSSES_LOG_LEVEL must be one of debug, info, warn, error, silent, got '${v}'`);
+  return v;
+}
 /** Reads the rank's environment (set by its node agent). */
 export function rankEnvFromProcess(env: NodeJS.ProcessEnv = process.env): RankEnv {
   const need = (k: string) => {
@@ -53,30 +79,12 @@ export function rankEnvFromProcess(env: NodeJS.ProcessEnv = process.env): RankEn
     localRanks: int('ULYSSES_LOCAL_RANKS'),
     incarnation: int('ULYSSES_INCARNATION'),
     workload: env.ULYSSES_WORKLOAD ?? 'train',
-    logLevel: (env.ULYSSES_LOG_LEVEL as LogLevel) ?? 'info',
+    logLevel: logLevel(env.ULYSSES_LOG_LEVEL),
   };
 }
 
-interface ClusterTiming {
-  heartbeatIntervalMs: number;
-  missLimit: number;
-  welcomeTimeoutMs: number;
-  rendezvousTimeoutMs: number;
-}
-
-function timingFrom(config: Record<string, unknown> | undefined): ClusterTiming {
-  const c = (config?.cluster ?? {}) as Record<string, unknown>;
-  const num = (v: unknown, d: number) => (typeof v === 'number' && v > 0 ? v : d);
-  return {
-    heartbeatIntervalMs: num(c.heartbeat_interval_s, 1) * 1000,
-    missLimit: num(c.heartbeat_miss_limit, 3),
-    welcomeTimeoutMs: 30_000,
-    rendezvousTimeoutMs: num(c.rendezvous_timeout_s, 120) * 1000,
-  };
-}
-
-export async function runRank(env: RankEnv, workloads: Record<string, Workload>, logger?: Logger): Promise<number> {
-  const log = logger ?? createLogger(env.logLevel, undefined, `rank${env.rank}`);
+export async function runRank(env: RankEnv, workloads: Record<string, Workload>, o: RankOptions = {}): Promise<number> {
+  const log = o.logger ?? createLogger(env.logLevel, undefined, `rank${env.rank}`);
   const workload = workloads[env.workload];
   if (!workload) {
     log.error(`unknown workload '${env.workload}'`, { known: Object.keys(workloads) });
@@ -84,9 +92,9 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   }
   const keys = await readJobKeys(env.keyFile);
   const ep = new DealerEndpoint({ keys, logger: log, role: 'rank', index: env.rank, incarnation: env.incarnation });
-  // a fault plan (ulysses-actors chaos) wraps the control link in its fault proxy; else a no-op
-  const chaos = rankChaosFromEnv(process.env, env.rank, env.incarnation, log);
-  const link: Transport = chaos ? chaos.wrap(ep) : ep;
+  // a fault plan (ulysses-actors chaos) wraps the control link in its fault proxy
+  const faults = o.faults;
+  const link: Transport = faults ? faults.wrap(ep) : ep;
   const life = createActor(rankLifecycleMachine, { input: { rank: env.rank, incarnation: env.incarnation } }).start();
   const abort = new AbortController();
   let abortedBy: 'coordinator' | 'signal' | 'orphaned' | null = null;
@@ -94,15 +102,10 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   let phase = 'joining';
   let busy = false;
   let lastFromCoord = Date.now();
-  let welcome: Frame | null = null;
-  let welcomeResolve: (() => void) | null = null;
 
   link.onFrame((f) => {
     lastFromCoord = Date.now();
-    if (f.type === 'peer.welcome') {
-      welcome = f;
-      welcomeResolve?.();
-    } else if (f.type === 'job.command' && f.body.command === 'abort') {
+    if (f.type === 'job.command' && f.body.command === 'abort') {
       abortedBy ??= 'coordinator';
       life.send({ type: 'rank.abort', reason: 'coordinator' });
       abort.abort(new Error('aborted by the coordinator'));
@@ -117,28 +120,32 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   };
   process.once('SIGTERM', onSigterm);
 
+  const welcomed = welcomeFrom(link);
   ep.connect(env.coordUrl);
   link.send('coord', 'peer.hello', { role: 'rank', host: hostname(), pid: process.pid, rank: env.rank, incarnation: env.incarnation });
-  let welcomeTimer: NodeJS.Timeout | undefined;
-  const gotWelcome = await new Promise<boolean>((resolve) => {
-    welcomeResolve = () => resolve(true);
-    if (welcome) resolve(true);
-    welcomeTimer = setTimeout(() => resolve(false), 30_000);
-  });
-  clearTimeout(welcomeTimer);
-  if (!gotWelcome) {
-    log.error('no welcome from the coordinator within 30 s', { coord: env.coordUrl });
+  const welcome = await welcomed;
+  if (!welcome) {
+    log.error(`no welcome from the coordinator within ${WELCOME_TIMEOUT_MS / 1000} s`, { coord: env.coordUrl });
     await ep.close();
     return 1;
   }
-  const config = ((welcome as Frame | null)?.body.config ?? {}) as Record<string, unknown>;
-  const timing = timingFrom(config);
-  chaos?.configure(config);
+  // the job is parsed once, here: everything after this works from the typed value
+  let job: JobSpec;
+  try {
+    job = parseJobSpec(welcome.job);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    log.error('the coordinator sent a malformed job', { error: e.message });
+    link.send('coord', 'rank.failed', { reason: e.message, code: 'ERR_CONFIG' });
+    await closeLink(ep, 1000);
+    return 1;
+  }
+  faults?.configure(job);
   life.send({ type: 'rank.joined' });
 
   const beat = () => {
     link.send('coord', 'peer.heartbeat', { step, phase, busy });
-    if (Date.now() - lastFromCoord > timing.heartbeatIntervalMs * (timing.missLimit + 2)) {
+    if (coordinatorLost(Date.now() - lastFromCoord, job.cluster)) {
       // the coordinator is gone: stop rather than become an orphan
       if (!abort.signal.aborted) log.error('lost the coordinator: aborting');
       abortedBy ??= 'orphaned';
@@ -148,26 +155,26 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   // the first beat goes out now: until it arrives the coordinator only has the startup grace, so
   // a rank that froze within its first interval would go unnoticed for the whole grace period
   beat();
-  const hb = setInterval(beat, timing.heartbeatIntervalMs);
+  const hb = setInterval(beat, job.cluster.heartbeatIntervalMs);
 
-  const kv = new KvClient(link, `a${env.incarnation}/`, timing.rendezvousTimeoutMs);
+  const kv = new KvClient(link, `a${env.incarnation}/`);
   const ctx: WorkloadContext = {
     rank: env.rank,
     world: env.world,
     localRank: env.localRank,
     localRanks: env.localRanks,
     incarnation: env.incarnation,
-    config,
+    job,
     logger: log,
     signal: abort.signal,
     store: kv,
-    chaos: chaos ?? undefined,
+    chaos: faults,
     reportStep: (r) => {
       step = r.step;
-      link.send('coord', 'rank.step.done', { ...r });
+      link.send('coord', 'rank.step.done', r);
     },
-    reportTransition: (t) => link.send('coord', 'rank.policy.transition', { ...t }),
-    reportCheckpoint: (c) => link.send('coord', 'rank.checkpoint.written', { ...c }),
+    reportTransition: (t) => link.send('coord', 'rank.policy.transition', t),
+    reportCheckpoint: (c) => link.send('coord', 'rank.checkpoint.written', c),
     setPhase: (p, b = true) => {
       phase = p;
       busy = b;
@@ -196,11 +203,9 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   } finally {
     clearInterval(hb);
     kv.close();
-    await chaos?.close();
+    await faults?.close();
     process.removeListener('SIGTERM', onSigterm);
-    await ep.flush(1000);
-    await new Promise((r) => setTimeout(r, 50)); // let ZeroMQ's I/O thread put the last frames on the wire
-    await ep.close();
+    await closeLink(ep, 1000);
     life.stop();
   }
   return code;

@@ -1,7 +1,9 @@
 /**
  * A synthetic workload for testing the control plane and fault handling without the math engine:
  * every rank rendezvouses through the coordinator's store, then runs `max_steps` steps of a
- * deterministic hash chain (the "weights"), sleeping `synthetic.step_ms` per step. Rank 0 writes
+ * deterministic hash chain (the "weights"), sleeping `synthetic.step_ms` per step (the knobs:
+ * config/SyntheticSettings.ts). A test switch makes the last rank report a different policy
+ * decision from `synthetic.diverge_at_step` on. Rank 0 writes
  * an atomic checkpoint every `save_steps`; a restarted group resumes from the newest valid one,
  * so a run with failures ends with the same final hash as a run without.
  * It calls the fault plan's ChaosHooks like the train workload does: before every step, on a
@@ -13,8 +15,9 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Workload } from './Workload.js';
-import { noChaos } from '../../chaos/ChaosHooks.js';
+import { SYNTHETIC_DEFAULTS } from '../../config/SyntheticSettings.js';
+import { noChaos } from '../../train/ChaosHooks.js';
+import type { Workload } from '../../train/Workload.js';
 
 interface SyntheticState {
   step: number;
@@ -48,15 +51,10 @@ async function latestCheckpoint(dir: string): Promise<SyntheticState | null> {
 }
 
 export const syntheticWorkload: Workload = async (ctx) => {
-  const cfg = ctx.config;
-  const syn = (cfg.synthetic ?? {}) as Record<string, number>;
-  const maxSteps = (cfg.max_steps as number) || 20;
-  const saveSteps = (cfg.save_steps as number) || 0;
-  const stepMs = syn.step_ms ?? 50;
-  const failAt = syn.fail_at_step ?? -1;
-  // a test switch: the last rank reports a different policy decision from this step on
-  const divergeAt = syn.diverge_at_step ?? -1;
-  const barrierSteps = syn.barrier_steps ?? 0;
+  const { config } = ctx.job;
+  const { step_ms: stepMs, fail_at_step: failAt, diverge_at_step: divergeAt, barrier_steps: barrierSteps } = ctx.job.synthetic ?? SYNTHETIC_DEFAULTS;
+  const maxSteps = config.max_steps;
+  const saveSteps = config.save_steps;
   const chaos = ctx.chaos ?? noChaos;
   const aborted = new Promise<never>((_, reject) => {
     const fail = () => reject(ctx.signal.reason);
@@ -64,7 +62,7 @@ export const syntheticWorkload: Workload = async (ctx) => {
     else ctx.signal.addEventListener('abort', fail, { once: true });
   });
   aborted.catch(() => undefined);
-  const outDir = String(cfg.output_dir ?? '.');
+  const outDir = config.output_dir;
 
   ctx.setPhase('rendezvous', false);
   await ctx.store.set(`rank${ctx.rank}`, Buffer.from(String(process.pid)));

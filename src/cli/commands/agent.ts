@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgent } from '../../actors/Agent.js';
 import { KeyFileError, readJobKeys, writeJobKeys, type JobKeys } from '../../transport/keys.js';
-import { cliEntry } from '../entryPath.js';
+import { cliEntry } from '../../util/packageRoot.js';
 import { UsageError } from '../UsageError.js';
 
 const MAX_KEY_BYTES = 64 * 1024;

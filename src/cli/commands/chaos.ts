@@ -11,8 +11,8 @@ import { resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaultPlanError, loadFaultPlan } from '../../chaos/FaultPlan.js';
-import { formatChaosReport, runChaos } from '../../chaos/runChaos.js';
-import { workloads } from '../../actors/rank/workloads.js';
+import { formatChaosReport, runChaos } from '../../chaos/runChaos/index.js';
+import { workloads } from '../workloads.js';
 import { createLogger } from '../../util/Logger.js';
 import { UsageError } from '../UsageError.js';
 

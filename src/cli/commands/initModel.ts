@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { EngineError } from '../../engine/errors.js';
 import { Model } from '../../engine/Model.js';
 import { readModelConfig } from '../../engine/modelConfig.js';
-import { packageRoot } from '../../engine/native.js';
+import { packageRoot } from '../../util/packageRoot.js';
 import { UsageError } from '../UsageError.js';
 
 const USAGE = 'usage: ulysses-actors init-model <config.json | model dir | NAME> --out DIR [--seed N] [--force]';

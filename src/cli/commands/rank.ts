@@ -1,7 +1,13 @@
-/** `ulysses-actors rank`: a rank process, started by its node agent (environment ULYSSES_*). */
+/**
+ * `ulysses-actors rank`: a rank process, started by its node agent (environment ULYSSES_*). The
+ * composition root of a rank: the workload registry and, when the chaos harness set a fault plan
+ * (ULYSSES_CHAOS), the plan's hooks go into the rank runtime from here.
+ */
 import { rankEnvFromProcess, RankEnvError, runRank } from '../../actors/rank/RankRuntime.js';
-import { workloads } from '../../actors/rank/workloads.js';
+import { rankChaosFromEnv } from '../../chaos/RankChaos.js';
+import { createLogger } from '../../util/Logger.js';
 import { UsageError } from '../UsageError.js';
+import { workloads } from '../workloads.js';
 
 export async function rankCommand(_argv: string[]): Promise<number> {
   let env;
@@ -11,5 +17,7 @@ export async function rankCommand(_argv: string[]): Promise<number> {
     if (e instanceof RankEnvError) throw new UsageError(e.message);
     throw e;
   }
-  return runRank(env, workloads);
+  const logger = createLogger(env.logLevel, undefined, `rank${env.rank}`);
+  const faults = rankChaosFromEnv(process.env, env.rank, env.incarnation, logger) ?? undefined;
+  return runRank(env, workloads, { logger, faults });
 }

@@ -11,15 +11,15 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
-import { Coordinator, clusterSettings, type JobResult } from '../../actors/Coordinator.js';
-import { startVizServer } from '../../viz/startVizServer.js';
-import { bindProblem, createLaunchers, launcherKinds, type LauncherKind } from '../../actors/launchers/index.js';
-import { workloads } from '../../actors/rank/workloads.js';
-import { ConfigError, formatIgnored, localHostsForJob, resolveJob, type ConfigProblem } from '../../config/index.js';
-import { createLogger } from '../../util/Logger.js';
-import { cliEntry } from '../entryPath.js';
+import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
+import { bindProblem, createLaunchers, launcherKinds } from '../../actors/launchers/index.js';
+import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
 import { modelParallelProblems } from '../../train/modelParallelProblems.js';
+import { createLogger } from '../../util/Logger.js';
+import { cliEntry } from '../../util/packageRoot.js';
+import { startVizServer } from '../../viz/startVizServer.js';
 import { ProgressDisplay } from '../progress.js';
+import { workloads } from '../workloads.js';
 
 export const EXIT_INTERRUPTED = 130;
 
@@ -56,54 +56,44 @@ export async function upCommand(argv: string[]): Promise<number> {
   const workload = typeof command.workload === 'string' ? command.workload : 'train';
   const stepMs = intFlag(command, 'synthetic_step_ms', problems);
   const failAt = intFlag(command, 'synthetic_fail_at_step', problems);
-  if (workload !== 'train' && !(workload in workloads)) {
-    problems.push({ key: '--workload', value: workload, message: 'unknown workload', fix: `use one of train, ${Object.keys(workloads).join(', ')}` });
+  if (!(workload in workloads)) {
+    problems.push({ key: '--workload', value: workload, message: 'unknown workload', fix: `use one of ${Object.keys(workloads).join(', ')}` });
   }
-  const config: Record<string, unknown> = { ...(job.config as unknown as Record<string, unknown>) };
-  if (stepMs !== undefined || failAt !== undefined) config.synthetic = { ...(stepMs !== undefined ? { step_ms: stepMs } : {}), ...(failAt !== undefined ? { fail_at_step: failAt } : {}) };
+  // the synthetic workload's knobs, when a flag sets one
+  const knobs = { ...(stepMs !== undefined ? { step_ms: stepMs } : {}), ...(failAt !== undefined ? { fail_at_step: failAt } : {}) };
+  const synthetic = Object.keys(knobs).length ? parseSyntheticSettings(knobs, 'flags', problems) : undefined;
 
   const hostList = hosts!;
-  const cluster = job.config.cluster;
   const launcherSource = job.sources['cluster.launcher'];
   const explicit = launcherSource !== undefined && launcherSource !== 'default';
-  const kinds = launcherKinds(hostList.map((h) => h.host), cluster.launcher as LauncherKind, explicit);
-  const cs = clusterSettings(config);
-  const bad = bindProblem(hostList.map((h) => h.host), kinds, cs.bindHost);
-  if (bad) problems.push({ key: 'cluster.bind_address', value: cs.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
+  const kinds = launcherKinds(hostList.map((h) => h.host), job.cluster.launcher, explicit);
+  const bad = bindProblem(hostList.map((h) => h.host), kinds, job.cluster.bindHost);
+  if (bad) problems.push({ key: 'cluster.bind_address', value: job.cluster.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
+  const world = hostList.reduce((n, h) => n + h.slots.length, 0);
   // the model must split over sequence_parallel_size (heads, kv replication) before anything starts
-  if (workload === 'train') {
-    const world = hostList.reduce((n, h) => n + h.slots.length, 0);
-    problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world));
-  }
+  if (workload === 'train') problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world));
   if (problems.length) throw new ConfigError(problems);
-
-  // before anything starts: the training workload may not be part of this build yet
-  if (workload === 'train' && !('train' in workloads)) {
-    process.stderr.write(`ulysses-actors up: the training workload is not available in this build (known workloads: ${Object.keys(workloads).join(', ')})\n`);
-    return 1;
-  }
 
   const ignoredLine = formatIgnored(ignored);
   if (ignoredLine) process.stderr.write(ignoredLine + '\n');
 
   const outputDir = resolve(job.config.output_dir);
+  const spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
   const tty = process.stdout.isTTY === true;
   const out = (text: string) => process.stdout.write(text);
   const logger = createLogger(job.config.debug ? 'debug' : 'warn', undefined, 'up');
-  const launcher = createLaunchers({ kinds, config, cliEntry: cliEntry(), logger, write: (l) => out(l + '\n') });
+  const launcher = createLaunchers({ kinds, cluster: job.cluster, cliEntry: cliEntry(), logger, write: (l) => out(l + '\n') });
   const total = job.config.max_steps > 0 ? job.config.max_steps : null;
   const progress = new ProgressDisplay({ write: out, tty, total, everySteps: job.config.logging_steps, columns: process.stdout.columns });
 
-  const world = hostList.reduce((n, h) => n + h.slots.length, 0);
   out(
     `ulysses-actors up: ${world} rank${world === 1 ? '' : 's'} on ${hostList.map((h, i) => `${h.host}(${h.slots.length}, ${kinds[i]})`).join(', ')}; ` +
       `workload ${workload}; output ${outputDir}\n`,
   );
 
   const coord = new Coordinator({
-    config: { ...config, output_dir: outputDir },
+    job: spec,
     hosts: hostList.map((h) => ({ host: h.host, slots: h.slots.length })),
-    outputDir,
     launcher,
     logger,
     workload,
@@ -111,13 +101,13 @@ export async function upCommand(argv: string[]): Promise<number> {
     onStep: (row) => progress.step(row),
   });
   coord.events.subscribe((e) => {
-    if (e.type === 'job.rank.failed') progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${String(e.reason).split('\n')[0]}`);
+    if (e.type === 'job.rank.failed') progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${e.reason.split('\n')[0]}`);
     else if (e.type === 'job.restarted') progress.note(`restarting every rank from the last checkpoint (attempt ${e.attempt})`);
     else if (e.type === 'agent.joined' && job.config.debug) progress.note(`node agent joined: ${e.host} (pid ${e.pid})`);
   });
 
   // the visualizer follows the coordinator's event log live (loopback unless configured)
-  const vizCfg = job.config.cluster.visualizer;
+  const vizCfg = job.cluster.visualizer;
   const viz = vizCfg.enabled
     ? await startVizServer({ host: vizCfg.host, port: vizCfg.port, live: coord.events, runDir: outputDir, logger })
     : null;

@@ -13,7 +13,7 @@
  * draw unkeyed randomness, or let a rank run past a checkpoint that is not yet committed.
  */
 import { createHash } from 'node:crypto';
-import type { ChaosHooks } from '../../chaos/ChaosHooks.js';
+import type { ChaosHooks } from '../ChaosHooks.js';
 import type { JobConfig } from '../../config/JobConfig.js';
 import type { Model } from '../../engine/Model.js';
 import { adamwStep, gradStats, zero } from '../../engine/ops/optim.js';
@@ -21,6 +21,7 @@ import type { PolicyConfig } from '../../statecharts/policyConfig.js';
 import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
+import type { StepReport } from '../Workload.js';
 import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, writeFinalAdapter, writeFinalModel, type TrainerState } from '../checkpoint.js';
 import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
 import { applyPlan, decays, spansOf } from './applyPlan.js';
@@ -65,13 +66,10 @@ interface StepSums {
 /** The metrics.jsonl names of StepSums.rewards, in order (LLaMA-Factory's). */
 const DPO_METRICS = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected'] as const;
 
-export interface StepInfo {
-  step: number;
-  loss: number;
+/** The step report (the `rank.step.done` body) with the figures the loop always fills in. */
+export interface StepInfo extends StepReport {
   /** tokens this rank processed in the step (its shards, padding excluded) */
   tokens: number;
-  planDigest: string;
-  policyState: string;
   stepMs: number;
   stats: {
     lr: number;

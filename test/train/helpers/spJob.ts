@@ -6,9 +6,10 @@ import type { Test } from 'tap';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadJobConfig } from '../../../src/config/loadJobConfig.js';
-import { Coordinator } from '../../../src/actors/Coordinator.js';
+import { jobSpecOf } from '../../../src/config/JobSpec.js';
+import { Coordinator } from '../../../src/actors/coordinator/index.js';
 import { LocalLauncher } from '../../../src/actors/launchers/LocalLauncher.js';
-import { cliEntry } from '../../../src/cli/entryPath.js';
+import { cliEntry } from '../../../src/util/packageRoot.js';
 import { createLogger } from '../../../src/util/Logger.js';
 
 /** `yaml`: the job's lines without output_dir and sequence_parallel_size (added here). */
@@ -16,12 +17,12 @@ async function runSpJob(root: string, name: string, sp: number, yaml: string[]) 
   const dir = join(root, name);
   const text = [...yaml, `output_dir: ${dir}`, `sequence_parallel_size: ${sp}`].join('\n');
   const job = loadJobConfig({ configPath: `${name}.yaml`, configText: text, env: {}, worldSize: sp });
-  const config = {
+  const spec = jobSpecOf({
     ...job.config,
     cluster: { ...job.config.cluster, heartbeat_interval_s: 0.5, heartbeat_miss_limit: 6, max_restarts: 0, shutdown_grace_s: 1, rendezvous_timeout_s: 60, step_timeout_s: 120, collective_timeout_s: 60 },
-  };
+  });
   const logger = createLogger('warn');
-  const coord = new Coordinator({ config, hosts: [{ host: 'localhost', slots: sp }], outputDir: dir, launcher: new LocalLauncher(cliEntry(), logger), logger, workload: 'train', rankEnv: { ULYSSES_THREADS: '1', ULYSSES_LOG_LEVEL: 'warn' } });
+  const coord = new Coordinator({ job: spec, hosts: [{ host: 'localhost', slots: sp }], launcher: new LocalLauncher(cliEntry(), logger), logger, workload: 'train', rankEnv: { ULYSSES_THREADS: '1', ULYSSES_LOG_LEVEL: 'warn' } });
   const result = await coord.run();
   const metrics = existsSync(join(dir, 'metrics.jsonl')) ? readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
   // the coordinator appends rows without serializing the writes: under load they can land out of order

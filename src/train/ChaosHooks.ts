@@ -1,7 +1,9 @@
 /**
- * ChaosHooks: the seam through which a workload lets the fault plan reach inside a rank. A
- * workload calls them at fixed points of every step; with no plan they are no-ops
- * (`noChaos`). The train workload and the synthetic one both call them:
+ * ChaosHooks: the seam through which a workload lets the fault plan reach inside a rank,
+ * declared here beside its callers (the training loop and the workloads); the chaos harness
+ * (src/chaos/RankChaos.ts) implements it and the rank command hands it in. A workload calls them
+ * at fixed points of every step; with no plan they are no-ops (`noChaos`). The train workload
+ * and the synthetic one both call them:
  *   beforeStep(step, signal)        before optimizer step `step` (hang, slow, storms, partitions)
  *   lossScale(step)                 multiply the loss by this (vanishing/exploding gradients)
  *   corruptGradients(grads, step)   on the local gradients, before the reduction (so every replica sees the fault) (NaN/Inf)
@@ -28,14 +30,3 @@ export const noChaos: ChaosHooks = {
   inCollective: async () => undefined,
   checkpointWrite: async () => undefined,
 };
-
-/** A coded error a hook throws to inject a failure (the rank reports it with its code). */
-export class ChaosFault extends Error {
-  constructor(
-    message: string,
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'ChaosFault';
-  }
-}

@@ -1,20 +1,12 @@
 /**
- * Appends control-plane events to `events.ndjson` (one JSON object per line) and fans them out
- * to live listeners (the visualizer). Writes are serialized; a failed write is reported once and
+ * Appends job events (jobEvents.ts) to `events.ndjson`, one JSON object per line, stamped with
+ * the wall-clock time and the job's clock, and fans them out to live listeners (the visualizer,
+ * `up`'s progress, the chaos harness). Writes are serialized; a failed write is reported once and
  * never crashes the coordinator.
  */
 import { appendFile } from 'node:fs/promises';
-import type { Logger } from '../util/Logger.js';
-
-export interface JobEvent {
-  /** namespaced type: `job.state`, `rank.policy.transition`, `job.rank.failed`, ... */
-  type: string;
-  /** wall-clock time (ISO) */
-  time: string;
-  /** milliseconds since the job started (injected clock) */
-  t: number;
-  [k: string]: unknown;
-}
+import type { Logger } from '../../util/Logger.js';
+import type { JobEvent, JobEventBody } from './jobEvents.js';
 
 export type EventListener = (e: JobEvent) => void;
 
@@ -31,8 +23,9 @@ export class EventLog {
     private readonly keepRecent = 10_000,
   ) {}
 
-  emit(type: string, fields: Record<string, unknown> = {}): JobEvent {
-    const e: JobEvent = { type, time: new Date().toISOString(), t: Math.round(this.now()), ...fields };
+  emit(event: JobEventBody): JobEvent {
+    // `type` first, then the stamps, then the fields: the line layout events.ndjson has always had
+    const e: JobEvent = Object.assign({ type: event.type, time: new Date().toISOString(), t: Math.round(this.now()) }, event);
     this.recent.push(e);
     if (this.recent.length > this.keepRecent) this.recent.splice(0, this.recent.length - this.keepRecent);
     if (this.path) {
