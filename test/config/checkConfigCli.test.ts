@@ -35,7 +35,7 @@ t.test('the CLI is built', async (t) => {
   t.ok(built, 'dist/src/cli/commands/checkConfig.js exists (run `npm run setup` first)');
 });
 
-t.test('every example config resolves; YAML output lists the ignored keys', { skip: !built }, async (t) => {
+t.test('every example config resolves; YAML output lists the ignored keys', async (t) => {
   for (const f of ['examples/tiny_pt.yaml', 'examples/train_lora/llama3_lora_sft_ulysses.yaml', 'examples/train_lora/llama3_lora_dpo_ulysses.yaml', 'examples/train_full/qwen2_full_dpo_ulysses.yaml', 'examples/train_full/qwen2_5_full_sft_ulysses.yaml']) {
     t.ok(exampleJobs.includes(f), `${f} is among the example jobs found: ${exampleJobs.join(', ')}`);
   }
@@ -50,7 +50,7 @@ t.test('every example config resolves; YAML output lists the ignored keys', { sk
   t.match(r.out, /#   ddp_timeout: collective timeouts are set by cluster\.collective_timeout_s/);
 });
 
-t.test('--json prints one object with env and flags applied and sp from DeepSpeed', { skip: !built }, async (t) => {
+t.test('--json prints one object with env and flags applied and sp from DeepSpeed', async (t) => {
   const r = cli(['examples/train_full/qwen2_full_dpo_ulysses.yaml', '--json', '--seed', '11', '--adjust-lr', '2', '--cluster.visualizer.enabled=false'], { ULYSSES_SEED: '10', ULYSSES_SAVE_STEPS: '7' });
   t.equal(r.code, 0, r.err);
   const o = JSON.parse(r.out.trim().split('\n').pop()!);
@@ -62,7 +62,7 @@ t.test('--json prints one object with env and flags applied and sp from DeepSpee
   t.ok(o.ignored.some((i: { key: string }) => i.key === 'do_train'));
 });
 
-t.test('bad input exits 2 and prints every problem (config, env, flags, hostfile)', { skip: !built }, async (t) => {
+t.test('bad input exits 2 and prints every problem (config, env, flags, hostfile)', async (t) => {
   const r = cli([join(fixtures, 'bad.yaml'), '--lerning_rate', '1', '--nodes', join(fixtures, 'hosts_bad.txt')], { ULYSSES_SEED: 'abc' });
   t.equal(r.code, 2);
   t.equal(r.out, '', 'nothing on stdout');
@@ -75,7 +75,7 @@ t.test('bad input exits 2 and prints every problem (config, env, flags, hostfile
   t.match(r.err, /hosts_bad\.txt:3: duplicate host/);
 });
 
-t.test('a missing config file and a bad flag value exit 2', { skip: !built }, async (t) => {
+t.test('a missing config file and a bad flag value exit 2', async (t) => {
   t.equal(cli(['no/such/job.yaml']).code, 2);
   const r = cli(['--bf16', 'maybe']);
   t.equal(r.code, 2);

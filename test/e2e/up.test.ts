@@ -148,13 +148,3 @@ t.test('without --nodes: this machine with one rank per sequence-parallel slot',
   t.same(events.filter((e) => e.type === 'rank.done').map((e) => e.rank).sort(), [0, 1]);
   t.same(await gone(jobPids(events)), []);
 });
-
-t.test('the training workload missing from this build fails fast, starting nothing', async (t) => {
-  const { workloads } = await import('../../src/actors/rank/workloads.js');
-  if ('train' in workloads) return t.skip('the train workload is registered in this build');
-  const dir = t.testdir();
-  const r = runCli(['up', '--max_steps', '2', '--output_dir', join(dir, 'out')], { timeoutMs: 30_000 });
-  t.equal(r.status, 1, r.stderr);
-  t.match(r.stderr, /training workload is not available in this build \(known workloads: synthetic/);
-  t.notMatch(r.stdout, /ulysses-actors up: \d+ rank/, 'nothing started');
-});

@@ -2,14 +2,11 @@
 // (one rank) and 2 (two ranks splitting every sequence, Gloo all-to-alls) gives losses that agree
 // to 1e-4 relative at every step; also the gradient norms the policy sees.
 import t from 'tap';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runSp1AndSp2, writeSpModel } from './helpers/spJob.js';
-import { packageRoot } from '../../src/engine/native.js';
 
-const haveGloo = existsSync(join(packageRoot(), 'dist', 'src', 'train', 'createParallelRuntime.js'));
-
-t.test('sp 1 and sp 2 give the same losses (1e-4 relative) on the same PT job', { skip: haveGloo ? false : 'the Gloo parallel runtime is not built yet' }, async (t) => {
+t.test('sp 1 and sp 2 give the same losses (1e-4 relative) on the same PT job', async (t) => {
   const root = t.testdir();
   const model = writeSpModel(root);
   const lines = Array.from({ length: 40 }, (_, i) => `line ${i}: the quick brown fox ${'jumps '.repeat(1 + (i % 5))}over the lazy dog number ${i * 7}.`);
