@@ -8,7 +8,7 @@
  * killed when the parent exits normally. Signals go only to pids this object started.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { exitedWithin, signalGroup } from './processGroup.js';
+import { exitedWithin, killGroupOnExit, terminateGroup } from './processGroup.js';
 import type { ChildHandle, ExitInfo } from './Supervisor.js';
 
 export interface ProcessChildOptions {
@@ -67,9 +67,7 @@ export class ProcessChild implements ChildHandle {
       });
     });
     // if the supervising process exits, take the group down with it
-    const onParentExit = () => this.signalGroup('SIGKILL');
-    process.once('exit', onParentExit);
-    void this.exited.then(() => process.removeListener('exit', onParentExit));
+    killGroupOnExit(this.proc.pid, this.exited, () => this.exitInfo !== null);
   }
 
   get pid(): number | undefined {
@@ -82,10 +80,6 @@ export class ProcessChild implements ChildHandle {
 
   stderrTail(): string {
     return this.tail.toString('utf8');
-  }
-
-  private signalGroup(sig: NodeJS.Signals): void {
-    if (!this.exitInfo) signalGroup(this.proc.pid, sig);
   }
 
   private waitExit(ms: number): Promise<boolean> {
@@ -105,10 +99,7 @@ export class ProcessChild implements ChildHandle {
         }
         if (await this.waitExit(this.o.abortWaitMs ?? 2000)) return;
       }
-      this.signalGroup('SIGTERM');
-      if (await this.waitExit(this.o.graceMs ?? 5000)) return;
-      this.signalGroup('SIGKILL');
-      if (await this.waitExit(this.o.killWaitMs ?? 5000)) return;
+      if (await terminateGroup(this.proc.pid, this.exited, () => this.exitInfo !== null, this.o.graceMs ?? 5000, this.o.killWaitMs ?? 5000)) return;
       this.o.onUnkillable?.(this.proc.pid!);
     })();
     return this.stopping;

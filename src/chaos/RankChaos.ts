@@ -59,7 +59,7 @@ export class RankChaos implements RankFaults {
   constructor(
     private readonly spec: RankChaosSpec,
     private readonly rank: number,
-    private readonly hostIndex: number,
+    hostIndex: number,
     private readonly incarnation: number,
     private readonly log: Logger,
   ) {

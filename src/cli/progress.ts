@@ -45,7 +45,7 @@ export class ProgressDisplay {
   }
 
   /** A metrics.jsonl row arrived (step, loss, tokens, tokens_per_s?, ...). */
-  step(row: MetricsRow): void {
+  step(row: Pick<MetricsRow, 'step' | 'loss' | 'tokens'> & { tokens_per_s?: MetricsRow[string]; restarts?: number }): void {
     const { step } = row;
     const t = this.now();
     if (this.lastAt !== null && step > this.lastStep) {

@@ -5,6 +5,7 @@
  * `singleProcessRuntime` is the world-of-one implementation (no communication); the Gloo-backed
  * one lives in src/train/createParallelRuntime.ts.
  */
+import { ulyssesGroups } from '../engine/Communicator.js';
 import type { Model } from '../engine/Model.js';
 
 export interface ParallelLayout {
@@ -35,11 +36,10 @@ export interface ParallelRuntime extends ParallelLayout {
   close(): Promise<void>;
 }
 
+/** This rank's place in the SP/DP grid: its positions in the groups of ulyssesGroups (the one definition of the membership). */
 export function layoutOf(rank: number, world: number, sp: number): ParallelLayout {
-  if (!Number.isInteger(sp) || sp < 1 || world % sp !== 0) {
-    throw new Error(`sequence_parallel_size ${sp} must divide the world size ${world}`);
-  }
-  return { rank, world, sp, dp: world / sp, spRank: rank % sp, dpRank: Math.floor(rank / sp) };
+  const { spMembers, dpMembers } = ulyssesGroups(rank, world, sp);
+  return { rank, world, sp, dp: dpMembers.length, spRank: spMembers.indexOf(rank), dpRank: dpMembers.indexOf(rank) };
 }
 
 /** A world of one process: every collective is the identity. */

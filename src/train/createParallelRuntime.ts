@@ -7,7 +7,7 @@
  * bits on every rank. Must never issue a collective that another member of the group would not
  * issue at the same point, and never leave a connection open after close().
  */
-import { Communicator, createSubgroups } from '../engine/Communicator.js';
+import { Communicator, createSubgroups, ulyssesGroups } from '../engine/Communicator.js';
 import type { FileStoreSpec, RendezvousStore } from '../engine/stores.js';
 import type { Model } from '../engine/Model.js';
 import { layoutOf, type Group, type ParallelRuntime } from './ParallelRuntime.js';
@@ -35,18 +35,13 @@ export async function createParallelRuntime(o: ParallelRuntimeOptions): Promise<
     const { sp, dp } = await createSubgroups(world, layout.sp);
     comms.push(sp, dp);
     // Every rank has the same sp, so every rank makes (or skips) this split alike.
-    const attn = layout.sp > 1 ? await world.split('spattn', blockMembers(layout.rank, layout.sp)) : undefined;
+    const attn = layout.sp > 1 ? await world.split('spattn', ulyssesGroups(layout.rank, layout.world, layout.sp).spMembers) : undefined;
     if (attn) comms.push(attn);
     return new GlooRuntime(layout, world, sp, dp, attn);
   } catch (e) {
     await Promise.allSettled(comms.map((c) => c.close()));
     throw e;
   }
-}
-
-function blockMembers(rank: number, sp: number): number[] {
-  const first = Math.floor(rank / sp) * sp;
-  return Array.from({ length: sp }, (_, i) => first + i);
 }
 
 class GlooRuntime implements ParallelRuntime {

@@ -9,15 +9,8 @@ import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
 import { resolveJobDocument } from '../../src/config/resolveJobDocument.js';
 import { cliEntry } from '../../src/util/packageRoot.js';
 import { createLogger } from '../../src/util/Logger.js';
+import { pidExists as alive } from '../helpers/jobProcesses.js';
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 function jobConfig(outputDir: string, extra: Record<string, unknown> = {}) {
   return {

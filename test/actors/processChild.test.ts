@@ -1,16 +1,9 @@
 // The shutdown ladder against real processes.
 import t from 'tap';
 import { ProcessChild } from '../../src/actors/ProcessChild.js';
+import { pidExists as alive } from '../helpers/jobProcesses.js';
 
 const node = process.execPath;
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 t.test('a child that exits on SIGTERM stops at step 2 of the ladder', async (t) => {
   const c = new ProcessChild({ command: node, args: ['-e', 'setInterval(() => {}, 1000)'], graceMs: 3000 });

@@ -1,19 +1,11 @@
 import t from 'tap';
+import { problemsOf } from './helpers/problemsOf.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ConfigError, defaultHosts, loadHostfile, parseHostfile, placeRanks, selectHosts, worldSizeOf, type ConfigProblem } from '../../src/config/index.js';
+import { ConfigError, defaultHosts, loadHostfile, parseHostfile, placeRanks, selectHosts, worldSizeOf } from '../../src/config/index.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
-function problemsOf(fn: () => unknown): ConfigProblem[] {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 t.test('a DeepSpeed hostfile with comments, blank lines and host:N parses in order', async (t) => {
   const hosts = loadHostfile(join(fixtures, 'hosts_good.txt'));

@@ -1,22 +1,14 @@
 import t from 'tap';
+import { problemsOf } from './helpers/problemsOf.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ConfigError, loadJobConfig, keyLine, type ConfigProblem } from '../../src/config/index.js';
+import { loadJobConfig, keyLine } from '../../src/config/index.js';
 import { LEAVES } from '../../src/config/schema.js';
 import { defaultPolicyConfig } from '../../src/statecharts/policyConfig.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const fx = (name: string) => join(fixtures, name);
 
-function problemsOf(fn: () => unknown): ConfigProblem[] {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 function lookup(obj: unknown, path: string): unknown {
   return path.split('.').reduce((o, k) => (o as Record<string, unknown>)[k], obj);

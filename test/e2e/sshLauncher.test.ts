@@ -3,7 +3,7 @@
 // runs to completion through it, that the job key never appears on any process's command line
 // (it travels over the ssh session's stdin), and that killing the ssh session stops the remote
 // agent and its ranks (the stdin lifeline): no process of the job is left.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -159,8 +159,8 @@ if (!sshd || !ssh || !keygen) {
       t.notOk(existsSync(keyFile), 'the key file `up` created is removed at the end');
     });
 
-    await t.test('SIGINT to up stops the remote agent and its ranks (exit 130)', async (t) => {
-      const out = join(dir, 'run3');
+    /** An endless job, once it ran a few steps: the `up` process, its output and the job's pids. */
+    const startEndlessJob = async (t: Test, out: string) => {
       const up = spawnCli(upArgs(out, ['--synthetic-step-ms', '50', '--max_steps', '100000']));
       const io = collect(up);
       t.teardown(() => killAll([up.pid!, ...jobPids(readEvents(join(out, 'events.ndjson')))]));
@@ -168,6 +168,11 @@ if (!sshd || !ssh || !keygen) {
       await waitFor('steps', () => readEvents(events).filter((e) => e.type === 'job.step').length >= 3, 30_000);
       const pids = jobPids(readEvents(events));
       t.equal(pids.length, 3);
+      return { up, io, events, pids };
+    };
+
+    await t.test('SIGINT to up stops the remote agent and its ranks (exit 130)', async (t) => {
+      const { up, io, pids } = await startEndlessJob(t, join(dir, 'run3'));
       up.kill('SIGINT');
       const { code } = await io.exit;
       t.equal(code, 130, `exit 130\n${io.err()}`);
@@ -176,13 +181,7 @@ if (!sshd || !ssh || !keygen) {
 
     await t.test('a lost ssh session stops the remote agent and its ranks; the job fails with the reason', async (t) => {
       const out = join(dir, 'run2');
-      const up = spawnCli(upArgs(out, ['--synthetic-step-ms', '50', '--max_steps', '100000']));
-      const io = collect(up);
-      t.teardown(() => killAll([up.pid!, ...jobPids(readEvents(join(out, 'events.ndjson')))]));
-      const events = join(out, 'events.ndjson');
-      await waitFor('steps', () => readEvents(events).filter((e) => e.type === 'job.step').length >= 3, 30_000);
-      const pids = jobPids(readEvents(events));
-      t.equal(pids.length, 3);
+      const { io, events, pids } = await startEndlessJob(t, out);
       // the local ssh client: a child of `up` whose command line has BatchMode
       const client = commandLines().find((c) => c.cmd.includes('BatchMode=yes') && c.cmd.includes(out.split('/').pop()!) === false && c.cmd.includes(`-p ${port}`));
       t.ok(client, 'found the ssh client');

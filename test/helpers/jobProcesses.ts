@@ -27,6 +27,16 @@ export function jobPids(events: Ev[]): number[] {
   return events.filter((e) => (e.type === 'agent.joined' || e.type === 'rank.joined') && typeof e.pid === 'number').map((e) => e.pid as number);
 }
 
+/** Whether a process with this pid exists at all (a zombie counts: nobody has reaped it yet). */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

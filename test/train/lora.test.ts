@@ -7,7 +7,7 @@
 // workload attaches adapters from the job keys and a restarted LoRA job resumes bitwise.
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../../src/engine/Model.js';
 import { readSafetensorsHeader } from '../../src/engine/safetensors.js';
@@ -18,7 +18,7 @@ import { createLogger, type LogRecord } from '../../src/util/Logger.js';
 import { loadJobConfig } from '../../src/config/loadJobConfig.js';
 import { trainWorkload } from '../../src/train/trainWorkload.js';
 import type { WorkloadContext } from '../../src/train/Workload.js';
-import { microModel, policy, progressionData, standInData, trainConfig } from './helpers/trainFixtures.js';
+import { microModel, policy, progressionData, standInData, trainConfig, writeMicroModelDir } from './helpers/trainFixtures.js';
 
 const logger = createLogger('silent');
 const items = progressionData({ count: 6, len: 80 });
@@ -132,12 +132,7 @@ t.test('full-weight and LoRA checkpoints do not resume each other', async (t) =>
 
 t.test('the train workload with finetuning_type lora: adapters from the job keys, PEFT output, restart resumes bitwise', async (t) => {
   const root = t.testdir();
-  const modelDir = join(root, 'model');
-  mkdirSync(modelDir, { recursive: true });
-  writeFileSync(join(modelDir, 'config.json'), JSON.stringify({
-    model_type: 'llama', vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, initializer_range: 0.05,
-  }));
+  const modelDir = writeMicroModelDir(root, { vocab_size: 256 });
   const job = async (out: string, incarnation: number) => {
     const yaml = [
       `model_name_or_path: ${modelDir}`, 'stage: sft', 'finetuning_type: lora', 'lora_rank: 4', 'lora_dropout: 0.1', 'lora_target: q_proj,v_proj,down_proj',

@@ -4,18 +4,14 @@
 // through the loop; and as a real 2-rank job (coordinator, node agent, rank processes, Gloo)
 // whose metrics.jsonl shows the entry and the exit and whose replicas end bitwise identical.
 import t from 'tap';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { Trainer, type StepInfo } from '../../src/train/loop/index.js';
 import { scheduledLr } from '../../src/train/schedule.js';
-import { loadJobConfig } from '../../src/config/loadJobConfig.js';
-import { jobSpecOf } from '../../src/config/JobSpec.js';
-import { Coordinator } from '../../src/actors/coordinator/index.js';
-import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
-import { cliEntry } from '../../src/util/packageRoot.js';
 import { createLogger } from '../../src/util/Logger.js';
-import { microModel, policy, progressionData, standInData, trainConfig } from './helpers/trainFixtures.js';
+import { runCoordinatedJob } from './helpers/coordinatedJob.js';
+import { microModel, policy, progressionData, standInData, trainConfig, writeMicroModelDir } from './helpers/trainFixtures.js';
 
 /** [state, first step, last step] runs of a state sequence */
 function runs(states: string[]): [string, number, number][] {
@@ -53,33 +49,18 @@ t.test('one process: the switch drives the policy into vanishing-intervention an
 
 t.test('a real 2-rank job enters and leaves vanishing-intervention; replicas stay bitwise identical', async (t) => {
   const dir = t.testdir();
-  const modelDir = join(dir, 'model');
-  mkdirSync(modelDir);
   // a small llama on the byte vocabulary (the recall task's tokens are bytes)
-  writeFileSync(join(modelDir, 'config.json'), JSON.stringify({
-    model_type: 'llama', vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, initializer_range: 0.05,
-  }));
+  const modelDir = writeMicroModelDir(dir, { vocab_size: 256 });
   const yaml = [
     `model_name_or_path: ${modelDir}`, 'stage: sft', 'finetuning_type: full', 'dataset: builtin:recall', 'cutoff_len: 128', 'max_samples: 64',
     `output_dir: ${dir}`, 'logging_steps: 1', 'save_steps: 8', 'max_steps: 16', 'learning_rate: 5.0e-3', 'lr_scheduler_type: linear', 'warmup_steps: 2',
     'sequence_parallel_size: 1', 'gradient_policy:', '  loss_scale_schedule: "5-9:1.0e-6"',
   ].join('\n');
-  const job = loadJobConfig({ configPath: 'policy.yaml', configText: yaml, env: {}, worldSize: 2 });
-  const spec = jobSpecOf({
-    ...job.config,
-    cluster: { ...job.config.cluster, heartbeat_interval_s: 0.5, heartbeat_miss_limit: 6, max_restarts: 0, shutdown_grace_s: 1, rendezvous_timeout_s: 60, step_timeout_s: 120, collective_timeout_s: 60 },
-  });
-  const logger = createLogger('warn');
-  const coord = new Coordinator({ job: spec, hosts: [{ host: 'localhost', slots: 2 }], launcher: new LocalLauncher(cliEntry(), logger), logger, workload: 'train', rankEnv: { ULYSSES_THREADS: '1', ULYSSES_LOG_LEVEL: 'warn' } });
-  const result = await coord.run();
+  const { result, metrics } = await runCoordinatedJob('policy', yaml, 2);
   t.equal(result.ok, true, String(result.reason));
   t.equal(result.lastStep, 16);
   t.equal(result.finalHashes.length, 2);
   t.equal(result.finalHashes[0], result.finalHashes[1], 'both data-parallel replicas end with the same weights (sha256)');
-  const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-    // the coordinator appends rows without serializing the writes: under load they can land out of order
-    .sort((a, b) => a.step - b.step);
   t.same(metrics.map((m) => m.step), Array.from({ length: 16 }, (_, i) => i + 1));
   const r = runs(metrics.map((m) => m.policy_state));
   t.ok(r.some((x) => x[0] === 'vanishing-intervention' && x[1] === 5), 'metrics.jsonl shows entry at step 5: ' + JSON.stringify(r));

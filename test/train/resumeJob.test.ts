@@ -2,43 +2,23 @@
 // processes, Gloo): a job resumed from the step-4 checkpoint of another run (resume_from_checkpoint:
 // true over a copy of it) ends with the same weights hash as the uninterrupted run, on both ranks.
 import t from 'tap';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadJobConfig } from '../../src/config/loadJobConfig.js';
-import { jobSpecOf } from '../../src/config/JobSpec.js';
-import { Coordinator } from '../../src/actors/coordinator/index.js';
-import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
-import { cliEntry } from '../../src/util/packageRoot.js';
-import { createLogger } from '../../src/util/Logger.js';
+import { runCoordinatedJob } from './helpers/coordinatedJob.js';
+import { writeMicroModelDir } from './helpers/trainFixtures.js';
 
-async function runJob(dir: string, modelDir: string, extra: string[] = []) {
+function runJob(dir: string, modelDir: string, extra: string[] = []) {
   const yaml = [
     `model_name_or_path: ${modelDir}`, 'stage: sft', 'finetuning_type: full', 'dataset: builtin:recall', 'cutoff_len: 130', 'max_samples: 32',
     `output_dir: ${dir}`, 'logging_steps: 1', 'save_steps: 4', 'max_steps: 8', 'learning_rate: 5.0e-3', 'lr_scheduler_type: cosine', 'warmup_steps: 2',
     'weight_decay: 0.1', 'sequence_parallel_size: 2', 'gradient_policy:', '  loss_scale_schedule: "3-6:1.0e-6"', ...extra,
   ].join('\n');
-  const job = loadJobConfig({ configPath: 'resume.yaml', configText: yaml, env: {}, worldSize: 2 });
-  const spec = jobSpecOf({
-    ...job.config,
-    cluster: { ...job.config.cluster, heartbeat_interval_s: 0.5, heartbeat_miss_limit: 6, max_restarts: 0, shutdown_grace_s: 1, rendezvous_timeout_s: 60, step_timeout_s: 120, collective_timeout_s: 60 },
-  });
-  const logger = createLogger('warn');
-  const coord = new Coordinator({ job: spec, hosts: [{ host: 'localhost', slots: 2 }], launcher: new LocalLauncher(cliEntry(), logger), logger, workload: 'train', rankEnv: { ULYSSES_THREADS: '1', ULYSSES_LOG_LEVEL: 'warn' } });
-  const result = await coord.run();
-  const metrics = existsSync(join(dir, 'metrics.jsonl')) ? readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
-  // the coordinator appends rows without serializing the writes: under load they can land out of order
-  metrics.sort((a, b) => a.step - b.step);
-  return { result, metrics };
+  return runCoordinatedJob('resume', yaml, 2);
 }
 
 t.test('2 ranks, sp 2: resumed from a checkpoint, bitwise the uninterrupted weights', async (t) => {
   const root = t.testdir();
-  const modelDir = join(root, 'model');
-  mkdirSync(modelDir);
-  writeFileSync(join(modelDir, 'config.json'), JSON.stringify({
-    model_type: 'qwen2', vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, initializer_range: 0.05,
-  }));
+  const modelDir = writeMicroModelDir(root, { model_type: 'qwen2', vocab_size: 256, rms_norm_eps: 1e-6 });
   const ref = await runJob(join(root, 'ref'), modelDir);
   t.equal(ref.result.ok, true, String(ref.result.reason));
   t.equal(ref.result.finalHashes[0], ref.result.finalHashes[1], 'the SP ranks hold the same weights');

@@ -11,15 +11,10 @@ import type { StepReport, WorkloadContext } from '../../src/train/Workload.js';
 import { createLogger, type LogRecord } from '../../src/util/Logger.js';
 import { DEFAULT_JOB_YAML } from '../../src/config/defaultJob.js';
 import { recallTask } from '../../src/train/data/recallTask.js';
+import { writeMicroModelDir } from './helpers/trainFixtures.js';
 
 function setup(root: string) {
-  const modelDir = join(root, 'model');
-  mkdirSync(modelDir, { recursive: true });
-  writeFileSync(join(modelDir, 'config.json'), JSON.stringify({
-    model_type: 'llama', vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, head_dim: 8, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false, initializer_range: 0.05,
-  }));
-  return modelDir;
+  return writeMicroModelDir(root, { vocab_size: 256 });
 }
 
 async function run(outputDir: string, modelDir: string, incarnation = 0, extra: string[] = [], logs: LogRecord[] = []) {

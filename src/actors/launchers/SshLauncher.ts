@@ -6,7 +6,7 @@
  * Stopping a remote agent: close stdin (the agent's own shutdown), then SIGTERM/SIGKILL the
  * local ssh client; never waits forever.
  */
-import { exitedWithin, signalGroup } from '../processGroup.js';
+import { exitedWithin, killGroupOnExit, terminateGroup } from '../processGroup.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { ClusterSettings, SshOptions } from '../../config/ClusterSettings.js';
@@ -100,17 +100,11 @@ export class SshAgentProcess implements ChildHandle {
         resolve(this.exitInfo);
       });
     });
-    const onParentExit = () => this.signal('SIGKILL');
-    process.once('exit', onParentExit);
-    void this.exited.then(() => process.removeListener('exit', onParentExit));
+    killGroupOnExit(this.proc.pid, this.exited, () => this.exitInfo !== null);
   }
 
   get pid(): number | undefined {
     return this.proc.pid;
-  }
-
-  private signal(sig: NodeJS.Signals): void {
-    if (!this.exitInfo) signalGroup(this.proc.pid, sig);
   }
 
   private waitExit(ms: number): Promise<boolean> {
@@ -124,10 +118,7 @@ export class SshAgentProcess implements ChildHandle {
       // closing stdin is the remote agent's signal to stop its ranks and exit
       this.proc.stdin!.end();
       if (await this.waitExit(this.graceMs)) return;
-      this.signal('SIGTERM');
-      if (await this.waitExit(3000)) return;
-      this.signal('SIGKILL');
-      if (await this.waitExit(3000)) return;
+      if (await terminateGroup(this.proc.pid, this.exited, () => this.exitInfo !== null, 3000, 3000)) return;
       this.logger.error('an ssh client could not be killed', { host: this.host, pid: this.proc.pid });
     })();
     return this.stopping;

@@ -1,11 +1,13 @@
 /**
  * The job a fault plan runs: the harness's short defaults, under the plan's `job:` keys, under
- * the command line's overrides, resolved through the config layer exactly like a job file
- * (config/resolveJobDocument.ts), so the ranks receive the same typed job that `up` gives them.
+ * the command line's flags (parsed as `up` parses them), resolved through the config layer
+ * exactly like a job file (config/resolveJobDocument.ts), so the ranks receive the same typed
+ * job that `up` gives them.
  * The synthetic workload's knobs mean nothing to the training loop and are dropped for it (a
  * plan may be run with --workload train). Pure apart from the config layer.
  */
 import type { ResolvedJob } from '../../config/loadJobConfig.js';
+import type { FlagOverride } from '../../config/parseJobArgs.js';
 import { resolveJobDocument } from '../../config/resolveJobDocument.js';
 
 /** Defaults that keep a chaos job short; the plan's `job` and the command line override them. */
@@ -32,9 +34,9 @@ export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>
   return out;
 }
 
-/** defaults < the plan's job < overrides, resolved for `world` ranks. */
-export function chaosJob(o: { name: string; workload: string; planJob: Record<string, unknown>; overrides: Record<string, unknown>; world: number }): ResolvedJob {
-  const doc = deepMerge(deepMerge(defaultChaosJob(o.workload), o.planJob), o.overrides);
+/** defaults < the plan's job < flags (then --adjust-lr), resolved for `world` ranks. */
+export function chaosJob(o: { name: string; workload: string; planJob: Record<string, unknown>; overrides?: readonly FlagOverride[]; adjustLr?: number; world: number }): ResolvedJob {
+  const doc = deepMerge(defaultChaosJob(o.workload), o.planJob);
   if (o.workload !== 'synthetic') delete doc.synthetic;
-  return resolveJobDocument(doc, { name: `${o.name}.yaml`, worldSize: o.world });
+  return resolveJobDocument(doc, { name: `${o.name}.yaml`, worldSize: o.world, overrides: o.overrides, adjustLr: o.adjustLr });
 }

@@ -9,6 +9,7 @@
 import { join, resolve } from 'node:path';
 import type { JobResult } from '../../actors/coordinator/index.js';
 import { withOutputDir } from '../../config/JobSpec.js';
+import type { FlagOverride } from '../../config/parseJobArgs.js';
 import { createLogger, type Logger } from '../../util/Logger.js';
 import { cliEntry as defaultCliEntry } from '../../util/packageRoot.js';
 import type { FaultPlan } from '../FaultPlan.js';
@@ -26,8 +27,9 @@ export interface ChaosRunOptions {
   outputDir: string;
   /** overrides the plan's workload */
   workload?: string;
-  /** job config overrides on top of the plan's `job` */
-  jobOverrides?: Record<string, unknown>;
+  /** job config flags on top of the plan's `job` (parseJobArgs), and --adjust-lr */
+  overrides?: readonly FlagOverride[];
+  adjustLr?: number;
   logger?: Logger;
   cliEntry?: string;
   /** fault-free final hashes by job config, shared between runs (tests) */
@@ -64,7 +66,7 @@ export async function runChaos(o: ChaosRunOptions): Promise<ChaosReport> {
   const out = resolve(o.outputDir);
   const env = { ...(o.env ?? process.env) };
   delete env.NODE_OPTIONS;
-  const job = chaosJob({ name: plan.name, workload, planJob: plan.job, overrides: o.jobOverrides ?? {}, world });
+  const job = chaosJob({ name: plan.name, workload, planJob: plan.job, overrides: o.overrides, adjustLr: o.adjustLr, world });
   // one math thread per rank: the ranks share this machine's cores
   if (workload === 'train') env.ULYSSES_THREADS ??= '1';
   // the ranks' own progress lines would drown the report: warnings and errors only, unless asked

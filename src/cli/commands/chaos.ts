@@ -4,13 +4,15 @@
  * when needed, checks the guarantees and prints a table of the faults (time to detect, time to
  * recover, steps redone) and the guarantees. Exit 0 only if every guarantee holds, 1 otherwise,
  * 2 for a bad plan or bad flags (every problem listed). `--KEY VALUE` overrides job config keys
- * (dotted: --cluster.heartbeat_interval_s 0.5), on top of the plan's `job`.
+ * on top of the plan's `job`, parsed and checked exactly as `up` does (dotted, or the last part
+ * when unique: --cluster.heartbeat_interval_s 0.5, --heartbeat_interval_s 0.5).
  * Never leaves a process of the job running when it returns.
  */
 import { resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaultPlanError, loadFaultPlan } from '../../chaos/FaultPlan.js';
+import { formatProblem, parseJobArgs } from '../../config/index.js';
 import { formatChaosReport, runChaos } from '../../chaos/runChaos/index.js';
 import { workloads } from '../workloads.js';
 import { createLogger } from '../../util/Logger.js';
@@ -25,54 +27,21 @@ const HELP = `usage: ulysses-actors chaos --plan plan.yaml [options] [--KEY VALU
   --KEY VALUE          override a job config key (dotted for nested keys)
 exit: 0 every guarantee holds, 1 one does not, 2 bad plan or flags`;
 
-/** A flag value as YAML would read it: numbers and booleans typed, the rest strings. */
-function typed(v: string): unknown {
-  if (v === 'true') return true;
-  if (v === 'false') return false;
-  if (v === 'null') return null;
-  if (/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v)) return Number(v);
-  return v;
-}
-
 export async function chaosCommand(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(HELP + '\n');
     return 0;
   }
-  let planPath: string | undefined;
-  let workload: string | undefined;
-  let outputDir: string | undefined;
-  let json = false;
-  let debug = false;
-  const overrides: Record<string, unknown> = {};
-  const problems: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const eq = a.indexOf('=');
-    const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
-    const value = () => {
-      if (inline !== undefined) return inline;
-      const v = argv[i + 1];
-      if (v === undefined || v.startsWith('--')) {
-        problems.push(`${flag}: needs a value`);
-        return '';
-      }
-      i++;
-      return v;
-    };
-    if (flag === '--plan') planPath = value();
-    else if (flag === '--workload') workload = value();
-    else if (flag === '--output-dir' || flag === '--output_dir') outputDir = value();
-    else if (flag === '--json') json = true;
-    else if (flag === '--debug') debug = true;
-    else if (flag.startsWith('--') && flag.length > 2) {
-      const path = flag.slice(2).replace(/-/g, '_').split('.');
-      const v = typed(value());
-      let o = overrides;
-      for (const k of path.slice(0, -1)) o = (o[k] = typeof o[k] === 'object' && o[k] !== null ? o[k] : {}) as Record<string, unknown>;
-      o[path[path.length - 1]!] = v;
-    } else problems.push(`${a}: unexpected argument (the plan is given with --plan FILE)`);
-  }
+  // the job keys parse exactly as `up` parses them; the rest are this command's own flags
+  const args = parseJobArgs(argv, { plan: 'string', workload: 'string', output_dir: 'string', json: 'bool', debug: 'bool' });
+  const problems = args.problems.map(formatProblem);
+  if (args.configPath !== undefined) problems.push(`${args.configPath}: unexpected argument (the plan is given with --plan FILE)`);
+  const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
+  const planPath = str(args.command.plan);
+  const workload = str(args.command.workload);
+  const outputDir = str(args.command.output_dir);
+  const json = args.command.json === true;
+  const debug = args.command.debug === true;
   if (!planPath) problems.push('--plan: required (a fault plan YAML file, see examples/chaos/)');
   if (workload !== undefined && !(workload in workloads)) problems.push(`--workload: unknown workload '${workload}' (known: ${Object.keys(workloads).join(', ')})`);
   if (problems.length) throw new UsageError(`bad arguments:\n${problems.map((p) => `  - ${p}`).join('\n')}\n${HELP}`);
@@ -88,7 +57,7 @@ export async function chaosCommand(argv: string[]): Promise<number> {
   if (!(wl in workloads)) throw new UsageError(`${planPath}: workload: unknown workload '${wl}' (known: ${Object.keys(workloads).join(', ')})`);
   const out = resolve(outputDir ?? join(tmpdir(), `ulysses-chaos-${plan.name}-${process.pid}`));
   process.stdout.write(`ulysses-actors chaos: plan ${plan.name} (${plan.faults.length} fault(s)), workload ${wl}; output ${out}\n`);
-  const report = await runChaos({ plan, outputDir: out, workload: wl, jobOverrides: overrides, logger: createLogger(debug ? 'info' : 'silent') });
+  const report = await runChaos({ plan, outputDir: out, workload: wl, overrides: args.overrides, adjustLr: args.adjustLr, logger: createLogger(debug ? 'info' : 'silent') });
   process.stdout.write(formatChaosReport(report) + '\n');
   if (json) {
     const { result, ...rest } = report;

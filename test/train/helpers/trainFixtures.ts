@@ -1,4 +1,6 @@
 // Small models, configs and a deterministic stand-in data source for the training-loop tests.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Model } from '../../../src/engine/Model.js';
 import { parseModelConfig } from '../../../src/engine/modelConfig.js';
 import { defaultPolicyConfig, type PolicyConfig } from '../../../src/statecharts/policyConfig.js';
@@ -20,6 +22,17 @@ export const microHfConfig = {
   initializer_range: 0.05,
 };
 export const microConfig = parseModelConfig(microHfConfig, 'micro');
+
+/**
+ * Writes root/model/config.json: the micro Llama with the fields of `hf` changed, a directory
+ * without weights (the job's seed initializes the model), and returns the directory.
+ */
+export function writeMicroModelDir(root: string, hf: Partial<typeof microHfConfig>): string {
+  const dir = join(root, 'model');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...microHfConfig, ...hf }));
+  return dir;
+}
 
 export function microModel(seed = 1): Promise<Model> {
   return Model.create(microConfig, { seed });
