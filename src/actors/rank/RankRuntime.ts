@@ -124,10 +124,15 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   ep.connect(env.coordUrl);
   link.send('coord', 'peer.hello', { role: 'rank', host: hostname(), pid: process.pid, rank: env.rank, incarnation: env.incarnation });
   const welcome = await welcomed;
+  const giveUp = async (flushMs: number) => {
+    process.removeListener('SIGTERM', onSigterm);
+    life.stop();
+    await closeLink(ep, flushMs);
+    return 1;
+  };
   if (!welcome) {
     log.error(`no welcome from the coordinator within ${WELCOME_TIMEOUT_MS / 1000} s`, { coord: env.coordUrl });
-    await ep.close();
-    return 1;
+    return giveUp(0);
   }
   // the job is parsed once, here: everything after this works from the typed value
   let job: JobSpec;
@@ -137,8 +142,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     if (!(e instanceof ConfigError)) throw e;
     log.error('the coordinator sent a malformed job', { error: e.message });
     link.send('coord', 'rank.failed', { reason: e.message, code: 'ERR_CONFIG' });
-    await closeLink(ep, 1000);
-    return 1;
+    return giveUp(1000);
   }
   faults?.configure(job);
   life.send({ type: 'rank.joined' });
