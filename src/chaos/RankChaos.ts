@@ -13,11 +13,11 @@ import type { JobSpec } from '../config/JobSpec.js';
 import type { Transport } from '../transport/Transport.js';
 import type { Logger } from '../util/Logger.js';
 import { ChaosFault } from './ChaosFault.js';
+import { CHAOS_ENV } from './chaosEnv.js';
 import { keyedUniform, type Fault } from './FaultPlan.js';
 import { FaultProxy } from './FaultProxy.js';
 import { firedRule, isUntriggered, netKindOf, wholeRunRule } from './netFaults.js';
 
-export const CHAOS_ENV = 'ULYSSES_CHAOS';
 export const FIRED_DIR = 'chaos-fired';
 
 export interface RankChaosSpec {

@@ -15,7 +15,8 @@ import { IGNORED_KEYS, UNSUPPORTED_KEYS, isIgnoredKey, isUnsupportedKey } from '
 import { jobSpecOf, type JobSpec } from './JobSpec.js';
 import { isJobConfig } from './parseJobSpec.js';
 import type { FlagOverride } from './parseJobArgs.js';
-import { LEAVES, LEAF_BY_ENV, LEAF_BY_PATH, SECTIONS, checkLeaf, childrenOf, coerceLeaf, createConvict, envName, type LeafSpec } from './schema.js';
+import { createConvict } from './convictSchema.js';
+import { LEAVES, LEAF_BY_ENV, LEAF_BY_PATH, SECTIONS, checkLeaf, childrenOf, coerceLeaf, envName, type LeafSpec } from './schema.js';
 import { suggest } from './suggest.js';
 
 export interface LoadJobConfigOptions {

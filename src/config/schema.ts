@@ -1,10 +1,9 @@
 /**
  * The job configuration schema: LLaMA-Factory's training keys plus our `gradient_policy:` and
- * `cluster:` sections, declared once as leaf specs and turned into a convict schema (defaults,
- * docs, formats). Also the strict string coercion used for environment variables and flags.
+ * `cluster:` sections, declared once as leaf specs (defaults, docs, formats; convictSchema.ts
+ * turns them into convict's form). Also the strict string coercion used for environment variables and flags.
  * Pure: reads no files and no environment; must never hold run state.
  */
-import convict from 'convict';
 import { defaultPolicyConfig as P } from '../statecharts/policyConfig.js';
 
 export type LeafKind = 'int' | 'number' | 'bool' | 'string' | 'enum' | 'list' | 'resume';
@@ -210,33 +209,4 @@ export function coerceLeaf(l: LeafSpec, v: unknown): unknown {
   if (l.kind === 'list' && Array.isArray(v)) return v.map((x) => (typeof x === 'string' ? x.trim() : x));
   if (l.kind === 'resume' && v === false) return null;
   return v;
-}
-
-/** The convict schema built from LEAVES (defaults, docs, env names and formats). */
-export function convictSchema(): Record<string, unknown> {
-  const root: Record<string, unknown> = {};
-  for (const l of LEAVES) {
-    const parts = l.path.split('.');
-    let node = root;
-    for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
-    node[parts[parts.length - 1]!] = {
-      doc: l.doc,
-      default: l.default,
-      nullable: l.nullable ?? false,
-      env: envName(l.path),
-      format: (x: unknown) => {
-        const bad = checkLeaf(l, x);
-        if (bad) throw new Error(`${bad.message}; ${bad.fix}`);
-      },
-    };
-  }
-  return root;
-}
-
-/**
- * A fresh convict instance holding the defaults. It is cut off from process.env and argv:
- * the loader applies environment and flags itself, with strict coercion and source tracking.
- */
-export function createConvict() {
-  return convict(convictSchema() as convict.Schema<Record<string, unknown>>, { env: {}, args: [] });
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { IGNORED_KEYS, LEAVES, LEAF_BY_PATH, UNSUPPORTED_KEYS, envName } from '../../src/config/index.js';
-import { createConvict } from '../../src/config/schema.js';
+import { createConvict } from '../../src/config/convictSchema.js';
 import { suggest } from '../../src/config/suggest.js';
 import { defaultPolicyConfig } from '../../src/statecharts/policyConfig.js';
 

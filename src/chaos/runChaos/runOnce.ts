@@ -17,7 +17,8 @@ import { RANK_SIDE, keyedUniform, type Fault, type FaultPlan } from '../FaultPla
 import { FaultProxy, type FaultProxyStats } from '../FaultProxy.js';
 import { corruptNewestCheckpoint, type Corruption } from '../injectFiles.js';
 import { firedRule, isUntriggered, netKindOf, wholeRunRule } from '../netFaults.js';
-import { CHAOS_ENV, type RankChaosSpec } from '../RankChaos.js';
+import { CHAOS_ENV } from '../chaosEnv.js';
+import type { RankChaosSpec } from '../RankChaos.js';
 import { addRankInjections, watchFiredMarkers, type Injection } from './firedMarkers.js';
 import { killLeftovers, leftoverPids } from './processes.js';
 

@@ -4,7 +4,7 @@
  * (ULYSSES_CHAOS), the plan's hooks go into the rank runtime from here.
  */
 import { rankEnvFromProcess, RankEnvError, runRank } from '../../actors/rank/RankRuntime.js';
-import { rankChaosFromEnv } from '../../chaos/RankChaos.js';
+import { CHAOS_ENV } from '../../chaos/chaosEnv.js';
 import { createLogger } from '../../util/Logger.js';
 import { UsageError } from '../UsageError.js';
 import { workloads } from '../workloads.js';
@@ -18,6 +18,7 @@ export async function rankCommand(_argv: string[]): Promise<number> {
     throw e;
   }
   const logger = createLogger(env.logLevel, undefined, `rank${env.rank}`);
-  const faults = rankChaosFromEnv(process.env, env.rank, env.incarnation, logger) ?? undefined;
+  // the fault machinery loads only under a plan: a plain rank starts as fast as it can
+  const faults = process.env[CHAOS_ENV] ? ((await import('../../chaos/RankChaos.js')).rankChaosFromEnv(process.env, env.rank, env.incarnation, logger) ?? undefined) : undefined;
   return runRank(env, workloads, { logger, faults });
 }
