@@ -1,8 +1,10 @@
 /**
- * The node agent: one per host. It joins the coordinator, starts the rank processes of its host
- * when told to, watches them, and reports every exit with its exit code, signal and the tail of
- * stderr. It owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). It never
- * outlives the coordinator: when the coordinator goes silent it stops its ranks and exits.
+ * The node agent: one per host. It joins the coordinator (whose welcome carries the job: its
+ * heartbeat settings are parsed from it), starts the rank processes of its host when told to,
+ * watches them, and reports every exit with its exit code, signal and the tail of stderr. It
+ * owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). It never outlives the
+ * coordinator: without a welcome, or when the coordinator goes silent, it stops its ranks and
+ * exits.
  */
 import { constants, hostname } from 'node:os';
 import type { ClusterSettings } from '../config/ClusterSettings.js';

@@ -2,7 +2,7 @@
  * Exports a statechart's own definition (states, nesting, ordered guarded transitions) as JSON
  * for the visualizer, or as a Mermaid state diagram. Reads the machine; never runs it.
  */
-import type { AnyStateMachine } from 'xstate';
+import type { AnyStateMachine, AnyStateNode } from 'xstate';
 
 export interface ChartState {
   id: string;
@@ -30,16 +30,6 @@ export interface Chart {
 }
 
 // The parts of XState's StateNode this exporter reads.
-interface NodeLike {
-  id: string;
-  key: string;
-  description?: string;
-  parent?: NodeLike;
-  initial?: { target: NodeLike[] };
-  states: Record<string, NodeLike>;
-  transitions: Map<string, { target?: NodeLike[]; guard?: unknown }[]>;
-}
-
 function guardName(g: unknown): string | null {
   if (!g) return null;
   if (typeof g === 'string') return g;
@@ -51,7 +41,7 @@ function guardName(g: unknown): string | null {
 export function exportChart(machine: AnyStateMachine): Chart {
   const states: ChartState[] = [];
   const transitions: ChartTransition[] = [];
-  const visit = (node: NodeLike) => {
+  const visit = (node: AnyStateNode) => {
     states.push({
       id: node.id,
       key: node.key,
@@ -67,7 +57,7 @@ export function exportChart(machine: AnyStateMachine): Chart {
     }
     Object.values(node.states).forEach(visit);
   };
-  visit(machine.root as unknown as NodeLike);
+  visit(machine.root);
   return { id: machine.id, states, transitions };
 }
 
