@@ -1,6 +1,6 @@
 // N-API bindings for AdamW and the gradient-policy kernels (statistics, seeded noise, scale,
-// centralize, clip, zero). Buffer work runs off the main thread and returns a Promise; the two
-// Philox probes (one number / one block) are synchronous because they cost nanoseconds.
+// centralize, clip, zero). Buffer work runs off the main thread and returns a Promise; the two Philox
+// probes (one number / one block) are synchronous because they cost nanoseconds.
 // Must never accept a span that reaches outside the gradient buffer.
 #include <cmath>
 #include <memory>
@@ -24,6 +24,12 @@ float GetFinite(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return static_cast<float>(d);
 }
 
+void CheckAdamW(const AdamWParams& p) {
+  if (!(p.beta1 >= 0 && p.beta1 < 1)) Fail("ERR_ARG", "beta1: expected a value in [0, 1)");
+  if (!(p.beta2 >= 0 && p.beta2 < 1)) Fail("ERR_ARG", "beta2: expected a value in [0, 1)");
+  if (!(p.eps > 0)) Fail("ERR_ARG", "eps: expected a positive number");
+}
+
 // adamwStep(param, m, v, grad, n, lr, beta1, beta2, eps, weightDecay, step)
 Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
@@ -35,9 +41,7 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     p.eps = GetFinite(info, 8, "eps");
     p.weight_decay = GetFinite(info, 9, "weightDecay");
     p.step = GetInt(info, 10, "step", 1, kMaxKey);
-    if (!(p.beta1 >= 0 && p.beta1 < 1)) Fail("ERR_ARG", "beta1: expected a value in [0, 1)");
-    if (!(p.beta2 >= 0 && p.beta2 < 1)) Fail("ERR_ARG", "beta2: expected a value in [0, 1)");
-    if (!(p.eps > 0)) Fail("ERR_ARG", "eps: expected a positive number");
+    CheckAdamW(p);
     auto param = GetArray<float>(info, 0, "param", n);
     auto m = GetArray<float>(info, 1, "m", n);
     auto v = GetArray<float>(info, 2, "v", n);
@@ -45,7 +49,7 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     float *pp = param.data, *pm = m.data, *pv = v.data;
     const float* pg = g.data;
     return RunAsync(
-        info.Env(), [=] { adamw_step(pp, pm, pv, pg, n, p); }, nullptr, {param.js, m.js, v.js, g.js});
+        info.Env(), "adamwStep", [=] { adamw_step(pp, pm, pv, pg, n, p); }, nullptr, {param.js, m.js, v.js, g.js});
   });
 }
 
@@ -75,7 +79,7 @@ Napi::Value GradStatsBinding(const Napi::CallbackInfo& info) {
     auto stats = std::make_shared<GradStats>();
     const float* pg = grad.data;
     return RunAsync(
-        info.Env(), [=] { *stats = grad_stats(per->data(), pg, tensors->data(), nt); },
+        info.Env(), "gradStats", [=] { *stats = grad_stats(per->data(), pg, tensors->data(), nt); },
         [=](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("gradMean", Napi::Number::New(env, stats->grad_mean));
@@ -102,7 +106,7 @@ Napi::Value AddNoise(const Napi::CallbackInfo& info) {
     auto g = GetArray<float>(info, 0, "g", n);
     float* pg = g.data;
     return RunAsync(
-        info.Env(), [=] { add_noise(pg, n, std, seed, step, tensor); }, nullptr, {g.js});
+        info.Env(), "addNoise", [=] { add_noise(pg, n, std, seed, step, tensor); }, nullptr, {g.js});
   });
 }
 
@@ -139,7 +143,7 @@ Napi::Value Scale(const Napi::CallbackInfo& info) {
     auto g = GetArray<float>(info, 0, "g", n);
     float* pg = g.data;
     return RunAsync(
-        info.Env(), [=] { scale(pg, n, f); }, nullptr, {g.js});
+        info.Env(), "scale", [=] { scale(pg, n, f); }, nullptr, {g.js});
   });
 }
 
@@ -151,7 +155,7 @@ Napi::Value Centralize(const Napi::CallbackInfo& info) {
     auto g = GetArray<float>(info, 0, "g", rows * cols);
     float* pg = g.data;
     return RunAsync(
-        info.Env(), [=] { centralize(pg, rows, cols); }, nullptr, {g.js});
+        info.Env(), "centralize", [=] { centralize(pg, rows, cols); }, nullptr, {g.js});
   });
 }
 
@@ -166,7 +170,7 @@ Napi::Value ClipByGlobalNorm(const Napi::CallbackInfo& info) {
     float* pg = g.data;
     auto factor = std::make_shared<float>(1.f);
     return RunAsync(
-        info.Env(), [=] { *factor = clip_by_global_norm(pg, n, norm, max_norm); },
+        info.Env(), "clipByGlobalNorm", [=] { *factor = clip_by_global_norm(pg, n, norm, max_norm); },
         [=](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *factor); }, {g.js});
   });
 }
@@ -178,9 +182,10 @@ Napi::Value Zero(const Napi::CallbackInfo& info) {
     auto g = GetArray<float>(info, 0, "g", n);
     float* pg = g.data;
     return RunAsync(
-        info.Env(), [=] { zero(pg, n); }, nullptr, {g.js});
+        info.Env(), "zero", [=] { zero(pg, n); }, nullptr, {g.js});
   });
 }
+
 
 }  // namespace
 
