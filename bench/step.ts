@@ -5,7 +5,7 @@
  * Must never count the warm-up step (it allocates the activation buffers).
  */
 import { join } from 'node:path';
-import { Model } from '../src/engine/Model.js';
+import { Model } from '../src/engine/model/index.js';
 import { readModelConfig } from '../src/engine/modelConfig.js';
 import { packageRoot } from '../src/engine/native.js';
 import { sgemmRate } from '../src/engine/ops/matmul.js';

@@ -8,6 +8,7 @@
  * and never hold the event loop open after `close()`.
  */
 import { native } from './native.js';
+import type { CommHandle, StoreRequest, TypedArray } from './nativeBinding.js';
 import { EngineError } from './errors.js';
 import { isFileStore, type FileStoreSpec, type RendezvousStore } from './stores.js';
 
@@ -26,7 +27,7 @@ export class CommError extends Error {
 const ULYSSES_OPS = ['seqToHead', 'headToSeq', 'seqToHeadKv', 'headToSeqKvSum'] as const;
 export type UlyssesOp = (typeof ULYSSES_OPS)[number];
 
-export type CommArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array | Int16Array | Uint16Array | BigInt64Array;
+export type CommArray = TypedArray;
 
 export interface ConnectOptions {
   rank: number;
@@ -43,11 +44,9 @@ export interface ConnectOptions {
   sharedMemory?: boolean;
 }
 
-type StoreOp = 'set' | 'get' | 'wait';
-
 /** Adapts a JS store to the native bridge's request(op, key|keys, value) calls. */
-function storeRequest(store: RendezvousStore, timeoutMs: number) {
-  return async (op: StoreOp, key: string | string[], value?: Uint8Array): Promise<Uint8Array | undefined> => {
+function storeRequest(store: RendezvousStore, timeoutMs: number): StoreRequest {
+  return async (op, key, value) => {
     if (op === 'set') await store.set(key as string, value!);
     else if (op === 'get') return store.get(key as string, timeoutMs);
     else await store.wait(key as string[], timeoutMs);
@@ -60,11 +59,11 @@ function checkInt(what: string, v: number, min: number): void {
 }
 
 export class Communicator {
-  private handle: unknown;
+  private handle: CommHandle | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
-  private constructor(handle: unknown, readonly rank: number, readonly size: number, readonly timeoutMs: number) {
+  private constructor(handle: CommHandle, readonly rank: number, readonly size: number, readonly timeoutMs: number) {
     this.handle = handle;
   }
 
@@ -83,18 +82,18 @@ export class Communicator {
    * The native handle, for native consumers of this communicator (the model's Ulysses attention).
    * Throws ERR_COMM_CLOSED once closed.
    */
-  get nativeHandle(): unknown {
+  get nativeHandle(): CommHandle {
     if (this.handle === undefined) throw new CommError('ERR_COMM_CLOSED', 'nativeHandle: the communicator is closed');
     return this.handle;
   }
 
   /** Whether all-to-alls go through shared memory (every rank on this host) rather than TCP. */
   get sharedMemory(): boolean {
-    return this.handle !== undefined && (native().commInfo(this.handle) as { sharedMemory: boolean }).sharedMemory;
+    return this.handle !== undefined && native().commInfo(this.handle).sharedMemory;
   }
 
   /** Queues `fn` after every earlier collective of this communicator (same order on every rank). */
-  private enqueue<T>(what: string, fn: (handle: unknown) => Promise<T>): Promise<T> {
+  private enqueue<T>(what: string, fn: (handle: CommHandle) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       if (this.handle === undefined) throw new CommError('ERR_COMM_CLOSED', `${what}: the communicator is closed`);
       return fn(this.handle);
@@ -174,7 +173,7 @@ export class Communicator {
     if (!Number.isInteger(iters) || iters < 1) throw new EngineError('ERR_ARG', `timeUlysses: iters must be a positive integer, got ${iters}`);
     const kind = ULYSSES_OPS.indexOf(op);
     if (kind < 0) throw new EngineError('ERR_ARG', `timeUlysses: op must be one of ${ULYSSES_OPS.join(', ')}, got ${String(op)}`);
-    return this.enqueue('timeUlysses', async (h) => (await native().commUlysses(kind, h, out, x, s, H, d, iters)) as number);
+    return this.enqueue('timeUlysses', async (h) => native().commUlysses(kind, h, out, x, s, H, d, iters));
   }
 
   private ulysses(kind: number, what: string, x: Float32Array, s: number, H: number, d: number, out: Float32Array): Promise<Float32Array> {
@@ -191,7 +190,7 @@ export class Communicator {
   split(tag: string, members: number[]): Promise<Communicator> {
     return this.enqueue('split', async (h) => {
       const sub = await native().commSplit(h, tag, Int32Array.from(members));
-      const info = native().commInfo(sub) as { rank: number; size: number };
+      const info = native().commInfo(sub);
       return new Communicator(sub, info.rank, info.size, this.timeoutMs);
     });
   }

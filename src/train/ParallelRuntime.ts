@@ -5,7 +5,7 @@
  * `singleProcessRuntime` is the world-of-one implementation (no communication); the Gloo-backed
  * one lives in src/train/createParallelRuntime.ts.
  */
-import type { Model } from '../engine/Model.js';
+import type { Model } from '../engine/model/index.js';
 
 export interface ParallelLayout {
   rank: number;

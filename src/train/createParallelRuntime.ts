@@ -9,7 +9,7 @@
  */
 import { Communicator, createSubgroups } from '../engine/Communicator.js';
 import type { FileStoreSpec, RendezvousStore } from '../engine/stores.js';
-import type { Model } from '../engine/Model.js';
+import type { Model } from '../engine/model/index.js';
 import { layoutOf, type Group, type ParallelRuntime } from './ParallelRuntime.js';
 import { validateParallel } from './validateParallel.js';
 

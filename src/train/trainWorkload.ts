@@ -14,7 +14,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Workload, WorkloadContext } from '../actors/rank/Workload.js';
 import type { JobConfig } from '../config/JobConfig.js';
 import { toPolicyConfig } from '../config/loadJobConfig.js';
-import { Model } from '../engine/Model.js';
+import { Model } from '../engine/model/index.js';
 import { readModelConfig } from '../engine/modelConfig.js';
 import { packageRoot } from '../engine/native.js';
 import type { RendezvousStore } from '../engine/stores.js';

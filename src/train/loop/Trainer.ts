@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { ChaosHooks } from '../../chaos/ChaosHooks.js';
 import type { JobConfig } from '../../config/JobConfig.js';
-import type { Model } from '../../engine/Model.js';
+import type { Model } from '../../engine/model/index.js';
 import { adamwStep, gradStats, zero } from '../../engine/ops/optim.js';
 import type { PolicyConfig } from '../../statecharts/policyConfig.js';
 import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';

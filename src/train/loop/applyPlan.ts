@@ -6,7 +6,7 @@
  * plan, so every replica ends with the same bits. Must never draw unkeyed randomness or judge
  * anything from local, unreduced gradients.
  */
-import type { ParamView, TrainableSet } from '../../engine/Model.js';
+import type { ParamView, TrainableSet } from '../../engine/model/index.js';
 import { addNoise, centralize, clipByGlobalNorm, gradStats, scale, type GradSpan, type GradStats } from '../../engine/ops/optim.js';
 import type { CentralizeScope } from '../../statecharts/policyConfig.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
