@@ -27,7 +27,7 @@ import { loadTokenizer } from './tokenizer/index.js';
 import { evaluateRecall, type RecallEval } from './loop/evaluateRecall.js';
 import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
-import { PolicyEscalation, Trainer } from './loop/Trainer.js';
+import { PolicyEscalation, Trainer } from './loop/index.js';
 import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
