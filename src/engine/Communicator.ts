@@ -10,6 +10,7 @@
 import { native } from './native.js';
 import type { CommHandle, StoreRequest, TypedArray } from './nativeBinding.js';
 import { EngineError } from './errors.js';
+import { kvHeadsPerRank } from './headSplit.js';
 import { isFileStore, type FileStoreSpec, type RendezvousStore } from './stores.js';
 
 export type CommErrorCode = 'ERR_COMM_TIMEOUT' | 'ERR_COMM_PEER' | 'ERR_COMM_CLOSED' | 'ERR_COMM_ARG' | 'ERR_COMM_STORE';
@@ -206,44 +207,4 @@ export class Communicator {
     }
     return this.closing;
   }
-}
-
-/** Heads per rank of k/v after the seq->head all-to-all; refuses invalid (Hkv, P) naming the numbers. */
-export function kvHeadsPerRank(Hkv: number, P: number): number {
-  if (Number.isInteger(Hkv) && Number.isInteger(P) && Hkv > 0 && P > 0) {
-    if (Hkv % P === 0) return Hkv / P;
-    if (P % Hkv === 0) return 1;
-  }
-  throw new EngineError(
-    'ERR_CONFIG',
-    `key/value heads Hkv=${Hkv} must be divisible by the sequence-parallel degree P=${P}, or divide it (each kv head is then replicated P/Hkv times); choose P among the divisors or multiples of ${Hkv}`,
-  );
-}
-
-/** Validates (H, Hkv, P, world) for Ulysses before any process starts. */
-export function checkUlyssesLayout(H: number, Hkv: number, P: number, world = P): void {
-  if (!Number.isInteger(P) || P < 1) throw new EngineError('ERR_CONFIG', `sequence-parallel degree P must be a positive integer, got ${P}`);
-  if (!Number.isInteger(H) || H % P !== 0)
-    throw new EngineError('ERR_CONFIG', `attention heads H=${H} must be divisible by the sequence-parallel degree P=${P}; choose P among the divisors of ${H}`);
-  kvHeadsPerRank(Hkv, P);
-  if (!Number.isInteger(world) || world % P !== 0)
-    throw new EngineError('ERR_CONFIG', `world size ${world} must be a multiple of the sequence-parallel degree P=${P}`);
-}
-
-/** SP blocks are contiguous ranks of size sp; data-parallel replicas share a position in their block. */
-export function ulyssesGroups(rank: number, world: number, sp: number): { spMembers: number[]; dpMembers: number[] } {
-  if (!Number.isInteger(sp) || sp < 1 || world % sp !== 0)
-    throw new EngineError('ERR_CONFIG', `world size ${world} must be a multiple of the sequence-parallel degree ${sp}`);
-  const block = Math.floor(rank / sp);
-  const spMembers = Array.from({ length: sp }, (_, i) => block * sp + i);
-  const dpMembers = Array.from({ length: world / sp }, (_, k) => (rank % sp) + k * sp);
-  return { spMembers, dpMembers };
-}
-
-/** Splits `world` into this rank's SP block and its data-parallel replica group. */
-export async function createSubgroups(world: Communicator, sp: number): Promise<{ sp: Communicator; dp: Communicator }> {
-  const g = ulyssesGroups(world.rank, world.size, sp);
-  const spComm = await world.split('sp', g.spMembers);
-  const dpComm = await world.split('dp', g.dpMembers);
-  return { sp: spComm, dp: dpComm };
 }

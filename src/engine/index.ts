@@ -14,4 +14,5 @@ export * from './model/index.js';
 export * from './nativeCalls.js';
 export * from './safetensors.js';
 export * from './Communicator.js';
+export * from './headSplit.js';
 export * from './stores.js';

@@ -6,6 +6,7 @@
  * one lives in src/train/createParallelRuntime.ts.
  */
 import type { Model } from '../engine/model/index.js';
+import { groupMembers } from './groupMembers.js';
 
 export interface ParallelLayout {
   rank: number;
@@ -35,11 +36,10 @@ export interface ParallelRuntime extends ParallelLayout {
   close(): Promise<void>;
 }
 
+/** `rank`'s place in its groups (groupMembers.ts). */
 export function layoutOf(rank: number, world: number, sp: number): ParallelLayout {
-  if (!Number.isInteger(sp) || sp < 1 || world % sp !== 0) {
-    throw new Error(`sequence_parallel_size ${sp} must divide the world size ${world}`);
-  }
-  return { rank, world, sp, dp: world / sp, spRank: rank % sp, dpRank: Math.floor(rank / sp) };
+  const g = groupMembers(rank, world, sp);
+  return { rank, world, sp, dp: world / sp, spRank: g.spMembers.indexOf(rank), dpRank: g.dpMembers.indexOf(rank) };
 }
 
 /** A world of one process: every collective is the identity. */
