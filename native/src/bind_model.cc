@@ -32,12 +32,16 @@ bool ConfigBool(const Napi::Object& o, const char* key) {
   return v.As<Napi::Boolean>().Value();
 }
 
-Napi::Float32Array ExternalFloats(Napi::Env env, const std::shared_ptr<FloatStorage>& s, int64_t count) {
-  auto* keep = new std::shared_ptr<FloatStorage>(s);
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, s->data, static_cast<size_t>(count) * sizeof(float),
-      [](Napi::Env, void*, std::shared_ptr<FloatStorage>* hint) { delete hint; }, keep);
-  return Napi::Float32Array::New(env, static_cast<size_t>(count), ab, 0);
+Napi::Value CachedFloats(Napi::Env env, Napi::Reference<Napi::Float32Array>& ref, const std::shared_ptr<FloatStorage>& s,
+                         int64_t count) {
+  if (ref.IsEmpty()) {
+    auto* keep = new std::shared_ptr<FloatStorage>(s);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, s->data, static_cast<size_t>(count) * sizeof(float),
+        [](Napi::Env, void*, std::shared_ptr<FloatStorage>* hint) { delete hint; }, keep);
+    ref = Napi::Persistent(Napi::Float32Array::New(env, static_cast<size_t>(count), ab, 0));
+  }
+  return ref.Value();
 }
 
 namespace {
@@ -150,19 +154,11 @@ Napi::Value ModelWrap::Views(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::Params(const Napi::CallbackInfo& info) {
-  return Guard(info, [&]() -> Napi::Value {
-    if (params_js_.IsEmpty())
-      params_js_ = Napi::Persistent(ExternalFloats(info.Env(), model_->params(), model_->flat_size()));
-    return params_js_.Value();
-  });
+  return Guard(info, [&]() { return CachedFloats(info.Env(), params_js_, model_->params(), model_->flat_size()); });
 }
 
 Napi::Value ModelWrap::Grads(const Napi::CallbackInfo& info) {
-  return Guard(info, [&]() -> Napi::Value {
-    if (grads_js_.IsEmpty())
-      grads_js_ = Napi::Persistent(ExternalFloats(info.Env(), model_->grads(), model_->flat_size()));
-    return grads_js_.Value();
-  });
+  return Guard(info, [&]() { return CachedFloats(info.Env(), grads_js_, model_->grads(), model_->flat_size()); });
 }
 
 Napi::Value ModelWrap::NumParams(const Napi::CallbackInfo& info) {

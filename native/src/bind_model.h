@@ -21,8 +21,10 @@ int64_t ConfigInt(const Napi::Object& o, const char* key);
 double ConfigNumber(const Napi::Object& o, const char* key);
 bool ConfigBool(const Napi::Object& o, const char* key);
 
-// A Float32Array over native storage; the ArrayBuffer keeps the storage alive after the model dies.
-Napi::Float32Array ExternalFloats(Napi::Env env, const std::shared_ptr<FloatStorage>& s, int64_t count);
+// The Float32Array over `count` floats of native storage, made on first use and kept in `ref`
+// (its ArrayBuffer keeps the storage alive after the model dies).
+Napi::Value CachedFloats(Napi::Env env, Napi::Reference<Napi::Float32Array>& ref, const std::shared_ptr<FloatStorage>& s,
+                         int64_t count);
 
 // Queues `work` like RunAsync and keeps the model marked busy until the promise settles (the flag
 // is cleared on the main thread, so "busy" is exactly "a call's promise is pending").

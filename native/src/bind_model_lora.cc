@@ -58,18 +58,14 @@ Napi::Value ModelWrap::LoraViews(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::LoraParams(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     if (!model_->has_lora()) return info.Env().Null();
-    if (lora_params_js_.IsEmpty())
-      lora_params_js_ = Napi::Persistent(ExternalFloats(info.Env(), model_->lora_params(), model_->lora_flat_size()));
-    return lora_params_js_.Value();
+    return CachedFloats(info.Env(), lora_params_js_, model_->lora_params(), model_->lora_flat_size());
   });
 }
 
 Napi::Value ModelWrap::LoraGrads(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     if (!model_->has_lora()) return info.Env().Null();
-    if (lora_grads_js_.IsEmpty())
-      lora_grads_js_ = Napi::Persistent(ExternalFloats(info.Env(), model_->lora_grads(), model_->lora_flat_size()));
-    return lora_grads_js_.Value();
+    return CachedFloats(info.Env(), lora_grads_js_, model_->lora_grads(), model_->lora_flat_size());
   });
 }
 

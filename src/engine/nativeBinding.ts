@@ -76,16 +76,19 @@ export interface PlanEffects {
   normBeforeClip: number;
 }
 
-/** optimizerStep's plan argument: the policy plan's numbers plus the reduced norm it was made from. */
+/** optimizerStep's plan argument: a policy plan's numbers (REFERENCE §5) plus the reduced norm it was made from. */
 export interface NativeGradPlan {
+  /** 0: no noise; else std of the noise added to every span, keyed by (noiseSeed, noiseStep, span's noise tensor) */
   noiseStd: number;
   noiseSeed: number;
   /** optimizer step keying the noise (< 2^32) */
   noiseStep: number;
+  /** spans whose reduced mean |g| < scaleThreshold are multiplied by scaleFactor (1 or threshold 0: none) */
   scaleFactor: number;
   scaleThreshold: number;
-  /** 0: no clipping */
+  /** clip the global L2 norm to this (0: no clipping) */
   clipNorm: number;
+  /** the reduced global L2 norm of the gradients the plan was made from */
   l2Norm: number;
 }
 

@@ -7,7 +7,7 @@
  * Never draw noise from Math.random or any unkeyed source.
  */
 import { native } from '../native.js';
-import { SPAN_CENTRALIZE, SPAN_COLUMNS, SPAN_DECAY, type GradStats, type PlanEffects } from '../nativeBinding.js';
+import { SPAN_CENTRALIZE, SPAN_COLUMNS, SPAN_DECAY, type GradStats, type NativeGradPlan, type PlanEffects } from '../nativeBinding.js';
 import { expectData, Tensor } from '../Tensor.js';
 import { EngineError } from '../errors.js';
 
@@ -183,17 +183,8 @@ export class SpanTable {
   }
 }
 
-/** The gradient operations of one step (a policy plan's numbers; REFERENCE §5) and the reduced statistics they are judged on. */
-export interface StepPlan {
-  /** 0: no noise; else std of the noise added to every span, keyed by (noiseSeed, noiseStep, span.noiseTensor) */
-  noiseStd: number;
-  noiseSeed: number;
-  noiseStep: number;
-  /** spans whose stats.perTensorMeanAbs < scaleThreshold are multiplied by scaleFactor (1 or threshold 0: none) */
-  scaleFactor: number;
-  scaleThreshold: number;
-  /** clip the global L2 norm to this (0: no clipping) */
-  clipNorm: number;
+/** The gradient operations of one step and the reduced statistics they are judged on. */
+export interface StepPlan extends Omit<NativeGradPlan, 'l2Norm'> {
   /** the reduced statistics of the gradients the plan was made from */
   stats: Pick<GradStats, 'l2Norm' | 'perTensorMeanAbs'>;
 }
@@ -223,10 +214,8 @@ export async function optimizerStep(grad: Float32Array, spans: SpanTable, plan: 
   if (!(meanAbs instanceof Float64Array) || meanAbs.length !== spans.length) {
     throw new EngineError('ERR_SHAPE', `optimizerStep: stats.perTensorMeanAbs must be a Float64Array of ${spans.length} values (one per span)`);
   }
-  const nativePlan = {
-    noiseStd: plan.noiseStd, noiseSeed: plan.noiseSeed, noiseStep: plan.noiseStep, scaleFactor: plan.scaleFactor,
-    scaleThreshold: plan.scaleThreshold, clipNorm: plan.clipNorm, l2Norm: plan.stats.l2Norm,
-  };
+  const { stats, ...ops } = plan;
+  const nativePlan: NativeGradPlan = { ...ops, l2Norm: stats.l2Norm };
   if (!update) return native().optimizerStep(g, spans.data, nativePlan, meanAbs, null, null, null, null);
   checkAdamW('optimizerStep', update);
   const adam = { lr: update.lr, beta1: update.beta1 ?? 0.9, beta2: update.beta2 ?? 0.999, eps: update.eps ?? 1e-8, weightDecay: update.weightDecay ?? 0, step: update.step };

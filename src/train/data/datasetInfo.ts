@@ -85,6 +85,10 @@ export function resolveDatasets(names: readonly string[], datasetDir: string): D
   });
 }
 
+function isColumn(key: string): key is keyof Columns {
+  return key in ALPACA_COLUMNS;
+}
+
 function fromInfo(name: string, entry: unknown, dir: string, infoPath: string): DatasetSpec {
   if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw new DataError('must be an object', { file: infoPath, field: name });
   const e = entry as Record<string, unknown>;
@@ -102,9 +106,9 @@ function fromInfo(name: string, entry: unknown, dir: string, infoPath: string): 
   const cols = (e.columns ?? {}) as Record<string, unknown>;
   if (typeof cols !== 'object' || Array.isArray(cols)) throw new DataError('must be an object', { file: infoPath, field: `${name}.columns` });
   for (const key of Object.keys(cols)) {
-    if (!(key in columns)) continue; // tools, images, kto_tag, ...: not used by these formats
+    if (!isColumn(key)) continue; // tools, images, kto_tag, ...: not used by these formats
     const v = str(cols, key, `${name}.columns`, infoPath);
-    if (v !== undefined) (columns as unknown as Record<string, string>)[key] = v;
+    if (v !== undefined) columns[key] = v;
   }
   // LLaMA-Factory's PT datasets name their text column through `prompt`.
   if (cols.prompt !== undefined && cols.text === undefined) columns.text = columns.prompt;
