@@ -5,7 +5,7 @@
  * the baseline). Prints one `result <json>` line: best step time, time inside the attention
  * all-to-alls and the gradient all-reduce, peak RSS. Must never call process.exit.
  */
-import { Model } from '../src/engine/Model.js';
+import { Model } from '../src/engine/model/index.js';
 import { readModelConfig } from '../src/engine/modelConfig.js';
 import { fileStore } from '../src/engine/stores.js';
 import { configureThreads } from '../src/engine/threads.js';

@@ -17,7 +17,6 @@ namespace ua {
 
 namespace {
 
-using comm::CommError;
 using comm::Communicator;
 using comm::Millis;
 
@@ -39,17 +38,6 @@ std::shared_ptr<Communicator> GetComm(const Napi::CallbackInfo& info, size_t i) 
 
 Napi::Value MakeHandle(Napi::Env env, std::shared_ptr<Communicator> c) {
   return Napi::External<Handle>::New(env, new Handle{kHandleMagic, std::move(c)}, [](Napi::Env, Handle* h) { delete h; });
-}
-
-// Runs comm work, turning CommError into a coded error the promise rejects with.
-template <typename F> auto Coded(F&& f) {
-  return [f = std::forward<F>(f)]() mutable {
-    try {
-      f();
-    } catch (const CommError& e) {
-      throw CodedError(e.code, e.what());
-    }
-  };
 }
 
 // Any typed array as raw bytes.
@@ -186,13 +174,13 @@ class JsStoreBridge {
       std::lock_guard<std::mutex> lock(life_->mu);
       if (life_->finalized || tsfn_.NonBlockingCall(req, CallStoreJs) != napi_ok) {
         delete req;
-        throw CommError("ERR_COMM_STORE", what + ": the JS store is no longer reachable");
+        throw CodedError("ERR_COMM_STORE", what + ": the JS store is no longer reachable");
       }
     }
     std::unique_lock<std::mutex> lock(call->mu);
     if (!call->cv.wait_for(lock, timeout, [&] { return call->done; }))
-      throw CommError("ERR_COMM_TIMEOUT", what + ": no answer within " + std::to_string(timeout.count()) + " ms");
-    if (!call->error.empty()) throw CommError(call->code, what + ": " + call->error);
+      throw CodedError("ERR_COMM_TIMEOUT", what + ": no answer within " + std::to_string(timeout.count()) + " ms");
+    if (!call->error.empty()) throw CodedError(call->code, what + ": " + call->error);
     return call->value;
   }
 
@@ -237,8 +225,8 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
     }
     auto out = std::make_shared<std::shared_ptr<Communicator>>();
     return RunAsync(
-        info.Env(),
-        Coded([=] { *out = Communicator::connect(int(rank), int(size), store, Millis(timeout), host, shm); }),
+        info.Env(), "commConnect",
+        [=] { *out = Communicator::connect(int(rank), int(size), store, Millis(timeout), host, shm); },
         [out](Napi::Env env) { return MakeHandle(env, *out); }, {});
   });
 }
@@ -256,7 +244,7 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
     std::vector<int> members(m.data, m.data + m.length);
     auto out = std::make_shared<std::shared_ptr<Communicator>>();
     return RunAsync(
-        info.Env(), Coded([=] { *out = c->split(tag, members); }),
+        info.Env(), "commSplit", [=] { *out = c->split(tag, members); },
         [out](Napi::Env env) { return MakeHandle(env, *out); }, {});
   });
 }
@@ -264,7 +252,7 @@ Napi::Value Split(const Napi::CallbackInfo& info) {
 Napi::Value Close(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto c = GetComm(info, 0);
-    return RunAsync(info.Env(), Coded([c] { c->close(); }), nullptr, {});
+    return RunAsync(info.Env(), "commClose", [c] { c->close(); }, nullptr, {});
   });
 }
 
@@ -287,7 +275,7 @@ Napi::Value AllReduceSum(const Napi::CallbackInfo& info) {
     auto x = GetArray<float>(info, 1, "x");
     float* p = x.data;
     size_t n = static_cast<size_t>(x.length);
-    return RunAsync(info.Env(), Coded([=] { c->all_reduce_sum(p, n); }), nullptr, {x.js});
+    return RunAsync(info.Env(), "commAllReduceSum", [=] { c->all_reduce_sum(p, n); }, nullptr, {x.js});
   });
 }
 
@@ -296,14 +284,14 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     auto c = GetComm(info, 0);
     auto b = GetBytes(info, 1, "data");
     int64_t root = GetInt(info, 2, "root", 0, c->size() - 1);
-    return RunAsync(info.Env(), Coded([=] { c->broadcast(b.data, b.bytes, int(root)); }), nullptr, {b.js});
+    return RunAsync(info.Env(), "commBroadcast", [=] { c->broadcast(b.data, b.bytes, int(root)); }, nullptr, {b.js});
   });
 }
 
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto c = GetComm(info, 0);
-    return RunAsync(info.Env(), Coded([c] { c->barrier(); }), nullptr, {});
+    return RunAsync(info.Env(), "commBarrier", [c] { c->barrier(); }, nullptr, {});
   });
 }
 
@@ -317,7 +305,7 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
       Fail("ERR_SHAPE", "allGather: output must hold size (" + std::to_string(c->size()) + ") x input (" +
                             std::to_string(in.bytes / in.element) + ") elements, got " +
                             std::to_string(out.bytes / out.element));
-    return RunAsync(info.Env(), Coded([=] { c->all_gather(in.data, out.data, in.bytes); }), nullptr, {in.js, out.js});
+    return RunAsync(info.Env(), "commAllGather", [=] { c->all_gather(in.data, out.data, in.bytes); }, nullptr, {in.js, out.js});
   });
 }
 
@@ -333,7 +321,7 @@ Napi::Value AllToAll(const Napi::CallbackInfo& info) {
                             std::to_string(out.bytes / out.element));
     if (in.data == out.data && in.bytes) Fail("ERR_ARG", "allToAll: input and output must not share memory");
     size_t chunk = in.bytes / P;
-    return RunAsync(info.Env(), Coded([=] { c->all_to_all(in.data, out.data, chunk); }), nullptr, {in.js, out.js});
+    return RunAsync(info.Env(), "commAllToAll", [=] { c->all_to_all(in.data, out.data, chunk); }, nullptr, {in.js, out.js});
   });
 }
 
@@ -350,15 +338,11 @@ Napi::Value Ulysses(const Napi::CallbackInfo& info) {
     int64_t s = GetInt(info, 4, "s"), H = GetInt(info, 5, "H", 1), d = GetInt(info, 6, "d", 1);
     int64_t P = c->size();
     int64_t hg;
-    try {
-      if (kind < 2) {
-        comm::check_heads(H, P);
-        hg = H / P;
-      } else {
-        hg = comm::kv_heads_per_rank(H, P);
-      }
-    } catch (const CommError& e) {
-      Fail(e.code, e.what());
+    if (kind < 2) {
+      comm::check_heads(H, P);
+      hg = H / P;
+    } else {
+      hg = comm::kv_heads_per_rank(H, P);
     }
     const bool to_head = kind == 0 || kind == 2;
     const int64_t local = s * H * d, spread = P * s * hg * d;
@@ -373,7 +357,7 @@ Napi::Value Ulysses(const Napi::CallbackInfo& info) {
     const size_t out_bytes = static_cast<size_t>(out.length) * sizeof(float);
     const size_t x_bytes = static_cast<size_t>(x.length) * sizeof(float);
     return RunAsync(
-        info.Env(), Coded([=] {
+        info.Env(), "commUlysses", [=] {
           comm::CommBuffer staged;
           float* dst = o;
           const float* src = p;
@@ -398,7 +382,7 @@ Napi::Value Ulysses(const Napi::CallbackInfo& info) {
           for (int64_t i = 0; i < iters; ++i) once();
           *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           if (dst != o) std::memcpy(o, dst, out_bytes);
-        }),
+        },
         timed ? std::function<Napi::Value(Napi::Env)>([seconds](Napi::Env env) { return Napi::Number::New(env, *seconds); })
               : nullptr,
         {out.js, x.js});
@@ -409,11 +393,7 @@ Napi::Value Ulysses(const Napi::CallbackInfo& info) {
 Napi::Value KvHeadsPerRank(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     int64_t Hkv = GetInt(info, 0, "Hkv", 1), P = GetInt(info, 1, "P", 1);
-    try {
-      return Napi::Number::New(info.Env(), static_cast<double>(comm::kv_heads_per_rank(Hkv, P)));
-    } catch (const CommError& e) {
-      Fail(e.code, e.what());
-    }
+    return Napi::Number::New(info.Env(), static_cast<double>(comm::kv_heads_per_rank(Hkv, P)));
   });
 }
 
@@ -423,7 +403,7 @@ Napi::Value MemcpyGbps(const Napi::CallbackInfo& info) {
     double secs = GetNumber(info, 1, "minSeconds");
     auto out = std::make_shared<double>(0);
     return RunAsync(
-        info.Env(), [=] { *out = comm::memcpy_gbps(size_t(bytes), secs); },
+        info.Env(), "memcpyGbps", [=] { *out = comm::memcpy_gbps(size_t(bytes), secs); },
         [out](Napi::Env env) { return Napi::Number::New(env, *out); }, {});
   });
 }

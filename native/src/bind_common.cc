@@ -1,4 +1,5 @@
-// Bindings for thread control, build information and the raw matmul (used by `bench gemm` and tests).
+// Bindings for thread control, build information, the native call counters and the raw matmul
+// (used by `bench gemm` and tests).
 #include <omp.h>
 
 #include "kernels/matmul.h"
@@ -18,6 +19,14 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), num_threads());
+}
+
+// nativeCallCounts() -> { [binding]: count }: the async calls queued since the addon loaded (every
+// worker hop, by binding name; the single-kernel bindings count as "kernel").
+Napi::Value NativeCallCounts(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (const auto& [name, count] : AsyncCallCounts()) o.Set(name, Napi::Number::New(info.Env(), count));
+  return o;
 }
 
 // matmul(C, A, B, M, N, K, transA, transB, alpha, beta) -> Promise<void>
@@ -42,6 +51,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
 void InitCommon(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
+  exports.Set("nativeCallCounts", Napi::Function::New(env, NativeCallCounts, "nativeCallCounts"));
   exports.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
   Napi::Object build = Napi::Object::New(env);
   build.Set("openmp", Napi::Number::New(env, _OPENMP));

@@ -1,5 +1,6 @@
-// Thin N-API helpers shared by the bind_*.cc files: coded errors, argument validation and a
-// promise-returning worker that runs plain C++ off the main thread.
+// Thin N-API helpers shared by the bind_*.cc files: the mapping of the addon's CodedError
+// (error.h) to JS errors with `code`, argument validation and a promise-returning worker that
+// runs plain C++ off the main thread.
 // Rule: Execute() never touches JS values; every JS input used by the work is pinned by a
 // reference until the promise settles.
 #pragma once
@@ -7,20 +8,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "error.h"
 #include "kernels/common.h"
 
 namespace ua {
-
-// Error carrying a code; thrown by validation and work, turned into a JS Error with .code.
-struct CodedError : std::runtime_error {
-  std::string code;
-  CodedError(std::string c, const std::string& msg) : std::runtime_error(msg), code(std::move(c)) {}
-};
 
 inline Napi::Error MakeCodedError(Napi::Env env, const std::string& code, const std::string& msg) {
   Napi::Error e = Napi::Error::New(env, msg);
@@ -103,21 +100,30 @@ inline bool GetBool(const Napi::CallbackInfo& info, size_t i, const char* what) 
   return v.As<Napi::Boolean>().Value();
 }
 
+// Async calls queued so far, by binding name (main thread only): the worker hops that
+// `nativeCallCounts()` reports (bench step: native calls per optimizer step).
+inline std::map<std::string, double>& AsyncCallCounts() {
+  static std::map<std::string, double> counts;
+  return counts;
+}
+
 // Runs `work` on the libuv thread pool and settles a promise with `result(env)`.
-// Exceptions from work become coded rejections (CodedError keeps its code; ShapeError -> ERR_SHAPE;
-// anything else -> ERR_NATIVE).
+// Exceptions from work become coded rejections (a CodedError keeps its code; bad_alloc ->
+// ERR_NO_MEMORY; anything else -> ERR_NATIVE). `name` (the binding's JS name) names the async
+// resource and counts the call.
 class PromiseWorker : public Napi::AsyncWorker {
  public:
   using Work = std::function<void()>;
   using Result = std::function<Napi::Value(Napi::Env)>;
 
-  PromiseWorker(Napi::Env env, Work work, Result result, const std::vector<Napi::Value>& pins)
-      : Napi::AsyncWorker(env, "ulysses-native"),
+  PromiseWorker(Napi::Env env, const char* name, Work work, Result result, const std::vector<Napi::Value>& pins)
+      : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)),
         result_(std::move(result)) {
     for (const auto& v : pins)
       if (v.IsObject()) pins_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    ++AsyncCallCounts()[name];
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -127,9 +133,6 @@ class PromiseWorker : public Napi::AsyncWorker {
       work_();
     } catch (const CodedError& e) {
       code_ = e.code;
-      SetError(e.what());
-    } catch (const ShapeError& e) {
-      code_ = "ERR_SHAPE";
       SetError(e.what());
     } catch (const std::bad_alloc&) {
       code_ = "ERR_NO_MEMORY";
@@ -165,12 +168,19 @@ class PromiseWorker : public Napi::AsyncWorker {
 };
 
 // Queue work and return its promise. `pins`: JS values whose memory the work reads or writes.
-inline Napi::Promise RunAsync(Napi::Env env, PromiseWorker::Work work, PromiseWorker::Result result,
+inline Napi::Promise RunAsync(Napi::Env env, const char* name, PromiseWorker::Work work, PromiseWorker::Result result,
                               const std::vector<Napi::Value>& pins) {
-  auto* w = new PromiseWorker(env, std::move(work), std::move(result), pins);
+  auto* w = new PromiseWorker(env, name, std::move(work), std::move(result), pins);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
+}
+
+// The single-kernel bindings (bind_basic.cc, bind_attention.cc, matmul) count under "kernel": a
+// training step never calls them (the model runs its kernels natively).
+inline Napi::Promise RunAsync(Napi::Env env, PromiseWorker::Work work, PromiseWorker::Result result,
+                              const std::vector<Napi::Value>& pins) {
+  return RunAsync(env, "kernel", std::move(work), std::move(result), pins);
 }
 
 // Wraps a binding body so validation failures become coded JS exceptions (sync) instead of crashes.
@@ -180,8 +190,6 @@ template <typename F> Napi::Value Guard(const Napi::CallbackInfo& info, F&& body
     return body();
   } catch (const CodedError& e) {
     throw MakeCodedError(env, e.code, e.what());
-  } catch (const ShapeError& e) {
-    throw MakeCodedError(env, "ERR_SHAPE", e.what());
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::bad_alloc&) {
@@ -192,11 +200,12 @@ template <typename F> Napi::Value Guard(const Napi::CallbackInfo& info, F&& body
 }
 
 // Each bind_*.cc file defines one of these; addon.cc calls them all.
-void InitCommon(Napi::Env env, Napi::Object exports);     // bind_common.cc: threads, matmul, build info
+void InitCommon(Napi::Env env, Napi::Object exports);     // bind_common.cc: threads, matmul, build info, call counts
 void InitBasic(Napi::Env env, Napi::Object exports);      // bind_basic.cc: linear, embedding, norms, rope, ...
 void InitOptim(Napi::Env env, Napi::Object exports);      // bind_optim.cc: AdamW, gradient stats, policy ops
 void InitAttention(Napi::Env env, Napi::Object exports);  // bind_attention.cc: flash attention, LM head + CE
-void InitModel(Napi::Env env, Napi::Object exports);      // bind_model.cc: the Llama-family model
+void InitModel(Napi::Env env, Napi::Object exports);      // bind_model*.cc: the Llama-family model
+void InitConvert(Napi::Env env, Napi::Object exports);    // bind_convert.cc: F16/BF16 -> F32
 void InitComm(Napi::Env env, Napi::Object exports);       // bind_comm.cc: Gloo communicator, Ulysses all-to-all
 
 }  // namespace ua

@@ -8,7 +8,9 @@
  * and never hold the event loop open after `close()`.
  */
 import { native } from './native.js';
+import type { CommHandle, StoreRequest, TypedArray } from './nativeBinding.js';
 import { EngineError } from './errors.js';
+import { kvHeadsPerRank } from './headSplit.js';
 import { isFileStore, type FileStoreSpec, type RendezvousStore } from './stores.js';
 
 export type CommErrorCode = 'ERR_COMM_TIMEOUT' | 'ERR_COMM_PEER' | 'ERR_COMM_CLOSED' | 'ERR_COMM_ARG' | 'ERR_COMM_STORE';
@@ -26,7 +28,7 @@ export class CommError extends Error {
 const ULYSSES_OPS = ['seqToHead', 'headToSeq', 'seqToHeadKv', 'headToSeqKvSum'] as const;
 export type UlyssesOp = (typeof ULYSSES_OPS)[number];
 
-export type CommArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array | Int16Array | Uint16Array | BigInt64Array;
+export type CommArray = TypedArray;
 
 export interface ConnectOptions {
   rank: number;
@@ -43,11 +45,9 @@ export interface ConnectOptions {
   sharedMemory?: boolean;
 }
 
-type StoreOp = 'set' | 'get' | 'wait';
-
 /** Adapts a JS store to the native bridge's request(op, key|keys, value) calls. */
-function storeRequest(store: RendezvousStore, timeoutMs: number) {
-  return async (op: StoreOp, key: string | string[], value?: Uint8Array): Promise<Uint8Array | undefined> => {
+function storeRequest(store: RendezvousStore, timeoutMs: number): StoreRequest {
+  return async (op, key, value) => {
     if (op === 'set') await store.set(key as string, value!);
     else if (op === 'get') return store.get(key as string, timeoutMs);
     else await store.wait(key as string[], timeoutMs);
@@ -60,11 +60,11 @@ function checkInt(what: string, v: number, min: number): void {
 }
 
 export class Communicator {
-  private handle: unknown;
+  private handle: CommHandle | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
 
-  private constructor(handle: unknown, readonly rank: number, readonly size: number, readonly timeoutMs: number) {
+  private constructor(handle: CommHandle, readonly rank: number, readonly size: number, readonly timeoutMs: number) {
     this.handle = handle;
   }
 
@@ -83,18 +83,18 @@ export class Communicator {
    * The native handle, for native consumers of this communicator (the model's Ulysses attention).
    * Throws ERR_COMM_CLOSED once closed.
    */
-  get nativeHandle(): unknown {
+  get nativeHandle(): CommHandle {
     if (this.handle === undefined) throw new CommError('ERR_COMM_CLOSED', 'nativeHandle: the communicator is closed');
     return this.handle;
   }
 
   /** Whether all-to-alls go through shared memory (every rank on this host) rather than TCP. */
   get sharedMemory(): boolean {
-    return this.handle !== undefined && (native().commInfo(this.handle) as { sharedMemory: boolean }).sharedMemory;
+    return this.handle !== undefined && native().commInfo(this.handle).sharedMemory;
   }
 
   /** Queues `fn` after every earlier collective of this communicator (same order on every rank). */
-  private enqueue<T>(what: string, fn: (handle: unknown) => Promise<T>): Promise<T> {
+  private enqueue<T>(what: string, fn: (handle: CommHandle) => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       if (this.handle === undefined) throw new CommError('ERR_COMM_CLOSED', `${what}: the communicator is closed`);
       return fn(this.handle);
@@ -174,7 +174,7 @@ export class Communicator {
     if (!Number.isInteger(iters) || iters < 1) throw new EngineError('ERR_ARG', `timeUlysses: iters must be a positive integer, got ${iters}`);
     const kind = ULYSSES_OPS.indexOf(op);
     if (kind < 0) throw new EngineError('ERR_ARG', `timeUlysses: op must be one of ${ULYSSES_OPS.join(', ')}, got ${String(op)}`);
-    return this.enqueue('timeUlysses', async (h) => (await native().commUlysses(kind, h, out, x, s, H, d, iters)) as number);
+    return this.enqueue('timeUlysses', async (h) => native().commUlysses(kind, h, out, x, s, H, d, iters));
   }
 
   private ulysses(kind: number, what: string, x: Float32Array, s: number, H: number, d: number, out: Float32Array): Promise<Float32Array> {
@@ -191,7 +191,7 @@ export class Communicator {
   split(tag: string, members: number[]): Promise<Communicator> {
     return this.enqueue('split', async (h) => {
       const sub = await native().commSplit(h, tag, Int32Array.from(members));
-      const info = native().commInfo(sub) as { rank: number; size: number };
+      const info = native().commInfo(sub);
       return new Communicator(sub, info.rank, info.size, this.timeoutMs);
     });
   }
@@ -207,44 +207,4 @@ export class Communicator {
     }
     return this.closing;
   }
-}
-
-/** Heads per rank of k/v after the seq->head all-to-all; refuses invalid (Hkv, P) naming the numbers. */
-export function kvHeadsPerRank(Hkv: number, P: number): number {
-  if (Number.isInteger(Hkv) && Number.isInteger(P) && Hkv > 0 && P > 0) {
-    if (Hkv % P === 0) return Hkv / P;
-    if (P % Hkv === 0) return 1;
-  }
-  throw new EngineError(
-    'ERR_CONFIG',
-    `key/value heads Hkv=${Hkv} must be divisible by the sequence-parallel degree P=${P}, or divide it (each kv head is then replicated P/Hkv times); choose P among the divisors or multiples of ${Hkv}`,
-  );
-}
-
-/** Validates (H, Hkv, P, world) for Ulysses before any process starts. */
-export function checkUlyssesLayout(H: number, Hkv: number, P: number, world = P): void {
-  if (!Number.isInteger(P) || P < 1) throw new EngineError('ERR_CONFIG', `sequence-parallel degree P must be a positive integer, got ${P}`);
-  if (!Number.isInteger(H) || H % P !== 0)
-    throw new EngineError('ERR_CONFIG', `attention heads H=${H} must be divisible by the sequence-parallel degree P=${P}; choose P among the divisors of ${H}`);
-  kvHeadsPerRank(Hkv, P);
-  if (!Number.isInteger(world) || world % P !== 0)
-    throw new EngineError('ERR_CONFIG', `world size ${world} must be a multiple of the sequence-parallel degree P=${P}`);
-}
-
-/** SP blocks are contiguous ranks of size sp; data-parallel replicas share a position in their block. */
-export function ulyssesGroups(rank: number, world: number, sp: number): { spMembers: number[]; dpMembers: number[] } {
-  if (!Number.isInteger(sp) || sp < 1 || world % sp !== 0)
-    throw new EngineError('ERR_CONFIG', `world size ${world} must be a multiple of the sequence-parallel degree ${sp}`);
-  const block = Math.floor(rank / sp);
-  const spMembers = Array.from({ length: sp }, (_, i) => block * sp + i);
-  const dpMembers = Array.from({ length: world / sp }, (_, k) => (rank % sp) + k * sp);
-  return { spMembers, dpMembers };
-}
-
-/** Splits `world` into this rank's SP block and its data-parallel replica group. */
-export async function createSubgroups(world: Communicator, sp: number): Promise<{ sp: Communicator; dp: Communicator }> {
-  const g = ulyssesGroups(world.rank, world.size, sp);
-  const spComm = await world.split('sp', g.spMembers);
-  const dpComm = await world.split('dp', g.dpMembers);
-  return { sp: spComm, dp: dpComm };
 }

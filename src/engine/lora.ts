@@ -8,6 +8,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EngineError } from './errors.js';
+import type { ParamView } from './nativeBinding.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from './safetensors.js';
 
 /** The linear modules of a decoder layer, in PEFT's (= the model's) order; bit i of the native mask. */
@@ -31,12 +32,7 @@ export interface LoraOptions {
 }
 
 /** Named views like the model's, over the flat adapter buffers. */
-export interface AdapterView {
-  name: string;
-  offset: number;
-  shape: number[];
-  numel: number;
-}
+export type AdapterView = ParamView;
 
 export interface ResolvedLora {
   rank: number;

@@ -4,6 +4,7 @@
  * into HF JSON for saving. Must never guess silently: unsupported features (rope scaling, other
  * activations, other model types) are refused rather than computed differently from HF.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { EngineError } from './errors.js';
 
@@ -120,8 +121,27 @@ export async function readModelConfig(path: string): Promise<ModelConfig> {
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new EngineError('ERR_FILE', `cannot read model config ${path}: ${(e as Error).message}`, { cause: e });
+    throw unreadable(path, e);
   }
+  return parseModelConfigText(text, path);
+}
+
+/** readModelConfig for the checks that run before anything starts (synchronous). */
+export function readModelConfigSync(path: string): ModelConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw unreadable(path, e);
+  }
+  return parseModelConfigText(text, path);
+}
+
+function unreadable(path: string, e: unknown): EngineError {
+  return new EngineError('ERR_FILE', `cannot read model config ${path}: ${(e as Error).message}`, { cause: e });
+}
+
+function parseModelConfigText(text: string, path: string): ModelConfig {
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -1,17 +1,16 @@
 /**
  * Loads the compiled native addon (native/build/Release/ulysses_native.node) once and exposes its
- * raw binding. Callers should use the typed wrappers in src/engine, never this object directly:
- * the raw functions trust their callers less than nothing, but report problems as bare codes.
+ * raw binding, typed by nativeBinding.ts. Callers should use the typed wrappers in src/engine,
+ * never this object directly: the raw functions validate their arguments but report problems as
+ * bare codes.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../util/packageRoot.js';
 import { EngineError } from './errors.js';
+import type { NativeBinding } from './nativeBinding.js';
 
-// The binding's surface is described per family in the wrappers; here it is an open record.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type NativeBinding = Record<string, any>;
 
 let cached: NativeBinding | undefined;
 

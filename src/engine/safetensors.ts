@@ -20,6 +20,10 @@ const DTYPE_BYTES: Record<string, number> = {
 export const LOADABLE_DTYPES = ['F32', 'F16', 'BF16'] as const;
 export type LoadableDType = (typeof LOADABLE_DTYPES)[number];
 
+function isLoadable(dtype: string): dtype is LoadableDType {
+  return (LOADABLE_DTYPES as readonly string[]).includes(dtype);
+}
+
 export interface SafetensorsEntry {
   name: string;
   dtype: string;
@@ -136,7 +140,8 @@ async function readHeaderFrom(fh: FileHandle, file: string): Promise<Safetensors
 export async function readTensorF32(header: SafetensorsHeader, name: string, out?: Float32Array, fh?: FileHandle): Promise<Float32Array> {
   const e = header.tensors.get(name);
   if (!e) bad(header.file, `tensor ${name}: not in the file`);
-  if (!(LOADABLE_DTYPES as readonly string[]).includes(e.dtype)) bad(header.file, `tensor ${name}: dtype ${e.dtype} cannot be loaded (expected F32, F16 or BF16)`);
+  const dtype = e.dtype;
+  if (!isLoadable(dtype)) bad(header.file, `tensor ${name}: dtype ${e.dtype} cannot be loaded (expected F32, F16 or BF16)`);
   const dst = out ?? new Float32Array(e.numel);
   if (dst.length !== e.numel) {
     throw new EngineError('ERR_SHAPE', `${header.file}: tensor ${name}: destination holds ${dst.length} floats, the tensor has ${e.numel}`);
@@ -144,13 +149,13 @@ export async function readTensorF32(header: SafetensorsHeader, name: string, out
   const own = !fh;
   const handle = fh ?? (await openFile(header.file));
   try {
-    if (e.dtype === 'F32') {
+    if (dtype === 'F32') {
       // Straight into the destination's memory (the host is little-endian like the format).
       await readExactly(handle, header.file, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), e.begin, `tensor ${name}`);
     } else {
       const raw = new Uint8Array(e.end - e.begin);
       await readExactly(handle, header.file, raw, e.begin, `tensor ${name}`);
-      await native().convertToF32(dst, raw, e.dtype);
+      await native().convertToF32(dst, raw, dtype);
     }
   } finally {
     if (own) await handle.close();

@@ -5,8 +5,8 @@
  * `singleProcessRuntime` is the world-of-one implementation (no communication); the Gloo-backed
  * one lives in src/train/createParallelRuntime.ts.
  */
-import { ulyssesGroups } from '../engine/Communicator.js';
-import type { Model } from '../engine/Model.js';
+import type { Model } from '../engine/model/index.js';
+import { groupMembers } from './groupMembers.js';
 
 export interface ParallelLayout {
   rank: number;
@@ -36,10 +36,10 @@ export interface ParallelRuntime extends ParallelLayout {
   close(): Promise<void>;
 }
 
-/** This rank's place in the SP/DP grid: its positions in the groups of ulyssesGroups (the one definition of the membership). */
+/** `rank`'s place in its groups (groupMembers.ts). */
 export function layoutOf(rank: number, world: number, sp: number): ParallelLayout {
-  const { spMembers, dpMembers } = ulyssesGroups(rank, world, sp);
-  return { rank, world, sp, dp: dpMembers.length, spRank: spMembers.indexOf(rank), dpRank: dpMembers.indexOf(rank) };
+  const g = groupMembers(rank, world, sp);
+  return { rank, world, sp, dp: world / sp, spRank: g.spMembers.indexOf(rank), dpRank: g.dpMembers.indexOf(rank) };
 }
 
 /** A world of one process: every collective is the identity. */

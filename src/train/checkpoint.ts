@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Model } from '../engine/Model.js';
+import type { Model } from '../engine/model/index.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from '../engine/lora.js';
 import { toHfConfig } from '../engine/modelConfig.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';

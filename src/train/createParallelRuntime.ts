@@ -7,9 +7,10 @@
  * bits on every rank. Must never issue a collective that another member of the group would not
  * issue at the same point, and never leave a connection open after close().
  */
-import { Communicator, createSubgroups, ulyssesGroups } from '../engine/Communicator.js';
+import { Communicator } from '../engine/Communicator.js';
 import type { FileStoreSpec, RendezvousStore } from '../engine/stores.js';
-import type { Model } from '../engine/Model.js';
+import type { Model } from '../engine/model/index.js';
+import { groupMembers } from './groupMembers.js';
 import { layoutOf, type Group, type ParallelRuntime } from './ParallelRuntime.js';
 import { validateParallel } from './validateParallel.js';
 
@@ -35,13 +36,21 @@ export async function createParallelRuntime(o: ParallelRuntimeOptions): Promise<
     const { sp, dp } = await createSubgroups(world, layout.sp);
     comms.push(sp, dp);
     // Every rank has the same sp, so every rank makes (or skips) this split alike.
-    const attn = layout.sp > 1 ? await world.split('spattn', ulyssesGroups(layout.rank, layout.world, layout.sp).spMembers) : undefined;
+    const attn = layout.sp > 1 ? await world.split('spattn', groupMembers(layout.rank, layout.world, layout.sp).spMembers) : undefined;
     if (attn) comms.push(attn);
     return new GlooRuntime(layout, world, sp, dp, attn);
   } catch (e) {
     await Promise.allSettled(comms.map((c) => c.close()));
     throw e;
   }
+}
+
+/** Splits `world` into this rank's SP block and its data-parallel replica group (groupMembers). */
+export async function createSubgroups(world: Communicator, sp: number): Promise<{ sp: Communicator; dp: Communicator }> {
+  const g = groupMembers(world.rank, world.size, sp);
+  const spComm = await world.split('sp', g.spMembers);
+  const dpComm = await world.split('dp', g.dpMembers);
+  return { sp: spComm, dp: dpComm };
 }
 
 class GlooRuntime implements ParallelRuntime {

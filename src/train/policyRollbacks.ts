@@ -9,7 +9,7 @@
  */
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PolicyEscalation } from './loop/Trainer.js';
+import type { PolicyEscalation } from './loop/PolicyEscalation.js';
 
 export const ROLLBACK_DIR = 'policy-rollbacks';
 

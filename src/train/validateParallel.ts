@@ -2,10 +2,12 @@
  * Validation of a sequence-parallel layout BEFORE any rank process starts (REFERENCE §2, issue 3
  * item 5): the attention heads must split over P, the key/value heads must either split over P or
  * divide it (each kv head then replicated P/Hkv times), and the world must be whole SP blocks.
- * Every problem names the numbers and a fix (the SP degrees that would work). Pure: no I/O, no
- * native code; it must never accept a layout the Ulysses all-to-alls would refuse later.
+ * Every problem names the numbers and a fix (the SP degrees that would work). The rule itself is
+ * engine/headSplit.ts's; this file words its failures as config problems. Pure: no I/O, no native
+ * code; it must never accept a layout the Ulysses all-to-alls would refuse later.
  */
 import { ConfigError, type ConfigProblem } from '../config/ConfigError.js';
+import { headSplitProblem, validSpDegrees } from '../engine/headSplit.js';
 
 export interface ParallelShape {
   /** num_attention_heads (H) */
@@ -24,18 +26,6 @@ function isPositiveInt(x: number): boolean {
   return Number.isInteger(x) && x > 0;
 }
 
-/** Whether P can split H query heads and Hkv kv heads (with replication when P > Hkv). */
-export function headsSplit(heads: number, kvHeads: number, sp: number): boolean {
-  return heads % sp === 0 && (kvHeads % sp === 0 || sp % kvHeads === 0);
-}
-
-/** The SP degrees that work for these heads (and divide `world` when given), ascending. */
-export function validSpDegrees(heads: number, kvHeads: number, world?: number): number[] {
-  const out: number[] = [];
-  for (let p = 1; p <= heads; p++) if (headsSplit(heads, kvHeads, p) && (world === undefined || world % p === 0)) out.push(p);
-  return out;
-}
-
 /** Every problem of the layout (empty when valid). */
 export function parallelProblems(s: ParallelShape): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -52,7 +42,8 @@ export function parallelProblems(s: ParallelShape): ConfigProblem[] {
     const ok = validSpDegrees(H, Hkv, world);
     return ok.length ? `use sequence_parallel_size in {${ok.join(', ')}}` : 'use sequence_parallel_size 1';
   };
-  if (H % P !== 0) {
+  const split = headSplitProblem(H, Hkv, P);
+  if (split === 'heads') {
     problems.push({
       key: 'sequence_parallel_size',
       value: P,
@@ -60,7 +51,7 @@ export function parallelProblems(s: ParallelShape): ConfigProblem[] {
       fix: options(),
       source,
     });
-  } else if (Hkv % P !== 0 && P % Hkv !== 0) {
+  } else if (split === 'kvHeads') {
     problems.push({
       key: 'sequence_parallel_size',
       value: P,

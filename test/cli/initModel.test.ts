@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { readModelConfig, toHfConfig } from '../../src/engine/modelConfig.js';
 import { readSafetensorsHeader } from '../../src/engine/safetensors.js';
 import { cleanEnv, runCli } from '../helpers/cli.js';

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { checkUlyssesLayout, kvHeadsPerRank, ulyssesGroups } from '../../src/engine/Communicator.js';
+import { checkUlyssesLayout, kvHeadsPerRank } from '../../src/engine/headSplit.js';
+import { groupMembers } from '../../src/train/groupMembers.js';
 import { isAlive, runRanks, type RankRun } from './fixtures/harness.js';
 
 // Checks the `collectives` scenario of every rank (see fixtures/rank.ts for the inputs).
@@ -103,6 +104,6 @@ t.test('Ulysses layout validation names the numbers', async (t) => {
   t.throws(() => checkUlyssesLayout(6, 6, 4), { code: 'ERR_CONFIG', message: /H=6.*P=4/ });
   t.throws(() => checkUlyssesLayout(8, 8, 4, 6), { code: 'ERR_CONFIG', message: /world size 6.*P=4/ });
   t.doesNotThrow(() => checkUlyssesLayout(8, 2, 4, 8), 'H=8, Hkv=2, P=4, world 8 is valid');
-  t.same(ulyssesGroups(5, 8, 2), { spMembers: [4, 5], dpMembers: [1, 3, 5, 7] }, 'rank 5 of 8, sp=2');
-  t.same(ulyssesGroups(2, 4, 4), { spMembers: [0, 1, 2, 3], dpMembers: [2] }, 'sp = world: DP group of one');
+  t.same(groupMembers(5, 8, 2), { spMembers: [4, 5], dpMembers: [1, 3, 5, 7] }, 'rank 5 of 8, sp=2');
+  t.same(groupMembers(2, 4, 4), { spMembers: [0, 1, 2, 3], dpMembers: [2] }, 'sp = world: DP group of one');
 });

@@ -2,7 +2,7 @@
 // log-softmax rows rebuilt from token losses (one forward per vocabulary id), locally and with
 // the same result whatever labels are given.
 import t from 'tap';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig } from '../../src/engine/modelConfig.js';
 
 const config = parseModelConfig({

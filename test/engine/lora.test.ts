@@ -8,7 +8,7 @@ import t from 'tap';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Model, type ForwardInput } from '../../src/engine/Model.js';
+import { Model, type ForwardInput } from '../../src/engine/model/index.js';
 import { LORA_MODULES } from '../../src/engine/lora.js';
 import { parseModelConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
 import { native } from '../../src/engine/native.js';

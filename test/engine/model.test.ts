@@ -4,7 +4,7 @@
 // fp32, so eps is large (1e-2 on weights of std ~0.02-0.1) and the tolerance is relative to
 // the largest gradient of the tensor.
 import t from 'tap';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig, readModelConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
 import { lcg as rng, packedDocs, type PackedDocs } from '../helpers/packedBatch.js';
 import { fdTensors } from './helpers/fdTensors.js';

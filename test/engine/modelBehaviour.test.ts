@@ -2,7 +2,7 @@
 // packed documents equal separate runs, runs are deterministic, per-token losses and weights
 // are consistent, and bad inputs / bad states give coded errors (never a crash).
 import t from 'tap';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
 
 const cfg: ModelConfig = parseModelConfig({

@@ -4,7 +4,7 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig } from '../../src/engine/modelConfig.js';
 import { readSafetensorsHeader, writeSafetensors } from '../../src/engine/safetensors.js';
 

@@ -4,7 +4,7 @@
 // The finite-difference test proves the gradient matches the loss; this one proves the loss is
 // the right function (a swapped gate/up or a wrong GQA mapping would pass FD but fail here).
 import t from 'tap';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
 
 type Mat = Float64Array; // row-major [rows, cols]

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Communicator } from '../../src/engine/Communicator.js';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { fileStore } from '../../src/engine/stores.js';
 import { SEED, modelConfig, sequenceOf, type SpCase } from './fixtures/cases.js';
 

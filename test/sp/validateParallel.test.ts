@@ -2,8 +2,8 @@
 // REFERENCE §2 (H % P, kv heads split or replicated) and world % P, each refusal naming the
 // numbers and the SP degrees that would work. Pure: no processes.
 import t from 'tap';
-import { headsSplit, parallelProblems, validSpDegrees, validateParallel } from '../../src/train/validateParallel.js';
-import { kvHeadsPerRank } from '../../src/engine/Communicator.js';
+import { parallelProblems, validateParallel } from '../../src/train/validateParallel.js';
+import { headsSplit, kvHeadsPerRank, validSpDegrees } from '../../src/engine/headSplit.js';
 
 t.test('valid layouts pass: MHA, GQA split, kv replication, world of several SP blocks', async (t) => {
   for (const s of [

@@ -9,7 +9,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig, toHfConfig, type ModelConfig } from '../../src/engine/modelConfig.js';
 import { readSafetensorsHeader } from '../../src/engine/safetensors.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';

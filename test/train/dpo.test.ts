@@ -2,7 +2,7 @@
 // against central finite differences of the loss itself (log-probs from real forwards of a
 // small Llama), the reference left untouched, and a few Trainer steps that raise the margin.
 import t from 'tap';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { dpoPairTerms, dpoStep, type PreferenceItem, type ReferenceModel } from '../../src/train/loop/dpo.js';
 import { IGNORE_INDEX, type PackedSequence } from '../../src/train/loop/sequences.js';

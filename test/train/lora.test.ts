@@ -9,7 +9,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Model } from '../../src/engine/Model.js';
+import type { Model } from '../../src/engine/model/index.js';
 import { readSafetensorsHeader } from '../../src/engine/safetensors.js';
 import { latestValidCheckpoint, loadCheckpoint, verifyCheckpoint } from '../../src/train/checkpoint.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';

@@ -1,5 +1,5 @@
 // Communicator over Gloo TCP (see communicator.h). Every Gloo call is wrapped so that its
-// exceptions become CommError and mark the communicator failed; nothing here aborts or hangs.
+// exceptions become CodedError and mark the communicator failed; nothing here aborts or hangs.
 #include "comm/communicator.h"
 
 #include <gloo/allgather.h>
@@ -25,16 +25,22 @@ namespace {
 
 void plain_copy(void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }
 
+// Classifies a Gloo exception message as a timeout or a broken connection.
+CodedError classify_gloo_error(const std::string& what, const std::string& during) {
+  const bool timeout = what.find("imed out") != std::string::npos || what.find("imeout") != std::string::npos;
+  return CodedError(timeout ? "ERR_COMM_TIMEOUT" : "ERR_COMM_PEER", during + ": " + what);
+}
+
 void connect_mesh(gloo::rendezvous::Context& ctx, Store& store, std::shared_ptr<gloo::transport::Device>& dev,
                   const std::string& during) {
   try {
     ctx.connectFullMesh(store, dev);
-  } catch (const CommError&) {
+  } catch (const CodedError&) {
     throw;
   } catch (const std::exception& e) {
     throw classify_gloo_error(e.what(), during);
   } catch (...) {
-    throw CommError("ERR_COMM_PEER", during + ": unknown error");
+    throw CodedError("ERR_COMM_PEER", during + ": unknown error");
   }
 }
 
@@ -43,9 +49,9 @@ void connect_mesh(gloo::rendezvous::Context& ctx, Store& store, std::shared_ptr<
 std::shared_ptr<Communicator> Communicator::connect(int rank, int size, std::shared_ptr<Store> store, Millis timeout,
                                                     const std::string& host, bool shared_memory) {
   if (size < 1 || rank < 0 || rank >= size)
-    throw CommError("ERR_COMM_ARG", "communicator: rank " + std::to_string(rank) + " is not in [0, " +
+    throw CodedError("ERR_COMM_ARG", "communicator: rank " + std::to_string(rank) + " is not in [0, " +
                                         std::to_string(size) + ")");
-  if (timeout.count() <= 0) throw CommError("ERR_COMM_ARG", "communicator: timeout must be positive");
+  if (timeout.count() <= 0) throw CodedError("ERR_COMM_ARG", "communicator: timeout must be positive");
   std::shared_ptr<Communicator> c(new Communicator());
   c->rank_ = rank;
   c->size_ = size;
@@ -56,7 +62,7 @@ std::shared_ptr<Communicator> Communicator::connect(int rank, int size, std::sha
     attr.hostname = host;
     c->device_ = gloo::transport::tcp::CreateDevice(attr);
   } catch (const std::exception& e) {
-    throw CommError("ERR_COMM_PEER", std::string("communicator: cannot open a TCP device on ") + host + ": " + e.what());
+    throw CodedError("ERR_COMM_PEER", std::string("communicator: cannot open a TCP device on ") + host + ": " + e.what());
   }
   auto ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
   ctx->setTimeout(timeout);
@@ -136,33 +142,33 @@ void Communicator::close() {
 template <typename F> void Communicator::run(const char* what, F&& body) {
   std::lock_guard<std::mutex> lock(op_mu_);
   std::string during = std::string(what) + " (rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ")";
-  if (closed_.load()) throw CommError("ERR_COMM_CLOSED", during + ": the communicator is closed");
-  if (failed_.load()) throw CommError("ERR_COMM_CLOSED", during + ": the communicator failed earlier: " + failure_);
+  if (closed_.load()) throw CodedError("ERR_COMM_CLOSED", during + ": the communicator is closed");
+  if (failed_.load()) throw CodedError("ERR_COMM_CLOSED", during + ": the communicator failed earlier: " + failure_);
   try {
     body();
-  } catch (const CommError& e) {
+  } catch (const CodedError& e) {
     failure_ = e.what();
     failed_ = true;
     throw;
   } catch (const ShmTimeout& e) {
     failure_ = during + ": no answer within " + std::to_string(timeout_.count()) + " ms (" + e.what() + ")";
     failed_ = true;
-    throw CommError("ERR_COMM_TIMEOUT", failure_);
+    throw CodedError("ERR_COMM_TIMEOUT", failure_);
   } catch (const ShmPeerDead& e) {
     failure_ = during + ": " + e.what();
     failed_ = true;
-    throw CommError("ERR_COMM_PEER", failure_);
+    throw CodedError("ERR_COMM_PEER", failure_);
   } catch (const std::exception& e) {
-    CommError ce = classify_gloo_error(e.what(), during);
+    CodedError ce = classify_gloo_error(e.what(), during);
     if (ce.code == "ERR_COMM_TIMEOUT")
-      ce = CommError(ce.code, during + ": no answer within " + std::to_string(timeout_.count()) + " ms (" + e.what() + ")");
+      ce = CodedError(ce.code, during + ": no answer within " + std::to_string(timeout_.count()) + " ms (" + e.what() + ")");
     failure_ = ce.what();
     failed_ = true;
     throw ce;
   } catch (...) {
     failure_ = during + ": unknown error";
     failed_ = true;
-    throw CommError("ERR_COMM_PEER", failure_);
+    throw CodedError("ERR_COMM_PEER", failure_);
   }
 }
 
@@ -181,7 +187,7 @@ void Communicator::all_reduce_sum(float* x, size_t n) {
 
 void Communicator::broadcast(void* data, size_t bytes, int root) {
   if (root < 0 || root >= size_)
-    throw CommError("ERR_COMM_ARG", "broadcast: root " + std::to_string(root) + " is not in [0, " +
+    throw CodedError("ERR_COMM_ARG", "broadcast: root " + std::to_string(root) + " is not in [0, " +
                                         std::to_string(size_) + ")");
   if (size_ == 1 || bytes == 0) return;
   run("broadcast", [&] {
@@ -250,7 +256,7 @@ void Communicator::all_to_all(const void* in, void* out, size_t bytes_per_rank) 
 void Communicator::exchange(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
                             const uint8_t* send_direct, uint8_t* recv_direct) {
   if (chunk == 0) return;
-  if (rows == 0) throw CommError("ERR_COMM_ARG", "allToAll: a nonempty chunk needs at least one row");
+  if (rows == 0) throw CodedError("ERR_COMM_ARG", "allToAll: a nonempty chunk needs at least one row");
   const size_t total = chunk * size_;
   run("allToAll", [&] {
     if (shm_) return exchange_shared(chunk, rows, pack, consume, send_direct, recv_direct);
@@ -460,14 +466,14 @@ std::shared_ptr<Communicator> Communicator::split(const std::string& tag, const 
   for (size_t i = 0; i < members.size(); i++) {
     int m = members[i];
     if (m < 0 || m >= size_ || (i > 0 && m <= members[i - 1]))
-      throw CommError("ERR_COMM_ARG", "split '" + tag + "': members must be ascending ranks in [0, " +
+      throw CodedError("ERR_COMM_ARG", "split '" + tag + "': members must be ascending ranks in [0, " +
                                           std::to_string(size_) + ")");
     if (m == rank_) me = static_cast<int>(i);
     list += (i ? "-" : "") + std::to_string(m);
   }
   if (me < 0)
-    throw CommError("ERR_COMM_ARG", "split '" + tag + "': rank " + std::to_string(rank_) + " is not among members " + list);
-  if (closed_.load() || failed_.load()) throw CommError("ERR_COMM_CLOSED", "split '" + tag + "': the communicator is closed or failed");
+    throw CodedError("ERR_COMM_ARG", "split '" + tag + "': rank " + std::to_string(rank_) + " is not among members " + list);
+  if (closed_.load() || failed_.load()) throw CodedError("ERR_COMM_CLOSED", "split '" + tag + "': the communicator is closed or failed");
   std::shared_ptr<Communicator> c(new Communicator());
   c->rank_ = me;
   c->size_ = static_cast<int>(members.size());

@@ -2,7 +2,7 @@
 // mesh, with blocking collectives that each end within the communicator's timeout. Callers run
 // these off the JS main thread. Plain C++ (no N-API).
 // Must never hang (every wait has a deadline), never let a Gloo exception escape as anything but
-// CommError, and never be used again after a failure (it reports ERR_COMM_CLOSED instead).
+// CodedError, and never be used again after a failure (it reports ERR_COMM_CLOSED instead).
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/comm_error.h"
+#include "error.h"
 #include "comm/shm.h"
 #include "comm/store.h"
 

@@ -37,7 +37,7 @@ class ScopedStore : public Store {
 
 // A store whose operations are supplied as functions. `get` must return the value once the key
 // exists (waiting up to the timeout); `wait` returns once every key exists. Each may throw
-// CommError (e.g. ERR_COMM_TIMEOUT).
+// CodedError (e.g. ERR_COMM_TIMEOUT).
 struct StoreCallbacks {
   std::function<void(const std::string&, const std::vector<char>&, Millis)> set;
   std::function<std::vector<char>(const std::string&, Millis)> get;

@@ -9,14 +9,14 @@ namespace ua::comm {
 
 void check_heads(int64_t H, int64_t P) {
   if (H <= 0 || P <= 0 || H % P != 0)
-    throw CommError("ERR_COMM_ARG", "ulysses: the number of attention heads H=" + std::to_string(H) +
+    throw CodedError("ERR_COMM_ARG", "ulysses: the number of attention heads H=" + std::to_string(H) +
                                         " must be divisible by the sequence-parallel degree P=" + std::to_string(P));
 }
 
 int64_t kv_heads_per_rank(int64_t Hkv, int64_t P) {
   if (Hkv > 0 && P > 0 && Hkv % P == 0) return Hkv / P;
   if (Hkv > 0 && P > 0 && P % Hkv == 0) return 1;
-  throw CommError("ERR_COMM_ARG", "ulysses: key/value heads Hkv=" + std::to_string(Hkv) +
+  throw CodedError("ERR_COMM_ARG", "ulysses: key/value heads Hkv=" + std::to_string(Hkv) +
                                       " must be divisible by P=" + std::to_string(P) +
                                       " or divide it (kv replication); choose P among the divisors or multiples of " +
                                       std::to_string(Hkv));
@@ -26,7 +26,7 @@ namespace {
 
 void check_sizes(int64_t s, int64_t d) {
   if (s < 0 || d <= 0)
-    throw CommError("ERR_COMM_ARG", "ulysses: expected s >= 0 and d > 0, got s=" + std::to_string(s) + " d=" +
+    throw CodedError("ERR_COMM_ARG", "ulysses: expected s >= 0 and d > 0, got s=" + std::to_string(s) + " d=" +
                                         std::to_string(d));
 }
 

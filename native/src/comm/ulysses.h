@@ -17,7 +17,7 @@
 
 namespace ua::comm {
 
-// Heads per rank after seq_to_head_kv; throws CommError ERR_COMM_ARG naming the numbers when
+// Heads per rank after seq_to_head_kv; throws CodedError ERR_COMM_ARG naming the numbers when
 // (H, Hkv, P) is not a valid Ulysses layout.
 int64_t kv_heads_per_rank(int64_t Hkv, int64_t P);
 void check_heads(int64_t H, int64_t P);

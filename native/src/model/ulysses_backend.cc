@@ -1,5 +1,5 @@
 // Ulysses attention (see ulysses_backend.h): all-to-alls around the local flash kernels.
-// Must never let ranks diverge in the collectives they issue, and never swallow a CommError.
+// Must never let ranks diverge in the collectives they issue, and never swallow a CodedError.
 #include "model/ulysses_backend.h"
 
 #include <chrono>
@@ -24,7 +24,7 @@ void Zero(comm::CommBuffer& v) { std::memset(v.data(), 0, v.bytes()); }
 
 UlyssesAttention::UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int64_t H, int64_t Hkv)
     : comm_(std::move(comm)) {
-  if (!comm_) throw comm::CommError("ERR_COMM_ARG", "ulysses attention: no communicator");
+  if (!comm_) throw CodedError("ERR_COMM_ARG", "ulysses attention: no communicator");
   P_ = comm_->size();
   H_ = H;
   Hkv_ = Hkv;
@@ -32,7 +32,7 @@ UlyssesAttention::UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int
   hg_ = comm::kv_heads_per_rank(Hkv, P_);
   hl_ = H / P_;
   if (Hkv <= 0 || H % Hkv != 0)
-    throw comm::CommError("ERR_COMM_ARG", "ulysses attention: H=" + std::to_string(H) +
+    throw CodedError("ERR_COMM_ARG", "ulysses attention: H=" + std::to_string(H) +
                                               " must be a multiple of Hkv=" + std::to_string(Hkv));
 }
 

@@ -20,7 +20,7 @@
 // Consequence: every rank of the SP group must make the same sequence of calls (same model
 // configuration, checkpointing included), as it must for the collectives anyway.
 //
-// Plain C++ (no N-API). Communicator failures surface as comm::CommError (coded ERR_COMM_*);
+// Plain C++ (no N-API). Communicator failures surface as CodedError (coded ERR_COMM_*);
 // the binding maps them to coded rejections. Must never keep pointers to the model's buffers
 // beyond one call (the cache is keyed by them, never dereferenced later), never issue a
 // collective that another rank of the group would not issue at the same point.
@@ -44,7 +44,7 @@ struct UlyssesStats {
 class UlyssesAttention : public AttentionBackend {
  public:
   // comm: the SP group (P = comm->size()); H, Hkv: the model's head counts, validated here
-  // (CommError ERR_COMM_ARG naming the numbers when they are not a Ulysses layout).
+  // (CodedError ERR_COMM_ARG naming the numbers when they are not a Ulysses layout).
   UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int64_t H, int64_t Hkv);
 
   int64_t attended_tokens(int64_t n) const override { return n * P_; }

@@ -11,7 +11,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { EngineError } from '../../engine/errors.js';
-import { Model } from '../../engine/Model.js';
+import { Model } from '../../engine/model/index.js';
 import { readModelConfig } from '../../engine/modelConfig.js';
 import { packageRoot } from '../../util/packageRoot.js';
 import { UsageError } from '../UsageError.js';

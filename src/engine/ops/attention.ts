@@ -9,6 +9,7 @@
  * output 0, lse -Infinity and zero gradients).
  */
 import { native } from '../native.js';
+import type { AttentionShapeArgs } from '../nativeBinding.js';
 import { expectData, type Tensor } from '../Tensor.js';
 import { EngineError } from '../errors.js';
 
@@ -44,7 +45,7 @@ function checkShape(what: string, sh: AttentionShape): void {
   }
 }
 
-function shapeArgs(sh: AttentionShape): unknown[] {
+function shapeArgs(sh: AttentionShape): AttentionShapeArgs {
   return [sh.docLens ?? null, sh.s, sh.H, sh.Hkv, sh.d, sh.causal ?? true, sh.scale ?? 0];
 }
 
@@ -108,7 +109,7 @@ export async function attentionReference(out: F32, q: F32, k: F32, v: F32, sh: A
 
 /** High-water mark (bytes) of the flash kernels' own scratch since the last reset (inputs/outputs excluded). */
 export function attentionScratchPeakBytes(): number {
-  return native().attentionScratchPeak() as number;
+  return native().attentionScratchPeak();
 }
 
 export function resetAttentionScratchPeak(): void {
@@ -162,7 +163,7 @@ export async function lmHeadCeForward(
   checkNormalizer(w, normalizer);
   const tl = o.tokenLoss ? expectData<Float32Array>(`${w} tokenLoss`, o.tokenLoss, 'f32', [sh.n]) : null;
   const lse = o.lse ? expectData<Float32Array>(`${w} lse`, o.lse, 'f32', [sh.n]) : null;
-  return (await native().lmHeadCeForward(
+  return native().lmHeadCeForward(
     tl,
     lse,
     expectData<Float32Array>(`${w} h`, h, 'f32', [sh.n, sh.dim]),
@@ -173,7 +174,7 @@ export async function lmHeadCeForward(
     sh.vocab,
     normalizer,
     sh.chunk ?? 256,
-  )) as { loss: number; valid: number };
+  );
 }
 
 export interface LmHeadCeGrads {

@@ -1,12 +1,17 @@
 /**
  * Typed wrappers for AdamW and the gradient-policy kernels (REFERENCE §5): statistics over a flat
- * gradient split into tensors, seeded counter-based noise, scale, centralize, clip, zero.
- * Results are bitwise identical for any thread count and on every process, so replicas that run
- * the same calls make the same decisions. Never draw noise from Math.random or any unkeyed source.
+ * gradient split into tensors, seeded counter-based noise, scale, centralize, clip, zero, and the
+ * fused optimizer step that runs a plan's operations and AdamW over every tensor in one native
+ * call (bitwise what the per-tensor calls give). Results are bitwise identical for any thread
+ * count and on every process, so replicas that run the same calls make the same decisions.
+ * Never draw noise from Math.random or any unkeyed source.
  */
 import { native } from '../native.js';
+import { SPAN_CENTRALIZE, SPAN_COLUMNS, SPAN_DECAY, type GradStats, type NativeGradPlan, type PlanEffects } from '../nativeBinding.js';
 import { expectData, Tensor } from '../Tensor.js';
 import { EngineError } from '../errors.js';
+
+export type { GradStats, PlanEffects };
 
 type F32 = Tensor | Float32Array;
 
@@ -30,19 +35,6 @@ export interface GradSpan {
   numel: number;
 }
 
-export interface GradStats {
-  /** Mean over tensors of mean(|g|) (each non-empty tensor counts once; REFERENCE §5). */
-  gradMean: number;
-  /** Global L2 norm over the finite values. */
-  l2Norm: number;
-  /** Max |g| over the finite values. */
-  maxAbs: number;
-  /** Number of NaN/Inf values. */
-  nonfinite: number;
-  /** mean(|g|) of each tensor (finite values summed, divided by numel). */
-  perTensorMeanAbs: Float64Array;
-}
-
 export async function gradStats(grad: F32, spans: readonly GradSpan[]): Promise<GradStats> {
   const g = flat('gradStats grad', grad);
   const s = new Float64Array(spans.length * 2);
@@ -55,7 +47,7 @@ export async function gradStats(grad: F32, spans: readonly GradSpan[]): Promise<
     s[2 * i] = sp.offset;
     s[2 * i + 1] = sp.numel;
   });
-  return (await native().gradStats(g, s)) as GradStats;
+  return native().gradStats(g, s);
 }
 
 /** Keys one noise stream: same key -> same bits on every process, for any thread count. */
@@ -87,13 +79,13 @@ export async function addNoise(g: F32, std: number, key: NoiseKey): Promise<void
 export function philoxNormal(key: NoiseKey, i: number): number {
   checkKey('philoxNormal', key);
   int('philoxNormal', 'i', i);
-  return native().philoxNormal(key.seed, key.step, key.tensor, i) as number;
+  return native().philoxNormal(key.seed, key.step, key.tensor, i);
 }
 
 /** The raw Philox4x32-10 block function (for known-answer tests). */
 export function philox4x32(ctr: readonly [number, number, number, number], key: readonly [number, number]): number[] {
   [...ctr, ...key].forEach((v, i) => int('philox4x32', `word ${i}`, v, U32));
-  return native().philox4x32(...ctr, ...key) as number[];
+  return native().philox4x32(...ctr, ...key);
 }
 
 /** g *= factor */
@@ -117,12 +109,17 @@ export async function clipByGlobalNorm(g: F32, norm: number, maxNorm: number): P
   finite('clipByGlobalNorm', 'maxNorm', maxNorm);
   if (norm < 0 || maxNorm <= 0) throw new EngineError('ERR_ARG', `clipByGlobalNorm: need norm >= 0 and maxNorm > 0, got ${norm}, ${maxNorm}`);
   const d = flat('clipByGlobalNorm g', g);
-  return (await native().clipByGlobalNorm(d, d.length, norm, maxNorm)) as number;
+  return native().clipByGlobalNorm(d, d.length, norm, maxNorm);
 }
 
 export async function zero(g: F32): Promise<void> {
   const d = flat('zero g', g);
   await native().zero(d, d.length);
+}
+
+function checkAdamW(op: string, o: AdamWOptions): void {
+  finite(op, 'lr', o.lr);
+  if (!Number.isInteger(o.step) || o.step < 1) throw new EngineError('ERR_ARG', `${op}: step must be an integer >= 1, got ${o.step}`);
 }
 
 export interface AdamWOptions {
@@ -144,10 +141,83 @@ export async function adamwStep(param: F32, m: F32, v: F32, grad: F32, o: AdamWO
     if (d.length !== n) throw new EngineError('ERR_SHAPE', `${what}: expected ${n} elements (as param), got ${d.length}`);
     return d;
   };
-  finite('adamwStep', 'lr', o.lr);
-  if (!Number.isInteger(o.step) || o.step < 1) throw new EngineError('ERR_ARG', `adamwStep: step must be an integer >= 1, got ${o.step}`);
+  checkAdamW('adamwStep', o);
   await native().adamwStep(
     p, vec('adamwStep m', m), vec('adamwStep v', v), vec('adamwStep grad', grad), n,
     o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8, o.weightDecay ?? 0, o.step,
   );
+}
+
+/** One trainable tensor of the fused optimizer step. */
+export interface StepSpan extends GradSpan {
+  /** [rows, cols] when its gradient is centralized (rows * cols = numel), else null */
+  centralize: readonly [number, number] | null;
+  /** whether AdamW's weight decay applies */
+  decay: boolean;
+  /** the tensor index that keys its noise stream (< 2^32) */
+  noiseTensor: number;
+}
+
+/** Spans validated and encoded once for the native call (reused step after step). */
+export class SpanTable {
+  readonly data: Float64Array;
+  readonly length: number;
+
+  constructor(spans: readonly StepSpan[]) {
+    this.length = spans.length;
+    this.data = new Float64Array(spans.length * SPAN_COLUMNS);
+    spans.forEach((sp, i) => {
+      const at = `SpanTable: spans[${i}]`;
+      int(at, 'offset', sp.offset);
+      int(at, 'numel', sp.numel);
+      int(at, 'noiseTensor', sp.noiseTensor, U32);
+      const [rows, cols] = sp.centralize ?? [0, 0];
+      if (sp.centralize) {
+        int(at, 'rows', rows);
+        int(at, 'cols', cols);
+        if (rows * cols !== sp.numel) throw new EngineError('ERR_SHAPE', `${at}: centralization shape [${rows}, ${cols}] does not hold its ${sp.numel} elements`);
+      }
+      const flags = (sp.centralize ? SPAN_CENTRALIZE : 0) | (sp.decay ? SPAN_DECAY : 0);
+      this.data.set([sp.offset, sp.numel, rows, cols, flags, sp.noiseTensor], i * SPAN_COLUMNS);
+    });
+  }
+}
+
+/** The gradient operations of one step and the reduced statistics they are judged on. */
+export interface StepPlan extends Omit<NativeGradPlan, 'l2Norm'> {
+  /** the reduced statistics of the gradients the plan was made from */
+  stats: Pick<GradStats, 'l2Norm' | 'perTensorMeanAbs'>;
+}
+
+/** What the fused step updates after the plan: parameters and AdamW moments, flat like the gradient. */
+export interface StepUpdate extends AdamWOptions {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+/**
+ * One optimizer step in one native call: the plan's operations in their fixed order (noise,
+ * scaling, centralization, clip by the global norm recomputed after them) on `grad`, then, with
+ * `update`, AdamW on every span (weight decay where span.decay). Bitwise equal to addNoise /
+ * scale / centralize / gradStats / clipByGlobalNorm / adamwStep called span by span.
+ */
+export async function optimizerStep(grad: Float32Array, spans: SpanTable, plan: StepPlan, update: StepUpdate | null = null): Promise<PlanEffects> {
+  const g = flat('optimizerStep grad', grad);
+  const same = (what: string, x: Float32Array): Float32Array => {
+    const d = flat(`optimizerStep ${what}`, x);
+    if (d.length !== g.length) throw new EngineError('ERR_SHAPE', `optimizerStep ${what}: expected ${g.length} elements (as grad), got ${d.length}`);
+    return d;
+  };
+  if (!(spans instanceof SpanTable)) throw new EngineError('ERR_ARG', 'optimizerStep: spans must be a SpanTable');
+  const meanAbs = plan.stats.perTensorMeanAbs;
+  if (!(meanAbs instanceof Float64Array) || meanAbs.length !== spans.length) {
+    throw new EngineError('ERR_SHAPE', `optimizerStep: stats.perTensorMeanAbs must be a Float64Array of ${spans.length} values (one per span)`);
+  }
+  const { stats, ...ops } = plan;
+  const nativePlan: NativeGradPlan = { ...ops, l2Norm: stats.l2Norm };
+  if (!update) return native().optimizerStep(g, spans.data, nativePlan, meanAbs, null, null, null, null);
+  checkAdamW('optimizerStep', update);
+  const adam = { lr: update.lr, beta1: update.beta1 ?? 0.9, beta2: update.beta2 ?? 0.999, eps: update.eps ?? 1e-8, weightDecay: update.weightDecay ?? 0, step: update.step };
+  return native().optimizerStep(g, spans.data, nativePlan, meanAbs, same('params', update.params), same('m', update.m), same('v', update.v), adam);
 }

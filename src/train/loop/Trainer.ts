@@ -2,32 +2,40 @@
  * The training loop of one rank: micro-batches with gradient accumulation, the loss normalized by
  * the valid tokens of the whole optimizer step (agreed across the SP group before the first
  * forward), gradient reduction, the gradient policy (once per optimizer step, after reduction),
- * the plan applied in native code, AdamW with the scheduled LR times the plan's multiplier,
- * checkpoints (rank 0 writes, everybody waits at a barrier) and exact resume. The optimizer side
- * (reduction, statistics, plan, AdamW, hash, checkpointed moments) works on `model.trainable`: the
- * whole model, or only the LoRA adapters when they are attached (the base model is then frozen).
+ * the plan and AdamW (scheduled LR times the plan's multiplier) in one native call of the
+ * Optimizer, checkpoints (rank 0 writes, everybody waits at a barrier) and exact resume. The
+ * per-stage work of a step is languageModelStep (pt/sft) or preferenceStep (dpo); the checkpointed
+ * state is trainerState.ts's. The optimizer side (reduction, statistics, plan, AdamW, hash,
+ * checkpointed moments) works on `model.trainable`: the whole model, or only the LoRA adapters
+ * when they are attached (the base model is then frozen).
  *
  * Every rank issues the same collectives in the same order: per step one SP all-reduce of the
  * token count, the model's own all-to-alls, the gradient reduction, one world all-reduce of the
  * loss; per checkpoint one barrier. Must never make a decision from local, unreduced numbers,
  * draw unkeyed randomness, or let a rank run past a checkpoint that is not yet committed.
  */
-import { createHash } from 'node:crypto';
 import type { ChaosHooks } from '../ChaosHooks.js';
 import type { JobConfig } from '../../config/JobConfig.js';
-import type { Model } from '../../engine/Model.js';
-import { adamwStep, gradStats, zero } from '../../engine/ops/optim.js';
+import type { Model } from '../../engine/model/index.js';
+import { gradStats, zero } from '../../engine/ops/optim.js';
 import type { PolicyConfig } from '../../statecharts/policyConfig.js';
 import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { StepReport } from '../Workload.js';
-import { loadCheckpoint, pruneCheckpoints, writeCheckpoint, writeFinalAdapter, writeFinalModel, type TrainerState } from '../checkpoint.js';
+import { pruneCheckpoints, writeCheckpoint, writeFinalAdapter, writeFinalModel, type TrainerState } from '../checkpoint.js';
 import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
-import { applyPlan, decays, spansOf } from './applyPlan.js';
+import { spansOf } from './applyPlan.js';
+import type { PreferenceItem } from './dpo.js';
+import { languageModelStep } from './languageModelStep.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
-import { dpoStep, type PreferenceItem, type ReferenceModel } from './dpo.js';
-import { shardSequence, type PackedSequence, type SequenceShard, type TrainData } from './sequences.js';
+import { Optimizer } from './Optimizer.js';
+import { PolicyEscalation } from './PolicyEscalation.js';
+import { preferenceStep, type PreferenceOptions } from './preferenceStep.js';
+import type { PackedSequence, TrainData } from './sequences.js';
+import { DPO_METRICS, type StepSums } from './StepSums.js';
+import { restoreTrainer, trainerState } from './trainerState.js';
+import { weightsHash } from './weightsHash.js';
 
 /** The job keys the loop reads (snake_case as in YAML). */
 export type TrainConfig = Pick<
@@ -52,19 +60,6 @@ export type TrainConfig = Pick<
   | 'seed'
   | 'debug'
 >;
-
-/** One rank's contribution to the step's world sums. */
-interface StepSums {
-  lossSum: number;
-  localTokens: number;
-  /** supervised tokens counted once per replica */
-  validTokens: number;
-  /** dpo: per-replica means of rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected */
-  rewards?: number[];
-}
-
-/** The metrics.jsonl names of StepSums.rewards, in order (LLaMA-Factory's). */
-const DPO_METRICS = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected'] as const;
 
 /** The step report (the `rank.step.done` body) with the figures the loop always fills in. */
 export interface StepInfo extends StepReport {
@@ -123,7 +118,7 @@ export interface TrainerOptions {
    * stage dpo: `data` yields PreferenceItems; the loss is DPO's sigmoid loss with `beta`
    * (pref_beta) against the reference model.
    */
-  dpo?: { beta: number; reference: ReferenceModel };
+  dpo?: PreferenceOptions;
 }
 
 export interface TrainResult {
@@ -134,42 +129,15 @@ export interface TrainResult {
   losses: number[];
 }
 
-/** The code a coordinator sees when the policy gives up on non-finite gradients. */
-export class PolicyEscalation extends Error {
-  readonly code = 'ERR_POLICY_ESCALATE';
-  constructor(readonly step: number, readonly streak: number) {
-    super(`non-finite gradients for ${streak} consecutive steps (up to step ${step}): rolling back to the last checkpoint`);
-    this.name = 'PolicyEscalation';
-  }
-}
-
-/** The LoRA dropout key of shard `index` of optimizer step `step` (uint32, distinct for index < 2^16). */
-export function dropoutKeyOf(step: number, index: number): number {
-  return ((step * 0x10000) + index) >>> 0;
-}
-
 /** For hooks that wait on a signal when the caller gave none. */
 const neverAborted = new AbortController().signal;
-
-/** sha256 over the trainable parameters (views in order, raw f32 bytes): the adapters with LoRA. */
-export function weightsHash(model: Model): string {
-  const h = createHash('sha256');
-  const { params, views } = model.trainable;
-  for (const v of views) {
-    const d = params.subarray(v.offset, v.offset + v.numel);
-    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  }
-  return h.digest('hex');
-}
 
 export class Trainer {
   readonly schedule: ScheduleConfig;
   private readonly o: TrainerOptions;
-  private readonly m: Float32Array;
-  private readonly v: Float32Array;
+  private readonly optimizer: Optimizer;
   private policy: PolicyRunner;
   private step = 0;
-  private adamStep = 0;
   private lastLr = 0;
   private readonly lossScale;
 
@@ -177,8 +145,7 @@ export class Trainer {
     this.o = o;
     this.schedule = scheduleOf(o.config, o.data.batchesPerEpoch);
     // sized to what the optimizer updates: attach LoRA before constructing the trainer
-    this.m = new Float32Array(o.model.trainable.params.length);
-    this.v = new Float32Array(o.model.trainable.params.length);
+    this.optimizer = new Optimizer(o.model.trainable, o.config);
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }
@@ -188,41 +155,29 @@ export class Trainer {
   }
 
   private state(): TrainerState {
-    const { gradient_accumulation_steps: gas } = this.o.config;
-    const next = this.step * gas;
-    const bpe = this.o.data.batchesPerEpoch;
-    return {
-      version: 1,
+    const { o } = this;
+    return trainerState({
       step: this.step,
-      adam_step: this.adamStep,
-      epoch: next / bpe,
-      cursor: { epoch: Math.floor(next / bpe), batch: next % bpe },
-      rng: { generator: 'philox4x32-10', seed: this.o.config.seed },
-      policy: this.policy.persist(),
-      lr: this.lastLr,
-      total_steps: this.schedule.totalSteps,
-      warmup_steps: this.schedule.warmupSteps,
-      interventions: this.policy.context.interventions,
-      config_hash: this.o.configHash ?? '',
-    };
-  }
-
-  private async restore(path: string): Promise<void> {
-    const st = await loadCheckpoint(path, this.o.model, this.m, this.v);
-    if (this.o.configHash && st.config_hash && st.config_hash !== this.o.configHash) {
-      this.o.logger.warn(`resuming ${path} under different settings (config hash ${st.config_hash.slice(0, 12)} != ${this.o.configHash.slice(0, 12)}): the run will not match an uninterrupted one`);
-    }
-    this.step = st.step;
-    this.adamStep = st.adam_step;
-    this.lastLr = st.lr;
-    this.policy = new PolicyRunner(undefined, st.policy);
-    this.o.logger.info(`resumed from ${path} at step ${st.step}`, { policy: this.policy.path });
+      optimizer: this.optimizer,
+      policy: this.policy,
+      lastLr: this.lastLr,
+      schedule: this.schedule,
+      gradientAccumulationSteps: o.config.gradient_accumulation_steps,
+      batchesPerEpoch: o.data.batchesPerEpoch,
+      seed: o.config.seed,
+      configHash: o.configHash ?? '',
+    });
   }
 
   async run(): Promise<TrainResult> {
     const { o } = this;
     const { model, runtime, config: c } = o;
-    if (o.resumeFrom) await this.restore(o.resumeFrom);
+    if (o.resumeFrom) {
+      const r = await restoreTrainer(o.resumeFrom, model, this.optimizer, o.configHash, o.logger);
+      this.step = r.step;
+      this.lastLr = r.lastLr;
+      this.policy = r.policy;
+    }
     await model.zeroGrad();
     const losses: number[] = [];
     const last = Math.min(this.schedule.totalSteps, o.stopAfter ?? Infinity);
@@ -254,7 +209,7 @@ export class Trainer {
       const chaos = o.chaos;
       const w = await writeCheckpoint(
         o.config.output_dir,
-        { model: o.model, m: this.m, v: this.v, state: this.state() },
+        { model: o.model, m: this.optimizer.m, v: this.optimizer.v, state: this.state() },
         chaos ? { beforeRename: (tmp) => chaos.checkpointWrite(this.step, tmp) } : undefined,
       );
       const removed = await pruneCheckpoints(o.config.output_dir, o.config.save_total_limit, w.path);
@@ -274,51 +229,6 @@ export class Trainer {
     o.hooks?.setPhase?.('training', true);
   }
 
-  /**
-   * pt/sft: every shard forward and backward, the loss normalized by the step's supervised tokens
-   * over the SP group (agreed before the first forward). Returns this rank's partial loss sum.
-   */
-  private async languageModelStep(seqs: PackedSequence[], factor: number): Promise<StepSums> {
-    const { model, runtime } = this.o;
-    const shards: SequenceShard[] = seqs.map((s) => shardSequence(s, runtime.sp, runtime.spRank));
-    const count = Float64Array.of(shards.reduce((a, s) => a + s.valid, 0));
-    await runtime.allReduceSum(count, 'sp');
-    // Loss scaling divides the normalizer: loss and gradients times factor.
-    const normalizer = Math.max(1, count[0]!) / factor;
-    let lossSum = 0;
-    let localTokens = 0;
-    for (const [i, s] of shards.entries()) {
-      // LoRA dropout masks keyed by (step, shard index): a resumed run draws the same ones
-      // (this.step is the previous step until trainStep returns)
-      const dropoutKey = model.lora && model.lora.dropout > 0 ? dropoutKeyOf(this.step + 1, i) : undefined;
-      const r = await model.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer, dropoutKey });
-      await model.backward();
-      lossSum += r.loss / factor;
-      localTokens += s.tokens.length - s.padding;
-    }
-    return { lossSum, localTokens, validTokens: runtime.spRank === 0 ? count[0]! : 0 };
-  }
-
-  /**
-   * dpo: the sigmoid preference loss over the step's pairs (dpo.ts). Every SP member computes the
-   * same loss, so only SP rank 0 contributes it (and the rewards) to the world sums.
-   */
-  private async preferenceStep(pairs: PreferenceItem[], factor: number): Promise<StepSums> {
-    const { model, runtime } = this.o;
-    const d = this.o.dpo!;
-    const step = this.step + 1;
-    const dropoutKey = model.lora && model.lora.dropout > 0 ? (i: number) => dropoutKeyOf(step, i) : undefined;
-    const r = await dpoStep({ model, reference: d.reference, runtime, items: pairs, beta: d.beta, scale: factor, dropoutKey });
-    const lead = runtime.spRank === 0 ? 1 / r.pairs : 0;
-    const s = r.sums;
-    return {
-      lossSum: s.loss * lead,
-      localTokens: r.localTokens,
-      validTokens: r.valid,
-      rewards: [s.rewardChosen * lead, s.rewardRejected * lead, s.accuracy * lead, (s.rewardChosen - s.rewardRejected) * lead, s.logpChosen * lead, s.logpRejected * lead],
-    };
-  }
-
   private async trainStep(step: number): Promise<StepInfo> {
     const { o } = this;
     const { model, runtime, config: c } = o;
@@ -336,7 +246,9 @@ export class Trainer {
       const mb = (step - 1) * gas + j;
       items.push(...(await o.data.microBatch(Math.floor(mb / bpe), mb % bpe)));
     }
-    const r = o.dpo ? await this.preferenceStep(items as PreferenceItem[], factor) : await this.languageModelStep(items as PackedSequence[], factor);
+    const r: StepSums = o.dpo
+      ? await preferenceStep(model, runtime, items as PreferenceItem[], step, factor, o.dpo)
+      : await languageModelStep(model, runtime, items as PackedSequence[], step, factor);
     const { lossSum, localTokens, validTokens } = r;
     // NaN/Inf faults poison this rank's part before the reduction, so every replica sees them
     const train = model.trainable;
@@ -367,20 +279,8 @@ export class Trainer {
         throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
       }
     } else {
-      const fx = await applyPlan(train, plan, stats);
+      const fx = await this.optimizer.step(plan, stats, lr);
       if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
-      this.adamStep++;
-      for (const v of train.views) {
-        const span = (a: Float32Array) => a.subarray(v.offset, v.offset + v.numel);
-        await adamwStep(span(train.params), span(this.m), span(this.v), span(train.grads), {
-          lr,
-          beta1: c.adam_beta1,
-          beta2: c.adam_beta2,
-          eps: c.adam_epsilon,
-          weightDecay: decays(v) ? c.weight_decay : 0,
-          step: this.adamStep,
-        });
-      }
     }
     this.lastLr = plan.skipUpdate ? 0 : lr;
     await model.zeroGrad();

@@ -1,15 +1,18 @@
 /**
- * Applies the gradient policy's plan (REFERENCE §5) to reduced gradients, in native code and in a
- * fixed order: seeded noise per tensor (keyed by seed, step and tensor index), scaling of tensors
- * whose mean |g| was below the threshold, gradient centralization, then clipping by the global L2
- * norm recomputed after those changes. Every replica holds the same reduced gradients and the same
- * plan, so every replica ends with the same bits. Must never draw unkeyed randomness or judge
- * anything from local, unreduced gradients.
+ * The gradient policy's plan (REFERENCE §5) in the terms of the engine's fused optimizer step:
+ * which tensors are centralized and decayed, the span table over a trainable set, and the plan's
+ * numbers. The operations run natively in a fixed order: seeded noise per tensor (keyed by seed,
+ * step and tensor index), scaling of tensors whose mean |g| was below the threshold, gradient
+ * centralization, then clipping by the global L2 norm recomputed after those changes. Every
+ * replica holds the same reduced gradients and the same plan, so every replica ends with the same
+ * bits. Must never draw unkeyed randomness or judge anything from local, unreduced gradients.
  */
-import type { ParamView, TrainableSet } from '../../engine/Model.js';
-import { addNoise, centralize, clipByGlobalNorm, gradStats, scale, type GradSpan, type GradStats } from '../../engine/ops/optim.js';
+import type { ParamView, TrainableSet } from '../../engine/model/index.js';
+import { optimizerStep, SpanTable, type GradSpan, type GradStats, type PlanEffects, type StepPlan } from '../../engine/ops/optim.js';
 import type { CentralizeScope } from '../../statecharts/policyConfig.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
+
+export type { PlanEffects };
 
 const LINEAR = /(^|\.)(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
 
@@ -34,53 +37,37 @@ export function spansOf(set: Pick<TrainableSet, 'views'>): GradSpan[] {
   return set.views.map((v) => ({ offset: v.offset, numel: v.numel }));
 }
 
-export interface PlanEffects {
-  /** tensors that received noise */
-  noised: number;
-  /** tensors scaled up */
-  scaled: number;
-  centralized: number;
-  /** the factor the clip applied (1: none) */
-  clipFactor: number;
-  /** global L2 norm after the changes, before the clip (the reduced norm when nothing was clipped or changed) */
-  normBeforeClip: number;
+/** The fused step's spans of `views` under centralization `scope`; tensor i's noise is keyed by i. */
+export function spanTableOf(views: readonly ParamView[], scope: CentralizeScope): SpanTable {
+  return new SpanTable(
+    views.map((v, i) => ({
+      offset: v.offset,
+      numel: v.numel,
+      centralize: centralizes(v, scope) ? [v.shape[0]!, v.shape[1]!] as const : null,
+      decay: decays(v),
+      noiseTensor: i,
+    })),
+  );
+}
+
+/** The fused step's operations for `plan`, judged on the reduced `stats` it was made from. */
+export function stepPlanOf(plan: PolicyPlan, stats: GradStats): StepPlan {
+  return {
+    noiseStd: plan.noiseStd,
+    noiseSeed: plan.noiseSeed,
+    noiseStep: plan.step,
+    scaleFactor: plan.scaleFactor,
+    scaleThreshold: plan.scaleThreshold,
+    clipNorm: plan.clipNorm,
+    stats,
+  };
 }
 
 /**
  * Mutates `set.grads` according to `plan` (`set`: model.trainable, i.e. the LoRA adapters when
- * attached, or a Model); `stats` are the reduced statistics the plan was made from.
+ * attached, or a Model), in one native call; `stats` are the reduced statistics the plan was made
+ * from. The Optimizer does the same and the AdamW update in that call.
  */
 export async function applyPlan(set: Pick<TrainableSet, 'grads' | 'views'>, plan: PolicyPlan, stats: GradStats): Promise<PlanEffects> {
-  const fx: PlanEffects = { noised: 0, scaled: 0, centralized: 0, clipFactor: 1, normBeforeClip: stats.l2Norm };
-  const views = set.views;
-  const grad = (v: ParamView) => set.grads.subarray(v.offset, v.offset + v.numel);
-  let changed = false;
-  if (plan.noiseStd > 0) {
-    for (let i = 0; i < views.length; i++) {
-      await addNoise(grad(views[i]!), plan.noiseStd, { seed: plan.noiseSeed, step: plan.step, tensor: i });
-      fx.noised++;
-    }
-    changed = true;
-  }
-  if (plan.scaleFactor !== 1 && plan.scaleThreshold > 0) {
-    // judged on the reduced statistics the policy saw, before the noise
-    for (let i = 0; i < views.length; i++) {
-      if (stats.perTensorMeanAbs[i]! < plan.scaleThreshold) {
-        await scale(grad(views[i]!), plan.scaleFactor);
-        fx.scaled++;
-      }
-    }
-    changed ||= fx.scaled > 0;
-  }
-  for (const v of views) {
-    if (!centralizes(v, plan.centralize)) continue;
-    await centralize(grad(v), v.shape[0]!, v.shape[1]!);
-    fx.centralized++;
-    changed = true;
-  }
-  if (plan.clipNorm > 0) {
-    if (changed) fx.normBeforeClip = (await gradStats(set.grads, spansOf(set))).l2Norm;
-    fx.clipFactor = await clipByGlobalNorm(set.grads, fx.normBeforeClip, plan.clipNorm);
-  }
-  return fx;
+  return optimizerStep(set.grads, spanTableOf(set.views, plan.centralize), stepPlanOf(plan, stats));
 }

@@ -17,7 +17,7 @@
  * Must never let the reference pass touch gradients, or compute a coefficient from unreduced
  * partial sums.
  */
-import type { ForwardInput, Model } from '../../engine/Model.js';
+import type { ForwardInput, Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import { IGNORE_INDEX, shardSequence, type PackedSequence, type SequenceShard } from './sequences.js';
 

@@ -5,7 +5,7 @@
  * answer counts as recalled when the model's argmax equals the label at every one of its tokens
  * (chance: 10^-value_len). Must never update weights or gradients.
  */
-import type { Model } from '../../engine/Model.js';
+import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import { scoreRecall } from '../data/recallTask.js';
 import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js';

@@ -1,7 +1,7 @@
 // Small models, configs and a deterministic stand-in data source for the training-loop tests.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Model } from '../../../src/engine/Model.js';
+import { Model } from '../../../src/engine/model/index.js';
 import { parseModelConfig } from '../../../src/engine/modelConfig.js';
 import { defaultPolicyConfig, type PolicyConfig } from '../../../src/statecharts/policyConfig.js';
 import type { PackedSequence, TrainConfig, TrainData } from '../../../src/train/loop/index.js';

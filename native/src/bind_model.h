@@ -1,0 +1,84 @@
+// What the model's binding files share (bind_model.cc: construction, buffers, forward/backward;
+// bind_model_lora.cc: LoRA adapters; bind_model_sp.cc: Ulysses sequence parallelism): the
+// Napi::ObjectWrap over LlamaModel, its busy-flag worker and the config readers. Thin glue only:
+// validation, state checks (ERR_STATE for backward-without-forward and concurrent calls) and
+// promise plumbing. Must never run model math on the main thread.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "model/llama.h"
+#include "model/ulysses_backend.h"
+#include "napi_util.h"
+
+namespace ua {
+
+// Keys of a JS config object (ERR_CONFIG naming the key when missing or of the wrong type).
+int64_t ConfigInt(const Napi::Object& o, const char* key);
+double ConfigNumber(const Napi::Object& o, const char* key);
+bool ConfigBool(const Napi::Object& o, const char* key);
+
+// The Float32Array over `count` floats of native storage, made on first use and kept in `ref`
+// (its ArrayBuffer keeps the storage alive after the model dies).
+Napi::Value CachedFloats(Napi::Env env, Napi::Reference<Napi::Float32Array>& ref, const std::shared_ptr<FloatStorage>& s,
+                         int64_t count);
+
+// Queues `work` like RunAsync and keeps the model marked busy until the promise settles (the flag
+// is cleared on the main thread, so "busy" is exactly "a call's promise is pending").
+Napi::Promise RunModelAsync(Napi::Env env, const char* name, const std::shared_ptr<std::atomic<bool>>& busy,
+                            PromiseWorker::Work work, PromiseWorker::Result result, const std::vector<Napi::Value>& pins);
+
+// loraDropoutMask(seed, stepKey, layer, module, count, p) (bind_model_lora.cc).
+Napi::Value LoraDropoutMask(const Napi::CallbackInfo& info);
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit ModelWrap(const Napi::CallbackInfo& info);
+
+ private:
+  // Claims the model for one call (ERR_STATE if another call is running).
+  void Claim(const char* what);
+  static Napi::Array ViewArray(Napi::Env env, const std::vector<ParamView>& vs);
+
+  // core (bind_model.cc)
+  Napi::Value Views(const Napi::CallbackInfo& info);
+  Napi::Value Params(const Napi::CallbackInfo& info);
+  Napi::Value Grads(const Napi::CallbackInfo& info);
+  Napi::Value NumParams(const Napi::CallbackInfo& info);
+  Napi::Value HasForward(const Napi::CallbackInfo& info);
+  Napi::Value ActivationBytes(const Napi::CallbackInfo& info);
+  Napi::Value SetProfiling(const Napi::CallbackInfo& info);
+  Napi::Value Profile(const Napi::CallbackInfo& info);
+  Napi::Value SetCheckpointing(const Napi::CallbackInfo& info);
+  Napi::Value Init(const Napi::CallbackInfo& info);
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value Backward(const Napi::CallbackInfo& info);
+
+  // LoRA (bind_model_lora.cc)
+  Napi::Value AttachLora(const Napi::CallbackInfo& info);
+  Napi::Value InitLora(const Napi::CallbackInfo& info);
+  Napi::Value LoraViews(const Napi::CallbackInfo& info);
+  Napi::Value LoraParams(const Napi::CallbackInfo& info);
+  Napi::Value LoraGrads(const Napi::CallbackInfo& info);
+  Napi::Value LoraNumParams(const Napi::CallbackInfo& info);
+  Napi::Value SetAdaptersEnabled(const Napi::CallbackInfo& info);
+  Napi::Value AdaptersEnabled(const Napi::CallbackInfo& info);
+
+  // sequence parallelism (bind_model_sp.cc)
+  Napi::Value SetSequenceParallel(const Napi::CallbackInfo& info);
+  Napi::Value ClearSequenceParallel(const Napi::CallbackInfo& info);
+  Napi::Value SequenceParallelStats(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<LlamaModel> model_;
+  std::shared_ptr<UlyssesAttention> ulysses_;
+  std::shared_ptr<std::atomic<bool>> busy_;
+  Napi::Reference<Napi::Float32Array> params_js_, grads_js_, lora_params_js_, lora_grads_js_;
+  int64_t last_n_ = 0;
+};
+
+}  // namespace ua

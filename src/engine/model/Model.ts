@@ -1,0 +1,245 @@
+/**
+ * The Llama-family model of the native engine, typed: construction from an HF config, seeded
+ * initialization, forward / backward over one packed token sequence, HF checkpoint load / save.
+ * Parameters and gradients are Float32Arrays over the native flat buffers (no copies), with an
+ * HF-named view table. Optional LoRA adapters (attachLora) live in their own flat buffers with
+ * PEFT-named views and freeze the base model; `trainable` is what an optimizer updates either way.
+ * Every call that computes runs off the main thread and returns a Promise; arguments are
+ * validated here (coded EngineErrors) and again natively. Must never hold a second copy of the
+ * parameters or block the event loop on model math.
+ */
+import { join } from 'node:path';
+import type { Communicator } from '../Communicator.js';
+import { EngineError } from '../errors.js';
+import { resolveLora, writeAdapter, type LoraOptions } from '../lora.js';
+import { readModelConfig, type ModelConfig } from '../modelConfig.js';
+import { native } from '../native.js';
+import type { ForwardResult, NativeModel, ParamView, SequenceParallelStats } from '../nativeBinding.js';
+import { expectData } from '../Tensor.js';
+import { attachAdapters, loadAdapters, type LoraState } from './adapters.js';
+import { forwardArgs, type ForwardInput } from './forwardInput.js';
+import { loadHfWeights, saveHfModel } from './hfWeights.js';
+import type { TrainableSet } from './TrainableSet.js';
+
+export interface ModelOptions {
+  /** Seed of the deterministic initialization (default 0). */
+  seed?: number;
+  /** Per-layer activation checkpointing (default off). */
+  checkpointing?: boolean;
+}
+
+export class Model {
+  readonly config: ModelConfig;
+  /** Flat parameter buffer (native memory). */
+  readonly params: Float32Array;
+  /** Flat gradient buffer, same views as params. */
+  readonly grads: Float32Array;
+  readonly views: readonly ParamView[];
+  private handle: NativeModel | undefined;
+  private readonly byName: Map<string, ParamView>;
+  private lastN = 0;
+  private loraState: LoraState | null = null;
+  /** Where the base model came from (adapter_config.json's base_model_name_or_path); null: created here. */
+  nameOrPath: string | null = null;
+
+  private constructor(config: ModelConfig, handle: NativeModel) {
+    this.config = config;
+    this.handle = handle;
+    this.params = handle.params();
+    this.grads = handle.grads();
+    this.views = handle.views();
+    this.byName = new Map(this.views.map((v) => [v.name, v]));
+  }
+
+  /** A model with seeded random weights (normal(0, initializer_range); norms 1; biases 0). */
+  static async create(config: ModelConfig, o: ModelOptions = {}): Promise<Model> {
+    const m = Model.allocate(config, o);
+    await m.init(o.seed ?? 0);
+    return m;
+  }
+
+  /** Loads `dir/config.json` and `dir/model.safetensors` (or a sharded index) into a new model. */
+  static async fromPretrained(dir: string, o: ModelOptions = {}): Promise<Model> {
+    const config = await readModelConfig(join(dir, 'config.json'));
+    const m = Model.allocate(config, o);
+    await m.loadWeights(dir);
+    m.nameOrPath = dir;
+    return m;
+  }
+
+  private static allocate(config: ModelConfig, o: ModelOptions): Model {
+    const m = new Model(config, new (native().Model)(config));
+    if (o.checkpointing) m.setCheckpointing(true);
+    return m;
+  }
+
+  private get h(): NativeModel {
+    if (!this.handle) throw new EngineError('ERR_STATE', 'model is closed');
+    return this.handle;
+  }
+
+  /** Trainable parameters (alignment padding excluded). */
+  get numParams(): number {
+    return this.h.numParams();
+  }
+
+  /** Bytes of the activation buffers (allocated once per sequence length). */
+  get activationBytes(): number {
+    return this.h.activationBytes();
+  }
+
+  /** The parameter tensor `name` (a view into the flat buffer). */
+  param(name: string): Float32Array {
+    const v = this.view(name);
+    return this.params.subarray(v.offset, v.offset + v.numel);
+  }
+
+  /** The gradient of tensor `name` (a view into the flat gradient buffer). */
+  grad(name: string): Float32Array {
+    const v = this.view(name);
+    return this.grads.subarray(v.offset, v.offset + v.numel);
+  }
+
+  view(name: string): ParamView {
+    const v = this.byName.get(name);
+    if (!v) throw new EngineError('ERR_ARG', `no parameter named ${name}`);
+    return v;
+  }
+
+  async init(seed: number): Promise<void> {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new EngineError('ERR_ARG', `seed must be a non-negative integer, got ${seed}`);
+    await this.h.init(seed);
+  }
+
+  setCheckpointing(on: boolean): void {
+    this.h.setCheckpointing(on);
+  }
+
+  /** Per-category wall-clock timing of the native passes (for benchmarks); resets the counters. */
+  setProfiling(on: boolean): void {
+    this.h.setProfiling(on);
+  }
+
+  /** Seconds per category (gemm, attention_forward, ...) accumulated since setProfiling(true). */
+  profile(): Record<string, number> {
+    return this.h.profile();
+  }
+
+  /**
+   * Ulysses attention over `spGroup` (REFERENCE §2): from now on forward takes this rank's n = s/P
+   * tokens with GLOBAL positions and GLOBAL docLens (summing to P*n). Every rank of the group must
+   * call forward/backward in the same order with the same configuration (checkpointing included),
+   * and nothing else may use `spGroup` while a model call is running. ERR_CONFIG when the head
+   * counts do not split over P.
+   */
+  setSequenceParallel(spGroup: Communicator): void {
+    this.h.setSequenceParallel(spGroup.nativeHandle);
+  }
+
+  /** Back to local attention over the whole sequence this process holds. */
+  clearSequenceParallel(): void {
+    this.h.clearSequenceParallel();
+  }
+
+  /** Communication counters of the Ulysses attention (null when not sequence-parallel). */
+  sequenceParallelStats(reset = false): SequenceParallelStats | null {
+    return this.h.sequenceParallelStats(reset);
+  }
+
+  /**
+   * Attaches LoRA adapters to the chosen linear modules of every layer (A from PEFT's
+   * kaiming-uniform, B = 0, so the model's output is unchanged) and freezes the base model: from
+   * now on backward accumulates adapter gradients only and `trainable` is the adapter set.
+   * ERR_CONFIG on bad options, ERR_STATE when adapters are already attached or a forward awaits
+   * its backward.
+   */
+  async attachLora(o: LoraOptions): Promise<LoraState> {
+    const l = resolveLora(o);
+    if (this.loraState) throw new EngineError('ERR_STATE', 'attachLora: adapters are already attached');
+    this.loraState = await attachAdapters(this.h, l);
+    return this.loraState;
+  }
+
+  /** The attached adapters (null without LoRA). */
+  get lora(): LoraState | null {
+    return this.loraState;
+  }
+
+  /** What the optimizer updates: the adapters with LoRA, else every parameter. */
+  get trainable(): TrainableSet {
+    return this.loraState ?? { params: this.params, grads: this.grads, views: this.views };
+  }
+
+  /** Off: forward computes the base model (DPO's reference pass); ERR_STATE without adapters. */
+  setAdaptersEnabled(on: boolean): void {
+    if (!this.loraState) throw new EngineError('ERR_STATE', 'setAdaptersEnabled: no adapters attached');
+    this.h.setAdaptersEnabled(on);
+  }
+
+  get adaptersEnabled(): boolean {
+    return this.loraState !== null && this.h.adaptersEnabled();
+  }
+
+  /**
+   * Writes the adapters in PEFT's layout: `dir/adapter_model.safetensors` (PEFT tensor names, F32)
+   * and `dir/adapter_config.json` (base_model_name_or_path as given, default `nameOrPath`).
+   */
+  async saveAdapter(dir: string, o: { baseModelNameOrPath?: string | null } = {}): Promise<void> {
+    const l = this.loraState;
+    if (!l) throw new EngineError('ERR_STATE', 'saveAdapter: no adapters attached');
+    await writeAdapter(dir, l, l.views, l.params, o.baseModelNameOrPath ?? this.nameOrPath);
+  }
+
+  /**
+   * Loads PEFT adapters from `dir`. Without adapters attached it attaches them with the file's
+   * rank, alpha, dropout and targets (seed `o.seed`, default 0: the dropout stream); with adapters
+   * attached those must match (ERR_CONFIG). Tensor names and shapes are checked (ERR_SAFETENSORS).
+   */
+  async loadAdapter(dir: string, o: { seed?: number } = {}): Promise<LoraState> {
+    this.loraState = await loadAdapters(this.h, this.loraState, dir, o.seed ?? 0);
+    return this.loraState;
+  }
+
+  /** Zeroes the trainable gradients (with LoRA the adapters' only: base gradients are never written). */
+  async zeroGrad(): Promise<void> {
+    await this.h.zeroGrad();
+  }
+
+  /** Forward over one packed sequence; keeps what the backward needs. */
+  async forward(input: ForwardInput): Promise<ForwardResult> {
+    const { n, args } = forwardArgs(input);
+    const r = await this.h.forward(...args);
+    this.lastN = n;
+    return r;
+  }
+
+  /**
+   * Accumulates gradients of L = sum_t w_t * token_loss_t into `grads` (w_t = 1/normalizer, or
+   * `tokenWeight[t]`). Needs a forward since the last backward (ERR_STATE otherwise).
+   */
+  async backward(tokenWeight?: Float32Array): Promise<void> {
+    const w = tokenWeight ? expectData<Float32Array>('backward tokenWeight', tokenWeight, 'f32', [this.lastN]) : null;
+    await this.h.backward(w);
+  }
+
+  async forwardBackward(input: ForwardInput, tokenWeight?: Float32Array): Promise<ForwardResult> {
+    const r = await this.forward(input);
+    await this.backward(tokenWeight);
+    return r;
+  }
+
+  /** Writes `dir/config.json` and `dir/model.safetensors` (F32, HF names). */
+  async save(dir: string): Promise<void> {
+    await saveHfModel(dir, this.config, this.views, this.params);
+  }
+
+  /** Fills the parameters from a checkpoint directory (model.safetensors or a sharded index). */
+  async loadWeights(dir: string): Promise<void> {
+    await loadHfWeights(dir, this.views, this.params);
+  }
+
+  /** Drops the native handle; the buffers stay valid until garbage-collected. Safe to call twice. */
+  close(): void {
+    this.handle = undefined;
+  }
+}

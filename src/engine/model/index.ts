@@ -1,0 +1,7 @@
+/** The model of the native engine and its parts. Re-exports only. */
+export { Model, type ModelOptions } from './Model.js';
+export type { TrainableSet } from './TrainableSet.js';
+export type { ForwardInput } from './forwardInput.js';
+export type { LoraState } from './adapters.js';
+export { loadHfWeights, saveHfModel, weightFiles } from './hfWeights.js';
+export type { ForwardResult, ParamView, SequenceParallelStats } from '../nativeBinding.js';
