@@ -7,17 +7,8 @@ import {
 } from '../../src/engine/ops/attention.js';
 import { native } from '../../src/engine/native.js';
 import { Tensor } from '../../src/engine/Tensor.js';
-import { configureThreads, defaultThreads } from '../../src/engine/threads.js';
 import { docRanges, makeCase, maxAbs, maxDiff, reference, type Case } from './helpers/attentionReference.js';
-
-async function runFlash(c: Case) {
-  const { s, H, Hkv, d } = c.sh;
-  const out = new Float32Array(s * H * d), lse = new Float32Array(H * s);
-  await flashAttentionForward(out, lse, c.q, c.k, c.v, c.sh);
-  const g = { dq: new Float32Array(s * H * d), dk: new Float32Array(s * Hkv * d), dv: new Float32Array(s * Hkv * d) };
-  await flashAttentionBackward(g, c.dout, c.q, c.k, c.v, out, lse, c.sh);
-  return { out, lse, ...g };
-}
+import { fdWorst, runFlash, threadBitDiffs } from './helpers/flashHarness.js';
 
 const FWD_TOL = 2e-5;
 const BWD_TOL = 1e-4; // relative to max(1, max |reference gradient|)
@@ -128,31 +119,7 @@ t.test('padding tokens (negative doc lengths) are fully masked rows: 0 output, -
 
 t.test('backward matches central finite differences', async (t) => {
   const sh: AttentionShape = { s: 9, H: 2, Hkv: 1, d: 4, causal: true, docLens: Int32Array.of(5, -1, 3) };
-  const c = makeCase(sh, 31, 1.5);
-  const f = await runFlash(c);
-  // L = sum(out * dout), so dL/dx is exactly what the backward computes.
-  const loss = async (q: Float32Array, k: Float32Array, v: Float32Array) => {
-    const out = new Float32Array(9 * 2 * 4), lse = new Float32Array(2 * 9);
-    await flashAttentionForward(out, lse, q, k, v, sh);
-    let l = 0;
-    for (let i = 0; i < out.length; i++) l += out[i]! * c.dout[i]!;
-    return l;
-  };
-  const eps = 1e-2;
-  let worst = 0;
-  for (const [name, grad] of [['q', f.dq], ['k', f.dk], ['v', f.dv]] as const) {
-    for (let i = 0; i < grad.length; i++) {
-      const args = { q: c.q.slice(), k: c.k.slice(), v: c.v.slice() };
-      const x = args[name];
-      const x0 = x[i]!;
-      x[i] = x0 + eps;
-      const lp = await loss(args.q, args.k, args.v);
-      x[i] = x0 - eps;
-      const lm = await loss(args.q, args.k, args.v);
-      const fd = (lp - lm) / (2 * eps);
-      worst = Math.max(worst, Math.abs(fd - grad[i]!) / Math.max(1e-2, Math.abs(fd)));
-    }
-  }
+  const worst = await fdWorst(makeCase(sh, 31, 1.5));
   t.ok(worst < 2e-2, `every coordinate of dq, dk, dv: max rel |analytic - FD| ${worst.toExponential(2)} < 2e-2`);
 });
 
@@ -171,20 +138,8 @@ t.test('backward accumulates into dq, dk, dv', async (t) => {
 
 t.test('results are bitwise identical for 1 and 2 threads', async (t) => {
   const sh: AttentionShape = { s: 333, H: 4, Hkv: 2, d: 32, causal: true, docLens: Int32Array.of(100, -3, 150, 80) };
-  const c = makeCase(sh, 51, 2);
-  try {
-    configureThreads({ threads: 1 });
-    const one = await runFlash(c);
-    configureThreads({ threads: 2 });
-    const two = await runFlash(c);
-    for (const name of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
-      let differing = 0;
-      for (let i = 0; i < one[name].length; i++) if (!Object.is(one[name][i], two[name][i])) differing++;
-      t.equal(differing, 0, `${name}: ${differing} elements differ between 1 and 2 threads`);
-    }
-  } finally {
-    configureThreads({ threads: defaultThreads() });
-  }
+  const diffs = await threadBitDiffs(makeCase(sh, 51, 2));
+  for (const [name, differing] of Object.entries(diffs)) t.equal(differing, 0, `${name}: ${differing} elements differ between 1 and 2 threads`);
 });
 
 t.test('bad arguments give coded errors', async (t) => {

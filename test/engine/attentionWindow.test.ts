@@ -5,22 +5,13 @@
 // differences; a window at least the sequence length is exactly full causal attention; results are
 // bitwise identical for 1 and 2 threads; bad windows are refused.
 import t from 'tap';
-import { attentionReference, flashAttentionBackward, flashAttentionForward, type AttentionShape } from '../../src/engine/ops/attention.js';
+import { attentionReference, flashAttentionForward, type AttentionShape } from '../../src/engine/ops/attention.js';
 import { native } from '../../src/engine/native.js';
-import { configureThreads, defaultThreads } from '../../src/engine/threads.js';
-import { makeCase, maxAbs, maxDiff, reference, type Case } from './helpers/attentionReference.js';
+import { makeCase, maxAbs, maxDiff, reference } from './helpers/attentionReference.js';
+import { fdWorst, runFlash, threadBitDiffs } from './helpers/flashHarness.js';
 
 const FWD_TOL = 2e-5;
 const BWD_TOL = 1e-4; // relative to max(1, max |reference gradient|)
-
-async function runFlash(c: Case) {
-  const { s, H, Hkv, d } = c.sh;
-  const out = new Float32Array(s * H * d), lse = new Float32Array(H * s);
-  await flashAttentionForward(out, lse, c.q, c.k, c.v, c.sh);
-  const g = { dq: new Float32Array(s * H * d), dk: new Float32Array(s * Hkv * d), dv: new Float32Array(s * Hkv * d) };
-  await flashAttentionBackward(g, c.dout, c.q, c.k, c.v, out, lse, c.sh);
-  return { out, lse, ...g };
-}
 
 const WINDOWS = [1, 63, 64, 65, 1000];
 
@@ -80,47 +71,13 @@ t.test('a window at least the sequence (or document) length is exactly full caus
 
 t.test('backward matches central finite differences with a window', async (t) => {
   const sh: AttentionShape = { s: 11, H: 2, Hkv: 1, d: 4, causal: true, docLens: Int32Array.of(7, -1, 3), window: 3 };
-  const c = makeCase(sh, 17, 1.5);
-  const f = await runFlash(c);
-  const loss = async (q: Float32Array, k: Float32Array, v: Float32Array) => {
-    const out = new Float32Array(11 * 2 * 4), lse = new Float32Array(2 * 11);
-    await flashAttentionForward(out, lse, q, k, v, sh);
-    let l = 0;
-    for (let i = 0; i < out.length; i++) l += out[i]! * c.dout[i]!;
-    return l;
-  };
-  const eps = 1e-2;
-  let worst = 0;
-  for (const [name, grad] of [['q', f.dq], ['k', f.dk], ['v', f.dv]] as const) {
-    for (let i = 0; i < grad.length; i++) {
-      const args = { q: c.q.slice(), k: c.k.slice(), v: c.v.slice() };
-      const x = args[name];
-      const x0 = x[i]!;
-      x[i] = x0 + eps;
-      const lp = await loss(args.q, args.k, args.v);
-      x[i] = x0 - eps;
-      const lm = await loss(args.q, args.k, args.v);
-      worst = Math.max(worst, Math.abs((lp - lm) / (2 * eps) - grad[i]!) / Math.max(1e-2, Math.abs((lp - lm) / (2 * eps))));
-    }
-  }
+  const worst = await fdWorst(makeCase(sh, 17, 1.5));
   t.ok(worst < 2e-2, `every coordinate of dq, dk, dv: max rel |analytic - FD| ${worst.toExponential(2)} < 2e-2`);
 });
 
 t.test('windowed results are bitwise identical for 1 and 2 threads', async (t) => {
-  const c = makeCase({ s: 333, H: 4, Hkv: 2, d: 32, causal: true, docLens: Int32Array.of(100, -3, 150, 80), window: 65 }, 51, 2);
-  try {
-    configureThreads({ threads: 1 });
-    const one = await runFlash(c);
-    configureThreads({ threads: 2 });
-    const two = await runFlash(c);
-    for (const name of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
-      let differing = 0;
-      for (let i = 0; i < one[name].length; i++) if (!Object.is(one[name][i], two[name][i])) differing++;
-      t.equal(differing, 0, `${name}: ${differing} elements differ between 1 and 2 threads`);
-    }
-  } finally {
-    configureThreads({ threads: defaultThreads() });
-  }
+  const diffs = await threadBitDiffs(makeCase({ s: 333, H: 4, Hkv: 2, d: 32, causal: true, docLens: Int32Array.of(100, -3, 150, 80), window: 65 }, 51, 2));
+  for (const [name, differing] of Object.entries(diffs)) t.equal(differing, 0, `${name}: ${differing} elements differ between 1 and 2 threads`);
 });
 
 t.test('bad windows give coded errors', async (t) => {

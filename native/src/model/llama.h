@@ -115,6 +115,11 @@ class LlamaModel {
   // token_loss [n] nullable. Throws std::invalid_argument on bad inputs (ids out of range ...).
   // dropout_key: the caller's step key for LoRA dropout masks (keyed by seed, key, layer, module);
   // negative: no dropout (evaluation, reference passes).
+  // Rope type dynamic: the sequence length of its base is the largest position id + 1 over the
+  // WHOLE sequence (padding tokens included), taken as a max over the ranks of the attention
+  // backend (AttentionBackend::sequence_max: a one-int64 all-gather over the SP group under
+  // Ulysses), so every shard of a sequence rotates with the same frequencies; every other type
+  // has one table for the model's lifetime.
   ForwardResult forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
                         const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss,
                         int64_t dropout_key = -1, int32_t* token_argmax = nullptr);
