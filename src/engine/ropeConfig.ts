@@ -5,6 +5,15 @@
  * it applies, so the native engine receives complete parameters and never guesses. The frequency
  * math itself lives in native/src/kernels/rope.cc. Must never accept a key it would ignore or a
  * type it cannot compute: those are problems naming the key, never a different computation.
+ *
+ * Two points where transformers' behaviour has varied, and what is computed here:
+ * - yarn uses the config's `factor` (current transformers, after huggingface/transformers#40320;
+ *   earlier 4.x releases replaced it by max_position_embeddings / original_max_position_embeddings
+ *   whenever the latter was given, which made Qwen2.5's published block a no-op).
+ * - dynamic: the base follows each sequence's length n = largest position id + 1 (when n exceeds
+ *   max_position_embeddings). transformers caches the largest n seen and keeps that base until a
+ *   sequence shorter than max_position_embeddings resets it; per sequence is what a fresh model
+ *   computes for every sequence, and it does not depend on the order of the data.
  */
 import type { ModelConfigProblems } from './modelConfigProblems.js';
 
