@@ -16,7 +16,8 @@ struct AttnArgs {
   ArrayArg<int32_t> docs;
 };
 
-// Reads (docLens, s, H, Hkv, d, causal, scale) starting at argument `i`.
+// Reads (docLens, s, H, Hkv, d, causal, scale[, window]) starting at argument `i`; window
+// (sliding window, 0 or absent: none) is optional so older callers keep working.
 AttnArgs GetAttnArgs(const Napi::CallbackInfo& info, size_t i) {
   AttnArgs a;
   a.sh.s = GetInt(info, i + 1, "s", 0, int64_t{1} << 31);
@@ -28,6 +29,10 @@ AttnArgs GetAttnArgs(const Napi::CallbackInfo& info, size_t i) {
   if (!std::isfinite(scale) || scale < 0)
     Fail("ERR_ARG", "scale: expected a finite number >= 0 (0 means 1/sqrt(d)), got " + std::to_string(scale));
   a.sh.scale = static_cast<float>(scale);
+  if (info.Length() > i + 7 && !info[i + 7].IsUndefined() && !info[i + 7].IsNull()) {
+    a.sh.window = GetInt(info, i + 7, "window", 0, int64_t{1} << 31);
+    if (a.sh.window > 0 && !a.sh.causal) Fail("ERR_ARG", "window: a sliding window needs causal attention");
+  }
   if (a.sh.H % a.sh.Hkv != 0)
     Fail("ERR_SHAPE", "H: expected a multiple of Hkv (" + std::to_string(a.sh.Hkv) + "), got " + std::to_string(a.sh.H));
   a.docs = GetArray<int32_t>(info, i, "docLens", -1, true);
@@ -41,7 +46,7 @@ AttnArgs GetAttnArgs(const Napi::CallbackInfo& info, size_t i) {
   return a;
 }
 
-// flashAttentionForward(out, lse, q, k, v, docLens|null, s, H, Hkv, d, causal, scale) -> Promise<void>
+// flashAttentionForward(out, lse, q, k, v, docLens|null, s, H, Hkv, d, causal, scale[, window]) -> Promise<void>
 Napi::Value FlashForward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     AttnArgs a = GetAttnArgs(info, 5);
@@ -62,7 +67,7 @@ Napi::Value FlashForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// flashAttentionBackward(dq, dk, dv, dout, q, k, v, out, lse, docLens|null, s, H, Hkv, d, causal, scale)
+// flashAttentionBackward(dq, dk, dv, dout, q, k, v, out, lse, docLens|null, s, H, Hkv, d, causal, scale[, window])
 Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     AttnArgs a = GetAttnArgs(info, 9);
@@ -87,7 +92,7 @@ Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// attentionReference(out, q, k, v, docLens|null, s, H, Hkv, d, causal, scale) -> Promise<void>
+// attentionReference(out, q, k, v, docLens|null, s, H, Hkv, d, causal, scale[, window]) -> Promise<void>
 Napi::Value AttnReference(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     AttnArgs a = GetAttnArgs(info, 4);

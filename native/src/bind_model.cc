@@ -32,6 +32,42 @@ bool ConfigBool(const Napi::Object& o, const char* key) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// The model-family fields of the config object (src/engine/modelConfig.ts ModelConfig): the
+// resolved rope (every default already applied there), qwen3's q/k norm and the per-layer sliding
+// windows. Range checks happen in validate_config.
+void ReadFamilyConfig(const Napi::Object& o, LlamaConfig& c) {
+  Napi::Value rv = o.Get("rope");
+  if (!rv.IsObject()) Fail("ERR_CONFIG", "rope: expected the resolved rope object");
+  Napi::Object r = rv.As<Napi::Object>();
+  Napi::Value tv = r.Get("type");
+  const std::string type = tv.IsString() ? tv.As<Napi::String>().Utf8Value() : "";
+  if (type == "default") c.rope.type = RopeType::kDefault;
+  else if (type == "linear") c.rope.type = RopeType::kLinear;
+  else if (type == "dynamic") c.rope.type = RopeType::kDynamic;
+  else if (type == "llama3") c.rope.type = RopeType::kLlama3;
+  else if (type == "yarn") c.rope.type = RopeType::kYarn;
+  else Fail("ERR_CONFIG", "rope.type: expected default, linear, dynamic, llama3 or yarn, got '" + type + "'");
+  c.rope.factor = ConfigNumber(r, "factor");
+  c.rope.low_freq_factor = ConfigNumber(r, "lowFreqFactor");
+  c.rope.high_freq_factor = ConfigNumber(r, "highFreqFactor");
+  c.rope.original_max_pos = ConfigNumber(r, "originalMaxPositionEmbeddings");
+  c.rope.beta_fast = ConfigNumber(r, "betaFast");
+  c.rope.beta_slow = ConfigNumber(r, "betaSlow");
+  c.rope.truncate = ConfigBool(r, "truncate");
+  c.rope.attention_factor = ConfigNumber(r, "attentionFactor");
+  c.rope.max_pos = static_cast<double>(ConfigInt(o, "maxPositionEmbeddings"));
+  c.qk_norm = ConfigBool(o, "qkNorm");
+  Napi::Value wv = o.Get("layerWindows");
+  if (!wv.IsArray()) Fail("ERR_CONFIG", "layerWindows: expected an array of per-layer windows");
+  Napi::Array w = wv.As<Napi::Array>();
+  for (uint32_t i = 0; i < w.Length(); ++i) {
+    Napi::Value x = w.Get(i);
+    if (!x.IsNumber() || x.As<Napi::Number>().DoubleValue() != std::floor(x.As<Napi::Number>().DoubleValue()))
+      Fail("ERR_CONFIG", "layerWindows[" + std::to_string(i) + "]: expected an integer");
+    c.layer_window.push_back(static_cast<int64_t>(x.As<Napi::Number>().DoubleValue()));
+  }
+}
+
 Napi::Value CachedFloats(Napi::Env env, Napi::Reference<Napi::Float32Array>& ref, const std::shared_ptr<FloatStorage>& s,
                          int64_t count) {
   if (ref.IsEmpty()) {
@@ -117,6 +153,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     c.qkv_bias = ConfigBool(o, "qkvBias");
     c.o_bias = ConfigBool(o, "oBias");
     c.init_range = static_cast<float>(ConfigNumber(o, "initializerRange"));
+    ReadFamilyConfig(o, c);
     try {
       model_ = std::make_shared<LlamaModel>(c);
     } catch (const std::invalid_argument& e) {

@@ -134,7 +134,7 @@ export interface CommInfo {
 export type StoreRequest = (op: 'set' | 'get' | 'wait', key: string | string[], value?: Uint8Array) => Promise<Uint8Array | undefined>;
 
 /** The trailing (docLens, s, H, Hkv, d, causal, scale) arguments of the attention bindings (scale 0: 1/sqrt(d)). */
-export type AttentionShapeArgs = [docLens: I32 | null, s: number, H: number, Hkv: number, d: number, causal: boolean, scale: number];
+export type AttentionShapeArgs = [docLens: I32 | null, s: number, H: number, Hkv: number, d: number, causal: boolean, scale: number, window: number];
 
 /** An instance of the native `Model` class (bind_model*.cc). */
 export interface NativeModel {

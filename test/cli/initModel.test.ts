@@ -106,7 +106,17 @@ t.test('the example mini configs keep the real architectures\' features at a CPU
   t.ok(llama.numKeyValueHeads < llama.numAttentionHeads, `GQA: ${llama.numAttentionHeads} query heads share ${llama.numKeyValueHeads} KV heads`);
   const qwen = await readModelConfig(join(models, 'qwen2.5-mini/config.json'));
   t.match(qwen, { modelType: 'qwen2', ropeTheta: 1000000, tieWordEmbeddings: true, qkvBias: true, hiddenSize: 256, numHiddenLayers: 4 }, 'Qwen2.5: rope_theta 1e6, tied, q/k/v biases');
-  for (const c of [llama, qwen]) t.ok(c.vocabSize >= 259 && c.vocabSize <= 1024, `vocab ${c.vocabSize}: the byte tokenizer's bytes and BOS/EOS/PAD fit, and it stays small`);
+  const llama31 = await readModelConfig(join(models, 'llama3.1-mini/config.json'));
+  t.match(llama31, { modelType: 'llama', ropeTheta: 500000, rope: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 } }, 'Llama 3.1: the llama3 rope_scaling block (original context scaled to 256)');
+  const yarn = await readModelConfig(join(models, 'qwen2.5-yarn-mini/config.json'));
+  t.match(yarn, { modelType: 'qwen2', qkvBias: true, tieWordEmbeddings: true, rope: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 256 } }, 'Qwen2.5 long context: yarn x4');
+  const qwen3 = await readModelConfig(join(models, 'qwen3-mini/config.json'));
+  t.match(qwen3, { modelType: 'qwen3', qkNorm: true, qkvBias: false, tieWordEmbeddings: true, headDim: 64 }, 'Qwen3: q/k norm, no biases, tied');
+  t.not(qwen3.headDim, qwen3.hiddenSize / qwen3.numAttentionHeads, 'Qwen3: head_dim differs from hidden / heads');
+  const mistral = await readModelConfig(join(models, 'mistral-mini/config.json'));
+  t.match(mistral, { modelType: 'mistral', slidingWindow: 128, qkvBias: false, tieWordEmbeddings: false }, 'Mistral: sliding window 128');
+  t.ok(mistral.layerWindows.every((w) => w === 128), 'every Mistral layer slides');
+  for (const c of [llama, qwen, llama31, yarn, qwen3, mistral]) t.ok(c.vocabSize >= 259 && c.vocabSize <= 1024, `vocab ${c.vocabSize}: the byte tokenizer's bytes and BOS/EOS/PAD fit, and it stays small`);
 });
 
 /** The script through sh, which drops the NODE_OPTIONS tap re-adds to every spawn (see test/helpers/cli.ts). */

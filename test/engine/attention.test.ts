@@ -7,124 +7,8 @@ import {
 } from '../../src/engine/ops/attention.js';
 import { native } from '../../src/engine/native.js';
 import { Tensor } from '../../src/engine/Tensor.js';
-import { configureThreads, defaultThreads } from '../../src/engine/threads.js';
-
-/** Deterministic values in [-amp, amp). */
-function randn(n: number, seed: number, amp = 1): Float32Array {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    a[i] = ((x / 4294967296) * 2 - 1) * amp;
-  }
-  return a;
-}
-
-interface Case {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  dout: Float32Array;
-  sh: AttentionShape;
-}
-
-function makeCase(sh: AttentionShape, seed: number, amp = 1): Case {
-  return {
-    q: randn(sh.s * sh.H * sh.d, seed, amp),
-    k: randn(sh.s * sh.Hkv * sh.d, seed + 1, amp),
-    v: randn(sh.s * sh.Hkv * sh.d, seed + 2),
-    dout: randn(sh.s * sh.H * sh.d, seed + 3),
-    sh,
-  };
-}
-
-/** Per token: [start, end) of the keys of its document, or null for a padding token. */
-function docRanges(sh: AttentionShape): ([number, number] | null)[] {
-  const r: ([number, number] | null)[] = [];
-  const lens = sh.docLens ?? Int32Array.of(sh.s);
-  let pos = 0;
-  for (const n of lens) {
-    const len = Math.abs(n);
-    for (let i = 0; i < len; i++) r.push(n > 0 ? [pos, pos + len] : null);
-    pos += len;
-  }
-  return r;
-}
-
-/** fp64 attention forward and backward (dq, dk, dv for the upstream gradient c.dout). */
-function reference(c: Case): { out: Float64Array; dq: Float64Array; dk: Float64Array; dv: Float64Array } {
-  const { s, H, Hkv, d } = c.sh;
-  const causal = c.sh.causal ?? true;
-  const scale = c.sh.scale ?? 1 / Math.sqrt(d);
-  const G = H / Hkv;
-  const out = new Float64Array(s * H * d), dq = new Float64Array(s * H * d);
-  const dk = new Float64Array(s * Hkv * d), dv = new Float64Array(s * Hkv * d);
-  const ranges = docRanges(c.sh);
-  const qi = (i: number, h: number) => (i * H + h) * d;
-  const ki = (j: number, h: number) => (j * Hkv + Math.floor(h / G)) * d;
-  for (let h = 0; h < H; h++)
-    for (let i = 0; i < s; i++) {
-      const rg = ranges[i];
-      if (!rg) continue;
-      const j0 = rg[0], j1 = causal ? i + 1 : rg[1];
-      const p: number[] = [];
-      let mx = -Infinity;
-      for (let j = j0; j < j1; j++) {
-        let dot = 0;
-        for (let x = 0; x < d; x++) dot += c.q[qi(i, h) + x]! * c.k[ki(j, h) + x]!;
-        p.push(dot * scale);
-        mx = Math.max(mx, dot * scale);
-      }
-      let sum = 0;
-      for (let a = 0; a < p.length; a++) sum += p[a] = Math.exp(p[a]! - mx);
-      for (let a = 0; a < p.length; a++) p[a]! /= sum;
-      for (let a = 0; a < p.length; a++)
-        for (let x = 0; x < d; x++) out[qi(i, h) + x] += p[a]! * c.v[ki(j0 + a, h) + x]!;
-      const dp: number[] = [];
-      let D = 0;
-      for (let a = 0; a < p.length; a++) {
-        let g = 0;
-        for (let x = 0; x < d; x++) g += c.dout[qi(i, h) + x]! * c.v[ki(j0 + a, h) + x]!;
-        dp.push(g);
-        D += p[a]! * g;
-      }
-      for (let a = 0; a < p.length; a++) {
-        const ds = p[a]! * (dp[a]! - D) * scale;
-        const kj = ki(j0 + a, h);
-        for (let x = 0; x < d; x++) {
-          dv[kj + x] += p[a]! * c.dout[qi(i, h) + x]!;
-          dq[qi(i, h) + x] += ds * c.k[kj + x]!;
-          dk[kj + x] += ds * c.q[qi(i, h) + x]!;
-        }
-      }
-    }
-  return { out, dq, dk, dv };
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-
-async function runFlash(c: Case) {
-  const { s, H, Hkv, d } = c.sh;
-  const out = new Float32Array(s * H * d), lse = new Float32Array(H * s);
-  await flashAttentionForward(out, lse, c.q, c.k, c.v, c.sh);
-  const g = { dq: new Float32Array(s * H * d), dk: new Float32Array(s * Hkv * d), dv: new Float32Array(s * Hkv * d) };
-  await flashAttentionBackward(g, c.dout, c.q, c.k, c.v, out, lse, c.sh);
-  return { out, lse, ...g };
-}
+import { docRanges, makeCase, maxAbs, maxDiff, reference, type Case } from './helpers/attentionReference.js';
+import { fdWorst, runFlash, threadBitDiffs } from './helpers/flashHarness.js';
 
 const FWD_TOL = 2e-5;
 const BWD_TOL = 1e-4; // relative to max(1, max |reference gradient|)
@@ -235,31 +119,7 @@ t.test('padding tokens (negative doc lengths) are fully masked rows: 0 output, -
 
 t.test('backward matches central finite differences', async (t) => {
   const sh: AttentionShape = { s: 9, H: 2, Hkv: 1, d: 4, causal: true, docLens: Int32Array.of(5, -1, 3) };
-  const c = makeCase(sh, 31, 1.5);
-  const f = await runFlash(c);
-  // L = sum(out * dout), so dL/dx is exactly what the backward computes.
-  const loss = async (q: Float32Array, k: Float32Array, v: Float32Array) => {
-    const out = new Float32Array(9 * 2 * 4), lse = new Float32Array(2 * 9);
-    await flashAttentionForward(out, lse, q, k, v, sh);
-    let l = 0;
-    for (let i = 0; i < out.length; i++) l += out[i]! * c.dout[i]!;
-    return l;
-  };
-  const eps = 1e-2;
-  let worst = 0;
-  for (const [name, grad] of [['q', f.dq], ['k', f.dk], ['v', f.dv]] as const) {
-    for (let i = 0; i < grad.length; i++) {
-      const args = { q: c.q.slice(), k: c.k.slice(), v: c.v.slice() };
-      const x = args[name];
-      const x0 = x[i]!;
-      x[i] = x0 + eps;
-      const lp = await loss(args.q, args.k, args.v);
-      x[i] = x0 - eps;
-      const lm = await loss(args.q, args.k, args.v);
-      const fd = (lp - lm) / (2 * eps);
-      worst = Math.max(worst, Math.abs(fd - grad[i]!) / Math.max(1e-2, Math.abs(fd)));
-    }
-  }
+  const worst = await fdWorst(makeCase(sh, 31, 1.5));
   t.ok(worst < 2e-2, `every coordinate of dq, dk, dv: max rel |analytic - FD| ${worst.toExponential(2)} < 2e-2`);
 });
 
@@ -278,20 +138,8 @@ t.test('backward accumulates into dq, dk, dv', async (t) => {
 
 t.test('results are bitwise identical for 1 and 2 threads', async (t) => {
   const sh: AttentionShape = { s: 333, H: 4, Hkv: 2, d: 32, causal: true, docLens: Int32Array.of(100, -3, 150, 80) };
-  const c = makeCase(sh, 51, 2);
-  try {
-    configureThreads({ threads: 1 });
-    const one = await runFlash(c);
-    configureThreads({ threads: 2 });
-    const two = await runFlash(c);
-    for (const name of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
-      let differing = 0;
-      for (let i = 0; i < one[name].length; i++) if (!Object.is(one[name][i], two[name][i])) differing++;
-      t.equal(differing, 0, `${name}: ${differing} elements differ between 1 and 2 threads`);
-    }
-  } finally {
-    configureThreads({ threads: defaultThreads() });
-  }
+  const diffs = await threadBitDiffs(makeCase(sh, 51, 2));
+  for (const [name, differing] of Object.entries(diffs)) t.equal(differing, 0, `${name}: ${differing} elements differ between 1 and 2 threads`);
 });
 
 t.test('bad arguments give coded errors', async (t) => {

@@ -25,6 +25,14 @@ const QWEN: ModelConfig = parseModelConfig({
   num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true, initializer_range: 0.1,
 });
 
+// The families of issue 16 at the same size; their short test sequences (documents of 10-14
+// tokens) run past the rope's original context (8) and the sliding window (6).
+const FAMILY_BASE = { vocab_size: 50, hidden_size: 32, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, initializer_range: 0.1 };
+const LLAMA31: ModelConfig = parseModelConfig({ ...FAMILY_BASE, model_type: 'llama', head_dim: 12, rope_scaling: { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8 } });
+const QWEN_YARN: ModelConfig = parseModelConfig({ ...FAMILY_BASE, model_type: 'qwen2', tie_word_embeddings: true, max_position_embeddings: 32, rope_scaling: { type: 'yarn', factor: 4.0, original_max_position_embeddings: 8 } });
+const QWEN3: ModelConfig = parseModelConfig({ ...FAMILY_BASE, model_type: 'qwen3', head_dim: 16, tie_word_embeddings: true });
+const MISTRAL: ModelConfig = parseModelConfig({ ...FAMILY_BASE, model_type: 'mistral', sliding_window: 6 });
+
 function batch(vocab: number, lens: number[], seed: number): ForwardInput & { tokenLoss: Float32Array } {
   const docs = packedDocs(vocab, lens, seed);
   return { ...docs, normalizer: docs.tokens.length, tokenLoss: new Float32Array(docs.tokens.length) };
@@ -175,6 +183,10 @@ t.test('B = 0 gives exactly the base loss; disabled adapters give the base loss;
 for (const [label, cfg, targets] of [
   ['llama, all modules', LLAMA, 'all'],
   ['qwen2 (q/k/v biases, tied embeddings), q_proj + v_proj + down_proj', QWEN, ['q_proj', 'v_proj', 'down_proj']],
+  ['llama 3.1 rope scaling, head_dim 12, all modules', LLAMA31, 'all'],
+  ['qwen2.5 yarn rope, all modules', QWEN_YARN, 'all'],
+  ['qwen3 (q/k norm after the adapted q/k projections), all modules', QWEN3, 'all'],
+  ['mistral sliding window, q_proj + k_proj + o_proj', MISTRAL, ['q_proj', 'k_proj', 'o_proj']],
 ] as const) {
   t.test(`adapter math and gradients equal the merged-weight model (${label})`, async (t) => {
     const m = await Model.create(cfg, { seed: 4 });
@@ -246,6 +258,18 @@ for (const checkpointing of [false, true]) {
       // the same key for every evaluation: the same masks, so the loss is a smooth function
       const b = { ...batch(LLAMA.vocabSize, [11, 8], 12), dropoutKey: 77 };
       const worst = await fdAdapters(t, m, b, 2, 1e-2, 5e-3, 2e-5);
+      t.comment(`worst |diff|/tol ${worst.toFixed(3)}`);
+    });
+  }
+}
+
+for (const [label, cfg] of [['llama 3.1 rope', LLAMA31], ['qwen2.5 yarn', QWEN_YARN], ['qwen3', QWEN3], ['mistral sliding window', MISTRAL]] as const) {
+  for (const checkpointing of [false, true]) {
+    t.test(`finite differences of every adapter tensor: ${label} (checkpointing ${checkpointing})`, async (t) => {
+      const m = await Model.create(cfg, { seed: 3, checkpointing });
+      await m.attachLora({ rank: 2, alpha: 4, seed: 5 });
+      randomizeB(m, 8, 0.3);
+      const worst = await fdAdapters(t, m, batch(cfg.vocabSize, [14, 10], 12), 2, 1e-2, 5e-3, 2e-5);
       t.comment(`worst |diff|/tol ${worst.toFixed(3)}`);
     });
   }

@@ -124,6 +124,6 @@ t.test('missing or misshapen tensors and missing files give coded errors', async
   await t.rejects(Model.fromPretrained(noWeights), { code: 'ERR_FILE' }, 'no model.safetensors');
   const badCfg = join(root, 'bad-config');
   mkdirSync(badCfg, { recursive: true });
-  writeFileSync(join(badCfg, 'config.json'), JSON.stringify({ ...hf, model_type: 'mistral' }));
+  writeFileSync(join(badCfg, 'config.json'), JSON.stringify({ ...hf, model_type: 'mixtral' }));
   await t.rejects(Model.fromPretrained(badCfg), { code: 'ERR_CONFIG', message: /model_type/ }, 'unsupported model type');
 });

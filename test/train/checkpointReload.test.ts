@@ -5,7 +5,9 @@
 // are equal logits up to the per-row constant softmax removes. Also checked: the checkpoint's
 // model.safetensors holds the HF tensor names, shapes and F32, and its config.json is the HF
 // form of the trained model's config. Run for a Llama (untied head, no biases) and a Qwen2-style
-// config (tied embeddings, q/k/v biases), since the two save different tensor sets.
+// config (tied embeddings, q/k/v biases), since the two save different tensor sets, and for the
+// families of issue 16 (Llama 3.1 rope scaling, Qwen2.5 yarn, Qwen3 with its q/k norm tensors,
+// Mistral's sliding window), whose configs must survive the round trip too.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,9 +51,18 @@ function compare(a: Float32Array, b: Float32Array): { first: number; maxDiff: nu
   return { first, maxDiff };
 }
 
+/** The 48-token training sequences run past each family's original context (16) and window (12). */
+const familyConfigs: [string, Record<string, unknown>][] = [
+  ['llama 3.1 rope scaling', { ...microHfConfig, max_position_embeddings: 128, rope_scaling: { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 16 } }],
+  ['qwen2.5 yarn', { ...microHfConfig, model_type: 'qwen2', tie_word_embeddings: true, rope_theta: 1000000, max_position_embeddings: 64, rope_scaling: { type: 'yarn', factor: 4.0, original_max_position_embeddings: 16 } }],
+  ['qwen3 (q/k norm, tied)', { ...microHfConfig, model_type: 'qwen3', head_dim: 16, tie_word_embeddings: true, rope_theta: 1000000 }],
+  ['mistral (sliding window 12)', { ...microHfConfig, model_type: 'mistral', sliding_window: 12 }],
+];
+
 const cases: [string, ModelConfig][] = [
   ['llama (untied, no biases)', microConfig],
   ['qwen2 (tied embeddings, q/k/v biases)', qwenMicroConfig],
+  ...familyConfigs.map(([name, hf]): [string, ModelConfig] => [name, parseModelConfig(hf, name)]),
 ];
 
 for (const [name, config] of cases) {
@@ -78,6 +89,7 @@ for (const [name, config] of cases) {
     t.ok(header.tensors.has('model.embed_tokens.weight') && header.tensors.has('model.norm.weight') && header.tensors.has('model.layers.1.mlp.down_proj.weight'));
     t.equal(header.tensors.has('lm_head.weight'), !config.tieWordEmbeddings, 'lm_head.weight present exactly when embeddings are untied');
     t.equal(header.tensors.has('model.layers.0.self_attn.k_proj.bias'), config.qkvBias, 'k_proj.bias present exactly when the config has q/k/v biases');
+    t.equal(header.tensors.has('model.layers.1.self_attn.q_norm.weight'), config.qkNorm, 'q_norm.weight present exactly for qwen3');
     const json = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
     t.same(json, JSON.parse(JSON.stringify(toHfConfig(model.config))), 'config.json is the HF form of the trained config');
     const { hf: _a, ...reparsed } = parseModelConfig(json, 'checkpoint config.json');

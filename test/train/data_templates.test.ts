@@ -64,3 +64,42 @@ t.test('truncation follows LLaMA-Factory infer_seqlen', async (t) => {
   t.ok(ns + nt <= 64);
   t.same(p.prompt, full.prompt.slice(0, ns), 'prompt keeps its head');
 });
+
+t.test('qwen3 template (ChatML, no default system, empty thought before answers without one)', async (t) => {
+  const tok = await HfTokenizer.create({ tokenizerJson: tokJson, tokenizerConfig: tokCfg }, 270, 'builtin');
+  const s = encodeSft(tok, 'qwen3', { system: null, turns: [{ user: 'hello', assistant: 'world' }, { user: 'the', assistant: '<think>\nhello\n</think>\n\nworld' }] }, 4096);
+  t.same(runs((i) => tok.decode(i), s.inputIds, s.labels), [
+    [true, '<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n'],
+    [false, '<think>\n\n</think>\n\nworld<|im_end|>\n'],
+    [true, '<|im_start|>user\nthe<|im_end|>\n<|im_start|>assistant\n'],
+    [false, '<think>\nhello\n</think>\n\nworld<|im_end|>\n'],
+  ], 'the empty thought is a target (thinking on); an answer with its own thought is kept as it is');
+  const prompt = tok.encode('<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n');
+  const firstAnswer = s.inputIds.slice(prompt.length, prompt.length + s.inputIds.length);
+  const expected = [...tok.encode('<think>\n\n</think>\n\n'), ...tok.encode('world<|im_end|>\n')];
+  t.same(firstAnswer.slice(0, expected.length), expected, 'the empty thought is encoded on its own, then the answer (as LLaMA-Factory adds thought ids)');
+  const sys = encodeSft(tok, 'qwen3', { system: 'the', turns: [{ user: 'hello', assistant: 'world' }] }, 4096);
+  t.equal(tok.decode(sys.inputIds.slice(0, tok.encode('<|im_start|>system\nthe<|im_end|>\n').length)), '<|im_start|>system\nthe<|im_end|>\n', 'a given system prompt comes first');
+});
+
+t.test('qwen3 preference pair: history answers lose their thoughts, only the final answers get the empty one', async (t) => {
+  const ex = { system: null, history: [{ user: 'q1', assistant: '<think>\nsecret\n</think>\n\na1' }], prompt: 'q2', chosen: 'good', rejected: '<think>\nno\n</think>\n\nbad' };
+  const p = encodePair(bytes, 'qwen3', ex, 100000);
+  t.equal(bytes.decode(p.prompt), '<|im_start|>user\nq1<|im_end|>\n<|im_start|>assistant\na1<|im_end|>\n<|im_start|>user\nq2<|im_end|>\n<|im_start|>assistant\n');
+  t.equal(bytes.decode(p.chosen), '<think>\n\n</think>\n\ngood<|im_end|>\n', 'chosen without a thought: the empty one first');
+  t.equal(bytes.decode(p.rejected), '<think>\nno\n</think>\n\nbad<|im_end|>\n', 'rejected keeps its own thought');
+});
+
+t.test('mistral template: BOS, [INST] with the system prompt joined to the first user message, EOS after answers', async (t) => {
+  const s = encodeSft(bytes, 'mistral', { system: 'S', turns: [{ user: 'Q', assistant: 'A' }, { user: 'R', assistant: 'B' }] }, 4096);
+  t.equal(s.inputIds[0], bytes.bosId, 'BOS first');
+  t.equal(s.labels[0], IGNORE_INDEX);
+  t.same(runs((i) => bytes.decode(i), s.inputIds.slice(1), s.labels.slice(1)), [
+    [true, '[INST] S\n\nQ[/INST]'],
+    [false, ' A\x02'],
+    [true, '[INST] R[/INST]'],
+    [false, ' B\x02'],
+  ]);
+  const plain = encodeSft(bytes, 'mistral', { system: null, turns: [{ user: 'Q', assistant: 'A' }] }, 4096);
+  t.equal(bytes.decode(plain.inputIds.slice(1)), '[INST] Q[/INST] A\x02', 'no default system prompt');
+});

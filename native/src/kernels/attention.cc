@@ -9,7 +9,10 @@
 // part), so dK / dV of a GQA group and dQ of its query heads stay task-local: no atomics.
 //
 // Blocks are laid out from each document's first token (documents are processed independently),
-// so masking is only needed on the causal diagonal block (Bq == Bk, diagonal block has j0 == i0).
+// so masking is only needed on the causal diagonal block (Bq == Bk, diagonal block has j0 == i0)
+// and, with a sliding window W, on the blocks that straddle the window's left edge; the key blocks
+// wholly left of every window of a query block are skipped (forward: they are never started;
+// backward: a key block's query loop stops where no window reaches it).
 // Scores are kept in the log2 domain: t = scale * log2(e), P = 2^(S t - m); lse = (m + log2 l) ln 2.
 #include "attention.h"
 
@@ -70,6 +73,30 @@ void check_shape(const AttnShape& sh, const char* who) {
   if (sh.H % sh.Hkv != 0) throw ShapeError(std::string(who) + ": H must be a multiple of Hkv");
   if (!(sh.scale >= 0.f) || !std::isfinite(sh.scale))
     throw ShapeError(std::string(who) + ": scale must be finite and >= 0 (0 means 1/sqrt(d))");
+  if (sh.window < 0) throw ShapeError(std::string(who) + ": window must be >= 0 (0: no sliding window)");
+  if (sh.window > 0 && !sh.causal) throw ShapeError(std::string(who) + ": a sliding window needs causal attention");
+}
+
+// First key block (aligned to the document's block grid) that some row of the query block
+// starting at i0 sees: the window of the block's first row begins at i0 - W + 1.
+int64_t first_key_block(const AttnShape& sh, int64_t doc_a, int64_t i0) {
+  if (sh.window <= 0 || i0 - sh.window + 1 <= doc_a) return doc_a;
+  return doc_a + ((i0 - sh.window + 1 - doc_a) / kBk) * kBk;
+}
+
+// Sets the scores of row i that fall outside its visible keys [max(j0, i - W + 1), i] of the block
+// [j0, j0 + nk) to -inf.
+inline void mask_row(float* row, const AttnShape& sh, int64_t i, int64_t j0, int64_t nk) {
+  const int64_t hi = sh.causal ? std::clamp<int64_t>(i - j0 + 1, 0, nk) : nk;
+  const int64_t lo = sh.window > 0 ? std::clamp<int64_t>(i - sh.window + 1 - j0, 0, hi) : 0;
+  std::fill(row, row + lo, -INFINITY);
+  std::fill(row + hi, row + nk, -INFINITY);
+}
+
+// Whether the block of rows [i0, i0 + nq) x keys [j0, j0 + nk) needs masking: the causal diagonal,
+// or a key the last row's window no longer reaches.
+inline bool needs_mask(const AttnShape& sh, int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
+  return (sh.causal && j0 + nk - 1 > i0) || (sh.window > 0 && j0 < i0 + nq - sh.window);
 }
 
 // Real documents (padding segments, negative lengths, are dropped: nothing attends to or from them).
@@ -142,13 +169,15 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
   pack_head_major(vp.data(), v, s, Hkv, d, nt);
 
   struct Task {
-    int64_t h, a, b, i0, cost;
+    int64_t h, a, b, i0, j_first, cost;
   };
   std::vector<Task> tasks;
   for (int64_t h = 0; h < H; ++h)
     for (const Doc& doc : docs)
-      for (int64_t i0 = doc.a; i0 < doc.b; i0 += kBq)
-        tasks.push_back({h, doc.a, doc.b, i0, sh.causal ? std::min(i0 + kBq, doc.b) - doc.a : doc.b - doc.a});
+      for (int64_t i0 = doc.a; i0 < doc.b; i0 += kBq) {
+        const int64_t jf = first_key_block(sh, doc.a, i0);
+        tasks.push_back({h, doc.a, doc.b, i0, jf, (sh.causal ? std::min(i0 + kBq, doc.b) : doc.b) - jf});
+      }
   // Longest first for load balance; results do not depend on which thread runs a task.
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.cost > y.cost; });
 
@@ -175,16 +204,13 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
       std::fill(m, m + nq, -INFINITY);
       std::fill(l, l + nq, 0.f);
       const int64_t kend = sh.causal ? i0 + nq : b;
-      for (int64_t j0 = task.a; j0 < kend; j0 += kBk) {
+      for (int64_t j0 = task.j_first; j0 < kend; j0 += kBk) {
         const int64_t nk = std::min(kBk, b - j0);
         simd::block_gemm(S, nk, Qb, d, 1, ktp + hk * s * d + j0 * d, nk, nq, nk, d, false);
-        const bool diag = sh.causal && j0 + nk - 1 > i0;
+        const bool masked = needs_mask(sh, i0, nq, j0, nk);
         for (int64_t r = 0; r < nq; ++r) {
           float* srow = S + r * nk;
-          if (diag) {
-            const int64_t vis = std::clamp<int64_t>(i0 + r - j0 + 1, 0, nk);
-            std::fill(srow + vis, srow + nk, -INFINITY);
-          }
+          if (masked) mask_row(srow, sh, i0 + r, j0, nk);
           const float mnew = std::max(m[r], simd::row_max(srow, nk) * t);
           if (mnew == -INFINITY) {  // nothing visible yet in this row
             std::fill(srow, srow + nk, 0.f);
@@ -259,7 +285,8 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
     for (const Doc& doc : docs)
       for (int64_t r = 0; r < R; ++r) {
         if (doc.a + r * kBk >= doc.b) break;  // a short document has fewer key blocks than parts
-        tasks.push_back({hk, doc.a, doc.b, r, (doc.b - doc.a) * (doc.b - doc.a)});
+        const int64_t len = doc.b - doc.a;
+        tasks.push_back({hk, doc.a, doc.b, r, len * (sh.window > 0 ? std::min(len, sh.window + kBk) : len)});
       }
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.cost > y.cost; });
 
@@ -287,14 +314,16 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
         const float* kj = Kp + (hk * s + j0) * d;
         std::fill(dKa, dKa + nk * d, 0.f);
         std::fill(dVa, dVa + nk * d, 0.f);
+        // The last query whose window reaches this block's last key is j0 + nk - 2 + W.
+        const int64_t iend = sh.window > 0 ? std::min(b, j0 + nk - 1 + sh.window) : b;
         for (int64_t g = 0; g < G; ++g) {
           const int64_t h = hk * G + g;
-          for (int64_t i0 = sh.causal ? j0 : a; i0 < b; i0 += kBq) {
+          for (int64_t i0 = sh.causal ? j0 : a; i0 < iend; i0 += kBq) {
             const int64_t nq = std::min(kBq, b - i0);
             const float* qi = Qp + (h * s + i0) * d;
             const float* doi = dOp + (h * s + i0) * d;
             simd::block_gemm(P, nk, qi, d, 1, ktb, nk, nq, nk, d, false);
-            const bool diag = sh.causal && j0 + nk - 1 > i0;
+            const bool masked = needs_mask(sh, i0, nq, j0, nk);
             for (int64_t r = 0; r < nq; ++r) {
               float* prow = P + r * nk;
               const float Lr = L[h * s + i0 + r];
@@ -302,10 +331,7 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
                 std::fill(prow, prow + nk, 0.f);
                 continue;
               }
-              if (diag) {
-                const int64_t vis = std::clamp<int64_t>(i0 + r - j0 + 1, 0, nk);
-                std::fill(prow + vis, prow + nk, -INFINITY);
-              }
+              if (masked) mask_row(prow, sh, i0 + r, j0, nk);
               simd::exp2_affine_sum(prow, nk, t, Lr);
             }
             simd::block_gemm(dS, nk, doi, d, 1, vtb, nk, nq, nk, d, false);  // dP = dO V^T
@@ -351,20 +377,21 @@ void attention_reference_forward(float* out, const float* q, const float* k, con
     for (int64_t i = doc.a; i < doc.b; ++i)
       for (int64_t h = 0; h < H; ++h) {
         const int64_t hk = h / G, jend = sh.causal ? i + 1 : doc.b;
-        p.assign(jend - doc.a, 0.0);
+        const int64_t jstart = sh.window > 0 ? std::max(doc.a, i - sh.window + 1) : doc.a;
+        p.assign(jend - jstart, 0.0);
         double mx = -INFINITY;
-        for (int64_t j = doc.a; j < jend; ++j) {
+        for (int64_t j = jstart; j < jend; ++j) {
           double dot = 0;
           for (int64_t c = 0; c < d; ++c)
             dot += static_cast<double>(q[(i * H + h) * d + c]) * k[(j * Hkv + hk) * d + c];
-          p[j - doc.a] = dot * scale;
+          p[j - jstart] = dot * scale;
           mx = std::max(mx, dot * scale);
         }
         double sum = 0;
         for (double& x : p) sum += (x = std::exp(x - mx));
         std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t j = doc.a; j < jend; ++j)
-          for (int64_t c = 0; c < d; ++c) acc[c] += p[j - doc.a] * v[(j * Hkv + hk) * d + c];
+        for (int64_t j = jstart; j < jend; ++j)
+          for (int64_t c = 0; c < d; ++c) acc[c] += p[j - jstart] * v[(j * Hkv + hk) * d + c];
         for (int64_t c = 0; c < d; ++c) out[(i * H + h) * d + c] = static_cast<float>(acc[c] / sum);
       }
 }

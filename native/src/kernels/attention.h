@@ -1,6 +1,8 @@
 // Flash attention (FlashAttention-2 style) for one packed sequence, CPU.
 // q: [s, H, d], k, v: [s, Hkv, d] (token-major), out: [s, H, d], lse: [H, s] (log-sum-exp per row).
-// Query head h uses key/value head h / (H / Hkv) (GQA). Documents: doc_lens [ndocs] summing to s
+// Query head h uses key/value head h / (H / Hkv) (GQA). Sliding window W > 0 (causal only): query i
+// sees keys j with i - W < j <= i (HF's Mistral/Qwen2 mask); key blocks wholly left of a query
+// block's window are never visited. Documents: doc_lens [ndocs] summing to s
 // (nullptr / ndocs == 0 means one document); attention never crosses a document boundary.
 // A NEGATIVE length -n marks n padding tokens: they attend to nothing and nothing attends to them
 // (fully masked rows: output 0, lse -inf, zero gradients). Lengths of 0 are allowed and ignored.
@@ -19,6 +21,7 @@ struct AttnShape {
   int64_t d = 0;      // head dim
   bool causal = true;
   float scale = 0.f;  // 0 means 1/sqrt(d)
+  int64_t window = 0; // sliding window (keys per query, itself included); 0: unlimited
 };
 
 void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,

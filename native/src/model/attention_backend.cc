@@ -12,6 +12,7 @@ AttnShape ShapeOf(const AttnCall& c) {
   sh.Hkv = c.Hkv;
   sh.d = c.d;
   sh.causal = true;
+  sh.window = c.window;
   return sh;
 }
 }  // namespace

@@ -5,6 +5,9 @@
 //   q: [n, H, d], k, v: [n, Hkv, d], out: [n, H, d], lse: [H, n]  (n = tokens held by THIS rank)
 //   doc_lens: document lengths of the sequence the backend attends over (ndocs == 0: one document);
 //             under sequence parallelism these are the GLOBAL lengths (see attended_tokens).
+//   window:   sliding window of this layer (0: full causal attention), in tokens of the attended
+//             sequence; the window needs no communication of its own (each rank attends over the
+//             whole sequence for its heads).
 //   backward ACCUMULATES into dq, dk, dv (the model zeroes them first).
 //
 // The default LocalFlashAttention calls the local flash attention kernel on the whole sequence.
@@ -27,6 +30,7 @@ struct AttnCall {
   int64_t d = 0;       // head dim
   const int32_t* doc_lens = nullptr;
   int64_t ndocs = 0;
+  int64_t window = 0;  // sliding window (0: none)
 };
 
 class AttentionBackend {
@@ -38,6 +42,10 @@ class AttentionBackend {
   // Index of this rank's first token in the attended sequence (Ulysses: rank * n). Keys per-token
   // randomness (LoRA dropout) by global token so P ranks draw what one process would.
   virtual int64_t token_offset(int64_t n) const { return 0; }
+  // The largest of `local` over the ranks that share the attended sequence (local: `local`
+  // itself; Ulysses: a max over the SP group, one small collective). The model uses it for the
+  // dynamic rope's sequence length, which must be the same on every shard of a sequence.
+  virtual int64_t sequence_max(int64_t local) { return local; }
   // Size of the lse buffer the model must provide (floats); local: H * n.
   virtual int64_t lse_size(const AttnCall& c) const { return c.H * c.n; }
   virtual void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) = 0;

@@ -71,6 +71,13 @@ void validate_config(const LlamaConfig& c) {
   Require(std::isfinite(c.rope_theta) && c.rope_theta > 0, "rope_theta: must be a positive number");
   Require(std::isfinite(c.rms_eps) && c.rms_eps > 0, "rms_norm_eps: must be a positive number");
   Require(std::isfinite(c.init_range) && c.init_range >= 0, "initializer_range: must be a non-negative number");
+  RopeScaling r = c.rope;
+  r.theta = c.rope_theta;
+  validate_rope(r, c.head_dim);  // ShapeError is an invalid_argument naming the key
+  Require(c.layer_window.empty() || static_cast<int64_t>(c.layer_window.size()) == c.layers,
+          "layer_types: one sliding window per layer expected, got " + std::to_string(c.layer_window.size()) +
+              " for " + std::to_string(c.layers) + " layers");
+  for (int64_t w : c.layer_window) Require(w >= 0, "sliding_window: must be a positive integer (or null)");
 }
 
 FloatStorage::FloatStorage(int64_t n) : size(n) {
@@ -87,6 +94,11 @@ FloatStorage::~FloatStorage() { std::free(raw_); }
 
 LlamaModel::LlamaModel(const LlamaConfig& cfg) : cfg_(cfg), attn_(std::make_shared<LocalFlashAttention>()) {
   validate_config(cfg_);
+  cfg_.rope.theta = cfg_.rope_theta;
+  inv_freq_.assign(static_cast<size_t>(cfg_.head_dim / 2), 0.0);
+  // Every type but dynamic has one table; dynamic's follows each forward's sequence length.
+  rope_inv_freq(inv_freq_.data(), cfg_.rope, cfg_.head_dim, 0);
+  rope_scale_ = cfg_.rope.attention_factor;
   build_views();
   params_ = std::make_shared<FloatStorage>(flat_size_);
   grads_ = std::make_shared<FloatStorage>(flat_size_);
@@ -120,6 +132,10 @@ void LlamaModel::build_views() {
     if (cfg_.qkv_bias) add(p + "self_attn.v_proj.bias", {KD}, false, 0);
     add(p + "self_attn.o_proj.weight", {D, QD}, true, 0);
     if (cfg_.o_bias) add(p + "self_attn.o_proj.bias", {D}, false, 0);
+    if (cfg_.qk_norm) {
+      add(p + "self_attn.q_norm.weight", {cfg_.head_dim}, false, 1);
+      add(p + "self_attn.k_norm.weight", {cfg_.head_dim}, false, 1);
+    }
     add(p + "post_attention_layernorm.weight", {D}, false, 1);
     add(p + "mlp.gate_proj.weight", {I, D}, true, 0);
     add(p + "mlp.up_proj.weight", {I, D}, true, 0);
@@ -137,8 +153,8 @@ int64_t LlamaModel::num_params() const {
 }
 
 LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const {
-  // Views of layer l start after the embedding; the per-layer count depends on the bias flags.
-  const int64_t per_layer = 9 + (cfg_.qkv_bias ? 3 : 0) + (cfg_.o_bias ? 1 : 0);
+  // Views of layer l start after the embedding; the per-layer count depends on the bias and norm flags.
+  const int64_t per_layer = 9 + (cfg_.qkv_bias ? 3 : 0) + (cfg_.o_bias ? 1 : 0) + (cfg_.qk_norm ? 2 : 0);
   size_t i = 1 + static_cast<size_t>(l * per_layer);
   float* base = s->data;
   auto next = [&]() { return base + views_[i++].offset; };
@@ -152,6 +168,8 @@ LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStor
   p.bv = cfg_.qkv_bias ? next() : nullptr;
   p.wo = next();
   p.bo = cfg_.o_bias ? next() : nullptr;
+  p.qn = cfg_.qk_norm ? next() : nullptr;
+  p.kn = cfg_.qk_norm ? next() : nullptr;
   p.ln2 = next();
   p.wg = next();
   p.wu = next();
@@ -193,12 +211,13 @@ void LlamaModel::ensure_buffers(int64_t n) {
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
   const int64_t lse = attn_->lse_size(call);
   // Floats of one full LayerActs set.
+  const int64_t qk = cfg_.qk_norm ? RoundUp(n * QD) + RoundUp(n * KD) + RoundUp(n * cfg_.heads) + RoundUp(n * cfg_.kv_heads) : 0;
   const int64_t full = RoundUp(n * D) * 4 + RoundUp(n) * 2 + RoundUp(n * QD) * 2 + RoundUp(n * KD) * 2 +
-                       RoundUp(lse) + RoundUp(n * I) * 2;
+                       RoundUp(lse) + RoundUp(n * I) * 2 + qk;
   const int64_t per_layer = checkpointing_ ? RoundUp(n * D) : full;
   int64_t total = per_layer * cfg_.layers + (checkpointing_ ? full : 0);
   total += RoundUp(n * D) * 3 + RoundUp(n) * 2;                      // xfinal, hn, dres, rstdf, lse_ce
-  total += RoundUp(n * I) * 3 + RoundUp(n * D) + RoundUp(n * QD) * 2 + RoundUp(n * KD) * 2;  // scratch
+  total += RoundUp(n * I) * 3 + RoundUp(n * D) + RoundUp(n * QD) * 2 + RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);  // scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
   float* p = arena_->data;
@@ -223,6 +242,7 @@ void LlamaModel::ensure_buffers(int64_t n) {
   scratch_dq2_ = take(n * QD);
   scratch_dk_ = take(n * KD);
   scratch_dv_ = take(n * KD);
+  scratch_dk2_ = cfg_.qk_norm ? take(n * KD) : nullptr;
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
 }
@@ -251,6 +271,12 @@ LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
   a.lse = take(attn_->lse_size(call));
   a.gate = take(n * I);
   a.up = take(n * I);
+  if (cfg_.qk_norm) {
+    a.qpre = take(n * QD);
+    a.kpre = take(n * KD);
+    a.rstdq = take(n * cfg_.heads);
+    a.rstdk = take(n * cfg_.kv_heads);
+  }
   if (buf_ckpt_) a.x = layer_base_[l];  // only the layer input is stored
   return a;
 }
@@ -261,21 +287,29 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
                 KD = cfg_.kv_heads * cfg_.head_dim;
   const LayerParams p = layer_params(params_, l);
   const AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, doc_lens_.data(),
-                      static_cast<int64_t>(doc_lens_.size())};
+                      static_cast<int64_t>(doc_lens_.size()), window_of(l)};
+  // With the q/k norm the projections land in qpre / kpre and the norm writes q / k.
+  float* qp = cfg_.qk_norm ? a.qpre : a.q;
+  float* kp = cfg_.qk_norm ? a.kpre : a.k;
 
   timed(kProfNorm, [&] { rmsnorm_forward(a.xn1, a.rstd1, a.x, p.ln1, n, D, cfg_.rms_eps); });
   timed(kProfGemm, [&] {
-    linear_forward(a.q, a.xn1, p.wq, p.bq, n, D, QD);
-    linear_forward(a.k, a.xn1, p.wk, p.bk, n, D, KD);
+    linear_forward(qp, a.xn1, p.wq, p.bq, n, D, QD);
+    linear_forward(kp, a.xn1, p.wk, p.bk, n, D, KD);
     linear_forward(a.v, a.xn1, p.wv, p.bv, n, D, KD);
   });
-  // Adapters act on the projections before RoPE, as PEFT's wrapped Linear modules do.
-  if (adapter_on(l, kLoraQ)) adapter_forward(l, kLoraQ, a.q, a.xn1, D, QD);
-  if (adapter_on(l, kLoraK)) adapter_forward(l, kLoraK, a.k, a.xn1, D, KD);
+  // Adapters act on the projections before the q/k norm and RoPE, as PEFT's wrapped Linear modules do.
+  if (adapter_on(l, kLoraQ)) adapter_forward(l, kLoraQ, qp, a.xn1, D, QD);
+  if (adapter_on(l, kLoraK)) adapter_forward(l, kLoraK, kp, a.xn1, D, KD);
   if (adapter_on(l, kLoraV)) adapter_forward(l, kLoraV, a.v, a.xn1, D, KD);
+  if (cfg_.qk_norm)
+    timed(kProfNorm, [&] {
+      rmsnorm_forward(a.q, a.rstdq, a.qpre, p.qn, n * cfg_.heads, cfg_.head_dim, cfg_.rms_eps);
+      rmsnorm_forward(a.k, a.rstdk, a.kpre, p.kn, n * cfg_.kv_heads, cfg_.head_dim, cfg_.rms_eps);
+    });
   timed(kProfRope, [&] {
-    rope_forward(a.q, positions_.data(), n, cfg_.heads, cfg_.head_dim, cfg_.rope_theta);
-    rope_forward(a.k, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, cfg_.rope_theta);
+    rope_forward_table(a.q, positions_.data(), n, cfg_.heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
+    rope_forward_table(a.k, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
   });
   timed(kProfAttnFwd, [&] { attn_->forward(a.att, a.lse, a.q, a.k, a.v, call); });
   // h = x + att Wo^T (+ bo): the residual is folded into the product (beta = 1).
@@ -309,7 +343,7 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
   const bool train_base = !lora_;
   const LayerParams g = train_base ? layer_params(grads_, l) : LayerParams{};
   const AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, doc_lens_.data(),
-                      static_cast<int64_t>(doc_lens_.size())};
+                      static_cast<int64_t>(doc_lens_.size()), window_of(l)};
 
   // MLP: y = h + act Wd^T (+ s Bd Ad drop(act))
   float* act = scratch_act_;
@@ -360,26 +394,42 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     attn_->backward(scratch_dq_, scratch_dk_, scratch_dv_, datt, a.q, a.k, a.v, a.att, a.lse, call);
   });
   timed(kProfRope, [&] {
-    rope_backward(scratch_dq_, positions_.data(), n, cfg_.heads, cfg_.head_dim, cfg_.rope_theta);
-    rope_backward(scratch_dk_, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, cfg_.rope_theta);
+    rope_backward_table(scratch_dq_, positions_.data(), n, cfg_.heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
+    rope_backward_table(scratch_dk_, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
   });
+  // dq, dk: gradients of the projections' outputs (before the q/k norm when there is one).
+  float* dq = scratch_dq_;
+  float* dk = scratch_dk_;
+  if (cfg_.qk_norm) {
+    // datt (scratch_dq2_) is dead after the attention backward: it takes dL/dqpre.
+    dq = scratch_dq2_;
+    dk = scratch_dk2_;
+    timed(kProfCopy, [&] {
+      ParallelZero(dq, n * QD);
+      ParallelZero(dk, n * KD);
+    });
+    timed(kProfNorm, [&] {
+      rmsnorm_backward(dq, g.qn, scratch_dq_, a.qpre, p.qn, a.rstdq, n * cfg_.heads, cfg_.head_dim);
+      rmsnorm_backward(dk, g.kn, scratch_dk_, a.kpre, p.kn, a.rstdk, n * cfg_.kv_heads, cfg_.head_dim);
+    });
+  }
   // A frozen model needs no gradient below layer 0's projections (the embedding gets none):
   // its input-gradient products and norm backward are skipped.
   float* dxn1 = train_base || l > 0 ? scratch_dD_ : nullptr;
   timed(kProfGemm, [&] {
     if (dxn1) {
-      matmul(dxn1, scratch_dq_, p.wq, n, D, QD, false, false, 1.f, 0.f);
-      matmul(dxn1, scratch_dk_, p.wk, n, D, KD, false, false, 1.f, 1.f);
+      matmul(dxn1, dq, p.wq, n, D, QD, false, false, 1.f, 0.f);
+      matmul(dxn1, dk, p.wk, n, D, KD, false, false, 1.f, 1.f);
       matmul(dxn1, scratch_dv_, p.wv, n, D, KD, false, false, 1.f, 1.f);
     }
     if (train_base) {
-      linear_backward(nullptr, g.wq, g.bq, scratch_dq_, a.xn1, p.wq, n, D, QD);
-      linear_backward(nullptr, g.wk, g.bk, scratch_dk_, a.xn1, p.wk, n, D, KD);
+      linear_backward(nullptr, g.wq, g.bq, dq, a.xn1, p.wq, n, D, QD);
+      linear_backward(nullptr, g.wk, g.bk, dk, a.xn1, p.wk, n, D, KD);
       linear_backward(nullptr, g.wv, g.bv, scratch_dv_, a.xn1, p.wv, n, D, KD);
     }
   });
-  if (adapter_on(l, kLoraQ)) adapter_backward(l, kLoraQ, dxn1, scratch_dq_, a.xn1, D, QD);
-  if (adapter_on(l, kLoraK)) adapter_backward(l, kLoraK, dxn1, scratch_dk_, a.xn1, D, KD);
+  if (adapter_on(l, kLoraQ)) adapter_backward(l, kLoraQ, dxn1, dq, a.xn1, D, QD);
+  if (adapter_on(l, kLoraK)) adapter_backward(l, kLoraK, dxn1, dk, a.xn1, D, KD);
   if (adapter_on(l, kLoraV)) adapter_backward(l, kLoraV, dxn1, scratch_dv_, a.xn1, D, KD);
   if (dxn1) timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln1, dxn1, a.x, p.ln1, a.rstd1, n, D); });  // dres = dL/dx
 }
@@ -414,6 +464,17 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   dropout_key_ = dropout_on_ ? static_cast<uint32_t>(dropout_key) : 0;
   ensure_buffers(n);
   if (fwd_adapters_) ensure_lora_buffers(n);
+  if (cfg_.rope.type == RopeType::kDynamic) {
+    // The length of the WHOLE sequence (largest global position + 1): under sequence parallelism
+    // a max over the shards, so every shard rotates with the same frequencies.
+    int64_t local = 0;
+    for (int64_t i = 0; i < n; ++i) local = std::max<int64_t>(local, int64_t(positions_[i]) + 1);
+    const int64_t len = attn_->sequence_max(local);
+    if (len != rope_len_) {
+      rope_inv_freq(inv_freq_.data(), cfg_.rope, cfg_.head_dim, len);
+      rope_len_ = len;
+    }
+  }
 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;

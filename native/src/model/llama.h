@@ -1,11 +1,12 @@
-// The Llama-family decoder (Llama 2/3, Qwen2) on CPU: parameters and gradients in two flat,
+// The Llama-family decoder (Llama 2/3.x, Qwen2/2.5, Qwen3, Mistral) on CPU: parameters and gradients in two flat,
 // 64-byte-aligned float buffers with HF-named views, seeded initialization, and forward +
 // backward over ONE packed token sequence (documents given as lengths, global position ids).
 // Pure C++: no N-API here. Never materializes [n, vocab] (fused LM head + CE) or [n, n]
 // (flash attention through the AttentionBackend seam, see attention_backend.h).
 //
 // Per layer (REFERENCE §1):
-//   xn1 = rms(x) ; q,k,v = proj(xn1) (+bias for qwen2) ; rope(q), rope(k) ; att = attn(q,k,v)
+//   xn1 = rms(x) ; q,k,v = proj(xn1) (+bias for qwen2) ; [qwen3: q, k = rms_head(q), rms_head(k)]
+//   rope(q), rope(k) (scaled rope: kernels/rope.h) ; att = attn(q,k,v) (per-layer sliding window)
 //   h = x + o_proj(att) ; xn2 = rms(h) ; act = silu(gate(xn2)) * up(xn2) ; y = h + down(act)
 // Shapes: x, h, y: [n, D]; q, att: [n, H*d]; k, v: [n, Hkv*d]; gate, up, act: [n, I].
 //
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/rope.h"
 #include "model/attention_backend.h"
 #include "model/lora.h"
 
@@ -39,6 +41,13 @@ struct LlamaConfig {
   bool qkv_bias = false;     // qwen2 (or llama attention_bias; then o_proj has a bias too)
   bool o_bias = false;       // llama attention_bias = true
   float init_range = 0.02f;
+  // Rope scaling type and its resolved parameters; rope.theta is ignored (rope_theta is it).
+  RopeScaling rope;
+  // qwen3: RMSNorm (weight [head_dim], eps rms_eps) over each q and k head after the projection
+  // (and its adapter) and before RoPE: self_attn.q_norm.weight, self_attn.k_norm.weight.
+  bool qk_norm = false;
+  // Per layer: sliding window in tokens (0: full causal attention). Empty: no layer slides.
+  std::vector<int64_t> layer_window;
 };
 
 // Throws std::invalid_argument naming the field and the problem (the binding maps it to ERR_CONFIG).
@@ -106,6 +115,11 @@ class LlamaModel {
   // token_loss [n] nullable. Throws std::invalid_argument on bad inputs (ids out of range ...).
   // dropout_key: the caller's step key for LoRA dropout masks (keyed by seed, key, layer, module);
   // negative: no dropout (evaluation, reference passes).
+  // Rope type dynamic: the sequence length of its base is the largest position id + 1 over the
+  // WHOLE sequence (padding tokens included), taken as a max over the ranks of the attention
+  // backend (AttentionBackend::sequence_max: a one-int64 all-gather over the SP group under
+  // Ulysses), so every shard of a sequence rotates with the same frequencies; every other type
+  // has one table for the model's lifetime.
   ForwardResult forward(const int32_t* tokens, const int32_t* labels, const int32_t* positions, int64_t n,
                         const int32_t* doc_lens, int64_t ndocs, float normalizer, float* token_loss,
                         int64_t dropout_key = -1, int32_t* token_argmax = nullptr);
@@ -142,11 +156,12 @@ class LlamaModel {
 
  private:
   struct LayerParams {
-    float *ln1, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo, *ln2, *wg, *wu, *wd;
+    float *ln1, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo, *qn, *kn, *ln2, *wg, *wu, *wd;
   };
-  // Saved (or recomputed) activations of one layer.
+  // Saved (or recomputed) activations of one layer. qpre, kpre (projections before the q/k norm)
+  // and their rstd exist with qk_norm only; q and k are what attention sees (normed, rotated).
   struct LayerActs {
-    float *x, *xn1, *rstd1, *q, *k, *v, *att, *lse, *h, *xn2, *rstd2, *gate, *up;
+    float *x, *xn1, *rstd1, *q, *k, *v, *att, *lse, *h, *xn2, *rstd2, *gate, *up, *qpre, *kpre, *rstdq, *rstdk;
   };
 
   template <typename F> void timed(int cat, F&& f) {
@@ -211,6 +226,7 @@ class LlamaModel {
   float* scratch_dq2_ = nullptr;    // [n, H*d]
   float* scratch_dk_ = nullptr;     // [n, Hkv*d]
   float* scratch_dv_ = nullptr;     // [n, Hkv*d]
+  float* scratch_dk2_ = nullptr;    // [n, Hkv*d] d of the pre-norm k (qk_norm only)
   float* dres_ = nullptr;           // [n, D] gradient of the residual stream
 
   std::unique_ptr<Lora> lora_;
@@ -222,6 +238,13 @@ class LlamaModel {
   float* lora_u_ = nullptr;          // [n, r]
   float* lora_du_ = nullptr;         // [n, r]
   float* lora_xd_ = nullptr;         // [n, max in] dropped input / its gradient (dropout > 0 only)
+
+  // Rope frequencies [head_dim / 2] of the current sequence (fixed unless the type is dynamic,
+  // whose table follows the sequence length rope_len_ of the last forward) and the cos/sin scale.
+  std::vector<double> inv_freq_;
+  int64_t rope_len_ = -1;
+  double rope_scale_ = 1;
+  int64_t window_of(int64_t l) const { return cfg_.layer_window.empty() ? 0 : cfg_.layer_window[static_cast<size_t>(l)]; }
 
   // Inputs of the last forward (copied: the backward must not depend on caller memory).
   std::vector<int32_t> tokens_, labels_, positions_, doc_lens_;

@@ -2,6 +2,7 @@
 // Must never let ranks diverge in the collectives they issue, and never swallow a CodedError.
 #include "model/ulysses_backend.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -78,6 +79,14 @@ template <typename F> void UlyssesAttention::timed(int64_t bytes, F&& f) {
   stats_.bytes += bytes;
 }
 
+int64_t UlyssesAttention::sequence_max(int64_t local) {
+  std::vector<int64_t> all(static_cast<size_t>(P_));
+  comm_->all_gather(&local, all.data(), sizeof(int64_t));
+  int64_t m = local;
+  for (int64_t v : all) m = std::max(m, v);
+  return m;
+}
+
 void UlyssesAttention::forward(float* out, float* lse, const float* q, const float* k, const float* v,
                                const AttnCall& c) {
   check_call(c);
@@ -96,6 +105,7 @@ void UlyssesAttention::forward(float* out, float* lse, const float* q, const flo
   sh.Hkv = hg_;
   sh.d = d;
   sh.causal = true;
+  sh.window = c.window;
   flash_attention_forward(outh_.data(), lse, qh_.data(), kh_.data(), vh_.data(), c.doc_lens, c.ndocs, sh);
 
   timed(qb, [&] { comm::head_to_seq(cm, out, outh_.data(), n, H_, d); });
@@ -133,6 +143,7 @@ void UlyssesAttention::backward(float* dq, float* dk, float* dv, const float* do
   sh.Hkv = hg_;
   sh.d = d;
   sh.causal = true;
+  sh.window = c.window;
   flash_attention_backward(dqh_.data(), dkh_.data(), dvh_.data(), douth_.data(), qh_.data(), kh_.data(), vh_.data(),
                            outh_.data(), lse, c.doc_lens, c.ndocs, sh);
 

@@ -51,6 +51,8 @@ class UlyssesAttention : public AttentionBackend {
   int64_t token_offset(int64_t n) const override { return n * comm_->rank(); }
   // [H/P, P*n] head-sharded: the same float count as the local [H, n].
   int64_t lse_size(const AttnCall& c) const override { return c.H * c.n; }
+  // Max over the SP group (an all-gather of one int64 per rank).
+  int64_t sequence_max(int64_t local) override;
   void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) override;
   void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                 const float* out, const float* lse, const AttnCall& c) override;

@@ -3,7 +3,8 @@
  * writes a random-initialized HF checkpoint directory (config.json + model.safetensors, F32, HF
  * tensor names) for any model config the engine reads, with the engine's own seeded
  * initialization (Model.create), so `up` can start from real weights files without a download.
- * NAME is one of the configs under examples/models (tiny, small, llama3-mini, qwen2.5-mini).
+ * NAME is one of the configs under examples/models (tiny, small, llama3-mini, qwen2.5-mini,
+ * llama3.1-mini, qwen2.5-yarn-mini, qwen3-mini, mistral-mini).
  * Must never write into a non-empty directory without --force, and must never leave a stale
  * weights index behind that would make loaders read other weights than the ones written.
  */

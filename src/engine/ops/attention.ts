@@ -26,6 +26,11 @@ export interface AttentionShape {
   scale?: number;
   /** Packed document lengths (negative = padding); default one document of length s. */
   docLens?: Int32Array;
+  /**
+   * Sliding window W (causal only): query i sees keys j with i - W < j <= i (HF's Mistral / Qwen2
+   * mask); default none.
+   */
+  window?: number;
 }
 
 function checkShape(what: string, sh: AttentionShape): void {
@@ -37,6 +42,10 @@ function checkShape(what: string, sh: AttentionShape): void {
   if (sh.scale !== undefined && !(Number.isFinite(sh.scale) && sh.scale > 0)) {
     throw new EngineError('ERR_ARG', `${what}: scale must be a finite number > 0, got ${sh.scale}`);
   }
+  if (sh.window !== undefined) {
+    if (!Number.isInteger(sh.window) || sh.window < 0) throw new EngineError('ERR_ARG', `${what}: window must be an integer >= 0, got ${sh.window}`);
+    if (sh.window > 0 && sh.causal === false) throw new EngineError('ERR_ARG', `${what}: a sliding window needs causal attention`);
+  }
   if (sh.docLens !== undefined) {
     if (!(sh.docLens instanceof Int32Array)) throw new EngineError('ERR_DTYPE', `${what}: docLens must be an Int32Array`);
     let total = 0;
@@ -46,7 +55,7 @@ function checkShape(what: string, sh: AttentionShape): void {
 }
 
 function shapeArgs(sh: AttentionShape): AttentionShapeArgs {
-  return [sh.docLens ?? null, sh.s, sh.H, sh.Hkv, sh.d, sh.causal ?? true, sh.scale ?? 0];
+  return [sh.docLens ?? null, sh.s, sh.H, sh.Hkv, sh.d, sh.causal ?? true, sh.scale ?? 0, sh.window ?? 0];
 }
 
 /** out [s, H, d] and lse [H, s] are overwritten. */

@@ -1,6 +1,6 @@
 /**
- * Chat templates `default`, `llama3` and `qwen`, laid out as LLaMA-Factory's templates produce
- * them, and the SFT/DPO encoders with LLaMA-Factory's truncation (`infer_seqlen`: each turn's
+ * Chat templates `default`, `llama3`, `qwen`, `qwen3` and `mistral`, laid out as LLaMA-Factory's
+ * templates of those names produce them, and the SFT/DPO encoders with LLaMA-Factory's truncation (`infer_seqlen`: each turn's
  * source and target keep a share of the remaining budget in proportion to their lengths; turns
  * after the budget is spent are dropped). Prompt tokens get label -100. This file must never add
  * a special token the template does not name.
@@ -13,11 +13,18 @@
  *            assistant `{c}<|eot_id|>`.
  *   qwen:    `<|im_start|>system\n{c}<|im_end|>\n` (default system prompt when none is given),
  *            user `<|im_start|>user\n{c}<|im_end|>\n<|im_start|>assistant\n`, assistant `{c}<|im_end|>\n`.
+ *   qwen3:   the qwen layout without a default system prompt, as a reasoning template (thinking
+ *            on, LLaMA-Factory's default): an answer without `<think>` / `</think>` gets the empty
+ *            thought `<think>\n\n</think>\n\n` (encoded on its own) before it, as a target; in a
+ *            preference pair (one turn) only the final answer does, and the history answers lose
+ *            their `<think>\n...\n</think>\n\n` blocks.
+ *   mistral: BOS, user `[INST] {system}\n\n{c}[/INST]` (the system prompt joins the first user
+ *            message, as LLaMA-Factory's Llama2Template does), assistant ` {c}` EOS.
  */
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
 import type { PairExample, SftExample, Turn } from './formats.js';
 
-export type TemplateName = 'default' | 'llama3' | 'qwen';
+export type TemplateName = 'default' | 'llama3' | 'qwen' | 'qwen3' | 'mistral';
 export const IGNORE_INDEX = -100;
 
 type Slot = string | { special: 'bos' | 'eos' };
@@ -29,6 +36,10 @@ interface Template {
   assistant: (c: string) => Slot[];
   separator: string;
   defaultSystem: string | null;
+  /** The system text goes inside the first user message instead of before it (Llama2Template). */
+  systemInUser?: boolean;
+  /** Reasoning template: the thought delimiters (LLaMA-Factory's thought_words). */
+  thought?: { open: string; close: string };
 }
 
 const EOS = { special: 'eos' } as const;
@@ -59,6 +70,24 @@ export const TEMPLATES: Record<TemplateName, Template> = {
     separator: '',
     defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.',
   },
+  qwen3: {
+    prefix: [],
+    system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
+    user: (c) => [`<|im_start|>user\n${c}<|im_end|>\n<|im_start|>assistant\n`],
+    assistant: (c) => [`${c}<|im_end|>\n`],
+    separator: '',
+    defaultSystem: null,
+    thought: { open: '<think>\n', close: '\n</think>\n\n' },
+  },
+  mistral: {
+    prefix: [BOS],
+    system: (c) => [`${c}\n\n`],
+    user: (c) => [`[INST] ${c}[/INST]`],
+    assistant: (c) => [` ${c}`, EOS],
+    separator: '',
+    defaultSystem: null,
+    systemInUser: true,
+  },
 };
 
 function encodeSlots(tok: TextTokenizer, slots: Slot[]): number[] {
@@ -75,18 +104,38 @@ function encodeSlots(tok: TextTokenizer, slots: Slot[]): number[] {
   return out;
 }
 
-/** (prompt ids, response ids) per turn, before truncation. */
-export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: string | null, turns: readonly Turn[]): [number[], number[]][] {
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * (prompt ids, response ids) per turn, before truncation. `oneTurn`: the turns are one preference
+ * example's history plus its final answer (LLaMA-Factory's encode_oneturn), which reasoning
+ * templates treat differently from a multi-turn SFT conversation (encode_multiturn).
+ */
+export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: string | null, turns: readonly Turn[], oneTurn = false): [number[], number[]][] {
   const t = TEMPLATES[name];
   const sys = system ?? t.defaultSystem;
+  const th = t.thought;
+  const thoughtBlock = th ? new RegExp(`${escapeRegExp(th.open)}[\\s\\S]*?${escapeRegExp(th.close)}`, 'g') : null;
   return turns.map((turn, i) => {
     const prompt: Slot[] = [];
+    let user = turn.user;
     if (i === 0) {
       prompt.push(...t.prefix);
-      if (sys) prompt.push(...t.system(sys));
+      if (sys && t.systemInUser) user = (t.system(sys) as string[]).join('') + user;
+      else if (sys) prompt.push(...t.system(sys));
     } else if (t.separator) prompt.push(t.separator);
-    prompt.push(...t.user(turn.user));
-    return [encodeSlots(tok, prompt), encodeSlots(tok, t.assistant(turn.assistant))];
+    prompt.push(...t.user(user));
+    const last = i === turns.length - 1;
+    let answer = turn.assistant;
+    // One-turn encoding drops the thoughts of the history answers (they are context).
+    if (thoughtBlock && oneTurn && !last) answer = answer.replace(thoughtBlock, '').replace(/^\n+/, '');
+    let response = encodeSlots(tok, t.assistant(answer));
+    if (th && (!oneTurn || last) && !answer.includes(th.open.trim()) && !answer.includes(th.close.trim())) {
+      response = [...encodeSlots(tok, [th.open + th.close]), ...response];
+    }
+    return [encodeSlots(tok, prompt), response];
   });
 }
 
@@ -124,8 +173,8 @@ export interface TokenizedPair { prompt: number[]; chosen: number[]; rejected: n
 export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt' | 'chosen' | 'rejected'>, cutoffLen: number): TokenizedPair {
   const turnsC = [...ex.history, { user: ex.prompt, assistant: ex.chosen }];
   const turnsR = [...ex.history, { user: ex.prompt, assistant: ex.rejected }];
-  const encC = encodeTurns(tok, name, ex.system, turnsC);
-  const encR = encodeTurns(tok, name, ex.system, turnsR);
+  const encC = encodeTurns(tok, name, ex.system, turnsC, true);
+  const encR = encodeTurns(tok, name, ex.system, turnsR, true);
   const prompt: number[] = [];
   // History turns are prompt: their answers are context, never trained in DPO.
   for (const [s, r] of encC) prompt.push(...s, ...r);
