@@ -14,7 +14,7 @@ export interface JobConfig {
   lora_target: string[];
   dataset: string[];
   dataset_dir: string;
-  template: 'default' | 'llama3' | 'qwen';
+  template: 'default' | 'llama3' | 'qwen' | 'qwen3' | 'mistral';
   cutoff_len: number;
   max_samples: number | null;
   /** resolved: true for pt, false otherwise, when not given */

@@ -40,7 +40,7 @@ export const LEAVES: readonly LeafSpec[] = [
   // data
   { path: 'dataset', kind: 'list', default: [], doc: 'dataset names from dataset_dir/dataset_info.json, comma separated' },
   { path: 'dataset_dir', kind: 'string', default: 'data', doc: 'folder holding dataset_info.json and the data files' },
-  { path: 'template', kind: 'enum', values: ['default', 'llama3', 'qwen'], default: 'default', doc: 'chat template for sft/dpo' },
+  { path: 'template', kind: 'enum', values: ['default', 'llama3', 'qwen', 'qwen3', 'mistral'], default: 'default', doc: 'chat template for sft/dpo' },
   { path: 'cutoff_len', kind: 'int', min: 1, default: 2048, doc: 'tokens per sequence (split across sequence_parallel_size ranks)' },
   { path: 'max_samples', kind: 'int', min: 1, default: null, nullable: true, doc: 'use at most this many samples per dataset (null: all)' },
   { path: 'packing', kind: 'bool', default: null, nullable: true, doc: 'pack samples into cutoff_len sequences (null: true for pt, false otherwise)' },

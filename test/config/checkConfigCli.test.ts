@@ -82,3 +82,21 @@ t.test('a missing config file and a bad flag value exit 2', async (t) => {
   t.match(r.err, /bf16: must be true or false \(got "maybe"\)/);
   t.equal(cli([]).code, 0, 'no config: the embedded default job');
 });
+
+t.test('the model family and position encoding are printed; a rope the engine cannot compute is refused by key', async (t) => {
+  const r = cli(['examples/llama3_1_mini_lora_sft_long.yaml']);
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, /^# model: llama, head_dim 32, rope llama3 x8 from 256/m);
+  const j = cli(['examples/qwen3_mini_pt_long.yaml', '--json']);
+  t.equal(j.code, 0, j.err);
+  t.match(JSON.parse(j.out.trim().split('\n').pop()!).model, /^qwen3 \(q\/k norm\)/);
+  const dir = t.testdir({
+    'config.json': JSON.stringify({
+      model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2,
+      rope_scaling: { rope_type: 'longrope', factor: 4 },
+    }),
+  });
+  const bad = cli(['examples/tiny_pt.yaml', '--model_name_or_path', dir]);
+  t.equal(bad.code, 2, 'exit 2 before anything starts');
+  t.match(bad.err, /rope_scaling/, `names the key: ${bad.err}`);
+});

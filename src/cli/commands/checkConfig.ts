@@ -5,7 +5,8 @@
  * ConfigError listing every problem (the CLI exits 2). Never starts a job or touches output_dir.
  */
 import { dump } from 'js-yaml';
-import { LEAVES, envName, resolveJob, type JobConfig } from '../../config/index.js';
+import { ConfigError, LEAVES, envName, resolveJob, type JobConfig } from '../../config/index.js';
+import { modelFamilyReport } from '../../train/modelFamilyReport.js';
 
 const HELP = `usage: ulysses-actors check-config [job.yaml | --config job.yaml] [options] [--KEY VALUE ...]
   --json               print one JSON object instead of YAML
@@ -38,6 +39,9 @@ export async function checkConfigCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const { job, hosts, ranks, command, ignored } = resolveJob(argv, { env: process.env, commandFlags: { json: 'bool' } });
+  // the model family and position encoding as the engine will compute them, or what it refuses
+  const model = modelFamilyReport(job.config.model_name_or_path);
+  if (model?.problems.length) throw new ConfigError(model.problems);
   if (command.json) {
     const out = {
       config: job.config,
@@ -46,6 +50,7 @@ export async function checkConfigCommand(argv: string[]): Promise<number> {
       configPath: job.configPath ?? null,
       deepspeedPath: job.deepspeedPath ?? null,
       lrAdjust: job.lrAdjust,
+      model: model?.description ?? null,
       ...(hosts ? { hosts: hosts.map((h) => ({ host: h.host, slots: h.slots })), worldSize: ranks!.length } : {}),
     };
     process.stdout.write(JSON.stringify(out) + '\n');
@@ -53,6 +58,7 @@ export async function checkConfigCommand(argv: string[]): Promise<number> {
   }
   const lines: string[] = [`# resolved from ${job.configPath ?? 'the embedded default job'} (defaults < file < env < flags)`];
   if (ignored.length) lines.push('# ignored (no effect here):', ...ignored.map((i) => `#   ${i.key}: ${i.reason} [${i.source}]`));
+  if (model?.description) lines.push(`# model: ${model.description}`);
   if (job.lrAdjust !== 1) lines.push(`# learning_rate includes --adjust-lr ${job.lrAdjust}`);
   if (ranks) lines.push(`# world: ${ranks.length} ranks on ${hosts!.map((h) => `${h.host}(${h.slots.length})`).join(', ')}; data-parallel degree ${ranks.length / job.config.sequence_parallel_size}`);
   process.stdout.write(lines.join('\n') + '\n' + dump(printableConfig(job.config), { lineWidth: 120 }));

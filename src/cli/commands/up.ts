@@ -14,6 +14,7 @@ import { resolve, join } from 'node:path';
 import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
 import { bindProblem, createLaunchers, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
+import { modelFamilyReport } from '../../train/modelFamilyReport.js';
 import { modelParallelProblems } from '../../train/modelParallelProblems.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../../util/packageRoot.js';
@@ -71,7 +72,8 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (bad) problems.push({ key: 'cluster.bind_address', value: job.cluster.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
   const world = hostList.reduce((n, h) => n + h.slots.length, 0);
   // the model must split over sequence_parallel_size (heads, kv replication) before anything starts
-  if (workload === 'train') problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world));
+  const model = workload === 'train' ? modelFamilyReport(job.config.model_name_or_path) : null;
+  if (workload === 'train') problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world), ...model!.problems);
   if (problems.length) throw new ConfigError(problems);
 
   const ignoredLine = formatIgnored(ignored);
@@ -90,6 +92,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     `ulysses-actors up: ${world} rank${world === 1 ? '' : 's'} on ${hostList.map((h, i) => `${h.host}(${h.slots.length}, ${kinds[i]})`).join(', ')}; ` +
       `workload ${workload}; output ${outputDir}\n`,
   );
+  if (model?.description) out(`model: ${model.description}\n`);
 
   const coord = new Coordinator({
     job: spec,
