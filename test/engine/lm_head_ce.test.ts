@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { lmHeadCeBackward, lmHeadCeForward, type LmHeadShape } from '../../src/engine/ops/attention.js';
 import { native } from '../../src/engine/native.js';
 import { Tensor } from '../../src/engine/Tensor.js';
@@ -52,31 +52,44 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const TOL = 2e-5;
 
+/** Runs the forward (with `o`'s outputs) and the backward with and without the saved lse for one
+ * chunk size and checks loss, token loss, lse, dh and dW against the fp64 reference. */
+async function checkChunk(t: Test, h: Float32Array, W: Float32Array, y: Int32Array, normalizer: number, sh: LmHeadShape,
+  ref: ReturnType<typeof reference>, o: { argmax?: Int32Array } = {}) {
+  const chunk = sh.chunk;
+  let refLoss = 0;
+  for (const x of ref.loss) refLoss += x;
+  refLoss /= normalizer;
+  const tokenLoss = new Float32Array(sh.n), lse = new Float32Array(sh.n);
+  const r = await lmHeadCeForward(h, W, y, normalizer, sh, { tokenLoss, lse, ...o });
+  t.ok(Math.abs(r.loss - refLoss) < TOL, `chunk=${chunk}: loss |diff| ${Math.abs(r.loss - refLoss).toExponential(2)} < ${TOL}`);
+  const el = maxDiff(tokenLoss, ref.loss), es = maxDiff(lse, ref.lse);
+  t.ok(el < TOL, `chunk=${chunk}: token loss max |diff| ${el.toExponential(2)} < ${TOL}`);
+  t.ok(es < TOL, `chunk=${chunk}: lse max |diff| ${es.toExponential(2)} < ${TOL}`);
+  const grads: { withLse: boolean; dh: Float32Array; dW: Float32Array }[] = [];
+  for (const withLse of [true, false]) {
+    const dh = new Float32Array(sh.n * sh.dim), dW = new Float32Array(sh.vocab * sh.dim);
+    await lmHeadCeBackward({ dh, dW }, h, W, y, normalizer, sh, withLse ? { lse } : {});
+    const eh = maxDiff(dh, ref.dh), ew = maxDiff(dW, ref.dW);
+    t.ok(eh < TOL, `chunk=${chunk} lse=${withLse}: dh max |diff| ${eh.toExponential(2)} < ${TOL}`);
+    t.ok(ew < TOL, `chunk=${chunk} lse=${withLse}: dW max |diff| ${ew.toExponential(2)} < ${TOL}`);
+    grads.push({ withLse, dh, dW });
+  }
+  return { r, tokenLoss, grads };
+}
+
 t.test('loss, per-token loss, lse, dh and dW match an fp64 reference for several chunk sizes', async (t) => {
   const sh0 = { n: 37, dim: 24, vocab: 101 };
   const h = values(sh0.n * sh0.dim, 1, 0.8), W = values(sh0.vocab * sh0.dim, 2, 0.8);
   const y = labelsFor(sh0.n, sh0.vocab, [0, 5, 6, 36]);
   const normalizer = 50; // a global count, larger than this shard's 33 valid tokens
   const ref = reference(h, W, y, sh0, () => 1 / normalizer);
-  let refLoss = 0;
-  for (const x of ref.loss) refLoss += x;
-  refLoss /= normalizer;
   for (const chunk of [1, 5, 16, 37, 1000]) {
     const sh = { ...sh0, chunk };
-    const tokenLoss = new Float32Array(sh.n), lse = new Float32Array(sh.n);
-    const r = await lmHeadCeForward(h, W, y, normalizer, sh, { tokenLoss, lse });
+    const { r, tokenLoss, grads } = await checkChunk(t, h, W, y, normalizer, sh, ref);
     t.equal(r.valid, 33, `chunk=${chunk}: 33 valid tokens (ignore index -100 and negative labels skipped)`);
-    t.ok(Math.abs(r.loss - refLoss) < TOL, `chunk=${chunk}: loss |diff| ${Math.abs(r.loss - refLoss).toExponential(2)} < ${TOL}`);
-    const el = maxDiff(tokenLoss, ref.loss), es = maxDiff(lse, ref.lse);
-    t.ok(el < TOL, `chunk=${chunk}: token loss max |diff| ${el.toExponential(2)} < ${TOL}`);
-    t.ok(es < TOL, `chunk=${chunk}: lse max |diff| ${es.toExponential(2)} < ${TOL}`);
     t.equal(tokenLoss[0], 0, `chunk=${chunk}: ignored token has loss 0`);
-    for (const withLse of [true, false]) {
-      const dh = new Float32Array(sh.n * sh.dim), dW = new Float32Array(sh.vocab * sh.dim);
-      await lmHeadCeBackward({ dh, dW }, h, W, y, normalizer, sh, withLse ? { lse } : {});
-      const eh = maxDiff(dh, ref.dh), ew = maxDiff(dW, ref.dW);
-      t.ok(eh < TOL, `chunk=${chunk} lse=${withLse}: dh max |diff| ${eh.toExponential(2)} < ${TOL}`);
-      t.ok(ew < TOL, `chunk=${chunk} lse=${withLse}: dW max |diff| ${ew.toExponential(2)} < ${TOL}`);
+    for (const { withLse, dh } of grads) {
       let ignoredGrad = 0;
       for (const i of [0, 5, 6, 36]) for (let c = 0; c < sh.dim; c++) ignoredGrad += Math.abs(dh[i * sh.dim + c]!);
       t.equal(ignoredGrad, 0, `chunk=${chunk} lse=${withLse}: ignored tokens get zero dh`);
@@ -111,25 +124,10 @@ t.test('a vocabulary spanning several logits blocks (2 x 2048 + 301 ids): loss, 
     }
   }
   t.ok(refArgmax.includes(100) && refArgmax.includes(4300), `the argmax lands in the first and in the last block (${[...new Set(refArgmax)].join(', ')})`);
-  let refLoss = 0;
-  for (const x of ref.loss) refLoss += x;
-  refLoss /= normalizer;
   for (const chunk of [5, 64]) {
-    const sh = { ...sh0, chunk };
-    const tokenLoss = new Float32Array(sh.n), lse = new Float32Array(sh.n), argmax = new Int32Array(sh.n).fill(-1);
-    const r = await lmHeadCeForward(h, W, y, normalizer, sh, { tokenLoss, lse, argmax });
-    t.ok(Math.abs(r.loss - refLoss) < TOL, `chunk=${chunk}: loss |diff| ${Math.abs(r.loss - refLoss).toExponential(2)} < ${TOL}`);
-    const el = maxDiff(tokenLoss, ref.loss), es = maxDiff(lse, ref.lse);
-    t.ok(el < TOL, `chunk=${chunk}: token loss max |diff| ${el.toExponential(2)} < ${TOL}`);
-    t.ok(es < TOL, `chunk=${chunk}: lse max |diff| ${es.toExponential(2)} < ${TOL}`);
+    const argmax = new Int32Array(sh0.n).fill(-1);
+    await checkChunk(t, h, W, y, normalizer, { ...sh0, chunk }, ref, { argmax });
     t.same([...argmax], [...refArgmax], `chunk=${chunk}: argmax equals the fp64 one (ties keep the lower id)`);
-    for (const withLse of [true, false]) {
-      const dh = new Float32Array(sh.n * sh.dim), dW = new Float32Array(sh.vocab * sh.dim);
-      await lmHeadCeBackward({ dh, dW }, h, W, y, normalizer, sh, withLse ? { lse } : {});
-      const eh = maxDiff(dh, ref.dh), ew = maxDiff(dW, ref.dW);
-      t.ok(eh < TOL, `chunk=${chunk} lse=${withLse}: dh max |diff| ${eh.toExponential(2)} < ${TOL}`);
-      t.ok(ew < TOL, `chunk=${chunk} lse=${withLse}: dW max |diff| ${ew.toExponential(2)} < ${TOL}`);
-    }
   }
 });
 

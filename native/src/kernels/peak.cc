@@ -32,21 +32,25 @@ __attribute__((target("avx512f"))) void sink512(__m512 s) {
 #define UA_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
                      X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
 
+// The body shared by the 512-bit probes: declare the chains with INIT(i), run STEP(i) on each
+// chain per iteration, then fold the chains into the sink.
+#define UA_CHAIN_PROBE(INIT, STEP)          \
+  UA_CHAINS(INIT)                           \
+  for (int64_t it = 0; it < iters; ++it) {  \
+    UA_CHAINS(STEP)                         \
+  }                                         \
+  __m512 s = _mm512_setzero_ps();           \
+  UA_CHAINS(UA_SUM)                         \
+  sink512(s);
+#define UA_SUM(i) s = _mm512_add_ps(s, a##i);
+
 __attribute__((target("avx512f"))) void fma512_chains(int64_t iters) {
   const __m512 b = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
 #define UA_DECL(i) __m512 a##i = _mm512_set1_ps(1.f + 0.01f * (i));
 #define UA_STEP(i) a##i = _mm512_fmadd_ps(a##i, b, c);
-#define UA_SUM(i) s = _mm512_add_ps(s, a##i);
-  UA_CHAINS(UA_DECL)
-  for (int64_t it = 0; it < iters; ++it) {
-    UA_CHAINS(UA_STEP)
-  }
-  __m512 s = _mm512_setzero_ps();
-  UA_CHAINS(UA_SUM)
-  sink512(s);
+  UA_CHAIN_PROBE(UA_DECL, UA_STEP)
 #undef UA_DECL
 #undef UA_STEP
-#undef UA_SUM
 }
 
 // 16 vector registers in AVX2: 12 chains plus the two operands.
@@ -71,19 +75,13 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void dpbf16_chains(int64_
   const __m512bh y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(3e-3f), _mm512_set1_ps(1e-3f));
 #define UA_DECL(i) __m512 a##i = _mm512_set1_ps(0.01f * (i));
 #define UA_STEP(i) a##i = _mm512_dpbf16_ps(a##i, x, y);
-#define UA_SUM(i) s = _mm512_add_ps(s, a##i);
-  UA_CHAINS(UA_DECL)
-  for (int64_t it = 0; it < iters; ++it) {
-    UA_CHAINS(UA_STEP)
-  }
-  __m512 s = _mm512_setzero_ps();
-  UA_CHAINS(UA_SUM)
-  sink512(s);
+  UA_CHAIN_PROBE(UA_DECL, UA_STEP)
 #undef UA_DECL
 #undef UA_STEP
-#undef UA_SUM
 }
 
+#undef UA_SUM
+#undef UA_CHAIN_PROBE
 #undef UA_CHAINS
 
 // Wall seconds for every thread to run `iters` iterations, started together.
@@ -121,14 +119,17 @@ PeakResult measure_peak(PeakKind kind, int threads, double seconds_per_rep, int 
   }
   if (!probe) return r;
   r.available = true;
-  // Calibrate on a short run (after a warm-up that lets the clock settle), then time full reps.
+  // Calibrate on short runs (after a warm-up that lets the clock settle), then time full reps.
+  // The fastest of three calibration runs sets the length: on a shared machine a descheduled
+  // run would otherwise shrink every rep.
   int64_t iters = 1 << 16;
   timed_run(probe, iters, r.threads);
   double t = timed_run(probe, iters, r.threads);
-  while (t < 0.02) {
+  while (t < 0.01) {
     iters *= 4;
     t = timed_run(probe, iters, r.threads);
   }
+  for (int i = 0; i < 2; ++i) t = std::min(t, timed_run(probe, iters, r.threads));
   iters = std::max<int64_t>(1, static_cast<int64_t>(iters * (seconds_per_rep / t)));
   double best = 1e300;
   for (int i = 0; i < std::max(1, reps); ++i) best = std::min(best, timed_run(probe, iters, r.threads));
