@@ -22,8 +22,10 @@ interface Shape {
   transB: boolean;
 }
 
-// Tokens per LM-head chunk in the model (native/src/model/llama.cc kCeChunk).
+// Tokens per LM-head chunk in the model (native/src/model/llama.cc kCeChunk) and vocabulary ids
+// per logits block (native/src/kernels/lm_head_ce.cc kVocabBlock).
 const lmHeadChunk = 512;
+const lmHeadBlock = 2048;
 
 function positiveInt(name: string, v: string | boolean | undefined): number {
   const n = Number(v);
@@ -56,8 +58,9 @@ export const gemmBench: Benchmark = {
       { name: 'mlp down (a Wd^T)', M: s, N: D, K: I, transA: false, transB: true },
       { name: 'mlp dx (dy Wu)', M: s, N: D, K: I, transA: false, transB: false },
       { name: 'mlp dW (dy^T x)', M: I, N: D, K: s, transA: true, transB: false },
-      { name: 'lm head logits', M: lmHeadChunk, N: V, K: D, transA: false, transB: true },
-      { name: 'lm head dW', M: V, N: D, K: lmHeadChunk, transA: true, transB: false },
+      { name: 'lm head logits (h W^T)', M: lmHeadChunk, N: Math.min(lmHeadBlock, V), K: D, transA: false, transB: true },
+      { name: 'lm head dh (G W)', M: lmHeadChunk, N: D, K: Math.min(lmHeadBlock, V), transA: false, transB: false },
+      { name: 'lm head dW (G^T h)', M: Math.min(lmHeadBlock, V), N: D, K: lmHeadChunk, transA: true, transB: false },
     ];
 
     const info = gemmInfo();

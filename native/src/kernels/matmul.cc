@@ -21,6 +21,12 @@
 
 #include "bf16.h"
 
+// The thread control below (omp_set_num_threads on the calling thread) only reaches oneDNN when
+// it runs on OpenMP, as Debian's build does.
+#if DNNL_CPU_RUNTIME != DNNL_RUNTIME_OMP
+#error "oneDNN must be built with the OpenMP CPU runtime (DNNL_CPU_RUNTIME=OMP)"
+#endif
+
 namespace ua {
 
 namespace {
@@ -68,7 +74,12 @@ struct Plan {
 };
 
 dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  static dnnl::engine eng = [] {
+    // The library loaded at run time must be the OpenMP build the headers promised.
+    if (dnnl_version()->cpu_runtime != DNNL_RUNTIME_OMP)
+      throw std::runtime_error("matmul: the loaded oneDNN library does not use the OpenMP runtime; install Debian's libdnnl-dev");
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return eng;
 }
 
