@@ -1,12 +1,12 @@
 // Fused, chunked LM head + cross-entropy (REFERENCE §4).
 // h: [n, dim], W: [vocab, dim], labels: [n], token_loss / lse / token_weight: [n],
-// dh: [n, dim], dW: [vocab, dim]; per chunk of c tokens, logits are made kVocabBlock vocabulary
-// ids at a time in a scratch block [c, kVocabBlock].
+// dh: [n, dim], dW: [vocab, dim]; logits are made for c = chunk tokens and kVocabBlock vocabulary
+// ids at a time in a scratch block [c, kVocabBlock], vocabulary blocks in the outer loop.
 // Why blocks of the vocabulary: a [c, vocab] logits chunk is tens of MB, so the element-wise
 // passes after each product ran at memory speed; a [c, kVocabBlock] block stays in cache between
 // the product that writes it and the passes (and, in the backward, the two products) that read it.
-// The forward keeps a running max and sum per row (the sum is rescaled when a later block holds a
-// larger logit); the backward needs no row statistics beyond the forward's lse.
+// The forward keeps a running max and sum per token (the sum is rescaled when a later block holds
+// a larger logit); the backward needs no row statistics beyond the forward's lse.
 // Must never allocate [n, vocab]: logits live one block at a time and are recomputed in the backward.
 // Products (ua::matmul) are only issued from the calling thread, never inside an OpenMP region;
 // the per-row work is split over rows, and the loss sum is reduced serially in row order, so
@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <vector>
 
 #include "attention_simd.h"
@@ -85,66 +84,62 @@ void exp2_affine_scale(float* x, int64_t n, float t, float sub, float w) {
 
 #endif
 
-// Per-row state of the forward across the vocabulary blocks of one token chunk.
+// Per-row state of the forward across the vocabulary blocks, for every token.
 struct RowStats {
-  std::vector<float> max, sum, target;
+  std::vector<float> max, sum, target, best_value;
   std::vector<int32_t> best;
-  std::vector<float> best_value;
-  explicit RowStats(int64_t rows) : max(rows), sum(rows), target(rows), best(rows), best_value(rows) {}
-  void reset(int64_t rows) {
-    std::fill(max.begin(), max.begin() + rows, -INFINITY);
-    std::fill(sum.begin(), sum.begin() + rows, 0.f);
-    std::fill(target.begin(), target.begin() + rows, 0.f);
-  }
+  explicit RowStats(int64_t n) : max(n, -INFINITY), sum(n, 0.f), target(n, 0.f), best_value(n), best(n) {}
 };
 
-// Folds logits block x [c, nb] (ids v0 .. v0 + nb, row stride ld) into the rows' running max,
-// sum of exp(logit - max), target logit and (when want_argmax) argmax.
-void fold_block(RowStats& st, float* logits, int64_t ld, const int32_t* labels, int64_t c, int64_t v0, int64_t nb,
-                bool want_argmax, int nt) {
+// Folds logits block x [c, nb] of tokens t0 .. t0 + c (ids v0 .. v0 + nb, row stride ld) into
+// the rows' running max, sum of exp(logit - max), target logit and (when want_argmax) argmax.
+void fold_block(RowStats& st, const float* logits, int64_t ld, const int32_t* labels, int64_t t0, int64_t c,
+                int64_t v0, int64_t nb, bool want_argmax, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t r = 0; r < c; ++r) {
+    const int64_t i = t0 + r;
     const float* x = logits + r * ld;
-    const int32_t y = labels[r];
-    if (y >= v0 && y < v0 + nb) st.target[r] = x[y - v0];
+    const int32_t y = labels[i];
+    if (y >= v0 && y < v0 + nb) st.target[i] = x[y - v0];
     if (want_argmax) {
       // Strictly greater: the lowest id among equal maxima wins, across blocks too.
       int64_t best = v0 == 0 ? 0 : -1;
-      float bv = v0 == 0 ? x[0] : st.best_value[r];
+      float bv = v0 == 0 ? x[0] : st.best_value[i];
       for (int64_t j = v0 == 0 ? 1 : 0; j < nb; ++j)
         if (x[j] > bv) bv = x[j], best = j;
-      if (best >= 0) st.best[r] = static_cast<int32_t>(v0 + best), st.best_value[r] = bv;
+      if (best >= 0) st.best[i] = static_cast<int32_t>(v0 + best), st.best_value[i] = bv;
     }
     const float bm = simd::row_max(x, nb);
-    float& m = st.max[r];
+    float& m = st.max[i];
     if (bm > m) {
-      if (st.sum[r] != 0.f) st.sum[r] *= std::exp2((m - bm) * kLog2e);
+      if (st.sum[i] != 0.f) st.sum[i] *= std::exp2((m - bm) * kLog2e);
       m = bm;
     }
-    if (std::isfinite(m)) st.sum[r] += exp2_affine_sum_only(x, nb, kLog2e, m * kLog2e);
+    if (std::isfinite(m)) st.sum[i] += exp2_affine_sum_only(x, nb, kLog2e, m * kLog2e);
     else if (std::isnan(bm)) m = bm;  // NaN logits propagate into lse
   }
 }
 
 // Row log-sum-exp from the folded state; inf / NaN maxima propagate.
-float row_lse(const RowStats& st, int64_t r) {
-  const float m = st.max[r];
-  return std::isfinite(m) ? m + std::log(st.sum[r]) : m;
+float row_lse(const RowStats& st, int64_t i) {
+  const float m = st.max[i];
+  return std::isfinite(m) ? m + std::log(st.sum[i]) : m;
 }
 
-// lse (and token loss, argmax) of tokens [t0, t0 + c): one logits block at a time.
-// block: [c, min(kVocabBlock, vocab)] scratch.
-void chunk_forward(RowStats& st, float* block, const float* h, const float* W, const int32_t* labels, int64_t t0,
-                   int64_t c, int64_t dim, int64_t vocab, int32_t* argmax, int nt) {
-  st.reset(c);
-  const int64_t ld = std::min(kVocabBlock, vocab);
+// The forward's row statistics of all n tokens. Vocabulary blocks are the outer loop, so each
+// block of W stays in cache while every token chunk is multiplied by it. block: [cr, ld] scratch.
+RowStats all_rows_forward(float* block, int64_t ld, const float* h, const float* W, const int32_t* labels, int64_t n,
+                          int64_t cr, int64_t dim, int64_t vocab, bool want_argmax, int nt) {
+  RowStats st(n);
   for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
     const int64_t nb = std::min(kVocabBlock, vocab - v0);
-    matmul_ld(block, ld, h + t0 * dim, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
-    fold_block(st, block, ld, labels + t0, c, v0, nb, argmax != nullptr, nt);
+    for (int64_t t0 = 0; t0 < n; t0 += cr) {
+      const int64_t c = std::min(cr, n - t0);
+      matmul_ld(block, ld, h + t0 * dim, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
+      fold_block(st, block, ld, labels, t0, c, v0, nb, want_argmax, nt);
+    }
   }
-  if (argmax)
-    for (int64_t r = 0; r < c; ++r) argmax[t0 + r] = st.best[r];
+  return st;
 }
 
 }  // namespace
@@ -156,24 +151,21 @@ CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const
     throw ShapeError("lm_head_ce_forward: normalizer must be finite and > 0");
   CeResult res;
   if (n == 0) return res;
-  const int64_t cr = chunk_rows(chunk, n);
+  const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
-  std::vector<float> block(cr * std::min(kVocabBlock, vocab));
-  RowStats st(cr);
+  std::vector<float> block(cr * ld);
+  const RowStats st = all_rows_forward(block.data(), ld, h, W, labels, n, cr, dim, vocab, argmax != nullptr, nt);
   double total = 0;
-  for (int64_t t0 = 0; t0 < n; t0 += cr) {
-    const int64_t c = std::min(cr, n - t0);
-    chunk_forward(st, block.data(), h, W, labels, t0, c, dim, vocab, argmax, nt);
-    for (int64_t r = 0; r < c; ++r) {
-      const float L = row_lse(st, r);
-      const bool valid = labels[t0 + r] >= 0;
-      const float loss = valid ? L - st.target[r] : 0.f;
-      if (token_loss) token_loss[t0 + r] = loss;
-      if (lse) lse[t0 + r] = L;
-      if (valid) {
-        total += loss;
-        ++res.valid;
-      }
+  for (int64_t i = 0; i < n; ++i) {
+    const float L = row_lse(st, i);
+    const bool valid = labels[i] >= 0;
+    const float loss = valid ? L - st.target[i] : 0.f;
+    if (token_loss) token_loss[i] = loss;
+    if (lse) lse[i] = L;
+    if (argmax) argmax[i] = st.best[i];
+    if (valid) {
+      total += loss;
+      ++res.valid;
     }
   }
   res.loss = total / normalizer;
@@ -187,46 +179,40 @@ void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, c
   if (!token_weight && (!(normalizer > 0.f) || !std::isfinite(normalizer)))
     throw ShapeError("lm_head_ce_backward: normalizer must be finite and > 0");
   if (n == 0 || (!dh && !dW)) return;
-  const int64_t cr = chunk_rows(chunk, n);
+  const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
-  const int64_t ldg = std::min(kVocabBlock, vocab);
-  std::vector<float> G(cr * ldg), row_lse_buf, row_w(cr);
-  std::unique_ptr<RowStats> st;
-  if (!lse) {
-    row_lse_buf.resize(cr);
-    st = std::make_unique<RowStats>(cr);
+  std::vector<float> G(cr * ld), recomputed_lse;
+  if (!lse) {  // the forward's statistics, recomputed
+    const RowStats st = all_rows_forward(G.data(), ld, h, W, labels, n, cr, dim, vocab, false, nt);
+    recomputed_lse.resize(n);
+    for (int64_t i = 0; i < n; ++i) recomputed_lse[i] = row_lse(st, i);
+    lse = recomputed_lse.data();
   }
-  for (int64_t t0 = 0; t0 < n; t0 += cr) {
-    const int64_t c = std::min(cr, n - t0);
-    const float* hc = h + t0 * dim;
-    const float* L = lse ? lse + t0 : nullptr;
-    if (!lse) {  // the forward's statistics, recomputed
-      chunk_forward(*st, G.data(), h, W, labels, t0, c, dim, vocab, nullptr, nt);
-      for (int64_t r = 0; r < c; ++r) row_lse_buf[r] = row_lse(*st, r);
-      L = row_lse_buf.data();
-    }
-    for (int64_t r = 0; r < c; ++r) {
-      const int32_t y = labels[t0 + r];
-      row_w[r] = y < 0 ? 0.f : (token_weight ? token_weight[t0 + r] : 1.f / normalizer);
-    }
-    for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
-      const int64_t nb = std::min(kVocabBlock, vocab - v0);
-      matmul_ld(G.data(), ldg, hc, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
+  std::vector<float> weight(n);
+  for (int64_t i = 0; i < n; ++i)
+    weight[i] = labels[i] < 0 ? 0.f : (token_weight ? token_weight[i] : 1.f / normalizer);
+  // Vocabulary blocks outer: a block of dW takes every token chunk's contribution while it is in cache.
+  for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
+    const int64_t nb = std::min(kVocabBlock, vocab - v0);
+    for (int64_t t0 = 0; t0 < n; t0 += cr) {
+      const int64_t c = std::min(cr, n - t0);
+      const float* hc = h + t0 * dim;
+      matmul_ld(G.data(), ld, hc, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
       // G = w (softmax - onehot) = w exp(logit - lse) - w [id == label]
 #pragma omp parallel for num_threads(nt) schedule(static)
       for (int64_t r = 0; r < c; ++r) {
-        float* x = G.data() + r * ldg;
-        const float w = row_w[r];
+        float* x = G.data() + r * ld;
+        const float w = weight[t0 + r];
         if (w == 0.f) {
           std::fill(x, x + nb, 0.f);
           continue;
         }
-        exp2_affine_scale(x, nb, kLog2e, L[r] * kLog2e, w);
+        exp2_affine_scale(x, nb, kLog2e, lse[t0 + r] * kLog2e, w);
         const int32_t y = labels[t0 + r];
         if (y >= v0 && y < v0 + nb) x[y - v0] -= w;
       }
-      if (dh) matmul_ld(dh + t0 * dim, dim, G.data(), ldg, W + v0 * dim, dim, c, dim, nb, false, false, 1.f, 1.f);
-      if (dW) matmul_ld(dW + v0 * dim, dim, G.data(), ldg, hc, dim, nb, dim, c, true, false, 1.f, 1.f);
+      if (dh) matmul_ld(dh + t0 * dim, dim, G.data(), ld, W + v0 * dim, dim, c, dim, nb, false, false, 1.f, 1.f);
+      if (dW) matmul_ld(dW + v0 * dim, dim, G.data(), ld, hc, dim, nb, dim, c, true, false, 1.f, 1.f);
     }
   }
 }
