@@ -25,10 +25,6 @@ function checkSizes(what: string, sizes: Record<string, number>): void {
   }
 }
 
-function ldArgs(o: MatmulOptions): number[] {
-  return o.ld ? [o.ld.a, o.ld.b, o.ld.c] : [];
-}
-
 /** C[M,N] = alpha * op(A) op(B) + beta * C, off the main thread (fp32, oneDNN). */
 export async function matmul(
   C: Tensor | Float32Array,
@@ -42,9 +38,11 @@ export async function matmul(
   checkSizes('matmul', { M, N, K });
   if (o.ld) {
     // Views into larger buffers: the native side checks each operand against rows and leading dimension.
-    for (const [k, v] of [['C', C], ['A', A], ['B', B]] as const)
+    const raw = (k: string, v: Tensor | Float32Array): Float32Array => {
       if (!(v instanceof Float32Array)) throw new EngineError('ERR_DTYPE', `matmul ${k}: leading dimensions need a Float32Array`);
-    await native().matmul(C, A, B, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0, ...ldArgs(o));
+      return v;
+    };
+    await native().matmul(raw('C', C), raw('A', A), raw('B', B), M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0, o.ld.a, o.ld.b, o.ld.c);
     return;
   }
   const c = expectData<Float32Array>('matmul C', C, 'f32', [M, N]);
@@ -74,7 +72,8 @@ export async function matmulBf16(
   checkSizes('matmulBf16', { M, N, K });
   const a = expectU16('matmulBf16 A', A), b = expectU16('matmulBf16 B', B);
   const c = o.ld ? C : expectData<Float32Array>('matmulBf16 C', C, 'f32', [M, N]);
-  await native().matmulBf16(c, a, b, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0, ...ldArgs(o));
+  if (o.ld) await native().matmulBf16(c, a, b, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0, o.ld.a, o.ld.b, o.ld.c);
+  else await native().matmulBf16(c, a, b, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0);
 }
 
 /** The same product as `matmul` through OpenBLAS cblas_sgemm (no leading dimensions). */
@@ -115,12 +114,12 @@ export async function fromBf16(x: Uint16Array, out: Float32Array = new Float32Ar
 /** The implementation a product of this shape runs (e.g. "brg:avx512_core_bf16", or "fp32-fallback"). */
 export async function matmulImpl(dtype: 'f32' | 'bf16', M: number, N: number, K: number, o: { transA?: boolean; transB?: boolean } = {}): Promise<string> {
   checkSizes('matmulImpl', { M, N, K });
-  return native().matmulImpl(dtype === 'bf16', M, N, K, !!o.transA, !!o.transB) as Promise<string>;
+  return native().matmulImpl(dtype === 'bf16', M, N, K, !!o.transA, !!o.transB);
 }
 
 /** What the products run on: oneDNN's version and instruction set, and whether bf16 kernels use AVX512-BF16. */
 export function gemmInfo(): { onednn: string; avx512bf16: boolean } {
-  return native().gemmInfo() as { onednn: string; avx512bf16: boolean };
+  return native().gemmInfo();
 }
 
 /**

@@ -21,5 +21,5 @@ export interface PeakRate {
 /** Best of `reps` runs of about `secondsPerRep` each, on `threads` threads, off the main thread. */
 export async function measurePeak(kind: 'fp32' | 'bf16', threads: number, o: { secondsPerRep?: number; reps?: number } = {}): Promise<PeakRate> {
   if (!Number.isInteger(threads) || threads < 1) throw new EngineError('ERR_ARG', `measurePeak: threads must be a positive integer, got ${threads}`);
-  return native().measurePeak(kind, threads, o.secondsPerRep ?? 0.25, o.reps ?? 5) as Promise<PeakRate>;
+  return native().measurePeak(kind, threads, o.secondsPerRep ?? 0.25, o.reps ?? 5);
 }
