@@ -14,7 +14,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14", "-O2", "-O0"],
       "cflags": ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unused-parameter", "-Wno-maybe-uninitialized"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wno-maybe-uninitialized"],
-      "libraries": ["-lopenblas", "-l:libgloo.so.0", "-fopenmp"],
+      "libraries": ["-ldnnl", "-lopenblas", "-l:libgloo.so.0", "-fopenmp"],
       "ldflags": ["-fopenmp"]
     }
   ]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent project setup used by `npm start` and `npm test`:
-#   1. Debian packages the native addon links against (OpenBLAS, Gloo),
+#   1. Debian packages the native addon links against (oneDNN, OpenBLAS, Gloo),
 #   2. `npm ci` when node_modules is missing or older than package-lock.json,
 #   3. the native addon (node-gyp) when any native source is newer than the built addon,
 #   4. `tsc` (incremental).
@@ -11,9 +11,10 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. System packages ----------------------------------------------------------
-# Runtime: OpenBLAS (GEMM) and Gloo (CPU collectives). `--test` adds what the test suite starts
-# itself: an OpenSSH server and client (ssh launcher tests) and Chromium (visualizer tests).
-pkgs=(libopenblas-dev libgloo-dev)
+# Runtime: oneDNN (matrix products, fp32 and bf16), OpenBLAS (the reference sgemm) and Gloo
+# (CPU collectives). `--test` adds what the test suite starts itself: an OpenSSH server and
+# client (ssh launcher tests) and Chromium (visualizer tests).
+pkgs=(libdnnl-dev libopenblas-dev libgloo-dev)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(openssh-server openssh-client chromium)
 fi

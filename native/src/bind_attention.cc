@@ -146,7 +146,7 @@ CeArgs GetCeArgs(const Napi::CallbackInfo& info, size_t i, const ArrayArg<int32_
   return c;
 }
 
-// lmHeadCeForward(tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk)
+// lmHeadCeForward(tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk[, argmax|null])
 //   -> Promise<{ loss, valid }>
 Napi::Value CeForward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
@@ -156,20 +156,22 @@ Napi::Value CeForward(const Napi::CallbackInfo& info) {
     auto lse = GetArray<float>(info, 1, "lse", c.n, true);
     auto h = GetArray<float>(info, 2, "h", c.n * c.dim);
     auto W = GetArray<float>(info, 3, "W", c.vocab * c.dim);
+    auto am = GetArray<int32_t>(info, 10, "argmax", c.n, true);
     float *tlp = tl.data, *lp = lse.data;
     const float *hp = h.data, *wp = W.data;
     const int32_t* yp = labels.data;
+    int32_t* amp = am.data;
     auto res = std::make_shared<CeResult>();
     return RunAsync(
         info.Env(),
-        [=] { *res = lm_head_ce_forward(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk); },
+        [=] { *res = lm_head_ce_forward(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
         [res](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("loss", Napi::Number::New(env, res->loss));
           o.Set("valid", Napi::Number::New(env, static_cast<double>(res->valid)));
           return o;
         },
-        {tl.js, lse.js, h.js, W.js, labels.js});
+        {tl.js, lse.js, h.js, W.js, labels.js, am.js});
   });
 }
 

@@ -37,6 +37,10 @@ template <> struct TypedArrayTraits<int32_t> {
   static constexpr napi_typedarray_type type = napi_int32_array;
   static constexpr const char* name = "Int32Array";
 };
+template <> struct TypedArrayTraits<uint16_t> {  // bf16 bit patterns
+  static constexpr napi_typedarray_type type = napi_uint16_array;
+  static constexpr const char* name = "Uint16Array";
+};
 template <> struct TypedArrayTraits<uint8_t> {
   static constexpr napi_typedarray_type type = napi_uint8_array;
   static constexpr const char* name = "Uint8Array";
@@ -200,7 +204,7 @@ template <typename F> Napi::Value Guard(const Napi::CallbackInfo& info, F&& body
 }
 
 // Each bind_*.cc file defines one of these; addon.cc calls them all.
-void InitCommon(Napi::Env env, Napi::Object exports);     // bind_common.cc: threads, matmul, build info, call counts
+void InitCommon(Napi::Env env, Napi::Object exports);     // bind_common.cc: threads, matmul, bf16, peaks, build info, call counts
 void InitBasic(Napi::Env env, Napi::Object exports);      // bind_basic.cc: linear, embedding, norms, rope, ...
 void InitOptim(Napi::Env env, Napi::Object exports);      // bind_optim.cc: AdamW, gradient stats, policy ops
 void InitAttention(Napi::Env env, Napi::Object exports);  // bind_attention.cc: flash attention, LM head + CE

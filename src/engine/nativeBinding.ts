@@ -170,7 +170,16 @@ export interface NativeBinding {
   getThreads(): number;
   /** Async calls queued since the addon loaded, by binding name (single-kernel bindings: "kernel"). */
   nativeCallCounts(): Record<string, number>;
-  matmul(C: F32, A: F32, B: F32, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number): Promise<void>;
+  /** Optional leading dimensions (all three or none); without them each operand is exactly its matrix. */
+  matmul(C: F32, A: F32, B: F32, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number, lda?: number, ldb?: number, ldc?: number): Promise<void>;
+  /** bf16 operands as Uint16Array bit patterns, fp32 C. */
+  matmulBf16(C: F32, A: Uint16Array, B: Uint16Array, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number, lda?: number, ldb?: number, ldc?: number): Promise<void>;
+  matmulOpenblas(C: F32, A: F32, B: F32, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number): Promise<void>;
+  matmulImpl(bf16: boolean, M: number, N: number, K: number, transA: boolean, transB: boolean): Promise<string>;
+  f32ToBf16(out: Uint16Array, input: F32, portable: boolean): Promise<void>;
+  bf16ToF32(out: F32, input: Uint16Array): Promise<void>;
+  gemmInfo(): { onednn: string; avx512bf16: boolean };
+  measurePeak(kind: 'fp32' | 'bf16', threads: number, secondsPerRep: number, reps: number): Promise<{ available: boolean; gflops: number; seconds: number; reps: number; threads: number; isa: string }>;
   readonly build: { openmp: number; blas: string };
 
   // bind_basic.cc
@@ -193,7 +202,7 @@ export interface NativeBinding {
   attentionReference(out: F32, q: F32, k: F32, v: F32, ...shape: AttentionShapeArgs): Promise<void>;
   attentionScratchPeak(): number;
   attentionResetScratchPeak(): void;
-  lmHeadCeForward(tokenLoss: F32 | null, lse: F32 | null, h: F32, W: F32, labels: I32, n: number, dim: number, vocab: number, normalizer: number, chunk: number): Promise<ForwardResult>;
+  lmHeadCeForward(tokenLoss: F32 | null, lse: F32 | null, h: F32, W: F32, labels: I32, n: number, dim: number, vocab: number, normalizer: number, chunk: number, argmax?: I32 | null): Promise<ForwardResult>;
   lmHeadCeBackward(dh: F32 | null, dW: F32 | null, h: F32, W: F32, labels: I32, lse: F32 | null, tokenWeight: F32 | null, n: number, dim: number, vocab: number, normalizer: number, chunk: number): Promise<void>;
 
   // bind_optim.cc

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { lmHeadCeBackward, lmHeadCeForward, type LmHeadShape } from '../../src/engine/ops/attention.js';
 import { native } from '../../src/engine/native.js';
 import { Tensor } from '../../src/engine/Tensor.js';
@@ -52,36 +52,93 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const TOL = 2e-5;
 
+/** Runs the forward (with `o`'s outputs) and the backward with and without the saved lse for one
+ * chunk size and checks loss, token loss, lse, dh and dW against the fp64 reference. */
+async function checkChunk(t: Test, h: Float32Array, W: Float32Array, y: Int32Array, normalizer: number, sh: LmHeadShape,
+  ref: ReturnType<typeof reference>, o: { argmax?: Int32Array } = {}) {
+  const chunk = sh.chunk;
+  let refLoss = 0;
+  for (const x of ref.loss) refLoss += x;
+  refLoss /= normalizer;
+  const tokenLoss = new Float32Array(sh.n), lse = new Float32Array(sh.n);
+  const r = await lmHeadCeForward(h, W, y, normalizer, sh, { tokenLoss, lse, ...o });
+  t.ok(Math.abs(r.loss - refLoss) < TOL, `chunk=${chunk}: loss |diff| ${Math.abs(r.loss - refLoss).toExponential(2)} < ${TOL}`);
+  const el = maxDiff(tokenLoss, ref.loss), es = maxDiff(lse, ref.lse);
+  t.ok(el < TOL, `chunk=${chunk}: token loss max |diff| ${el.toExponential(2)} < ${TOL}`);
+  t.ok(es < TOL, `chunk=${chunk}: lse max |diff| ${es.toExponential(2)} < ${TOL}`);
+  const grads: { withLse: boolean; dh: Float32Array; dW: Float32Array }[] = [];
+  for (const withLse of [true, false]) {
+    const dh = new Float32Array(sh.n * sh.dim), dW = new Float32Array(sh.vocab * sh.dim);
+    await lmHeadCeBackward({ dh, dW }, h, W, y, normalizer, sh, withLse ? { lse } : {});
+    const eh = maxDiff(dh, ref.dh), ew = maxDiff(dW, ref.dW);
+    t.ok(eh < TOL, `chunk=${chunk} lse=${withLse}: dh max |diff| ${eh.toExponential(2)} < ${TOL}`);
+    t.ok(ew < TOL, `chunk=${chunk} lse=${withLse}: dW max |diff| ${ew.toExponential(2)} < ${TOL}`);
+    grads.push({ withLse, dh, dW });
+  }
+  return { r, tokenLoss, grads };
+}
+
 t.test('loss, per-token loss, lse, dh and dW match an fp64 reference for several chunk sizes', async (t) => {
   const sh0 = { n: 37, dim: 24, vocab: 101 };
   const h = values(sh0.n * sh0.dim, 1, 0.8), W = values(sh0.vocab * sh0.dim, 2, 0.8);
   const y = labelsFor(sh0.n, sh0.vocab, [0, 5, 6, 36]);
   const normalizer = 50; // a global count, larger than this shard's 33 valid tokens
   const ref = reference(h, W, y, sh0, () => 1 / normalizer);
-  let refLoss = 0;
-  for (const x of ref.loss) refLoss += x;
-  refLoss /= normalizer;
   for (const chunk of [1, 5, 16, 37, 1000]) {
     const sh = { ...sh0, chunk };
-    const tokenLoss = new Float32Array(sh.n), lse = new Float32Array(sh.n);
-    const r = await lmHeadCeForward(h, W, y, normalizer, sh, { tokenLoss, lse });
+    const { r, tokenLoss, grads } = await checkChunk(t, h, W, y, normalizer, sh, ref);
     t.equal(r.valid, 33, `chunk=${chunk}: 33 valid tokens (ignore index -100 and negative labels skipped)`);
-    t.ok(Math.abs(r.loss - refLoss) < TOL, `chunk=${chunk}: loss |diff| ${Math.abs(r.loss - refLoss).toExponential(2)} < ${TOL}`);
-    const el = maxDiff(tokenLoss, ref.loss), es = maxDiff(lse, ref.lse);
-    t.ok(el < TOL, `chunk=${chunk}: token loss max |diff| ${el.toExponential(2)} < ${TOL}`);
-    t.ok(es < TOL, `chunk=${chunk}: lse max |diff| ${es.toExponential(2)} < ${TOL}`);
     t.equal(tokenLoss[0], 0, `chunk=${chunk}: ignored token has loss 0`);
-    for (const withLse of [true, false]) {
-      const dh = new Float32Array(sh.n * sh.dim), dW = new Float32Array(sh.vocab * sh.dim);
-      await lmHeadCeBackward({ dh, dW }, h, W, y, normalizer, sh, withLse ? { lse } : {});
-      const eh = maxDiff(dh, ref.dh), ew = maxDiff(dW, ref.dW);
-      t.ok(eh < TOL, `chunk=${chunk} lse=${withLse}: dh max |diff| ${eh.toExponential(2)} < ${TOL}`);
-      t.ok(ew < TOL, `chunk=${chunk} lse=${withLse}: dW max |diff| ${ew.toExponential(2)} < ${TOL}`);
+    for (const { withLse, dh } of grads) {
       let ignoredGrad = 0;
       for (const i of [0, 5, 6, 36]) for (let c = 0; c < sh.dim; c++) ignoredGrad += Math.abs(dh[i * sh.dim + c]!);
       t.equal(ignoredGrad, 0, `chunk=${chunk} lse=${withLse}: ignored tokens get zero dh`);
     }
   }
+});
+
+t.test('a vocabulary spanning several logits blocks (2 x 2048 + 301 ids): loss, lse, argmax and gradients', async (t) => {
+  const sh0 = { n: 23, dim: 8, vocab: 2 * 2048 + 301 };
+  const h = values(sh0.n * sh0.dim, 7, 0.9), W = values(sh0.vocab * sh0.dim, 8, 0.9);
+  // Rows 100 and 2148 (the same place in the first two blocks) are equal and the largest logits
+  // of most tokens: the argmax must keep the lower id. Row 4300 (the short last block) is the
+  // largest for tokens that favour it, so the running max moves in the last block too.
+  for (let c = 0; c < sh0.dim; c++) {
+    W[100 * sh0.dim + c] = 3 * h[c]!;
+    W[2148 * sh0.dim + c] = 3 * h[c]!;
+    W[4300 * sh0.dim + c] = -4 * h[c]!;
+  }
+  const y = labelsFor(sh0.n, sh0.vocab, [4]);
+  y[1] = 2148;
+  y[2] = 4396;
+  const normalizer = 22;
+  const ref = reference(h, W, y, sh0, () => 1 / normalizer);
+  // fp64 argmax (first of equal maxima, as the float comparison sees them: rows 100 and 2148 tie exactly)
+  const refArgmax = new Int32Array(sh0.n);
+  for (let i = 0; i < sh0.n; i++) {
+    let best = -Infinity;
+    for (let j = 0; j < sh0.vocab; j++) {
+      let z = 0;
+      for (let c = 0; c < sh0.dim; c++) z += h[i * sh0.dim + c]! * W[j * sh0.dim + c]!;
+      if (z > best + 1e-9) (best = z), (refArgmax[i] = j);
+    }
+  }
+  t.ok(refArgmax.includes(100) && refArgmax.includes(4300), `the argmax lands in the first and in the last block (${[...new Set(refArgmax)].join(', ')})`);
+  for (const chunk of [5, 64]) {
+    const argmax = new Int32Array(sh0.n).fill(-1);
+    await checkChunk(t, h, W, y, normalizer, { ...sh0, chunk }, ref, { argmax });
+    t.same([...argmax], [...refArgmax], `chunk=${chunk}: argmax equals the fp64 one (ties keep the lower id)`);
+  }
+});
+
+t.test('a NaN hidden state gives its own token a NaN loss and leaves the others finite', async (t) => {
+  const sh = { n: 6, dim: 4, vocab: 3000, chunk: 4 };
+  const h = values(sh.n * sh.dim, 9), W = values(sh.vocab * sh.dim, 10);
+  h[3 * sh.dim + 1] = Number.NaN;
+  const tokenLoss = new Float32Array(sh.n), lse = new Float32Array(sh.n);
+  await lmHeadCeForward(h, W, labelsFor(sh.n, sh.vocab), 6, sh, { tokenLoss, lse });
+  t.ok(Number.isNaN(tokenLoss[3]) && Number.isNaN(lse[3]), 'token 3: NaN loss and lse');
+  t.ok([0, 1, 2, 4, 5].every((i) => Number.isFinite(tokenLoss[i]) && Number.isFinite(lse[i])), 'the other tokens stay finite');
 });
 
 t.test('token weights replace 1/normalizer, and the backward accumulates', async (t) => {

@@ -11,7 +11,8 @@
 
 namespace ua {
 
-// Number of threads used by our OpenMP kernels and by OpenBLAS. Default: hardware threads.
+// Number of threads used by our OpenMP kernels, oneDNN and OpenBLAS. Default: OMP_NUM_THREADS
+// when set, else the hardware threads.
 void set_num_threads(int n);
 int num_threads();
 

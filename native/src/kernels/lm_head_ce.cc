@@ -1,9 +1,15 @@
 // Fused, chunked LM head + cross-entropy (REFERENCE §4).
 // h: [n, dim], W: [vocab, dim], labels: [n], token_loss / lse / token_weight: [n],
-// dh: [n, dim], dW: [vocab, dim]; per chunk of c tokens a scratch logits block [c, vocab].
-// Must never allocate [n, vocab]: logits live one chunk at a time and are recomputed in the backward.
-// sgemm (ua::matmul) is only called from the calling thread, never inside an OpenMP region; the
-// per-row softmax work is split over rows, and the loss sum is reduced serially in row order so
+// dh: [n, dim], dW: [vocab, dim]; logits are made for c = chunk tokens and kVocabBlock vocabulary
+// ids at a time in a scratch block [c, kVocabBlock], vocabulary blocks in the outer loop.
+// Why blocks of the vocabulary: a [c, vocab] logits chunk is tens of MB, so the element-wise
+// passes after each product ran at memory speed; a [c, kVocabBlock] block stays in cache between
+// the product that writes it and the passes (and, in the backward, the two products) that read it.
+// The forward keeps a running max and sum per token (the sum is rescaled when a later block holds
+// a larger logit); the backward needs no row statistics beyond the forward's lse.
+// Must never allocate [n, vocab]: logits live one block at a time and are recomputed in the backward.
+// Products (ua::matmul) are only issued from the calling thread, never inside an OpenMP region;
+// the per-row work is split over rows, and the loss sum is reduced serially in row order, so
 // results do not depend on the thread count.
 #include "lm_head_ce.h"
 
@@ -22,6 +28,9 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kDefaultChunk = 256;
+// Vocabulary ids per logits block: 512 tokens x 2048 ids is 4 MiB, which stays in the last-level
+// cache, while each block's products are still large enough to run at full speed.
+constexpr int64_t kVocabBlock = 2048;
 
 void check_args(const char* who, const int32_t* labels, int64_t n, int64_t dim, int64_t vocab) {
   if (n < 0 || dim < 1 || vocab < 1) throw ShapeError(std::string(who) + ": need n >= 0, dim >= 1, vocab >= 1");
@@ -33,12 +42,104 @@ void check_args(const char* who, const int32_t* labels, int64_t n, int64_t dim, 
 
 int64_t chunk_rows(int64_t chunk, int64_t n) { return std::max<int64_t>(1, std::min(chunk > 0 ? chunk : kDefaultChunk, n)); }
 
-// Row log-sum-exp; overwrites x with 2^((x - max) log2 e) = exp(x - max).
-float row_lse_inplace(float* x, int64_t vocab) {
-  const float mx = simd::row_max(x, vocab);
-  if (!std::isfinite(mx)) return mx;  // inf / NaN logits propagate
-  const float sum = simd::exp2_affine_sum(x, vocab, kLog2e, mx * kLog2e);
-  return mx + std::log(sum);
+#if defined(__AVX512F__)
+
+// sum over j of 2^(x[j] * t - sub); x is left as it is.
+float exp2_affine_sum_only(const float* x, int64_t n, float t, float sub) {
+  const __m512 vt = _mm512_set1_ps(t), vs = _mm512_set1_ps(sub);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) acc = _mm512_add_ps(acc, simd::exp2_ps(_mm512_fmsub_ps(_mm512_loadu_ps(x + j), vt, vs)));
+  if (j < n) {
+    const __mmask16 mk = simd::tail_mask(n - j);
+    acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, simd::exp2_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, x + j), vt, vs))));
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// x[j] = 2^(x[j] * t - sub) * w: the exponential rounded to fp32, then the product rounded, as
+// the two separate passes did.
+void exp2_affine_scale(float* x, int64_t n, float t, float sub, float w) {
+  const __m512 vt = _mm512_set1_ps(t), vs = _mm512_set1_ps(sub), vw = _mm512_set1_ps(w);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm512_storeu_ps(x + j, _mm512_mul_ps(simd::exp2_ps(_mm512_fmsub_ps(_mm512_loadu_ps(x + j), vt, vs)), vw));
+  if (j < n) {
+    const __mmask16 mk = simd::tail_mask(n - j);
+    _mm512_mask_storeu_ps(x + j, mk, _mm512_mul_ps(simd::exp2_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, x + j), vt, vs)), vw));
+  }
+}
+
+#else
+
+float exp2_affine_sum_only(const float* x, int64_t n, float t, float sub) {
+  float s = 0.f;
+  for (int64_t j = 0; j < n; ++j) s += std::exp2(x[j] * t - sub);
+  return s;
+}
+
+void exp2_affine_scale(float* x, int64_t n, float t, float sub, float w) {
+  for (int64_t j = 0; j < n; ++j) x[j] = std::exp2(x[j] * t - sub) * w;
+}
+
+#endif
+
+// Per-row state of the forward across the vocabulary blocks, for every token.
+struct RowStats {
+  std::vector<float> max, sum, target, best_value;
+  std::vector<int32_t> best;
+  explicit RowStats(int64_t n) : max(n, -INFINITY), sum(n, 0.f), target(n, 0.f), best_value(n), best(n) {}
+};
+
+// Folds logits block x [c, nb] of tokens t0 .. t0 + c (ids v0 .. v0 + nb, row stride ld) into
+// the rows' running max, sum of exp(logit - max), target logit and (when want_argmax) argmax.
+void fold_block(RowStats& st, const float* logits, int64_t ld, const int32_t* labels, int64_t t0, int64_t c,
+                int64_t v0, int64_t nb, bool want_argmax, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < c; ++r) {
+    const int64_t i = t0 + r;
+    const float* x = logits + r * ld;
+    const int32_t y = labels[i];
+    if (y >= v0 && y < v0 + nb) st.target[i] = x[y - v0];
+    if (want_argmax) {
+      // Strictly greater: the lowest id among equal maxima wins, across blocks too.
+      int64_t best = v0 == 0 ? 0 : -1;
+      float bv = v0 == 0 ? x[0] : st.best_value[i];
+      for (int64_t j = v0 == 0 ? 1 : 0; j < nb; ++j)
+        if (x[j] > bv) bv = x[j], best = j;
+      if (best >= 0) st.best[i] = static_cast<int32_t>(v0 + best), st.best_value[i] = bv;
+    }
+    const float bm = simd::row_max(x, nb);
+    float& m = st.max[i];
+    if (bm > m) {
+      if (st.sum[i] != 0.f) st.sum[i] *= std::exp2((m - bm) * kLog2e);
+      m = bm;
+    }
+    if (std::isfinite(m)) st.sum[i] += exp2_affine_sum_only(x, nb, kLog2e, m * kLog2e);
+    else if (std::isnan(bm)) m = bm;  // NaN logits propagate into lse
+  }
+}
+
+// Row log-sum-exp from the folded state; inf / NaN maxima propagate.
+float row_lse(const RowStats& st, int64_t i) {
+  const float m = st.max[i];
+  return std::isfinite(m) ? m + std::log(st.sum[i]) : m;
+}
+
+// The forward's row statistics of all n tokens. Vocabulary blocks are the outer loop, so each
+// block of W stays in cache while every token chunk is multiplied by it. block: [cr, ld] scratch.
+RowStats all_rows_forward(float* block, int64_t ld, const float* h, const float* W, const int32_t* labels, int64_t n,
+                          int64_t cr, int64_t dim, int64_t vocab, bool want_argmax, int nt) {
+  RowStats st(n);
+  for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
+    const int64_t nb = std::min(kVocabBlock, vocab - v0);
+    for (int64_t t0 = 0; t0 < n; t0 += cr) {
+      const int64_t c = std::min(cr, n - t0);
+      matmul_ld(block, ld, h + t0 * dim, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
+      fold_block(st, block, ld, labels, t0, c, v0, nb, want_argmax, nt);
+    }
+  }
+  return st;
 }
 
 }  // namespace
@@ -50,35 +151,21 @@ CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const
     throw ShapeError("lm_head_ce_forward: normalizer must be finite and > 0");
   CeResult res;
   if (n == 0) return res;
-  const int64_t cr = chunk_rows(chunk, n);
+  const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
-  std::vector<float> logits(cr * vocab), row_loss(cr), row_lse(cr);
+  std::vector<float> block(cr * ld);
+  const RowStats st = all_rows_forward(block.data(), ld, h, W, labels, n, cr, dim, vocab, argmax != nullptr, nt);
   double total = 0;
-  for (int64_t t0 = 0; t0 < n; t0 += cr) {
-    const int64_t c = std::min(cr, n - t0);
-    matmul(logits.data(), h + t0 * dim, W, c, vocab, dim, false, true, 1.f, 0.f);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < c; ++r) {
-      float* x = logits.data() + r * vocab;
-      const int32_t y = labels[t0 + r];
-      const float target = y >= 0 ? x[y] : 0.f;
-      if (argmax) {
-        int64_t best = 0;
-        for (int64_t j = 1; j < vocab; ++j)
-          if (x[j] > x[best]) best = j;
-        argmax[t0 + r] = static_cast<int32_t>(best);
-      }
-      const float L = row_lse_inplace(x, vocab);
-      row_lse[r] = L;
-      row_loss[r] = y >= 0 ? L - target : 0.f;
-    }
-    for (int64_t r = 0; r < c; ++r) {
-      if (token_loss) token_loss[t0 + r] = row_loss[r];
-      if (lse) lse[t0 + r] = row_lse[r];
-      if (labels[t0 + r] >= 0) {
-        total += row_loss[r];
-        ++res.valid;
-      }
+  for (int64_t i = 0; i < n; ++i) {
+    const float L = row_lse(st, i);
+    const bool valid = labels[i] >= 0;
+    const float loss = valid ? L - st.target[i] : 0.f;
+    if (token_loss) token_loss[i] = loss;
+    if (lse) lse[i] = L;
+    if (argmax) argmax[i] = st.best[i];
+    if (valid) {
+      total += loss;
+      ++res.valid;
     }
   }
   res.loss = total / normalizer;
@@ -92,34 +179,41 @@ void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, c
   if (!token_weight && (!(normalizer > 0.f) || !std::isfinite(normalizer)))
     throw ShapeError("lm_head_ce_backward: normalizer must be finite and > 0");
   if (n == 0 || (!dh && !dW)) return;
-  const int64_t cr = chunk_rows(chunk, n);
+  const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
-  std::vector<float> G(cr * vocab);
-  for (int64_t t0 = 0; t0 < n; t0 += cr) {
-    const int64_t c = std::min(cr, n - t0);
-    matmul(G.data(), h + t0 * dim, W, c, vocab, dim, false, true, 1.f, 0.f);
+  std::vector<float> G(cr * ld), recomputed_lse;
+  if (!lse) {  // the forward's statistics, recomputed
+    const RowStats st = all_rows_forward(G.data(), ld, h, W, labels, n, cr, dim, vocab, false, nt);
+    recomputed_lse.resize(n);
+    for (int64_t i = 0; i < n; ++i) recomputed_lse[i] = row_lse(st, i);
+    lse = recomputed_lse.data();
+  }
+  std::vector<float> weight(n);
+  for (int64_t i = 0; i < n; ++i)
+    weight[i] = labels[i] < 0 ? 0.f : (token_weight ? token_weight[i] : 1.f / normalizer);
+  // Vocabulary blocks outer: a block of dW takes every token chunk's contribution while it is in cache.
+  for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
+    const int64_t nb = std::min(kVocabBlock, vocab - v0);
+    for (int64_t t0 = 0; t0 < n; t0 += cr) {
+      const int64_t c = std::min(cr, n - t0);
+      const float* hc = h + t0 * dim;
+      matmul_ld(G.data(), ld, hc, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
+      // G = w (softmax - onehot) = w exp(logit - lse) - w [id == label]
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t r = 0; r < c; ++r) {
-      float* x = G.data() + r * vocab;
-      const int32_t y = labels[t0 + r];
-      const float w = y < 0 ? 0.f : (token_weight ? token_weight[t0 + r] : 1.f / normalizer);
-      if (w == 0.f) {
-        std::fill(x, x + vocab, 0.f);
-        continue;
+      for (int64_t r = 0; r < c; ++r) {
+        float* x = G.data() + r * ld;
+        const float w = weight[t0 + r];
+        if (w == 0.f) {
+          std::fill(x, x + nb, 0.f);
+          continue;
+        }
+        exp2_affine_scale(x, nb, kLog2e, lse[t0 + r] * kLog2e, w);
+        const int32_t y = labels[t0 + r];
+        if (y >= v0 && y < v0 + nb) x[y - v0] -= w;
       }
-      // softmax = exp(x - lse); without a saved lse, exp(x - max) / sum gives the same rows.
-      float factor = w;
-      if (lse) {
-        simd::exp2_affine_sum(x, vocab, kLog2e, lse[t0 + r] * kLog2e);
-      } else {
-        const float mx = simd::row_max(x, vocab);
-        factor = w / simd::exp2_affine_sum(x, vocab, kLog2e, mx * kLog2e);
-      }
-      for (int64_t j = 0; j < vocab; ++j) x[j] *= factor;
-      x[y] -= w;
+      if (dh) matmul_ld(dh + t0 * dim, dim, G.data(), ld, W + v0 * dim, dim, c, dim, nb, false, false, 1.f, 1.f);
+      if (dW) matmul_ld(dW + v0 * dim, dim, G.data(), ld, hc, dim, nb, dim, c, true, false, 1.f, 1.f);
     }
-    if (dh) matmul(dh + t0 * dim, G.data(), W, c, dim, vocab, false, false, 1.f, 1.f);
-    if (dW) matmul(dW, G.data(), h + t0 * dim, vocab, dim, c, true, false, 1.f, 1.f);
   }
 }
 

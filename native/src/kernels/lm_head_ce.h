@@ -1,8 +1,8 @@
 // Fused, chunked LM head + cross-entropy. Never materializes [n, vocab]: logits are computed
-// `chunk` tokens at a time (forward) and recomputed in the backward.
+// `chunk` tokens by at most 2048 vocabulary ids at a time (forward) and recomputed in the backward.
 // h: [n, dim] final hidden states, W: [vocab, dim] (lm_head or tied embedding), labels: [n]
 // with ignore index -100 (any negative label is ignored). chunk: tokens per logits block
-// (scratch [chunk, vocab]); chunk <= 0 means 256. Labels >= vocab throw ShapeError.
+// (scratch [chunk, min(vocab, 2048)]); chunk <= 0 means 256. Labels >= vocab throw ShapeError.
 #pragma once
 #include "common.h"
 

@@ -156,6 +156,8 @@ export interface LmHeadCeOutputs {
   tokenLoss?: F32;
   /** [n]: log-sum-exp of each row's logits, for the backward. */
   lse?: F32;
+  /** [n]: each row's highest-logit id (the lowest id among equal maxima). */
+  argmax?: Int32Array;
 }
 
 /** loss = sum over valid tokens of -log p(label) / normalizer; labels < 0 are ignored. */
@@ -172,6 +174,7 @@ export async function lmHeadCeForward(
   checkNormalizer(w, normalizer);
   const tl = o.tokenLoss ? expectData<Float32Array>(`${w} tokenLoss`, o.tokenLoss, 'f32', [sh.n]) : null;
   const lse = o.lse ? expectData<Float32Array>(`${w} lse`, o.lse, 'f32', [sh.n]) : null;
+  const argmax = o.argmax ? expectData<Int32Array>(`${w} argmax`, o.argmax, 'i32', [sh.n]) : null;
   return native().lmHeadCeForward(
     tl,
     lse,
@@ -183,6 +186,7 @@ export async function lmHeadCeForward(
     sh.vocab,
     normalizer,
     sh.chunk ?? 256,
+    argmax,
   );
 }
 
