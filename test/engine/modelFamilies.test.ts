@@ -10,7 +10,7 @@
 // reference with the plain default differs, so a model ignoring it would fail.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { Model } from '../../src/engine/Model.js';
+import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig } from '../../src/engine/modelConfig.js';
 import { hfDecoder, type RefInput } from './helpers/hfDecoder.js';
 import { packedDocs } from '../helpers/packedBatch.js';
