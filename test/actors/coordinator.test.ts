@@ -18,7 +18,7 @@ function jobConfig(outputDir: string, extra: Record<string, unknown> = {}) {
     max_steps: 12,
     save_steps: 4,
     synthetic: { step_ms: 30 },
-    cluster: { heartbeat_interval_s: 0.2, heartbeat_miss_limit: 3, max_restarts: 2, restart_window_s: 60, shutdown_grace_s: 1, rendezvous_timeout_s: 30, step_timeout_s: 30 },
+    cluster: { heartbeat_interval_s: 0.5, heartbeat_miss_limit: 6, max_restarts: 2, restart_window_s: 60, shutdown_grace_s: 1, rendezvous_timeout_s: 30, step_timeout_s: 30 },
     ...extra,
   };
 }

@@ -277,7 +277,7 @@ t.test('a real 2-rank job (coordinator, agent, rank processes) streams its event
     max_steps: 6,
     save_steps: 3,
     synthetic: { step_ms: 20 },
-    cluster: { heartbeat_interval_s: 0.2, heartbeat_miss_limit: 3, max_restarts: 1, restart_window_s: 60, shutdown_grace_s: 1, rendezvous_timeout_s: 30, step_timeout_s: 30 },
+    cluster: { heartbeat_interval_s: 0.5, heartbeat_miss_limit: 6, max_restarts: 1, restart_window_s: 60, shutdown_grace_s: 1, rendezvous_timeout_s: 30, step_timeout_s: 30 },
   };
   const coord = new Coordinator({ job: resolveJobDocument(config, { name: 'job.yaml', worldSize: 2 }), hosts: [{ host: 'localhost', slots: 2 }], launcher: new LocalLauncher(cliEntry(), jobLogger), logger: jobLogger, workload: 'synthetic' });
   const s = await serve(t, { live: coord.events, runDir: dir, logger });
