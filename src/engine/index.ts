@@ -12,6 +12,7 @@ export * from './ops/attention.js';
 export * from './ops/optim.js';
 export * from './modelConfig.js';
 export * from './model/index.js';
+export * from './generate/index.js';
 export * from './nativeCalls.js';
 export * from './modelConfigProblems.js';
 export * from './ropeConfig.js';
