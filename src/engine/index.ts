@@ -6,6 +6,7 @@ export * from './errors.js';
 export * from './Tensor.js';
 export * from './threads.js';
 export * from './ops/matmul.js';
+export * from './ops/f16.js';
 export * from './ops/peak.js';
 export * from './ops/basic.js';
 export * from './ops/attention.js';
