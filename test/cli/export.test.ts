@@ -61,6 +61,18 @@ async function rawBits(dir: string, file: string, name: string): Promise<Uint16A
   return new Uint16Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
 }
 
+/** max |logits(a) - logits(b)| / max |logits(b)| over every position of `ids` (KV sessions). */
+async function logitsGap(a: Model, b: Model, ids: number[]): Promise<number> {
+  const la = await new InferSession(a).append(ids, { allLogits: true });
+  const lb = await new InferSession(b).append(ids, { allLogits: true });
+  let d = 0, m = 0;
+  for (let i = 0; i < la.length; i++) {
+    d = Math.max(d, Math.abs(la[i]! - lb[i]!));
+    m = Math.max(m, Math.abs(lb[i]!));
+  }
+  return d / m;
+}
+
 t.test('float32 export of a LoRA run equals the fp64 merge and loads back with the logits of base + adapter', async (t) => {
   await fixture();
   const out = join(root, 'f32');
@@ -114,14 +126,8 @@ t.test('float32 export of a LoRA run equals the fp64 merge and loads back with t
   await b.loadAdapter(run);
   const r2 = lcg(5);
   const ids = Array.from({ length: 40 }, () => Math.floor(r2() * BASE_HF.vocab_size));
-  const la = await new InferSession(a).append(ids, { allLogits: true });
-  const lb = await new InferSession(b).append(ids, { allLogits: true });
-  let d = 0, m = 0;
-  for (let i = 0; i < la.length; i++) {
-    d = Math.max(d, Math.abs(la[i]! - lb[i]!));
-    m = Math.max(m, Math.abs(lb[i]!));
-  }
-  t.ok(d / m < 1e-5, `logits at all 40 positions: max |diff| / max |logit| ${(d / m).toExponential(2)} < 1e-5`);
+  const gap = await logitsGap(a, b, ids);
+  t.ok(gap < 1e-5, `logits at all 40 positions: max |diff| / max |logit| ${gap.toExponential(2)} < 1e-5`);
   const tokens = Int32Array.from(ids), labels = Int32Array.from(ids.slice(1).concat([-100]));
   const ta = new Float32Array(40), tb = new Float32Array(40);
   await a.forward({ tokens, labels, tokenLoss: ta });
@@ -191,15 +197,8 @@ t.test('bfloat16 (auto on a float32 base) and float16 exports are the float32 me
     // and it loads back (the loader converts to fp32) with logits close to the float32 export's
     const a = await Model.fromPretrained(out);
     const b = await Model.fromPretrained(f32);
-    const ids = [1, 5, 9, 44, 100, 3, 7, 260, 12, 8];
-    const la = await new InferSession(a).append(ids, { allLogits: true });
-    const lb = await new InferSession(b).append(ids, { allLogits: true });
-    let d = 0, m = 0;
-    for (let i = 0; i < la.length; i++) {
-      d = Math.max(d, Math.abs(la[i]! - lb[i]!));
-      m = Math.max(m, Math.abs(lb[i]!));
-    }
-    t.ok(d / m < 0.05, `${dtype} weights: logits within ${(d / m).toExponential(2)} of the float32 export's (half-precision rounding)`);
+    const gap = await logitsGap(a, b, [1, 5, 9, 44, 100, 3, 7, 260, 12, 8]);
+    t.ok(gap < 0.05, `${dtype} weights: logits within ${gap.toExponential(2)} of the float32 export's (half-precision rounding)`);
     a.close();
     b.close();
   }

@@ -219,13 +219,7 @@ void LlamaInfer::run_chunk(int64_t from, int64_t m, float* out, int64_t first_ro
     rope_forward_table(q_, pos_.data(), m, H, d, inv_freq_.data(), rope_scale_);
     rope_forward_table(kn, pos_.data(), m, Hkv, d, inv_freq_.data(), rope_scale_);
     if (from == 0) {
-      AttnShape sh;
-      sh.s = m;
-      sh.H = H;
-      sh.Hkv = Hkv;
-      sh.d = d;
-      sh.causal = true;
-      sh.window = window;
+      const AttnShape sh{m, H, Hkv, d, /*causal=*/true, /*scale: 1/sqrt(d)*/ 0.f, window};
       flash_attention_forward(att_, lse_, q_, kc, vc, nullptr, 0, sh);
     } else {
       attention_cached_forward(att_, q_, kc, vc, m, from, H, Hkv, d, window, 0.f);
