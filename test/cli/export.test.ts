@@ -255,3 +255,12 @@ t.test('refused with exit 2, naming the key; nothing written', async (t) => {
   t.match(r.stderr, /adapter_name_or_path: .*use_dora is not supported/);
   t.notOk(existsSync(bad), 'nothing was written');
 });
+
+t.test('the example merge and inference configs resolve (check-config)', async (t) => {
+  for (const f of ['examples/merge_lora/llama3_lora_sft.yaml', 'examples/inference/llama3_lora_sft.yaml']) {
+    const r = runCli(['check-config', f, '--json']);
+    t.equal(r.status, 0, `${f}: ${r.stderr}`);
+    const c = JSON.parse(r.stdout).config;
+    t.same(c.adapter_name_or_path, ['saves/llama3-8b/lora/sft'], `${f}: adapter_name_or_path as a list`);
+  }
+});
