@@ -53,7 +53,12 @@ const RECALL_TRAIN_EXAMPLES = 1024;
 const RECALL_EVAL_EXAMPLES = 64;
 
 /** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
-const NON_MATH_KEYS = new Set(['output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed']);
+const NON_MATH_KEYS = new Set([
+  'output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed',
+  // export and chat settings: a training run never reads them
+  'export_dir', 'export_size', 'export_device', 'export_legacy_format', 'export_quantization_bit', 'export_hub_model_id', 'infer_dtype',
+  'do_sample', 'temperature', 'top_p', 'top_k', 'max_new_tokens', 'repetition_penalty',
+]);
 
 export function configHash(config: JobConfig): string {
   const canon = (v: unknown): unknown =>
