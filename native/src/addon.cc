@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ua::InitOptim(env, exports);
   ua::InitAttention(env, exports);
   ua::InitModel(env, exports);
+  ua::InitGenerate(env, exports);
   ua::InitConvert(env, exports);
   ua::InitComm(env, exports);
   return exports;

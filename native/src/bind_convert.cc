@@ -1,7 +1,9 @@
 // Binding of the F16/BF16/F32 -> F32 conversion the safetensors loader runs off the main thread
-// (model/convert.h). Must never read past the source bytes the destination length implies.
+// (model/convert.h), and of F32 -> F16 for exported checkpoints (kernels/f16.h). Must never read
+// past the source bytes the destination length implies.
 #include <string>
 
+#include "kernels/f16.h"
 #include "model/convert.h"
 #include "napi_util.h"
 
@@ -37,10 +39,23 @@ Napi::Value ConvertToF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// f32ToF16(out: Uint16Array, input: Float32Array) -> Promise<void> (same lengths)
+Napi::Value F32ToF16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    auto in = GetArray<float>(info, 1, "input");
+    auto out = GetArray<uint16_t>(info, 0, "out", in.length);
+    uint16_t* o = out.data;
+    const float* x = in.data;
+    const int64_t n = in.length;
+    return RunAsync(info.Env(), "f32ToF16", [=] { f32_to_f16(o, x, n); }, nullptr, {out.js, in.js});
+  });
+}
+
 }  // namespace
 
 void InitConvert(Napi::Env env, Napi::Object exports) {
   exports.Set("convertToF32", Napi::Function::New(env, ConvertToF32, "convertToF32"));
+  exports.Set("f32ToF16", Napi::Function::New(env, F32ToF16, "f32ToF16"));
 }
 
 }  // namespace ua

@@ -39,6 +39,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info);
 
+  // For the inference session (bind_generate.cc), which shares the model and its busy flag.
+  const std::shared_ptr<LlamaModel>& model() const { return model_; }
+  const std::shared_ptr<std::atomic<bool>>& busy() const { return busy_; }
+
  private:
   // Claims the model for one call (ERR_STATE if another call is running).
   void Claim(const char* what);

@@ -30,6 +30,14 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
     summary: 'check-config job.yaml [--KEY VALUE ...]  print the resolved config or every problem',
     load: async () => (await import('./commands/checkConfig.js')).checkConfigCommand,
   },
+  chat: {
+    summary: 'chat [job.yaml] [--prompt TEXT] [--json] [--system TEXT] [--KEY VALUE ...]   talk to a model (+ adapters) with a KV cache, or answer one prompt',
+    load: async () => (await import('./commands/chat.js')).chatCommand,
+  },
+  export: {
+    summary: 'export job.yaml [--KEY VALUE ...]      as llamafactory-cli export: merge LoRA adapters into the base, write an HF model directory',
+    load: async () => (await import('./commands/export.js')).exportCommand,
+  },
   agent: {
     summary: 'agent --join tcp://HOST:PORT --job-key FILE|-   a node agent (started by `up`, Slurm or Kubernetes)',
     load: async () => (await import('./commands/agent.js')).agentCommand,

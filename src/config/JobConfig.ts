@@ -46,6 +46,22 @@ export interface JobConfig {
   sequence_parallel_size: number;
   deepspeed: string | null;
   debug: boolean;
+  /** PEFT adapter directories (null: none) */
+  adapter_name_or_path: string[] | null;
+  export_dir: string | null;
+  /** GB (10^9 bytes) per shard */
+  export_size: number;
+  export_device: 'cpu' | 'auto';
+  export_legacy_format: boolean;
+  export_quantization_bit: number | null;
+  export_hub_model_id: string | null;
+  infer_dtype: 'auto' | 'float16' | 'bfloat16' | 'float32';
+  do_sample: boolean;
+  temperature: number;
+  top_p: number;
+  top_k: number;
+  max_new_tokens: number;
+  repetition_penalty: number;
   gradient_policy: {
     enabled: boolean;
     vanishing: { threshold: number; exit_threshold: number; noise_std: number; scale_threshold: number; scale_factor: number; lr_boost: number };

@@ -5,8 +5,7 @@
  * key of the schema (a schema key always acts).
  */
 const EVAL = 'there is no evaluation loop; training only';
-const INFER = 'generation/inference settings; this runtime only trains';
-const EXPORT = 'model export is not part of training here (checkpoints are already HF-layout safetensors)';
+const INFER = 'a generation setting this runtime does not use (chat reads do_sample, temperature, top_p, top_k, max_new_tokens and repetition_penalty)';
 const HUB = 'no model hub access: models are read from local safetensors + config.json';
 const WORKERS = 'data is prepared in-process by each rank';
 const QUANT = 'quantized training is not supported; weights train in fp32/bf16';
@@ -32,7 +31,6 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   use_fast_tokenizer: 'the tokenizer is read from tokenizer.json by the built-in tokenizer',
   split_special_tokens: 'special tokens are never split by the built-in tokenizer',
   low_cpu_mem_usage: 'weights are memory-mapped from safetensors already',
-  infer_dtype: INFER,
   // timeouts and workers
   ddp_timeout: 'collective timeouts are set by cluster.collective_timeout_s',
   ddp_find_unused_parameters: 'gradient reduction is explicit; there is no DDP wrapper',
@@ -84,23 +82,11 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   eval_num_beams: INFER,
   // generation
   infer_backend: INFER,
-  max_new_tokens: INFER,
-  do_sample: INFER,
-  temperature: INFER,
-  top_p: INFER,
-  top_k: INFER,
   num_beams: INFER,
-  repetition_penalty: INFER,
   length_penalty: INFER,
   vllm_maxlen: INFER,
   vllm_gpu_util: INFER,
   vllm_enforce_eager: INFER,
-  // export
-  export_dir: EXPORT,
-  export_size: EXPORT,
-  export_device: EXPORT,
-  export_legacy_format: EXPORT,
-  export_hub_model_id: EXPORT,
   // kernels and memory tricks
   flash_attn: KERNELS,
   shift_attn: KERNELS,
@@ -178,7 +164,6 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
  * ignoring them would change what is trained. A null/false value is accepted as ignored.
  */
 export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
-  adapter_name_or_path: 'starting from an existing LoRA adapter is not implemented; merge it into the base weights first',
   rope_scaling: 'RoPE scaling is not implemented (long context comes from sequence parallelism)',
   ref_model: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',
   ref_model_adapters: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',

@@ -246,6 +246,8 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
   if (v('finetuning_type') !== 'lora')
     for (const k of ['lora_rank', 'lora_alpha', 'lora_dropout', 'lora_target'])
       if (s(k).explicit) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with finetuning_type: lora (it is ${v('finetuning_type')})`, fix: 'remove it or set finetuning_type: lora' });
+  if (v('adapter_name_or_path') !== null && v('finetuning_type') !== 'lora')
+    problems.push({ key: 'adapter_name_or_path', source: s('adapter_name_or_path').source, value: v('adapter_name_or_path'), message: `needs finetuning_type: lora (it is ${v('finetuning_type')}), as in LLaMA-Factory`, fix: 'set finetuning_type: lora, or remove adapter_name_or_path' });
   if (v('stage') !== 'dpo')
     for (const k of ['pref_beta', 'pref_loss'])
       if (s(k).explicit) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });

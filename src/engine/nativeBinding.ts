@@ -164,6 +164,20 @@ export interface NativeModel {
   adaptersEnabled(): boolean;
 }
 
+/**
+ * An instance of the native `InferSession` class (bind_generate.cc): the tokens seen so far and
+ * their keys and values per layer, over one native Model's weights (model/llama_infer.h).
+ */
+export interface NativeInferSession {
+  length(): number;
+  /** a copy of the cached tokens */
+  tokens(): I32;
+  truncate(length: number): void;
+  /** logits: [vocab] of the last token, or [n * vocab] with allLogits */
+  append(tokens: I32, logits: F32, allLogits: boolean): Promise<void>;
+  cacheBytes(): number;
+}
+
 export interface NativeBinding {
   // bind_common.cc
   setThreads(n: number): void;
@@ -226,6 +240,13 @@ export interface NativeBinding {
   Model: new (config: ModelConfig) => NativeModel;
   loraDropoutMask(seed: number, stepKey: number, layer: number, module: number, count: number, p: number): Uint8Array;
   convertToF32(dst: F32, src: Uint8Array, dtype: 'F32' | 'F16' | 'BF16'): Promise<void>;
+  /** IEEE half bit patterns, round to nearest even (kernels/f16.h). */
+  f32ToF16(out: Uint16Array, input: F32): Promise<void>;
+
+  // bind_generate.cc
+  InferSession: new (model: NativeModel) => NativeInferSession;
+  /** q: [n, H, d] at positions past..past+n-1; k, v: [past + n, Hkv, d]; scale 0: 1/sqrt(d). */
+  attentionCachedForward(out: F32, q: F32, k: F32, v: F32, n: number, past: number, H: number, Hkv: number, d: number, window: number, scale: number): Promise<void>;
 
   // bind_comm.cc
   commConnect(rank: number, size: number, store: string | StoreRequest, timeoutMs: number, host: string, sharedMemory: boolean): Promise<CommHandle>;

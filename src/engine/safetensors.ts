@@ -49,6 +49,9 @@ export interface NamedTensor {
   data: Float32Array;
 }
 
+/** A tensor to write: F32 values, or BF16 / F16 bit patterns (toBf16, toF16). */
+export type WritableTensor = NamedTensor | { name: string; shape: readonly number[]; dtype: 'BF16' | 'F16'; data: Uint16Array };
+
 function bad(file: string, msg: string): never {
   throw new EngineError('ERR_SAFETENSORS', `${file}: ${msg}`);
 }
@@ -188,10 +191,10 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 }
 
 /**
- * Writes F32 tensors (in the given order) to `file`, through a temporary file renamed at the end
- * so a torn write never leaves a valid-looking file.
+ * Writes tensors (F32, or BF16 / F16 bit patterns; in the given order) to `file`, through a
+ * temporary file renamed at the end so a torn write never leaves a valid-looking file.
  */
-export async function writeSafetensors(file: string, tensors: readonly NamedTensor[], metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(file: string, tensors: readonly WritableTensor[], metadata: Record<string, string> = {}): Promise<void> {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
@@ -200,11 +203,14 @@ export async function writeSafetensors(file: string, tensors: readonly NamedTens
     if (names.has(t.name)) throw new EngineError('ERR_ARG', `writeSafetensors: duplicate tensor name ${t.name}`);
     names.add(t.name);
     const numel = t.shape.reduce((a, x) => a * x, 1);
-    if (!(t.data instanceof Float32Array) || t.data.length !== numel) {
-      throw new EngineError('ERR_SHAPE', `writeSafetensors: tensor ${t.name}: shape [${t.shape.join(', ')}] needs ${numel} floats`);
+    const dtype = 'dtype' in t ? t.dtype : 'F32';
+    const typed = dtype === 'F32' ? t.data instanceof Float32Array : t.data instanceof Uint16Array;
+    if (!typed || t.data.length !== numel) {
+      throw new EngineError('ERR_SHAPE', `writeSafetensors: tensor ${t.name}: shape [${t.shape.join(', ')}] needs ${numel} ${dtype} values`);
     }
-    header[t.name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + numel * 4] };
-    offset += numel * 4;
+    const bytes = numel * DTYPE_BYTES[dtype]!;
+    header[t.name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8);  // data section 8-byte aligned

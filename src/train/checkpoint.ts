@@ -21,6 +21,7 @@ import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from '..
 import { toHfConfig } from '../engine/modelConfig.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';
 import type { PersistedPolicy } from '../statecharts/policyRunner.js';
+import { copyTokenizerFiles } from './tokenizer/tokenizerFiles.js';
 
 export const CHECKSUMS_FILE = 'checksums.sha256';
 /** Files every complete checkpoint holds (besides the checksums). */
@@ -289,9 +290,10 @@ export async function writeFinalAdapter(outputDir: string, model: Model): Promis
  * Full fine-tuning: the final weights also land in output_dir itself (`config.json`,
  * `model.safetensors`), where LLaMA-Factory users and `from_pretrained(output_dir)` look for them.
  * Hard links to the final checkpoint's files (a copy where links are not possible), each made
- * under a temporary name and renamed into place.
+ * under a temporary name and renamed into place; with `baseDir`, the base model's tokenizer files
+ * and generation_config.json too, so output_dir is a complete HF model directory.
  */
-export async function writeFinalModel(outputDir: string, checkpointPath: string): Promise<string[]> {
+export async function writeFinalModel(outputDir: string, checkpointPath: string, baseDir?: string): Promise<string[]> {
   const out: string[] = [];
   for (const f of ['config.json', 'model.safetensors']) {
     const tmp = join(outputDir, `${f}.tmp-${process.pid}`);
@@ -304,6 +306,7 @@ export async function writeFinalModel(outputDir: string, checkpointPath: string)
     await rename(tmp, join(outputDir, f));
     out.push(join(outputDir, f));
   }
+  if (baseDir !== undefined) for (const f of await copyTokenizerFiles(baseDir, outputDir)) out.push(join(outputDir, f));
   await fsyncPath(outputDir);
   return out;
 }

@@ -12,7 +12,8 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { JobConfig } from '../config/JobConfig.js';
-import { Model } from '../engine/model/index.js';
+import { resolveLoraTargets } from '../engine/lora.js';
+import { Model, mergeAdapter } from '../engine/model/index.js';
 import { readModelConfig } from '../engine/modelConfig.js';
 import { configureThreads } from '../engine/threads.js';
 import { packageRoot } from '../util/packageRoot.js';
@@ -52,7 +53,12 @@ const RECALL_TRAIN_EXAMPLES = 1024;
 const RECALL_EVAL_EXAMPLES = 64;
 
 /** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
-const NON_MATH_KEYS = new Set(['output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed']);
+const NON_MATH_KEYS = new Set([
+  'output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed',
+  // export and chat settings: a training run never reads them
+  'export_dir', 'export_size', 'export_device', 'export_legacy_format', 'export_quantization_bit', 'export_hub_model_id', 'infer_dtype',
+  'do_sample', 'temperature', 'top_p', 'top_k', 'max_new_tokens', 'repetition_penalty',
+]);
 
 export function configHash(config: JobConfig): string {
   const canon = (v: unknown): unknown =>
@@ -157,10 +163,23 @@ export const trainWorkload: Workload = async (ctx) => {
     const modelDir = resolveModelDir(c.model_name_or_path);
     const model = await loadModel(modelDir, c.seed);
     model.nameOrPath = c.model_name_or_path;
-    // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen
+    // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen; with
+    // adapter_name_or_path, as LLaMA-Factory: all but the last merged into the base, the last continued
     if (c.finetuning_type === 'lora') {
-      const l = await model.attachLora({ rank: c.lora_rank, alpha: c.lora_alpha, dropout: c.lora_dropout, targets: c.lora_target, seed: c.seed });
-      if (runtime.rank === 0) log.info(`LoRA r=${l.rank} alpha=${l.alpha} dropout=${l.dropout} on ${l.targets.join(',')}: ${l.views.reduce((a, v) => a + v.numel, 0)} trainable parameters`);
+      const adapters = c.adapter_name_or_path ?? [];
+      for (const dir of adapters.slice(0, -1)) {
+        const mg = await mergeAdapter(model, dir);
+        if (runtime.rank === 0) log.info(`merged the LoRA adapter ${dir} (r=${mg.rank} alpha=${mg.alpha}, ${mg.tensors} weights) into the base`);
+      }
+      const last = adapters[adapters.length - 1];
+      const l = last === undefined
+        ? await model.attachLora({ rank: c.lora_rank, alpha: c.lora_alpha, dropout: c.lora_dropout, targets: c.lora_target, seed: c.seed })
+        : await model.loadAdapter(last, { seed: c.seed });
+      if (runtime.rank === 0) {
+        log.info(`LoRA r=${l.rank} alpha=${l.alpha} dropout=${l.dropout} on ${l.targets.join(',')}${last === undefined ? '' : ` continued from ${last}`}: ${l.views.reduce((a, v) => a + v.numel, 0)} trainable parameters`);
+        if (last !== undefined && (l.rank !== c.lora_rank || l.alpha !== c.lora_alpha || l.targets.join(',') !== resolveLoraTargets(c.lora_target).join(',')))
+          log.warn(`the adapter ${last} keeps its own settings (r=${l.rank} alpha=${l.alpha} on ${l.targets.join(',')}); lora_rank, lora_alpha and lora_target of the job do not apply`);
+      }
     }
     runtime.attachModel(model);
     ctx.setPhase('loading', true);
@@ -181,6 +200,7 @@ export const trainWorkload: Workload = async (ctx) => {
       resumeFrom,
       lossScale: c.gradient_policy.loss_scale_schedule,
       configHash: configHash(ctx.job.config),
+      baseModelDir: modelDir,
     });
     if (runtime.rank === 0) {
       log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.pairs ? `${data.pairs.length} preference pairs` : `${data.items.length} sequences`} of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);

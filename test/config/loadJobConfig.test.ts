@@ -55,11 +55,11 @@ t.test('LLaMA-Factory keys with no effect are listed as ignored with a reason, o
 });
 
 t.test('recognized but unsupported keys are refused with the reason, unless null', async (t) => {
-  const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'adapter_name_or_path: saves/lora\nref_model: other\n', env: {} }));
-  t.same(ps.map((p) => p.key), ['adapter_name_or_path', 'ref_model']);
-  t.match(ps[0]!.message, /not supported here: starting from an existing LoRA adapter/);
-  const ok = loadJobConfig({ configPath: 'j.yaml', configText: 'adapter_name_or_path: null\n', env: {} });
-  t.same(ok.ignored.map((i) => i.key), ['adapter_name_or_path']);
+  const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'ref_model_adapters: saves/lora\nref_model: other\n', env: {} }));
+  t.same(ps.map((p) => p.key), ['ref_model_adapters', 'ref_model']);
+  t.match(ps[0]!.message, /not supported here: a separate DPO reference model/);
+  const ok = loadJobConfig({ configPath: 'j.yaml', configText: 'ref_model_adapters: null\n', env: {} });
+  t.same(ok.ignored.map((i) => i.key), ['ref_model_adapters']);
 });
 
 t.test('unknown keys are errors with a did-you-mean, also inside sections', async (t) => {

@@ -78,6 +78,11 @@ export class Model {
     return this.handle;
   }
 
+  /** The native model, for the engine's own wrappers over it (generate/InferSession.ts). */
+  get nativeModel(): NativeModel {
+    return this.h;
+  }
+
   /** Trainable parameters (alignment padding excluded). */
   get numParams(): number {
     return this.h.numParams();

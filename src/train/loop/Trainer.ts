@@ -119,6 +119,8 @@ export interface TrainerOptions {
    * (pref_beta) against the reference model.
    */
   dpo?: PreferenceOptions;
+  /** the base model's directory: full fine-tuning's final model gets its tokenizer and generation files */
+  baseModelDir?: string;
 }
 
 export interface TrainResult {
@@ -221,7 +223,7 @@ export class Trainer {
         o.logger.info(`saved the LoRA adapter (PEFT layout): ${files.join(', ')}`);
       } else if (this.step === this.schedule.totalSteps) {
         // full fine-tuning: the final weights in output_dir too (HF layout), as LLaMA-Factory leaves them
-        const files = await writeFinalModel(o.config.output_dir, w.path);
+        const files = await writeFinalModel(o.config.output_dir, w.path, o.baseModelDir);
         o.logger.info(`saved the final model: ${files.join(', ')}`);
       }
     }

@@ -13,6 +13,7 @@ export type { TextTokenizer } from './TextTokenizer.js';
 export { ByteTokenizer } from './ByteTokenizer.js';
 export { HfTokenizer } from './HfTokenizer.js';
 export { ByteLevelBpe } from './ByteLevelBpe.js';
+export { copyTokenizerFiles, TOKENIZER_FILES, GENERATION_CONFIG_FILE } from './tokenizerFiles.js';
 
 export async function loadTokenizer(modelDir: string | null, vocabSize: number): Promise<TextTokenizer> {
   if (modelDir !== null && existsSync(join(modelDir, 'tokenizer.json'))) {

@@ -168,12 +168,14 @@ export interface RefInput {
 export interface RefResult {
   loss: number;
   tokenLoss: Float64Array;
+  /** the logits [n, V], row-major */
+  logits: Float64Array;
   /** dL/dparam per HF tensor name */
   grads: Map<string, Float64Array>;
 }
 
 /** Forward and backward of the HF decoder for parameters `param(name)` (HF names). */
-export function hfDecoder(hf: Hf, param: (name: string) => Float32Array | undefined, x: RefInput): RefResult {
+export function hfDecoder(hf: Hf, param: (name: string) => Float32Array | Float64Array | undefined, x: RefInput): RefResult {
   const s = refShape(hf);
   const { D, I, H, Hkv, d, V, eps } = s;
   const n = x.tokens.length;
@@ -406,5 +408,5 @@ export function hfDecoder(hf: Hf, param: (name: string) => Float32Array | undefi
   tape.backward();
   const grads = new Map<string, Float64Array>();
   for (const [name, node] of params) grads.set(name, node.g);
-  return { loss, tokenLoss, grads };
+  return { loss, tokenLoss, logits: logits.v, grads };
 }
