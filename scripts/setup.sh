@@ -75,7 +75,7 @@ if [ ! -f "$addon" ] || [ -n "$(find native/binding.gyp native/src -newer "$addo
 fi
 
 # 4. TypeScript ---------------------------------------------------------------
-if [ ! -f dist/.tsbuildinfo ] || [ -n "$(find src bench tsconfig.json -newer dist/.tsbuildinfo -print -quit)" ]; then
+if [ ! -f dist/.tsbuildinfo ] || [ -n "$(find src bench fuzz tsconfig.json -newer dist/.tsbuildinfo -print -quit)" ]; then
   say "tsc"
   node_modules/.bin/tsc -p tsconfig.json
 fi

@@ -175,20 +175,39 @@ function parseYaml(name: string, text: string, problems: ConfigProblem[]): Recor
   return doc as Record<string, unknown>;
 }
 
-/** 1-based line of a (nested) key in block-style YAML, for messages; undefined if not found. */
+/** Each line's key and indentation (null: no `key:` there), parsed once per document. */
+const keyedLines = new WeakMap<readonly string[], ({ indent: number; key: string } | null)[]>();
+
+function keysOf(lines: readonly string[]): ({ indent: number; key: string } | null)[] {
+  let keys = keyedLines.get(lines);
+  if (!keys) {
+    keys = lines.map((l) => {
+      const m = /^(\s*)["']?([A-Za-z0-9_.-]+)["']?\s*:/.exec(l);
+      return m ? { indent: m[1]!.length, key: m[2]! } : null;
+    });
+    keyedLines.set(lines, keys);
+  }
+  return keys;
+}
+
+/**
+ * 1-based line of a (nested) key in block-style YAML, for messages; undefined if not found.
+ * Called for every key of a document: the lines are parsed once, not once per key.
+ */
 export function keyLine(lines: readonly string[], path: string): number | undefined {
+  const keys = keysOf(lines);
   let start = 0;
   let indent = -1;
   let found: number | undefined;
   for (const seg of path.split('.')) {
     found = undefined;
-    for (let i = start; i < lines.length; i++) {
-      const m = /^(\s*)["']?([A-Za-z0-9_.-]+)["']?\s*:/.exec(lines[i]!);
+    for (let i = start; i < keys.length; i++) {
+      const m = keys[i];
       if (!m) continue;
-      const ind = m[1]!.length;
+      const ind = m.indent;
       if (indent >= 0 && ind <= indent) break;
       if (indent < 0 && ind > 0) continue;
-      if (m[2] === seg) {
+      if (m.key === seg) {
         found = i;
         indent = ind;
         start = i + 1;

@@ -142,12 +142,19 @@ export const SECTIONS: ReadonlySet<string> = new Set(
   }),
 );
 
-/** Child names of a section ('' = top level): leaves and sub-sections. */
-export function childrenOf(section: string): string[] {
+const children = new Map<string, readonly string[]>();
+
+/** Child names of a section ('' = top level): leaves and sub-sections (asked once per unknown key: kept). */
+export function childrenOf(section: string): readonly string[] {
+  const known = children.get(section);
+  if (known) return known;
   const prefix = section ? section + '.' : '';
   const out = new Set<string>();
   for (const l of LEAVES) if (l.path.startsWith(prefix)) out.add(l.path.slice(prefix.length).split('.')[0]!);
-  return [...out];
+  const list = [...out];
+  // only real sections are kept, so hostile section names cannot grow the map
+  if (section === '' || SECTIONS.has(section)) children.set(section, list);
+  return list;
 }
 
 /** ULYSSES_<KEY>: upper case, dots of nested keys become underscores. */

@@ -123,17 +123,29 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
   }
 }
 
-async function readHeaderFrom(fh: FileHandle, file: string): Promise<SafetensorsHeader> {
-  const { size } = await fh.stat();
+/** The header length the first 8 bytes of a file of `size` bytes give, checked against the file. */
+function headerLength(file: string, prefix: Uint8Array, size: number): number {
   if (size < 8) bad(file, `truncated: ${size} bytes, too short for the 8-byte header length`);
-  const lenBuf = new Uint8Array(8);
-  await readExactly(fh, file, lenBuf, 0, 'the header length');
-  const len = new DataView(lenBuf.buffer).getBigUint64(0, true);
+  const len = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (len > BigInt(size - 8)) bad(file, `truncated: header length ${len} exceeds the ${size - 8} bytes after it`);
   if (len > 100_000_000n) bad(file, `bad header: header length ${len} is implausibly large`);
-  const json = new Uint8Array(Number(len));
+  return Number(len);
+}
+
+/** Parses the header of a whole .safetensors file held in memory (the pure form of readSafetensorsHeader). */
+export function parseSafetensorsBytes(file: string, bytes: Uint8Array): SafetensorsHeader {
+  const len = headerLength(file, bytes, bytes.length);
+  return parseHeader(file, new TextDecoder().decode(bytes.subarray(8, 8 + len)), bytes.length, 8 + len);
+}
+
+async function readHeaderFrom(fh: FileHandle, file: string): Promise<SafetensorsHeader> {
+  const { size } = await fh.stat();
+  const lenBuf = new Uint8Array(8);
+  if (size >= 8) await readExactly(fh, file, lenBuf, 0, 'the header length');
+  const len = headerLength(file, lenBuf, size);
+  const json = new Uint8Array(len);
   await readExactly(fh, file, json, 8, 'the header');
-  return parseHeader(file, new TextDecoder().decode(json), size, 8 + Number(len));
+  return parseHeader(file, new TextDecoder().decode(json), size, 8 + len);
 }
 
 /**

@@ -19,6 +19,7 @@ import type { Logger } from '../util/Logger.js';
 import { assetTable } from './assets.js';
 import type { EventStore } from './EventStore.js';
 import { RunSources } from './runSources.js';
+import { HttpError, isLoopback, routeRequest } from './requestRoute.js';
 
 export interface VizServerOptions {
   /** interface to bind (default loopback) */
@@ -54,42 +55,6 @@ export interface VizServer {
 const MAX_STREAM_BACKLOG = 16 << 20;
 const EVENT_CHUNK = 2000;
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** The path of a request, decoded once, or an HttpError for anything that tries to leave it. */
-export function requestPath(rawUrl: string): { path: string; query: URLSearchParams } {
-  if (!rawUrl.startsWith('/') || rawUrl.startsWith('//')) throw new HttpError(400, 'bad request target');
-  const q = rawUrl.indexOf('?');
-  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
-  if (/%00|\0|\\|%5c/i.test(rawPath)) throw new HttpError(400, 'bad character in path');
-  let path: string;
-  try {
-    path = decodeURIComponent(rawPath);
-  } catch {
-    throw new HttpError(400, 'bad escape in path');
-  }
-  if (path.includes('\0') || path.includes('\\') || path.split('/').some((s) => s === '..' || s === '.')) {
-    throw new HttpError(400, 'path traversal refused');
-  }
-  return { path, query: new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1)) };
-}
-
-function intParam(query: URLSearchParams, name: string): number {
-  const v = query.get(name);
-  if (v === null || v === '') return 0;
-  if (!/^\d{1,15}$/.test(v)) throw new HttpError(400, `${name} must be a non-negative integer`);
-  return Number(v);
-}
-
 const securityHeaders = {
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
@@ -103,9 +68,7 @@ const pageCsp =
  * Metrics as columns (`{"first","next","columns":{"step":[...],...}}`): the plots need a few
  * numbers per step, a fraction of the full rows. Missing or non-numeric values become null.
  */
-function metricColumns(store: EventStore, since: number, fields: string): string {
-  const names = fields.split(',');
-  if (names.length > 32 || names.some((n) => !/^[A-Za-z0-9_]{1,64}$/.test(n))) throw new HttpError(400, 'fields must be up to 32 comma-separated names');
+function metricColumns(store: EventStore, since: number, names: readonly string[]): string {
   const { first, items } = store.slice(since);
   const cols: Record<string, (number | null)[]> = {};
   for (const n of names) cols[n] = new Array<number | null>(items.length);
@@ -144,17 +107,6 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
   const sockets = new Set<Socket>();
   let port = 0;
 
-  // A page bound to loopback answers only to loopback names: a foreign Host header means DNS
-  // rebinding (another site's script pointed at 127.0.0.1), and the run's data is not theirs.
-  const hostAllowed = (h: string | undefined): boolean => {
-    if (!LOOPBACK.has(host)) return true;
-    if (!h) return false;
-    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h);
-    if (!m) return false;
-    const name = m[1]!.replace(/^\[|\]$/g, '');
-    return LOOPBACK.has(name) && (m[2] === undefined || Number(m[2]) === port);
-  };
-
   const sendJson = (res: ServerResponse, body: string, status = 200) => {
     res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...securityHeaders });
     res.end(body);
@@ -186,11 +138,7 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
     res.end(']}');
   };
 
-  const openStream = (req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => {
-    const header = req.headers['last-event-id'];
-    let from: number;
-    if (typeof header === 'string' && /^\d{1,15}$/.test(header)) from = Number(header) + 1;
-    else from = intParam(query, 'since');
+  const openStream = (req: IncomingMessage, res: ServerResponse, from: number) => {
     req.socket.setNoDelay(true);
     req.socket.setTimeout(0);
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no', ...securityHeaders });
@@ -239,22 +187,13 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      throw new HttpError(405, 'method not allowed');
-    }
-    if (!hostAllowed(req.headers.host)) throw new HttpError(403, 'unexpected Host header');
-    const { path, query } = requestPath(req.url ?? '/');
-    if (path === '/' || path === '/index.html') return sendAsset(req, res, 'index.html');
-    if (path.startsWith('/assets/')) {
-      const name = path.slice('/assets/'.length);
-      if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new HttpError(404, 'no such asset');
-      return sendAsset(req, res, name);
-    }
-    switch (path) {
-      case '/api/chart':
+    const route = routeRequest({ method: req.method, url: req.url, host: req.headers.host, lastEventId: req.headers['last-event-id'] }, { host, port });
+    switch (route.kind) {
+      case 'asset':
+        return sendAsset(req, res, route.name);
+      case 'chart':
         return sendJson(res, chartJson);
-      case '/api/info':
+      case 'info':
         return sendJson(
           res,
           JSON.stringify({
@@ -265,18 +204,14 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
             skipped: sources.skipped,
           }),
         );
-      case '/api/events':
-        return sendSlice(res, sources.events, intParam(query, 'since'));
-      case '/api/metrics': {
+      case 'events':
+        return sendSlice(res, sources.events, route.since);
+      case 'metrics':
         await sources.refreshMetrics();
-        const fields = query.get('fields');
-        if (fields === null) return sendSlice(res, sources.metrics, intParam(query, 'since'));
-        return sendJson(res, metricColumns(sources.metrics, intParam(query, 'since'), fields));
-      }
-      case '/api/stream':
-        return openStream(req, res, query);
-      default:
-        throw new HttpError(404, 'not found');
+        if (route.fields === null) return sendSlice(res, sources.metrics, route.since);
+        return sendJson(res, metricColumns(sources.metrics, route.since, route.fields));
+      case 'stream':
+        return openStream(req, res, route.from);
     }
   };
 
@@ -289,7 +224,8 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
         return;
       }
       const body = status === 500 ? 'internal error' : (e as Error).message;
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...securityHeaders });
+      const extra = e instanceof HttpError ? e.headers : {};
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...extra, ...securityHeaders });
       res.end(body);
     });
   });
@@ -317,7 +253,7 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
   port = (server.address() as AddressInfo).port;
   // a wildcard bind is reachable on loopback too; print that (it works on this machine)
   const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-  if (!LOOPBACK.has(host)) {
+  if (!isLoopback(host)) {
     log.warn('the visualizer is bound beyond loopback: anyone who can reach this port can read the run\'s events and metrics', { host, port });
   }
   const url = `http://${urlHost}:${port}/`;
