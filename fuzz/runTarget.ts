@@ -78,6 +78,34 @@ export function parseFuzzerOutput(out: string): Omit<RunResult, 'target' | 'seco
   };
 }
 
+/**
+ * The environment of the fuzzer process: the caller's, without a test runner's V8 coverage
+ * directory and preloaded modules (set when the suite runs this). Their work at exit outlasts
+ * libFuzzer's per-input alarm, which then ends the finished fuzzer with SIGALRM; the fuzzer
+ * measures its own coverage anyway.
+ */
+function fuzzerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_V8_COVERAGE;
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+/**
+ * The fuzzer's exit status. libFuzzer's per-input watchdog (setitimer, SIGALRM) stays armed after
+ * its run ends; when Node's own exit then outlasts one period (a loaded machine), the finished
+ * process dies of that SIGALRM. A run whose final line ("Done N runs in T second(s)") was printed
+ * and whose watchdog never reported a slow input ("ALARM: working on the last Unit") ended
+ * cleanly; a real hang is still a finding (its timeout- file, and no Done line).
+ */
+function endedAfterRun(code: number | null, signal: NodeJS.Signals | null, output: string[]): number | null {
+  if (signal === null) return code;
+  const done = output.some((l) => /^Done \d+ runs in \d+ second/.test(l));
+  const hang = output.some((l) => l.includes('ALARM: working on the last Unit'));
+  output.push(`fuzz: the fuzzer process was ended by ${signal}${done && !hang ? ' after its run had finished' : ''}`);
+  return signal === 'SIGALRM' && done && !hang ? 0 : null;
+}
+
 export async function runTarget(t: FuzzTarget, o: RunOptions): Promise<RunResult> {
   const require = createRequire(import.meta.url);
   const cli = require.resolve('@jazzer.js/core/dist/cli.js');
@@ -99,6 +127,7 @@ export async function runTarget(t: FuzzTarget, o: RunOptions): Promise<RunResult
       ...o.corpusIn.filter((d) => existsSync(d)),
       '--sync',
       `--timeout=${t.timeoutMs}`,
+      ...(t.disableBugDetectors ?? []).map((d) => `--disable_bug_detectors=${d}`),
       ...includes.flatMap((i) => ['-i', i]),
       '-e', '/dist/fuzz/', '-e', '/@jazzer.js/',
       '--',
@@ -114,7 +143,7 @@ export async function runTarget(t: FuzzTarget, o: RunOptions): Promise<RunResult
     const exitCode = await new Promise<number | null>((resolve, reject) => {
       const child = spawn(process.execPath, args, {
         cwd: work,
-        env: { ...process.env, ...o.env, FUZZ_WORKDIR: work },
+        env: { ...fuzzerEnv(), ...o.env, FUZZ_WORKDIR: work },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       // libFuzzer stops itself at max_total_time; this only catches a fuzzer that cannot stop
@@ -135,10 +164,10 @@ export async function runTarget(t: FuzzTarget, o: RunOptions): Promise<RunResult
         clearTimeout(guard);
         reject(e);
       });
-      child.on('close', (code) => {
+      child.on('close', (code, signal) => {
         clearTimeout(guard);
         if (pending) output.push(pending);
-        resolve(code);
+        resolve(endedAfterRun(code, signal, output));
       });
     });
     const text = output.join('\n');

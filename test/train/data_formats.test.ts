@@ -89,6 +89,7 @@ t.test('malformed rows are errors naming file, row and field', async (t) => {
     'tok.jsonl': '{"input_ids":[1,2,3]}\n{"input_ids":[1,"x"]}\n',
     'tok2.jsonl': '{"input_ids":[1,2,3],"labels":[1,2]}\n',
     'tok3.jsonl': '{"input_ids":[1,2,300]}\n',
+    'tok4.jsonl': '{"input_ids":[1,2,3],"labels":[-100,2,2100]}\n',
     'dpo.json': JSON.stringify([{ instruction: 'q', chosen: 'a' , rejected: 'b' }, { instruction: 'q', chosen: 'a' }]),
     'hist.json': JSON.stringify([{ instruction: 'q', output: 'a', history: [['only one']] }]),
   });
@@ -102,6 +103,7 @@ t.test('malformed rows are errors naming file, row and field', async (t) => {
   expectDataError(t, run('tok.jsonl'), 'tok.jsonl', 2, 'input_ids[1]');
   expectDataError(t, run('tok2.jsonl'), 'tok2.jsonl', 1, 'labels');
   expectDataError(t, run('tok3.jsonl'), 'tok3.jsonl', 1, 'input_ids[2]');
+  expectDataError(t, run('tok4.jsonl'), 'tok4.jsonl', 1, 'labels[2]');
   expectDataError(t, run('dpo.json', 'dpo'), 'dpo.json', 1, 'rejected');
   expectDataError(t, run('hist.json'), 'hist.json', 0, 'history[0]');
   t.throws(run('missing_name'), { code: 'ERR_DATA', message: /missing_name/ });

@@ -10,7 +10,7 @@ import { DataError } from './DataError.js';
 import { toExamples, type Example, type Stage } from './formats.js';
 import { readRows } from './readRows.js';
 import { buildSequences, preferencePair, type PreferencePair, type Sequence } from './sequences.js';
-import { encodePair, encodeSft, type TemplateName, type TokenizedSample } from './templates.js';
+import { encodePair, encodeSft, IGNORE_INDEX, type TemplateName, type TokenizedSample } from './templates.js';
 
 export interface DataConfig {
   stage: Stage;
@@ -54,6 +54,9 @@ export function tokenizeExample(ex: Example, tok: TextTokenizer, template: Templ
     case 'tokens': {
       ex.inputIds.forEach((id, i) => {
         if (id >= tok.vocabSize) throw new DataError(`token id ${id} does not fit vocab_size ${tok.vocabSize}`, { ...where(ex), field: `input_ids[${i}]` });
+      });
+      ex.labels?.forEach((id, i) => {
+        if (id !== IGNORE_INDEX && (id < 0 || id >= tok.vocabSize)) throw new DataError(`label ${id} is neither ${IGNORE_INDEX} (ignored) nor a token id below vocab_size ${tok.vocabSize}`, { ...where(ex), field: `labels[${i}]` });
       });
       const n = Math.min(cutoffLen, ex.inputIds.length);
       return { inputIds: ex.inputIds.slice(0, n), labels: (ex.labels ?? ex.inputIds).slice(0, n) };
