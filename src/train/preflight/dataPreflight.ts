@@ -29,7 +29,8 @@ export interface DataPreflight {
 }
 
 function asProblem(key: string, e: unknown): ConfigProblem {
-  if (e instanceof DataError) return { key, message: e.message, fix: 'fix the data (or dataset_info.json), then run check-config again' };
+  // a problem about the key itself needs no "field 'dataset'" before it
+  if (e instanceof DataError) return { key, message: e.file === undefined ? e.message.replace(/^field '[^']*': /, '') : e.message, fix: 'fix the data (or dataset_info.json), then run check-config again' };
   throw e;
 }
 
