@@ -162,7 +162,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (result.ok && !interrupted && job.config.plot_loss) {
     // a picture that cannot be drawn does not fail the job that trained
     try {
-      for (const f of await plotLoss(outputDir, job.config.stage)) out(`plot:        ${f}\n`);
+      for (const f of await plotLoss(outputDir, job.config.stage, job.config.output_dir)) out(`plot:        ${f}\n`);
     } catch (e) {
       process.stderr.write(`plot_loss: the loss pictures could not be drawn: ${(e as Error).message}\n`);
     }

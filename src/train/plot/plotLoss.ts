@@ -53,17 +53,21 @@ export function lossChartSpec(key: string, title: string, points: readonly { ste
   ];
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `training ${key} of ${title}`, fontSize: 14 },
+    // long paths are cut with an ellipsis rather than widening the picture
+    title: { text: `training ${key} of ${title}`, fontSize: 14, limit: 640 },
     width: 640,
     height: 400,
     background: 'white',
     data: { values },
-    mark: { type: 'line', strokeWidth: 1.6, point: points.length <= 30 },
+    // the original series faint under its smoothed curve; one legend for both
+    layer: [
+      { transform: [{ filter: "datum.series === 'original'" }], mark: { type: 'line', strokeWidth: 1.2, opacity: 0.6, point: points.length <= 30 } },
+      { transform: [{ filter: "datum.series === 'smoothed'" }], mark: { type: 'line', strokeWidth: 2 } },
+    ],
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
       y: { field: 'value', type: 'quantitative', title: key, scale: { zero: false } },
       color: { field: 'series', type: 'nominal', title: null, scale: { domain: ['original', 'smoothed'], range: ['#7fa7d9', '#d9534f'] } },
-      opacity: { field: 'series', type: 'nominal', legend: null, scale: { domain: ['original', 'smoothed'], range: [0.55, 1] } },
     },
     config: { font: 'DejaVu Sans', legend: { orient: 'top-right' } },
   };
@@ -82,8 +86,11 @@ export async function renderPng(spec: TopLevelSpec): Promise<Buffer> {
   }
 }
 
-/** Writes the stage's pictures into `outputDir`; returns the files written (keys with no data are skipped). */
-export async function plotLoss(outputDir: string, stage: 'pt' | 'sft' | 'dpo'): Promise<string[]> {
+/**
+ * Writes the stage's pictures into `outputDir`; returns the files written (keys with no data are
+ * skipped). `title`: the run's name in the titles (LLaMA-Factory prints output_dir as configured).
+ */
+export async function plotLoss(outputDir: string, stage: 'pt' | 'sft' | 'dpo', title = outputDir): Promise<string[]> {
   const file = join(outputDir, 'metrics.jsonl');
   if (!existsSync(file)) return [];
   const text = readFileSync(file, 'utf8');
@@ -92,7 +99,7 @@ export async function plotLoss(outputDir: string, stage: 'pt' | 'sft' | 'dpo'): 
     const points = seriesOf(text, key);
     if (points.length === 0) continue;
     const out = join(outputDir, `training_${key.replace(/\//g, '_')}.png`);
-    await writeFile(out, await renderPng(lossChartSpec(key, outputDir, points)));
+    await writeFile(out, await renderPng(lossChartSpec(key, title, points)));
     written.push(out);
   }
   return written;
