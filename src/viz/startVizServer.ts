@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { EventLog } from '../actors/events/EventLog.js';
 import { exportChart } from '../statecharts/exportChart.js';
 import { trainingPolicyMachine } from '../statecharts/trainingPolicy.js';
@@ -105,7 +105,8 @@ const pageCsp =
  */
 function metricColumns(store: EventStore, since: number, fields: string): string {
   const names = fields.split(',');
-  if (names.length > 32 || names.some((n) => !/^[A-Za-z0-9_]{1,64}$/.test(n))) throw new HttpError(400, 'fields must be up to 32 comma-separated names');
+  // names as metrics.jsonl spells them, `rewards/accuracies` included
+  if (names.length > 32 || names.some((n) => !/^[A-Za-z0-9_/]{1,64}$/.test(n))) throw new HttpError(400, 'fields must be up to 32 comma-separated names');
   const { first, items } = store.slice(since);
   const cols: Record<string, (number | null)[]> = {};
   for (const n of names) cols[n] = new Array<number | null>(items.length);
@@ -117,6 +118,17 @@ function metricColumns(store: EventStore, since: number, fields: string): string
     }
   });
   return JSON.stringify({ first, next: first + items.length, columns: cols });
+}
+
+/** The run's eval_results.json as an object (`{}` when there is none or it does not parse). */
+async function evalResults(runDir: string | undefined): Promise<string> {
+  if (!runDir) return '{}';
+  try {
+    const v = JSON.parse(await readFile(join(runDir, 'eval_results.json'), 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? JSON.stringify(v) : '{}';
+  } catch {
+    return '{}';
+  }
 }
 
 /** Resolves when the response can take more data or is gone (either way, no listener stays). */
@@ -273,6 +285,8 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
         if (fields === null) return sendSlice(res, sources.metrics, intParam(query, 'since'));
         return sendJson(res, metricColumns(sources.metrics, intParam(query, 'since'), fields));
       }
+      case '/api/results':
+        return sendJson(res, await evalResults(o.runDir));
       case '/api/stream':
         return openStream(req, res, query);
       default:
