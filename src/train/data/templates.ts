@@ -51,8 +51,8 @@ interface Template {
 const EOS = { special: 'eos' } as const;
 const BOS = { special: 'bos' } as const;
 
-/** The ChatML layout with no default system prompt (LLaMA-Factory's chatml and qwen3_nothink). */
-function chatml(): Template {
+/** The ChatML layout (chatml, qwen, qwen3, qwen3_nothink differ only in the system prompt and thoughts). */
+function chatml(extra: Partial<Template> = {}): Template {
   return {
     prefix: [],
     system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
@@ -60,6 +60,7 @@ function chatml(): Template {
     assistant: (c) => [`${c}<|im_end|>\n`],
     separator: '',
     defaultSystem: null,
+    ...extra,
   };
 }
 
@@ -94,23 +95,8 @@ export const TEMPLATES: Record<TemplateName, Template> = {
     separator: '',
     defaultSystem: null,
   },
-  qwen: {
-    prefix: [],
-    system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
-    user: (c) => [`<|im_start|>user\n${c}<|im_end|>\n<|im_start|>assistant\n`],
-    assistant: (c) => [`${c}<|im_end|>\n`],
-    separator: '',
-    defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.',
-  },
-  qwen3: {
-    prefix: [],
-    system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
-    user: (c) => [`<|im_start|>user\n${c}<|im_end|>\n<|im_start|>assistant\n`],
-    assistant: (c) => [`${c}<|im_end|>\n`],
-    separator: '',
-    defaultSystem: null,
-    thought: { open: '<think>\n', close: '\n</think>\n\n' },
-  },
+  qwen: chatml({ defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }),
+  qwen3: chatml({ thought: { open: '<think>\n', close: '\n</think>\n\n' } }),
   qwen3_nothink: chatml(),
   chatml: chatml(),
   mistral: {
