@@ -30,6 +30,10 @@ export function evalKeyProblems(s: (path: string) => KeySetting): ConfigProblem[
   const strategy = v<string>('eval_strategy');
   const builtin = v<string[]>('dataset').length > 0 && v<string[]>('dataset').every((d) => d.startsWith('builtin:'));
   const wantsEval = strategy !== 'no' || v('do_eval') === true;
+  if (builtin && (valSize > 0 || evalSets.length > 0)) {
+    const k = valSize > 0 ? 'val_size' : 'eval_dataset';
+    problems.push({ key: k, source: s(k).source, value: v(k), message: 'a built-in task evaluates on its own held-out examples (another seed stream)', fix: `remove ${k}` });
+  }
   if (wantsEval && valSize === 0 && evalSets.length === 0 && !builtin) {
     const k = strategy !== 'no' ? 'eval_strategy' : 'do_eval';
     problems.push({ key: k, source: s(k).source, value: v(k), message: 'evaluation needs held-out data', fix: 'set val_size (e.g. 0.1) or eval_dataset' });

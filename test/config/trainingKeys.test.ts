@@ -30,6 +30,7 @@ t.test('evaluation without held-out data and other contradictions are problems',
     ['dataset: a\nstage: dpo\nval_size: 0.1\ncompute_accuracy: true\n', 'compute_accuracy', /eval_rewards\/accuracies/],
     ['dataset: a\nval_size: 0.1\neval_on_each_dataset: true\n', 'eval_on_each_dataset', /needs eval_dataset/],
     ['dataset: a\noverwrite_output_dir: true\nresume_from_checkpoint: true\n', 'resume_from_checkpoint', /overwrite_output_dir clears/],
+    ['dataset: builtin:passkey\nval_size: 0.1\n', 'val_size', /own held-out examples/],
   ];
   for (const [text, key, re] of cases) {
     const ps = problemsOf(() => load(text));

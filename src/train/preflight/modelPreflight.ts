@@ -17,7 +17,7 @@ import { modelFamilyReport } from '../modelFamilyReport.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
 import { resolveModelDir } from '../trainWorkload.js';
-import { parallelProblems } from '../validateParallel.js';
+import { modelParallelProblems } from '../modelParallelProblems.js';
 
 export interface ModelPreflight {
   problems: ConfigProblem[];
@@ -30,38 +30,35 @@ export interface ModelPreflight {
   dir: string | null;
 }
 
-const problem = (message: string, fix: string, value?: unknown, source?: string): ConfigProblem => ({ key: 'model_name_or_path', message, fix, ...(value !== undefined ? { value } : {}), ...(source ? { source } : {}) });
+const problem = (message: string, fix: string, source?: string): ConfigProblem => ({ key: 'model_name_or_path', message, fix, ...(source ? { source } : {}) });
 
 /** `world`: the hostfile's rank count, or undefined when the world follows sequence_parallel_size. */
 export async function modelPreflight(c: Pick<JobConfig, 'model_name_or_path' | 'sequence_parallel_size'>, world: number | undefined): Promise<ModelPreflight> {
   const out: ModelPreflight = { problems: [], description: null, tokenizer: null, tok: null, dir: null };
-  let dir: string;
-  try {
-    dir = resolveModelDir(c.model_name_or_path);
-  } catch (e) {
-    out.problems.push(problem((e as Error).message, 'point it at a local HF model directory (config.json, model.safetensors, tokenizer.json) or a bundled name such as tiny or llama3-mini', c.model_name_or_path));
-    return out;
-  }
-  out.dir = dir;
-  const file = join(dir, 'config.json');
+  // a config the engine refuses: every refused key by name (the parser would stop at the first)
   const family = modelFamilyReport(c.model_name_or_path);
-  out.problems.push(...family.problems);
-  let cfg: ModelConfig;
-  try {
-    cfg = readModelConfigSync(file);
-  } catch (e) {
-    // the family report names refused keys one by one; otherwise the parser's message
-    if (!family.problems.length) out.problems.push(problem((e as Error).message, 'give a valid HF config.json', undefined, file));
+  if (family.problems.length) {
+    out.problems.push(...family.problems);
     return out;
   }
   out.description = family.description;
-  out.problems.push(...parallelProblems({ heads: cfg.numAttentionHeads, kvHeads: cfg.numKeyValueHeads, sp: c.sequence_parallel_size, world, source: file }));
+  // the directory, config.json and the head split (a missing directory or config is its only problem)
+  out.problems.push(...modelParallelProblems(c.model_name_or_path, c.sequence_parallel_size, world));
+  let dir: string;
+  let cfg: ModelConfig;
+  try {
+    dir = resolveModelDir(c.model_name_or_path);
+    cfg = readModelConfigSync(join(dir, 'config.json'));
+  } catch {
+    return out;
+  }
+  out.dir = dir;
   out.problems.push(...(await weightProblems(dir)));
   try {
     out.tok = await loadTokenizer(dir, cfg.vocabSize);
     out.tokenizer = existsSync(join(dir, 'tokenizer.json')) ? `tokenizer.json (vocab ${cfg.vocabSize})` : `byte tokenizer (no tokenizer.json; vocab ${cfg.vocabSize})`;
   } catch (e) {
-    out.problems.push(problem(`the tokenizer cannot be loaded: ${(e as Error).message}`, 'give the model directory a valid tokenizer.json (and tokenizer_config.json), or remove it for the byte tokenizer', undefined, join(dir, 'tokenizer.json')));
+    out.problems.push(problem(`the tokenizer cannot be loaded: ${(e as Error).message}`, 'give the model directory a valid tokenizer.json (and tokenizer_config.json), or remove it for the byte tokenizer', join(dir, 'tokenizer.json')));
   }
   return out;
 }
@@ -75,7 +72,7 @@ async function weightProblems(dir: string): Promise<ConfigProblem[]> {
       const map = (JSON.parse(readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
       files.push(...new Set(Object.values(map)));
     } catch (e) {
-      return [problem(`the shard index is not valid JSON: ${(e as Error).message}`, 'fix or remove the index file', undefined, index)];
+      return [problem(`the shard index is not valid JSON: ${(e as Error).message}`, 'fix or remove the index file', index)];
     }
   } else if (existsSync(join(dir, 'model.safetensors'))) files.push('model.safetensors');
   const problems: ConfigProblem[] = [];
@@ -83,7 +80,7 @@ async function weightProblems(dir: string): Promise<ConfigProblem[]> {
     try {
       await readSafetensorsHeader(join(dir, f));
     } catch (e) {
-      problems.push(problem(`weights file ${f}: ${(e as Error).message}`, 'give complete safetensors files (a torn download is the usual cause)', undefined, join(dir, f)));
+      problems.push(problem(`weights file ${f}: ${(e as Error).message}`, 'give complete safetensors files (a torn download is the usual cause)', join(dir, f)));
     }
   }
   return problems;
