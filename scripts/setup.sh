@@ -11,10 +11,10 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. System packages ----------------------------------------------------------
-# Runtime: oneDNN (matrix products, fp32 and bf16), OpenBLAS (the reference sgemm) and Gloo
-# (CPU collectives). `--test` adds what the test suite starts itself: an OpenSSH server and
-# client (ssh launcher tests) and Chromium (visualizer tests).
-pkgs=(libdnnl-dev libopenblas-dev libgloo-dev)
+# Runtime: oneDNN (matrix products, fp32 and bf16), OpenBLAS (the reference sgemm), Gloo
+# (CPU collectives) and a font for the text of plot_loss pictures. `--test` adds what the test
+# suite starts itself: an OpenSSH server and client (ssh launcher tests) and Chromium (visualizer tests).
+pkgs=(libdnnl-dev libopenblas-dev libgloo-dev fonts-dejavu-core)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(openssh-server openssh-client chromium)
 fi

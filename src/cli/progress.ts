@@ -1,11 +1,15 @@
 /**
  * `up`'s progress display: on a terminal one line redrawn in place (step/total, a bar, loss,
- * tokens/s, ETA); elsewhere plain log lines every `everySteps` steps. Notes (failures, restarts)
- * are printed above the bar. Rates come from the time between step reports (the injected `now`),
- * smoothed so one slow step does not swing the ETA. Never throws; never reads job state itself.
+ * tokens/s, ETA); elsewhere one plain line per logging step (every `everySteps` steps, the first
+ * and the last). Everything else that reaches the terminal goes through it: notes (failures,
+ * restarts, evaluations), this process's log lines and the output of the agents and ranks, whole
+ * lines only; on a terminal the bar is cleared before them and redrawn after, so no line is ever
+ * glued to the bar. Rates come from the time between step reports (the injected `now`), smoothed
+ * so one slow step does not swing the ETA. Never throws; never reads job state itself.
  */
-
-import type { MetricsRow } from '../actors/coordinator/StepAggregator.js';
+import { StringDecoder } from 'node:string_decoder';
+import type { EvalRow, MetricsRow } from '../actors/coordinator/StepAggregator.js';
+import type { LogSink } from '../util/Logger.js';
 
 export interface ProgressOptions {
   write: (text: string) => void;
@@ -16,6 +20,26 @@ export interface ProgressOptions {
   now?: () => number;
   /** terminal width for the bar line */
   columns?: number;
+  /** where child processes' stderr lines go (default: write) */
+  writeErr?: (text: string) => void;
+}
+
+/** The line an evaluation prints: its eval_* figures (throughput and epoch left to metrics.jsonl). */
+export function evalLine(row: EvalRow): string {
+  const skip = new Set(['step', 'restarts', 'epoch', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second']);
+  const figures = Object.entries(row)
+    .filter(([k]) => !skip.has(k))
+    .map(([k, v]) => `${k} ${typeof v === 'number' && Number.isFinite(v) ? Number(v.toPrecision(5)) : String(v)}`);
+  const took = typeof row.eval_runtime === 'number' ? ` (${row.eval_runtime.toFixed(1)} s)` : '';
+  return `eval after step ${row.step}: ${figures.join(', ')}${took}`;
+}
+
+/** A Logger sink that prints through the display (stderr), formatted as the default sink does. */
+export function logSink(p: ProgressDisplay): LogSink {
+  return (r) => {
+    const f = r.fields && Object.keys(r.fields).length ? ' ' + JSON.stringify(r.fields) : '';
+    p.output('stderr', `${r.time} ${r.level.padEnd(5)} [${r.scope}] ${r.msg}${f}\n`);
+  };
 }
 
 export function formatDuration(s: number): string {
@@ -39,6 +63,8 @@ export class ProgressDisplay {
   private secPerStep: number | null = null;
   private tokPerS: number | null = null;
   private shown = '';
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  private readonly partial = { stdout: '', stderr: '' };
 
   constructor(private readonly o: ProgressOptions) {
     this.now = o.now ?? (() => performance.now());
@@ -67,10 +93,38 @@ export class ProgressDisplay {
     else this.o.write(text + '\n');
   }
 
-  /** Ends the bar line (call before the final report). */
+  /**
+   * Output of a child process (or a log line): on a terminal whole lines only, above the bar;
+   * elsewhere passed through as it comes.
+   */
+  output(stream: 'stdout' | 'stderr', chunk: Buffer | string): void {
+    const write = stream === 'stderr' ? (this.o.writeErr ?? this.o.write) : this.o.write;
+    const text = typeof chunk === 'string' ? chunk : this.decoders[stream].write(chunk);
+    if (!this.o.tty) {
+      if (text) write(text);
+      return;
+    }
+    const all = this.partial[stream] + text;
+    const cut = all.lastIndexOf('\n');
+    if (cut < 0) {
+      this.partial[stream] = all;
+      return;
+    }
+    this.partial[stream] = all.slice(cut + 1);
+    if (this.shown) this.o.write('\r\x1b[K');
+    write(all.slice(0, cut + 1));
+    if (this.shown) this.o.write(this.shown);
+  }
+
+  /** Ends the bar line (call before the final report); prints what is left of partial output lines. */
   end(): void {
     if (this.o.tty && this.shown) this.o.write('\n');
     this.shown = '';
+    for (const s of ['stdout', 'stderr'] as const) {
+      const rest = this.partial[s] + this.decoders[s].end();
+      this.partial[s] = '';
+      if (rest) (s === 'stderr' ? (this.o.writeErr ?? this.o.write) : this.o.write)(rest + '\n');
+    }
   }
 
   private render(step: number, loss: number, restarts?: number): string {

@@ -14,12 +14,31 @@ export interface JobConfig {
   lora_target: string[];
   dataset: string[];
   dataset_dir: string;
-  template: 'default' | 'llama3' | 'qwen' | 'qwen3' | 'mistral';
+  template: 'default' | 'llama3' | 'qwen' | 'qwen3' | 'qwen3_nothink' | 'chatml' | 'mistral';
+  default_system: string | null;
+  enable_thinking: boolean;
+  train_on_prompt: boolean;
+  mask_history: boolean;
   cutoff_len: number;
   max_samples: number | null;
   /** resolved: true for pt, false otherwise, when not given */
   packing: boolean;
+  neat_packing: boolean;
+  disable_shuffling: boolean;
+  data_seed: number | null;
+  do_eval: boolean;
+  /** 0: no split; below 1: a share of the training items; above 1: a count */
+  val_size: number;
+  eval_dataset: string[];
+  eval_strategy: 'no' | 'steps' | 'epoch';
+  /** null: logging_steps; below 1: a fraction of the total steps */
+  eval_steps: number | null;
+  per_device_eval_batch_size: number;
+  compute_accuracy: boolean;
+  eval_on_each_dataset: boolean;
   output_dir: string;
+  overwrite_output_dir: boolean;
+  plot_loss: boolean;
   logging_steps: number;
   save_steps: number;
   save_total_limit: number | null;

@@ -5,8 +5,10 @@
  * the first quarter of the sequence (rank 0's shard), the question about it ~1000 tokens later
  * (rank 1's shard), so the answer can only be learned if attention spans both shards. Sized to
  * finish within 5 minutes on a 2-core machine; the held-out recall accuracy (argmax, chance
- * 10%) is printed before and after training. The config loader resolves this text exactly like a
- * user's YAML file; it must never name machine-specific paths.
+ * 10%) is printed before and after training. Each run replaces the previous one in saves/default
+ * (overwrite_output_dir), so `npm start` can run again and again, and writes training_loss.png
+ * (plot_loss). The config loader resolves this text exactly like a user's YAML file; it must
+ * never name machine-specific paths.
  */
 
 /** What `up` prints as the config's name when it uses the embedded job. */
@@ -22,6 +24,8 @@ cutoff_len: 2048
 packing: false
 
 output_dir: saves/default
+overwrite_output_dir: true
+plot_loss: true
 logging_steps: 10
 save_steps: 100
 save_total_limit: 2

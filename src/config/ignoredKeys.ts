@@ -1,26 +1,25 @@
 /**
  * LLaMA-Factory keys that are accepted but have no effect in this runtime, each with the reason
- * printed once at start ("ignored (no effect here): ..."). A key belongs here only when a
- * LLaMA-Factory user may reasonably carry it over from their configs; it must never shadow a
- * key of the schema (a schema key always acts).
+ * printed once at start ("ignored (no effect here): ..."). A key belongs here only when it truly
+ * makes no difference to what is trained (same math, logging, workers, inference settings); a key
+ * that would change training is either a schema key (it acts) or in UNSUPPORTED_KEYS (refused).
+ * Must never shadow a key of the schema.
  */
-const EVAL = 'there is no evaluation loop; training only';
 const INFER = 'a generation setting this runtime does not use (chat reads do_sample, temperature, top_p, top_k, max_new_tokens and repetition_penalty)';
 const HUB = 'no model hub access: models are read from local safetensors + config.json';
 const WORKERS = 'data is prepared in-process by each rank';
-const QUANT = 'quantized training is not supported; weights train in fp32/bf16';
+const QUANT_DETAIL = 'only used with quantization_bit, which is refused';
 const MM = 'multimodal models are not supported (text-only Llama/Qwen)';
 const RAY = 'ranks are launched by ulysses-actors up, not Ray';
 const KERNELS = 'the native engine always uses its own fused kernels';
-const LORA_VARIANT = 'only plain LoRA is implemented';
 const LOG = 'metrics go to output_dir/metrics.jsonl and the visualizer';
-const FREEZE = 'finetuning_type freeze is not supported (use full or lora)';
+const FREEZE = 'finetuning_type freeze is refused (use full or lora), so these select nothing';
+const ONLY_WITH = (k: string) => `only used with ${k}, which is refused`;
+const PLAIN_LORA = 'only plain LoRA is implemented (lora_rank, lora_alpha, lora_dropout, lora_target): remove it';
 
 export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   // run mode
   do_train: 'training is the only mode',
-  do_eval: EVAL,
-  do_predict: EVAL,
   // trust and loading
   trust_remote_code: 'no model code is ever loaded: the architecture is built in',
   cache_dir: HUB,
@@ -42,19 +41,13 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   dataloader_persistent_workers: WORKERS,
   overwrite_cache: 'no tokenized-dataset cache is kept',
   tokenized_path: 'no tokenized-dataset cache is kept',
-  streaming: 'datasets are read whole (local JSON/JSONL)',
-  buffer_size: 'datasets are read whole (local JSON/JSONL)',
-  mix_strategy: 'datasets are concatenated in the order given',
-  interleave_probs: 'datasets are concatenated in the order given',
-  disable_shuffling: 'shuffling is fixed by seed for exact resume',
-  data_seed: 'the data order follows seed',
+  buffer_size: ONLY_WITH('streaming'),
+  interleave_probs: ONLY_WITH('an interleave mix_strategy'),
   // output
-  overwrite_output_dir: 'checkpoints are written atomically beside older ones; resume with resume_from_checkpoint',
-  plot_loss: LOG,
   report_to: LOG,
   run_name: LOG,
   logging_dir: LOG,
-  logging_first_step: LOG,
+  logging_first_step: 'step 1 is always logged',
   logging_strategy: 'logging follows logging_steps',
   disable_tqdm: 'the progress bar shows on a terminal only',
   save_only_model: 'checkpoints always hold optimizer and RNG state for exact resume',
@@ -67,18 +60,8 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   include_effective_tokens_per_second: 'tokens/s is always reported in metrics.jsonl',
   print_param_status: 'parameter counts are printed at start',
   // evaluation
-  val_size: EVAL,
-  eval_dataset: EVAL,
-  per_device_eval_batch_size: EVAL,
-  eval_strategy: EVAL,
-  evaluation_strategy: EVAL,
-  eval_steps: EVAL,
-  eval_on_each_dataset: EVAL,
-  compute_accuracy: EVAL,
-  load_best_model_at_end: EVAL,
-  metric_for_best_model: EVAL,
-  greater_is_better: EVAL,
-  predict_with_generate: INFER,
+  metric_for_best_model: ONLY_WITH('load_best_model_at_end'),
+  greater_is_better: ONLY_WITH('load_best_model_at_end'),
   eval_num_beams: INFER,
   // generation
   infer_backend: INFER,
@@ -87,57 +70,35 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   vllm_maxlen: INFER,
   vllm_gpu_util: INFER,
   vllm_enforce_eager: INFER,
-  // kernels and memory tricks
+  // kernels and memory tricks (same math)
   flash_attn: KERNELS,
-  shift_attn: KERNELS,
   use_unsloth: KERNELS,
   use_unsloth_gc: KERNELS,
   enable_liger_kernel: KERNELS,
   torch_compile: KERNELS,
   tf32: 'CPU training does not use TF32',
-  fp16: 'fp16 is not supported; use bf16 or fp32',
-  pure_bf16: 'bf16 selects the precision; there is no pure-bf16 mode',
   gradient_checkpointing: 'activation memory is managed by the engine',
   disable_gradient_checkpointing: 'activation memory is managed by the engine',
   use_reentrant_gc: 'activation memory is managed by the engine',
   upcast_layernorm: 'norms are always computed in fp32',
   upcast_lmhead_output: 'the LM head loss is always computed in fp32',
-  resize_vocab: 'the vocabulary is fixed by the model',
-  new_special_tokens: 'the vocabulary is fixed by the model',
-  moe_aux_loss_coef: 'mixture-of-experts models are not supported',
-  optim: 'the optimizer is always AdamW',
-  lr_scheduler_kwargs: 'the schedule is fixed by lr_scheduler_type, warmup_ratio and warmup_steps',
-  neftune_noise_alpha: 'NEFTune is not implemented (the gradient policy adds its own noise)',
-  // quantization
-  quantization_bit: QUANT,
-  quantization_method: QUANT,
-  quantization_type: QUANT,
-  double_quantization: QUANT,
-  // LoRA variants and freeze tuning
-  use_rslora: LORA_VARIANT,
-  use_dora: LORA_VARIANT,
-  pissa_init: LORA_VARIANT,
-  pissa_iter: LORA_VARIANT,
-  pissa_convert: LORA_VARIANT,
-  loraplus_lr_ratio: LORA_VARIANT,
-  loraplus_lr_embedding: LORA_VARIANT,
-  additional_target: LORA_VARIANT,
-  create_new_adapter: LORA_VARIANT,
+  moe_aux_loss_coef: 'mixture-of-experts models are refused by the engine, so there is no auxiliary loss',
+  // quantization details
+  quantization_method: QUANT_DETAIL,
+  quantization_type: QUANT_DETAIL,
+  double_quantization: QUANT_DETAIL,
+  ref_model_quantization_bit: 'there is no separate DPO reference model to quantize',
+  // LoRA variant details and freeze tuning
+  pissa_iter: ONLY_WITH('pissa_init'),
+  loraplus_lr_embedding: ONLY_WITH('loraplus_lr_ratio'),
+  create_new_adapter: ONLY_WITH('adapter_name_or_path'),
   freeze_trainable_layers: FREEZE,
   freeze_trainable_modules: FREEZE,
   freeze_extra_modules: FREEZE,
   // preference training extras
-  pref_ftx: 'DPO uses the plain preference loss (no SFT mixing)',
-  dpo_label_smoothing: 'DPO uses the plain sigmoid loss',
-  simpo_gamma: 'only the sigmoid preference loss is implemented',
-  ref_model_quantization_bit: QUANT,
+  simpo_gamma: 'only used by pref_loss simpo; pref_loss is sigmoid here',
   // data handling extras
-  train_on_prompt: 'prompt tokens are always masked from the SFT loss',
-  mask_history: 'prompt tokens are always masked from the SFT loss',
-  neat_packing: 'packing always keeps documents apart (attention never crosses a document boundary)',
-  tool_format: 'tool-call templates are not supported',
-  default_system: 'the template supplies the system prompt',
-  enable_thinking: 'the template supplies the chat format',
+  tool_format: 'tool-call columns are not read (the formats here have no tools)',
   ignore_pad_token_for_loss: 'padding never counts in the loss',
   // multimodal
   image_max_pixels: MM,
@@ -160,14 +121,56 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
 };
 
 /**
- * LLaMA-Factory keys that are recognized but refused when given a value, because silently
- * ignoring them would change what is trained. A null/false value is accepted as ignored.
+ * LLaMA-Factory keys that are recognized but refused when given a value that changes what is
+ * trained, because silently ignoring them would train something else. Each reason names what is
+ * supported instead. A null/false/empty value, or one of the key's INERT_VALUES (LLaMA-Factory's
+ * own default), is accepted as not set.
  */
 export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
-  rope_scaling: 'RoPE scaling is not implemented (long context comes from sequence parallelism)',
+  rope_scaling: 'the job cannot rescale RoPE; put rope_scaling (linear, dynamic, llama3 or yarn) into the model\'s config.json, which the engine computes',
   ref_model: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',
   ref_model_adapters: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',
+  do_predict: 'prediction with generation is not implemented; evaluation (do_eval, eval_strategy) reports eval_loss',
+  predict_with_generate: 'prediction with generation is not implemented; evaluation (do_eval, eval_strategy) reports eval_loss',
+  load_best_model_at_end: 'the final model is the last step\'s; pick the best checkpoint by eval_loss in metrics.jsonl (checkpoint-<step>/ are HF directories)',
+  evaluation_strategy: 'renamed eval_strategy in transformers: use eval_strategy',
+  streaming: 'datasets are read whole from local files; remove it',
+  mix_strategy: 'datasets are concatenated in the order given (mix_strategy concat); interleaving is not implemented',
+  fp16: 'fp16 is not supported: use bf16: true (fp32 master weights) or neither (fp32)',
+  pure_bf16: 'pure bf16 (no fp32 master weights) is not supported: use bf16: true',
+  quantization_bit: 'quantized (QLoRA) training is not supported: weights train in fp32 or with bf16: true',
+  use_dora: PLAIN_LORA,
+  use_rslora: PLAIN_LORA,
+  pissa_init: PLAIN_LORA,
+  pissa_convert: PLAIN_LORA,
+  loraplus_lr_ratio: 'LoRA+ is not implemented: every adapter trains with learning_rate',
+  additional_target: 'extra fully trained modules beside LoRA are not supported: lora_target lists what LoRA adapts (finetuning_type full trains everything)',
+  new_special_tokens: 'the vocabulary is fixed by the model: adding tokens is not supported',
+  resize_vocab: 'the vocabulary is fixed by the model: resizing it is not supported',
+  pref_ftx: 'DPO here is the plain sigmoid preference loss; the SFT term (pref_ftx) is not implemented: set 0 or remove it',
+  dpo_label_smoothing: 'DPO here is the plain sigmoid loss; label smoothing is not implemented: set 0 or remove it',
+  neftune_noise_alpha: 'NEFTune embedding noise is not implemented (the gradient policy adds its own noise): remove it',
+  shift_attn: 'shift short attention (S²-Attn) is not implemented: attention is always full causal (long context comes from sequence parallelism)',
+  optim: 'the optimizer is always AdamW (adam_beta1, adam_beta2, adam_epsilon, weight_decay): use adamw_torch or remove it',
+  lr_scheduler_kwargs: 'the schedule is set by lr_scheduler_type, warmup_ratio and warmup_steps only: remove it',
 };
+
+/** Values of refused keys that mean "not used" (LLaMA-Factory's and transformers' defaults). */
+export const INERT_VALUES: Readonly<Record<string, readonly unknown[]>> = {
+  pref_ftx: [0],
+  dpo_label_smoothing: [0],
+  neftune_noise_alpha: [0],
+  mix_strategy: ['concat'],
+  evaluation_strategy: ['no'],
+  optim: ['adamw_torch', 'adamw_torch_fused', 'adamw_hf'],
+};
+
+/** Whether a refused key's value leaves training unchanged (absent, null, false, empty, or its default). */
+export function isInertValue(key: string, v: unknown): boolean {
+  if (v === null || v === undefined || v === false || v === '') return true;
+  if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v as object).length === 0) return true;
+  return (INERT_VALUES[key] ?? []).some((x) => x === v);
+}
 
 export function isUnsupportedKey(key: string): boolean {
   return Object.prototype.hasOwnProperty.call(UNSUPPORTED_KEYS, key);

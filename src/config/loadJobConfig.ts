@@ -11,13 +11,14 @@ import { readFileSync } from 'node:fs';
 import { load, YAMLException } from 'js-yaml';
 import { ConfigError, type ConfigProblem } from './ConfigError.js';
 import { readDeepSpeedConfig, resolveDeepSpeedPath } from './deepspeed.js';
-import { IGNORED_KEYS, UNSUPPORTED_KEYS, isIgnoredKey, isUnsupportedKey } from './ignoredKeys.js';
+import { IGNORED_KEYS, UNSUPPORTED_KEYS, isIgnoredKey, isInertValue, isUnsupportedKey } from './ignoredKeys.js';
 import { jobSpecOf, type JobSpec } from './JobSpec.js';
 import { isJobConfig } from './parseJobSpec.js';
 import type { FlagOverride } from './parseJobArgs.js';
 import { createConvict } from './convictSchema.js';
 import { LEAVES, LEAF_BY_ENV, LEAF_BY_PATH, SECTIONS, checkLeaf, childrenOf, coerceLeaf, envName, type LeafSpec } from './schema.js';
 import { suggest } from './suggest.js';
+import { evalKeyProblems } from './evalKeyProblems.js';
 
 export interface LoadJobConfigOptions {
   /** YAML job file; absent = the embedded default job */
@@ -124,9 +125,9 @@ export function loadJobConfig(opts: LoadJobConfigOptions): ResolvedJob {
     values.set('learning_rate', { ...lr, value: (lr.value as number) * lrAdjust, source: `${lr.source} x --adjust-lr ${lrAdjust}` });
   }
 
-  // 6. derived defaults (LLaMA-Factory's): lora_alpha = 2 * rank, packing on for pt
+  // 6. derived defaults (LLaMA-Factory's): lora_alpha = 2 * rank, packing on for pt and with neat_packing
   if (get('lora_alpha') === null) values.set('lora_alpha', { value: 2 * (get('lora_rank') as number), source: 'derived', explicit: false });
-  if (get('packing') === null) values.set('packing', { value: get('stage') === 'pt', source: 'derived', explicit: false });
+  if (get('packing') === null) values.set('packing', { value: get('stage') === 'pt' || get('neat_packing') === true, source: 'derived', explicit: false });
 
   crossCheck(values, problems, opts.worldSize, trainBatchSize);
 
@@ -240,7 +241,7 @@ function walkFile(
       else problems.push({ source, key: path, value: v, message: 'must be a section (a mapping of keys)', fix: `indent its keys under ${k}:` });
     } else if (!section && isIgnoredKey(k)) ignored.push({ key: k, reason: IGNORED_KEYS[k]!, source });
     else if (!section && isUnsupportedKey(k)) {
-      if (v === null || v === false || v === '') ignored.push({ key: k, reason: 'not set', source });
+      if (isInertValue(k, v)) ignored.push({ key: k, reason: 'not set', source });
       else problems.push({ source, key: k, value: v, message: `is not supported here: ${UNSUPPORTED_KEYS[k]}`, fix: 'remove it' });
     }
     else problems.push({ source, key: path, message: 'unknown key', fix: hint(k, section) });
@@ -270,6 +271,7 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
   if (v('stage') !== 'dpo')
     for (const k of ['pref_beta', 'pref_loss'])
       if (s(k).explicit) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });
+  problems.push(...evalKeyProblems((p) => values.get(p)!));
   const sp = v<number>('sequence_parallel_size');
   if (worldSize !== undefined && worldSize % sp !== 0)
     problems.push({ key: 'sequence_parallel_size', source: s('sequence_parallel_size').source, value: sp, message: `must divide the world size ${worldSize}`, fix: `use one of ${divisors(worldSize).join(', ')} or change the hosts' slots` });

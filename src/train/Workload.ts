@@ -16,6 +16,8 @@ export type StepReport = BodyOf<'rank.step.done'>;
 export type TransitionReport = BodyOf<'rank.policy.transition'>;
 /** A committed checkpoint: the `rank.checkpoint.written` body. */
 export type CheckpointReport = BodyOf<'rank.checkpoint.written'>;
+/** An evaluation's metrics (rank 0 reports them): the `rank.eval.done` body. */
+export type EvalReport = BodyOf<'rank.eval.done'>;
 
 export interface WorkloadContext {
   rank: number;
@@ -34,6 +36,8 @@ export interface WorkloadContext {
   reportStep(r: StepReport): void;
   reportTransition(t: TransitionReport): void;
   reportCheckpoint(c: CheckpointReport): void;
+  /** report an evaluation (rank 0; the coordinator writes its row to metrics.jsonl) */
+  reportEval?(e: EvalReport): void;
   /** the phase shown in heartbeats (`rendezvous`, `training`, `checkpointing`, ...) */
   setPhase(phase: string, busy?: boolean): void;
   /** fault injection (ulysses-actors chaos): absent unless a fault plan is loaded */

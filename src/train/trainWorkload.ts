@@ -9,7 +9,6 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { JobConfig } from '../config/JobConfig.js';
 import { resolveLoraTargets } from '../engine/lora.js';
@@ -19,7 +18,11 @@ import { configureThreads } from '../engine/threads.js';
 import { packageRoot } from '../util/packageRoot.js';
 import { checkpointDir, latestValidCheckpoint, resolveResume } from './checkpoint.js';
 import { buildSequences } from './data/sequences.js';
-import { prepareData } from './data/prepareData.js';
+import { prepareData, type DataConfig } from './data/prepareData.js';
+import type { SftOptions } from './data/templates.js';
+import { prepareEvalDatasets, splitValidation } from './evalData.js';
+import { JobEvaluation, writeEvalResults } from './jobEvaluation.js';
+import { Evaluator, type EvalSet } from './loop/Evaluator.js';
 import { recallTask, recallChance, type RecallOptions } from './data/recallTask.js';
 import { loadTokenizer } from './tokenizer/index.js';
 import { evaluateRecall, type RecallEval } from './loop/evaluateRecall.js';
@@ -47,6 +50,11 @@ export const BUILTIN_TASKS: Record<string, Pick<RecallOptions, 'pairs' | 'valueL
   'builtin:recall': { pairs: 8, valueLen: 2 },
   'builtin:passkey': { pairs: 1, valueLen: 1, repeats: 64, repeatGap: 8 },
 };
+/** What each built-in task's accuracy measures (one sentence, printed with the result). */
+export const BUILTIN_TASK_MEASURES: Record<string, string> = {
+  'builtin:recall': 'the share of held-out questions whose 2-digit value, one of 8 key-value pairs stated earlier in the sequence, the model reproduces exactly',
+  'builtin:passkey': 'the share of held-out sequences in which the model recalls the 1-digit passkey stated about 1000 tokens earlier, on the other sequence-parallel rank\'s half',
+};
 /** Held-out recall examples come from another seed stream than the training ones. */
 const EVAL_SEED_OFFSET = 1_000_003;
 const RECALL_TRAIN_EXAMPLES = 1024;
@@ -54,10 +62,12 @@ const RECALL_EVAL_EXAMPLES = 64;
 
 /** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
 const NON_MATH_KEYS = new Set([
-  'output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed',
+  'output_dir', 'overwrite_output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed', 'plot_loss',
   // export and chat settings: a training run never reads them
   'export_dir', 'export_size', 'export_device', 'export_legacy_format', 'export_quantization_bit', 'export_hub_model_id', 'infer_dtype',
   'do_sample', 'temperature', 'top_p', 'top_k', 'max_new_tokens', 'repetition_penalty',
+  // evaluation reads the weights, never changes them (val_size does change the training items)
+  'do_eval', 'eval_dataset', 'eval_strategy', 'eval_steps', 'per_device_eval_batch_size', 'compute_accuracy', 'eval_on_each_dataset',
 ]);
 
 export function configHash(config: JobConfig): string {
@@ -90,7 +100,17 @@ interface JobData {
   evalItems?: PackedSequence[];
   /** chance level of an exact answer on the built-in task */
   chance?: number;
+  /** held-out sets of the evaluation loop (val_size, eval_dataset, or a built-in task's held-out items) */
+  evalSets: EvalSet[];
 }
+
+/** The template and masking keys of the data pipeline. */
+export function templateOptionsOf(c: JobConfig): SftOptions {
+  return { defaultSystem: c.default_system, enableThinking: c.enable_thinking, trainOnPrompt: c.train_on_prompt, maskHistory: c.mask_history };
+}
+
+/** Whether the job evaluates at all (during training or at the end). */
+const evaluates = (c: JobConfig) => c.eval_strategy !== 'no' || c.do_eval;
 
 export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: number, dp = 1): Promise<JobData> {
   const task = c.dataset.length === 1 ? BUILTIN_TASKS[c.dataset[0]!] : undefined;
@@ -109,12 +129,21 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
     };
     // as many examples as the run reads (one epoch), unless max_samples says otherwise
     const needed = c.max_steps > 0 ? c.max_steps * c.gradient_accumulation_steps * c.per_device_train_batch_size * dp : RECALL_TRAIN_EXAMPLES;
-    return { items: await recall(c.seed, c.max_samples ?? needed), evalItems: await recall(c.seed + EVAL_SEED_OFFSET, RECALL_EVAL_EXAMPLES, false), chance: recallChance(task) };
+    const evalItems = await recall(c.seed + EVAL_SEED_OFFSET, RECALL_EVAL_EXAMPLES, false);
+    // the held-out examples are also the evaluation loop's set (eval_loss on the scored answers)
+    const evalSets: EvalSet[] = evaluates(c) ? [{ name: null, kind: 'lm', items: evalItems }] : [];
+    return { items: await recall(c.seed, c.max_samples ?? needed), evalItems, chance: recallChance(task), evalSets };
   }
   const tok = await loadTokenizer(modelDir, vocabSize);
-  const prepared = prepareData({ stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing }, tok);
-  if (prepared.kind === 'pairs') return { items: [], pairs: prepared.items };
-  return { items: prepared.items };
+  const base: DataConfig = { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions: templateOptionsOf(c) };
+  const prepared = prepareData(base, tok);
+  const evalSets = prepareEvalDatasets(c, base, tok);
+  if (prepared.kind === 'pairs') {
+    const s = splitValidation(prepared.items, c.val_size, c.seed);
+    return { items: [], pairs: s.train, evalSets: s.held.length ? [{ name: null, kind: 'preference', items: s.held }] : evalSets };
+  }
+  const s = splitValidation(prepared.items, c.val_size, c.seed);
+  return { items: s.train, evalSets: s.held.length ? [{ name: null, kind: 'lm', items: s.held }] : evalSets };
 }
 
 async function buildRuntime(ctx: WorkloadContext): Promise<ParallelRuntime> {
@@ -185,12 +214,16 @@ export const trainWorkload: Workload = async (ctx) => {
     ctx.setPhase('loading', true);
     const data = await loadJobData(c, modelDir, model.config.vocabSize, runtime.dp);
     const resumeFrom = await chooseStart(ctx, c, runtime);
-    const split = { seed: c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size };
+    const split = { seed: c.data_seed ?? c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size, shuffle: !c.disable_shuffling };
+    const trainData = data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
+    const dpo = data.pairs ? { beta: c.pref_beta, reference: await referenceModel(c, model, modelDir, runtime) } : undefined;
+    let evaluation: JobEvaluation | null = null;
     const trainer = new Trainer({
       model,
       runtime,
-      data: data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split),
-      dpo: data.pairs ? { beta: c.pref_beta, reference: await referenceModel(c, model, modelDir, runtime) } : undefined,
+      data: trainData,
+      dpo,
+      afterStep: async (step) => evaluation?.afterStep(step),
       config: c,
       policy,
       logger: log,
@@ -202,6 +235,10 @@ export const trainWorkload: Workload = async (ctx) => {
       configHash: configHash(ctx.job.config),
       baseModelDir: modelDir,
     });
+    if (data.evalSets.length) {
+      const evaluator = new Evaluator({ model, runtime, sets: data.evalSets, config: c, totalSteps: trainer.schedule.totalSteps, batchesPerEpoch: trainData.batchesPerEpoch, dpo });
+      evaluation = new JobEvaluation(evaluator, ctx, runtime.rank);
+    }
     if (runtime.rank === 0) {
       log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.pairs ? `${data.pairs.length} preference pairs` : `${data.items.length} sequences`} of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);
     }
@@ -209,7 +246,7 @@ export const trainWorkload: Workload = async (ctx) => {
     if (data.evalItems && !resumeFrom) {
       ctx.setPhase('evaluating', true);
       before = await evaluateRecall(model, runtime, data.evalItems);
-      if (runtime.rank === 0) log.info(`recall accuracy before training: ${fmt(before)} (chance ${data.chance})`);
+      if (runtime.rank === 0) log.info(`recall accuracy before training: ${fmt(before, data.chance!)}`);
     }
     let result;
     try {
@@ -218,14 +255,17 @@ export const trainWorkload: Workload = async (ctx) => {
       if (e instanceof PolicyEscalation) await recordRollback(c.output_dir, e, ctx.incarnation);
       throw e;
     }
+    // eval_results.json: do_eval's metrics of the final weights (HF's keys), and a built-in task's recall
+    const results: Record<string, unknown> = {};
+    if (c.do_eval && evaluation) Object.assign(results, await evaluation.final(result.step));
     if (data.evalItems) {
       ctx.setPhase('evaluating', true);
       const after = await evaluateRecall(model, runtime, data.evalItems);
-      if (runtime.rank === 0) {
-        log.info(`recall accuracy after training: ${fmt(after)}${before ? ` (before: ${fmt(before)})` : ''}`);
-        await writeFile(join(c.output_dir, 'eval_results.json'), JSON.stringify({ task: c.dataset[0], chance: data.chance, criterion: 'the argmax of every answer token is the label', before: before ?? null, after, step: result.step }, null, 2) + '\n');
-      }
+      if (runtime.rank === 0) log.info(`recall accuracy after training: ${fmt(after, data.chance!)}${before ? ` (before training: ${fmt(before, data.chance!)})` : ''}`);
+      const task = c.dataset[0]!;
+      Object.assign(results, { task, measures: BUILTIN_TASK_MEASURES[task], chance: data.chance, criterion: 'the argmax of every answer token is the label', before: before ?? null, after, step: result.step });
     }
+    if (runtime.rank === 0 && Object.keys(results).length) await writeEvalResults(c.output_dir, results);
     ctx.setPhase('done', false);
     return { step: result.step, finalHash: result.finalHash };
   } finally {
@@ -245,6 +285,6 @@ async function referenceModel(c: JobConfig, model: Model, modelDir: string, runt
   return { model: ref };
 }
 
-function fmt(e: RecallEval): string {
-  return `${(100 * e.answerAccuracy).toFixed(1)}% of answers (${e.answersCorrect}/${e.answers}), mean p(answer token) ${e.meanAnswerProb.toFixed(3)}`;
+function fmt(e: RecallEval, chance: number): string {
+  return `accuracy ${(100 * e.answerAccuracy).toFixed(1)}% (${e.answersCorrect}/${e.answers}), chance ${Number((100 * chance).toPrecision(3))}%, mean p(answer token) ${e.meanAnswerProb.toFixed(3)}`;
 }

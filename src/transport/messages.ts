@@ -76,6 +76,8 @@ export const messageSpecs = {
     stepMs: opt(num()),
   },
   'rank.policy.transition': { step: int(), from: str(64), to: str(64), reason: opt(str()) },
+  // an evaluation after optimizer step `step` (rank 0's; metrics eval_loss, eval_runtime, epoch, ...)
+  'rank.eval.done': { step: int(), metrics: mapOf('number') },
   'rank.checkpoint.written': { step: int(), path: str(), checksum: str(128) },
   'rank.failed': { reason: str(65536), code: opt(str(64)) },
   // commands from the coordinator

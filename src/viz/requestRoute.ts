@@ -23,6 +23,7 @@ export type Route =
   | { kind: 'asset'; name: string }
   | { kind: 'chart' }
   | { kind: 'info' }
+  | { kind: 'results' }
   | { kind: 'events'; since: number }
   /** fields: the metric columns asked for, or null for whole rows */
   | { kind: 'metrics'; since: number; fields: string[] | null }
@@ -81,10 +82,10 @@ export function intParam(query: URLSearchParams, name: string): number {
   return Number(v);
 }
 
-/** `fields=step,loss`: at most 32 metric names of word characters. */
+/** `fields=step,loss`: at most 32 metric names as metrics.jsonl spells them (word characters and `/`, as in `rewards/accuracies`). */
 export function fieldNames(fields: string): string[] {
   const names = fields.split(',');
-  if (names.length > 32 || names.some((n) => !/^[A-Za-z0-9_]{1,64}$/.test(n))) throw new HttpError(400, 'fields must be up to 32 comma-separated names');
+  if (names.length > 32 || names.some((n) => !/^[A-Za-z0-9_/]{1,64}$/.test(n))) throw new HttpError(400, 'fields must be up to 32 comma-separated names');
   return names;
 }
 
@@ -104,6 +105,8 @@ export function routeRequest(req: RequestHead, server: { host: string; port: num
       return { kind: 'chart' };
     case '/api/info':
       return { kind: 'info' };
+    case '/api/results':
+      return { kind: 'results' };
     case '/api/events':
       return { kind: 'events', since: intParam(query, 'since') };
     case '/api/metrics': {

@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { EventLog } from '../actors/events/EventLog.js';
 import { exportChart } from '../statecharts/exportChart.js';
 import { trainingPolicyMachine } from '../statecharts/trainingPolicy.js';
@@ -80,6 +80,17 @@ function metricColumns(store: EventStore, since: number, names: readonly string[
     }
   });
   return JSON.stringify({ first, next: first + items.length, columns: cols });
+}
+
+/** The run's eval_results.json as an object (`{}` when there is none or it does not parse). */
+async function evalResults(runDir: string | undefined): Promise<string> {
+  if (!runDir) return '{}';
+  try {
+    const v = JSON.parse(await readFile(join(runDir, 'eval_results.json'), 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? JSON.stringify(v) : '{}';
+  } catch {
+    return '{}';
+  }
 }
 
 /** Resolves when the response can take more data or is gone (either way, no listener stays). */
@@ -210,6 +221,8 @@ export async function startVizServer(o: VizServerOptions): Promise<VizServer> {
         await sources.refreshMetrics();
         if (route.fields === null) return sendSlice(res, sources.metrics, route.since);
         return sendJson(res, metricColumns(sources.metrics, route.since, route.fields));
+      case 'results':
+        return sendJson(res, await evalResults(o.runDir));
       case 'stream':
         return openStream(req, res, route.from);
     }

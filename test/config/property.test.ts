@@ -11,6 +11,9 @@ const COUPLED = new Set([
   'sequence_parallel_size', 'deepspeed', 'cluster.step_timeout_s', 'cluster.heartbeat_interval_s', 'cluster.heartbeat_miss_limit',
   'cluster.coordinator_port', 'cluster.visualizer.port', 'gradient_policy.vanishing.threshold', 'gradient_policy.vanishing.exit_threshold',
   'gradient_policy.late_stage.vanishing_threshold', 'gradient_policy.late_stage.exit_threshold', 'lora_alpha', 'packing',
+  // evaluation needs held-out data; masking needs stage sft; overwrite_output_dir clears what resume looks for
+  'do_eval', 'val_size', 'eval_dataset', 'eval_strategy', 'eval_steps', 'compute_accuracy', 'eval_on_each_dataset',
+  'train_on_prompt', 'mask_history', 'overwrite_output_dir', 'resume_from_checkpoint',
 ]);
 const FREE = LEAVES.filter((l) => !COUPLED.has(l.path));
 const name = fc.stringMatching(/^[a-z][a-z0-9_]{0,11}$/);

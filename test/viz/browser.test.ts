@@ -245,3 +245,53 @@ t.test('100,000 events: the page loads, renders only a window of log rows and st
   t.ok((await stat(shot)).size > 20_000, `screenshot saved: ${shot}`);
   t.same(errors, [], 'no console errors');
 });
+
+t.test('at 1600x1000 the rank states and the loss fit the screen; eval and preference metrics get charts; eval_results.json is listed', { skip }, async (t) => {
+  const dir = await tempDir(t);
+  const events: Record<string, unknown>[] = [
+    { type: 'job.state', state: 'running', attempt: 0 },
+    { type: 'job.started', world: 4, hosts: [{ host: 'node-a', slots: 2 }, { host: 'node-b', slots: 2 }], url: 'tcp://127.0.0.1:1', bound: '127.0.0.1', jobId: 'j' },
+  ];
+  for (let r = 0; r < 4; r++) events.push({ type: 'rank.spawn', rank: r, incarnation: 0, host: r < 2 ? 'node-a' : 'node-b' });
+  const rows: Record<string, number | string>[] = [];
+  for (let s = 1; s <= 40; s++) {
+    rows.push({ step: s, loss: 3 - s / 20, grad_mean: 1e-3, grad_norm: 1, lr: 1e-4, tokens_per_s: 900, 'rewards/accuracies': s / 40, 'rewards/margins': s / 10, 'rewards/chosen': s / 20, 'rewards/rejected': -s / 20, policy_state: 'normal' });
+    events.push({ type: 'job.step', step: s, loss: 3 - s / 20, policy_state: 'normal' });
+    if (s % 10 === 0) {
+      const metrics = { eval_loss: 3.2 - s / 25, 'eval_rewards/accuracies': s / 45, epoch: s / 40 };
+      rows.push({ step: s, ...metrics, restarts: 0 });
+      events.push({ type: 'job.eval', step: s, metrics });
+    }
+  }
+  await appendFile(join(dir, 'events.ndjson'), events.map((e, i) => JSON.stringify({ ...e, time: new Date(1e12 + i).toISOString(), t: i })).join('\n') + '\n');
+  await appendFile(join(dir, 'metrics.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  await appendFile(join(dir, 'eval_results.json'), JSON.stringify({ epoch: 1, eval_loss: 1.6, 'eval_rewards/accuracies': 0.9 }));
+  const server = await startVizServer({ runDir: dir, logger });
+  t.teardown(() => server.close());
+  const { page, errors, close } = await openPage(await getBrowser(), server.url, 60_000, { width: 1600, height: 1000 });
+  t.teardown(close);
+  await page.waitForSelector('#plots .plot[data-series="eval_loss"] canvas', { timeout: 10_000 });
+  const bottom = (sel: string) => page.evaluate((s) => document.querySelector(s)!.getBoundingClientRect().bottom, sel);
+  for (const sel of ['#diagram svg', '#cluster .rank[data-rank="3"]', '#timeline', '#plots .plot[data-series="loss"]']) {
+    const b = await bottom(sel);
+    t.ok(b <= 1000, `${sel} ends at ${Math.round(b)} px: in view without scrolling`);
+  }
+  const svg = await page.evaluate(() => {
+    const s = document.querySelector('#diagram svg')!;
+    const [, , w, h] = s.getAttribute('viewBox')!.split(' ').map(Number);
+    return { w: w!, h: h!, box: s.getBoundingClientRect().height };
+  });
+  t.ok(svg.box < svg.h, `the diagram (${svg.w} x ${svg.h} of content) is scaled down to ${Math.round(svg.box)} px high`);
+  const series = await page.$$eval('#plots .plot', (ps) => ps.map((p) => (p as HTMLElement).dataset.series));
+  t.same(series, ['loss', 'grad_mean', 'grad_norm', 'lr', 'tokens_per_s', 'eval_loss', 'rewards/accuracies', 'rewards/margins', 'rewards/chosen', 'eval_rewards/accuracies'], 'the eval and preference charts follow the five training ones');
+  const evalX = await page.evaluate(() => {
+    const app = (window as unknown as { __viz: { plots: { evalCols: { step: number[] }; cols: { step: number[] } } } }).__viz;
+    return { eval: app.plots.evalCols.step, train: app.plots.cols.step.length };
+  });
+  t.same(evalX.eval, [10, 20, 30, 40], 'eval rows keep their own steps');
+  t.equal(evalX.train, 40, 'and do not cut the training rows (a step repeated by an eval row is not a restart)');
+  t.match(await page.textContent('#plots .results'), /eval_loss 1\.6/, 'eval_results.json is listed');
+  const shot = await screenshot(page, 'layout-1600x1000.png');
+  t.comment(`screenshot: ${shot}`);
+  t.same(errors, [], 'no console errors');
+});

@@ -31,7 +31,7 @@ import { rankEnvironment } from './rankEnvironment.js';
 import { handleRankFrame } from './rankFrames.js';
 import { stopRank } from './stopRank.js';
 import { RankExits, RemoteRank, rankSlotsOf, type HostSlot, type RankSlot } from './RemoteRank.js';
-import { StepAggregator, type MetricsRow } from './StepAggregator.js';
+import { StepAggregator, type EvalRow, type MetricsRow } from './StepAggregator.js';
 
 export interface CoordinatorOptions {
   /** the job; it writes to job.config.output_dir */
@@ -51,6 +51,8 @@ export interface CoordinatorOptions {
   jobKeyFile?: string;
   /** called with every metrics.jsonl row (rank 0's figures of each completed step) */
   onStep?(row: MetricsRow): void;
+  /** called with every evaluation (its metrics.jsonl row: step, eval_loss, ...) */
+  onEval?(row: EvalRow): void;
   /** sees every valid frame the coordinator receives (benchmarks, diagnostics); must not throw */
   onFrame?(f: Frame, from: PeerId): void;
   /** wraps the coordinator's control transport (the chaos harness's fault proxy); default none */
@@ -169,6 +171,7 @@ export class Coordinator {
       welcome: (attempt) => ({ jobId: keyFile.keys.jobId, world: this.world, job: wireJobOf(this.o.job), ...(attempt !== undefined ? { attempt } : {}) }),
       agentJoined: () => this.agentJoined(),
       stepReport: (rank, body) => this.onStepReport(rank, body),
+      evalReport: (body) => this.onEvalReport(body),
     };
     // the coordinator heartbeats its peers too, so they can tell when it is gone
     this.hbTimer = this.clock.setInterval(() => this.heartbeatPeers(), this.cluster.heartbeatIntervalMs);
@@ -338,6 +341,17 @@ export class Coordinator {
       this.o.onStep?.(row);
     } catch (e) {
       this.o.logger.warn('step listener failed', { error: (e as Error).message });
+    }
+  }
+
+  /** rank 0's evaluation: a metrics.jsonl row after its step's row, an event, the listener. */
+  private onEvalReport(body: BodyOf<'rank.eval.done'>): void {
+    const row = this.steps.addEval(body);
+    this.events.emit(jobEvents.eval({ step: body.step, metrics: body.metrics }));
+    try {
+      this.o.onEval?.(row);
+    } catch (e) {
+      this.o.logger.warn('eval listener failed', { error: (e as Error).message });
     }
   }
 

@@ -50,4 +50,6 @@ export interface CoordinatorCore {
   agentJoined(): void;
   /** a rank's step report, for aggregation */
   stepReport(rank: number, body: BodyOf<'rank.step.done'>): void;
+  /** rank 0's evaluation report */
+  evalReport(body: BodyOf<'rank.eval.done'>): void;
 }

@@ -23,12 +23,21 @@ export interface MetricsRow {
   [stat: string]: number | string | undefined;
 }
 
+/** One evaluation row of metrics.jsonl: the step it followed and rank 0's eval_* metrics. */
+export interface EvalRow {
+  step: number;
+  restarts: number;
+  [metric: string]: number;
+}
+
 export type StepOutcome = { kind: 'pending' } | { kind: 'diverged'; reason: string } | { kind: 'complete'; row: MetricsRow };
 
 export class StepAggregator {
   private reports = new Map<number, Map<number, StepReport>>();
   private diverged = false;
   private chain: Promise<void> = Promise.resolve();
+  /** evaluations whose step row is not complete yet (they are written right after it) */
+  private pendingEvals: EvalRow[] = [];
   /** the highest step every rank has completed */
   lastStep = 0;
 
@@ -72,14 +81,30 @@ export class StepAggregator {
       step_ms: r0.stepMs,
       restarts: this.o.restarts(),
     };
+    this.append(row);
+    const ready = this.pendingEvals.filter((e) => e.step <= this.lastStep);
+    this.pendingEvals = this.pendingEvals.filter((e) => e.step > this.lastStep);
+    for (const e of ready) this.append(e);
+    return { kind: 'complete', row };
+  }
+
+  /** An evaluation after step `step`: its row lands after that step's row (held until it is written). */
+  addEval(body: { step: number; metrics: Record<string, number> }): EvalRow {
+    const row: EvalRow = { step: body.step, ...body.metrics, restarts: this.o.restarts() };
+    if (body.step <= this.lastStep) this.append(row);
+    else this.pendingEvals.push(row);
+    return row;
+  }
+
+  private append(row: MetricsRow | EvalRow): void {
     const line = JSON.stringify(row) + '\n';
     this.chain = this.chain.then(() => appendFile(this.o.metricsPath, line).catch((e: Error) => this.o.logger.error('cannot write metrics.jsonl', { error: e.message })));
-    return { kind: 'complete', row };
   }
 
   /** Forgets the reports of an attempt that was restarted. */
   clear(): void {
     this.reports.clear();
+    this.pendingEvals = [];
   }
 
   /** Resolves when every row so far is written. */

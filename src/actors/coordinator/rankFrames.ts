@@ -46,6 +46,9 @@ export function handleRankFrame(c: CoordinatorCore, f: Frame, from: PeerId): voi
     case 'rank.policy.transition':
       c.events.emit(jobEvents.policyTransition({ rank, ...f.body }));
       break;
+    case 'rank.eval.done':
+      if (rank === 0) c.evalReport(f.body);
+      break;
     case 'rank.checkpoint.written':
       c.events.emit(jobEvents.checkpointCommitted({ rank, ...f.body }));
       break;

@@ -27,6 +27,8 @@ export interface JobEventFields {
   'job.failed': { reason: string; kind: 'diverged' | 'interrupted' | 'error' };
   /** one per optimizer step, rank 0's figures (metrics.jsonl holds the full row) */
   'job.step': { step: number; loss: number; policy_state: string };
+  /** an evaluation after a step (metrics.jsonl holds the same row): eval_loss, eval_accuracy, eval_rewards/..., epoch */
+  'job.eval': { step: number; metrics: Record<string, number> };
   'job.rank.failed': RankFailure;
   'agent.joined': { host: string; hostIndex: number; pid: number };
   'rank.spawn': { rank: number; incarnation: number; host: string };
@@ -82,6 +84,7 @@ export const jobEvents = {
   restarted: (f: JobEventFields['job.restarted']) => ({ type: 'job.restarted' as const, ...f }),
   failed: (f: JobEventFields['job.failed']) => ({ type: 'job.failed' as const, ...f }),
   step: (f: JobEventFields['job.step']) => ({ type: 'job.step' as const, ...f }),
+  eval: (f: JobEventFields['job.eval']) => ({ type: 'job.eval' as const, ...f }),
   rankFailed: (f: JobEventFields['job.rank.failed']) => ({ type: 'job.rank.failed' as const, ...f }),
   agentJoined: (f: JobEventFields['agent.joined']) => ({ type: 'agent.joined' as const, ...f }),
   rankSpawn: (f: JobEventFields['rank.spawn']) => ({ type: 'rank.spawn' as const, ...f }),

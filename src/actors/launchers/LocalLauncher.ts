@@ -5,7 +5,7 @@
  * its ranks. Never starts anything on another machine.
  */
 import type { Logger } from '../../util/Logger.js';
-import type { Launcher } from './Launcher.js';
+import { passThrough, type Launcher, type OutputSink } from './Launcher.js';
 import { ProcessChild } from '../ProcessChild.js';
 import { agentArgs, type AgentStart } from './agentArgs.js';
 
@@ -17,6 +17,7 @@ export class LocalLauncher implements Launcher {
     private readonly cliEntry: string,
     private readonly logger: Logger,
     private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly output: OutputSink = passThrough,
   ) {}
 
   async startAgent(a: AgentStart) {
@@ -25,7 +26,7 @@ export class LocalLauncher implements Launcher {
       args: [this.cliEntry, ...agentArgs(a, a.keyFile)],
       env: this.env,
       graceMs: 8000,
-      onOutput: (stream, chunk) => (stream === 'stderr' ? process.stderr : process.stdout).write(chunk),
+      onOutput: this.output,
       onUnkillable: (pid) => this.logger.error('a node agent could not be killed', { pid }),
     });
     this.children.push(child);

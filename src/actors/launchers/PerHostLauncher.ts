@@ -7,7 +7,7 @@ import type { Logger } from '../../util/Logger.js';
 import type { ChildHandle } from '../Supervisor.js';
 import type { AgentStart } from './agentArgs.js';
 import { ExternalLauncher } from './ExternalLauncher.js';
-import type { Launcher } from './Launcher.js';
+import type { Launcher, OutputSink } from './Launcher.js';
 import type { LauncherKind } from './launcherKinds.js';
 import { LocalLauncher } from './LocalLauncher.js';
 import { SshLauncher, sshSettingsOf } from './SshLauncher.js';
@@ -37,11 +37,13 @@ export function createLaunchers(o: {
   cliEntry: string;
   logger: Logger;
   write: (line: string) => void;
+  /** agents' output (up's progress display); default: passed through */
+  output?: OutputSink;
 }): PerHostLauncher {
   const used = new Set(o.kinds);
   const launchers: Partial<Record<LauncherKind, Launcher>> = {};
-  if (used.has('local')) launchers.local = new LocalLauncher(o.cliEntry, o.logger.child('local'));
-  if (used.has('ssh')) launchers.ssh = new SshLauncher(sshSettingsOf(o.cluster), o.logger.child('ssh'));
+  if (used.has('local')) launchers.local = new LocalLauncher(o.cliEntry, o.logger.child('local'), process.env, o.output);
+  if (used.has('ssh')) launchers.ssh = new SshLauncher(sshSettingsOf(o.cluster), o.logger.child('ssh'), o.output);
   if (used.has('external')) launchers.external = new ExternalLauncher(o.cluster.agentCommand, o.write);
   return new PerHostLauncher(o.kinds, launchers);
 }

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { ClusterSettings, SshOptions } from '../../config/ClusterSettings.js';
 import type { Logger } from '../../util/Logger.js';
-import type { Launcher } from './Launcher.js';
+import { passThrough, type Launcher, type OutputSink } from './Launcher.js';
 import type { ChildHandle, ExitInfo } from '../Supervisor.js';
 import { agentArgs, shellLine, type AgentStart } from './agentArgs.js';
 
@@ -67,6 +67,7 @@ export class SshAgentProcess implements ChildHandle {
     keyText: string,
     private readonly graceMs: number,
     private readonly logger: Logger,
+    output: OutputSink = passThrough,
   ) {
     // own process group: a Ctrl-C on the terminal reaches `up`, which then stops the job in order
     this.proc = spawn(command, args, { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -79,9 +80,9 @@ export class SshAgentProcess implements ChildHandle {
     };
     this.proc.stderr!.on('data', (b: Buffer) => {
       keep(b);
-      process.stderr.write(b);
+      output('stderr', b);
     });
-    this.proc.stdout!.on('data', (b: Buffer) => process.stdout.write(b));
+    this.proc.stdout!.on('data', (b: Buffer) => output('stdout', b));
     this.exited = new Promise((resolve) => {
       this.proc.once('error', (e) => {
         this.exitInfo ??= { normal: false, reason: `could not start ${command}: ${e.message}`, code: null, signal: null };
@@ -131,13 +132,14 @@ export class SshLauncher implements Launcher {
   constructor(
     private readonly settings: SshSettings,
     private readonly logger: Logger,
+    private readonly output: OutputSink = passThrough,
   ) {}
 
   async startAgent(a: AgentStart): Promise<ChildHandle> {
     const keyText = await readFile(a.keyFile, 'utf8');
     const { command, args } = sshCommand(this.settings, a);
     this.logger.info('starting a node agent over ssh', { host: a.host, command: [command, ...args].join(' ') });
-    const child = new SshAgentProcess(a.host, command, args, keyText, this.settings.graceMs ?? 15_000, this.logger);
+    const child = new SshAgentProcess(a.host, command, args, keyText, this.settings.graceMs ?? 15_000, this.logger, this.output);
     this.children.push(child);
     return child;
   }

@@ -179,6 +179,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     },
     reportTransition: (t) => link.send('coord', 'rank.policy.transition', t),
     reportCheckpoint: (c) => link.send('coord', 'rank.checkpoint.written', c),
+    reportEval: (e) => link.send('coord', 'rank.eval.done', e),
     setPhase: (p, b = true) => {
       phase = p;
       busy = b;

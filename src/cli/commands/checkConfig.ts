@@ -1,12 +1,15 @@
 /**
  * `ulysses-actors check-config job.yaml [--nodes hosts.txt] [--include S | --exclude S]
  * [--adjust-lr [X]] [--KEY VALUE ...] [--json] [--keys]`: resolves a job config exactly as `up`
- * would (defaults < file < env < flags) and prints it with the ignored keys, or throws one
- * ConfigError listing every problem (the CLI exits 2). Never starts a job or touches output_dir.
+ * would (defaults < file < env < flags), runs up's checks before start (the model, tokenizer,
+ * datasets' first rows, output_dir, hostfile hosts: ../preflight.ts) and prints the config with
+ * the ignored keys and what the checks found, or throws one ConfigError listing every problem
+ * (the CLI exits 2). Never starts a job or touches output_dir.
  */
 import { dump } from 'js-yaml';
+import { launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, LEAVES, envName, resolveJob, type JobConfig } from '../../config/index.js';
-import { modelFamilyReport } from '../../train/modelFamilyReport.js';
+import { preflight } from '../preflight.js';
 
 const HELP = `usage: ulysses-actors check-config [job.yaml | --config job.yaml] [options] [--KEY VALUE ...]
   --json               print one JSON object instead of YAML
@@ -39,9 +42,13 @@ export async function checkConfigCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const { job, hosts, ranks, command, ignored } = resolveJob(argv, { env: process.env, commandFlags: { json: 'bool' } });
-  // the model family and position encoding as the engine will compute them, or what it refuses
-  const model = modelFamilyReport(job.config.model_name_or_path);
-  if (model?.problems.length) throw new ConfigError(model.problems);
+  // everything `up` checks before it starts anything: the model, the data, output_dir, the hosts
+  const hostList = hosts ?? [];
+  const explicit = job.sources['cluster.launcher'] !== undefined && job.sources['cluster.launcher'] !== 'default';
+  const kinds = launcherKinds(hostList.map((h) => h.host), job.cluster.launcher, explicit);
+  const found = await preflight({ job, hosts: hostList, hostfile: typeof command.nodes === 'string' ? command.nodes : undefined, kinds, workload: 'train' });
+  if (found.problems.length) throw new ConfigError(found.problems);
+  const model = { description: found.model };
   if (command.json) {
     const out = {
       config: job.config,
@@ -50,7 +57,8 @@ export async function checkConfigCommand(argv: string[]): Promise<number> {
       configPath: job.configPath ?? null,
       deepspeedPath: job.deepspeedPath ?? null,
       lrAdjust: job.lrAdjust,
-      model: model?.description ?? null,
+      model: model.description,
+      checks: found.notes,
       ...(hosts ? { hosts: hosts.map((h) => ({ host: h.host, slots: h.slots })), worldSize: ranks!.length } : {}),
     };
     process.stdout.write(JSON.stringify(out) + '\n');
@@ -58,7 +66,8 @@ export async function checkConfigCommand(argv: string[]): Promise<number> {
   }
   const lines: string[] = [`# resolved from ${job.configPath ?? 'the embedded default job'} (defaults < file < env < flags)`];
   if (ignored.length) lines.push('# ignored (no effect here):', ...ignored.map((i) => `#   ${i.key}: ${i.reason} [${i.source}]`));
-  if (model?.description) lines.push(`# model: ${model.description}`);
+  if (model.description) lines.push(`# model: ${model.description}`);
+  lines.push(...found.notes.map((n) => `# ${n}`));
   if (job.lrAdjust !== 1) lines.push(`# learning_rate includes --adjust-lr ${job.lrAdjust}`);
   if (ranks) lines.push(`# world: ${ranks.length} ranks on ${hosts!.map((h) => `${h.host}(${h.slots.length})`).join(', ')}; data-parallel degree ${ranks.length / job.config.sequence_parallel_size}`);
   process.stdout.write(lines.join('\n') + '\n' + dump(printableConfig(job.config), { lineWidth: 120 }));

@@ -14,12 +14,14 @@ import { resolve, join } from 'node:path';
 import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
 import { bindProblem, createLaunchers, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
-import { modelFamilyReport } from '../../train/modelFamilyReport.js';
-import { modelParallelProblems } from '../../train/modelParallelProblems.js';
+import { clearOutputDir } from '../../config/outputDir.js';
+import { plotLoss } from '../../train/plot/plotLoss.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../../util/packageRoot.js';
 import { startVizServer } from '../../viz/startVizServer.js';
-import { ProgressDisplay } from '../progress.js';
+import { preflight } from '../preflight.js';
+import { ProgressDisplay, evalLine, logSink } from '../progress.js';
+import { resultLines } from '../resultLines.js';
 import { workloads } from '../workloads.js';
 
 export const EXIT_INTERRUPTED = 130;
@@ -71,10 +73,12 @@ export async function upCommand(argv: string[]): Promise<number> {
   const bad = bindProblem(hostList.map((h) => h.host), kinds, job.cluster.bindHost);
   if (bad) problems.push({ key: 'cluster.bind_address', value: job.cluster.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
   const world = hostList.reduce((n, h) => n + h.slots.length, 0);
-  // the model must split over sequence_parallel_size (heads, kv replication) before anything starts
-  const model = workload === 'train' ? modelFamilyReport(job.config.model_name_or_path) : null;
-  if (workload === 'train') problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world), ...model!.problems);
+  // the model (heads vs sequence_parallel_size, tokenizer), the data, output_dir and the hosts, before anything starts
+  const checked = await preflight({ job, hosts: hostList, hostfile: typeof command.nodes === 'string' ? command.nodes : undefined, kinds, workload });
+  problems.unshift(...checked.problems);
+  const model = { description: checked.model };
   if (problems.length) throw new ConfigError(problems);
+  if (job.config.overwrite_output_dir) clearOutputDir(job.config.output_dir);
 
   const ignoredLine = formatIgnored(ignored);
   if (ignoredLine) process.stderr.write(ignoredLine + '\n');
@@ -83,10 +87,11 @@ export async function upCommand(argv: string[]): Promise<number> {
   const spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
   const tty = process.stdout.isTTY === true;
   const out = (text: string) => process.stdout.write(text);
-  const logger = createLogger(job.config.debug ? 'debug' : 'warn', undefined, 'up');
-  const launcher = createLaunchers({ kinds, cluster: job.cluster, cliEntry: cliEntry(), logger, write: (l) => out(l + '\n') });
   const total = job.config.max_steps > 0 ? job.config.max_steps : null;
-  const progress = new ProgressDisplay({ write: out, tty, total, everySteps: job.config.logging_steps, columns: process.stdout.columns });
+  const progress = new ProgressDisplay({ write: out, writeErr: (t) => process.stderr.write(t), tty, total, everySteps: job.config.logging_steps, columns: process.stdout.columns });
+  // every line of this process and of the agents and ranks goes through the progress display
+  const logger = createLogger(job.config.debug ? 'debug' : 'warn', logSink(progress), 'up');
+  const launcher = createLaunchers({ kinds, cluster: job.cluster, cliEntry: cliEntry(), logger, write: (l) => progress.note(l), output: (stream, chunk) => progress.output(stream, chunk) });
 
   out(
     `ulysses-actors up: ${world} rank${world === 1 ? '' : 's'} on ${hostList.map((h, i) => `${h.host}(${h.slots.length}, ${kinds[i]})`).join(', ')}; ` +
@@ -102,6 +107,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     workload,
     jobKeyFile: typeof command.job_key === 'string' ? resolve(command.job_key) : undefined,
     onStep: (row) => progress.step(row),
+    onEval: (row) => progress.note(evalLine(row)),
   });
   coord.events.subscribe((e) => {
     if (e.type === 'job.rank.failed') progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${e.reason.split('\n')[0]}`);
@@ -151,6 +157,15 @@ export async function upCommand(argv: string[]): Promise<number> {
     process.stderr.write(`job failed: ${result.reason}\n`);
     const tail = result.giveUp?.firstFailure.exit.detail?.stderrTail;
     if (typeof tail === 'string' && tail.trim()) process.stderr.write(`stderr of the first failure (last lines):\n${tail.trim().split('\n').slice(-10).join('\n')}\n`);
+  }
+  if (result.ok) for (const l of resultLines(outputDir)) out(l + '\n');
+  if (result.ok && !interrupted && job.config.plot_loss) {
+    // a picture that cannot be drawn does not fail the job that trained
+    try {
+      for (const f of await plotLoss(outputDir, job.config.stage, job.config.output_dir)) out(`plot:        ${f}\n`);
+    } catch (e) {
+      process.stderr.write(`plot_loss: the loss pictures could not be drawn: ${(e as Error).message}\n`);
+    }
   }
   out(`metrics:     ${join(outputDir, 'metrics.jsonl')}\n`);
   out(`events:      ${join(outputDir, 'events.ndjson')}  (replay: ulysses-actors viz --replay ${outputDir})\n`);

@@ -33,7 +33,7 @@ export { DataError } from './DataError.js';
 export { resolveDatasets, type DatasetSpec } from './datasetInfo.js';
 export { readRows, type Row } from './readRows.js';
 export { toExamples, type Example, type Stage, type SftExample, type TextExample, type PairExample, type TokensExample } from './formats.js';
-export { TEMPLATES, IGNORE_INDEX, encodeSft, encodePair, encodeTurns, inferSeqLen, type TemplateName, type TokenizedSample, type TokenizedPair } from './templates.js';
+export { TEMPLATES, IGNORE_INDEX, encodeSft, encodePair, encodeTurns, inferSeqLen, type TemplateName, type TemplateOptions, type SftOptions, type TokenizedSample, type TokenizedPair } from './templates.js';
 export { buildSequences, sequenceFromDocs, preferencePair, type Sequence, type PreferencePair, type PreferenceSequence, type PackOptions } from './sequences.js';
 export { shardForSequenceParallel, padSequence, validTokenCount, type Shard } from './shard.js';
 export { DataLoader, type DataCursor, type DataLoaderOptions } from './DataLoader.js';

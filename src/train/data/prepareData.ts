@@ -10,7 +10,7 @@ import { DataError } from './DataError.js';
 import { toExamples, type Example, type Stage } from './formats.js';
 import { readRows } from './readRows.js';
 import { buildSequences, preferencePair, type PreferencePair, type Sequence } from './sequences.js';
-import { encodePair, encodeSft, IGNORE_INDEX, type TemplateName, type TokenizedSample } from './templates.js';
+import { encodePair, encodeSft, IGNORE_INDEX, type SftOptions, type TemplateName, type TokenizedSample } from './templates.js';
 
 export interface DataConfig {
   stage: Stage;
@@ -22,6 +22,8 @@ export interface DataConfig {
   maxSamples?: number | null;
   /** null/undefined: true for pt, false otherwise (never packs DPO pairs). */
   packing?: boolean | null;
+  /** default_system, enable_thinking, train_on_prompt, mask_history */
+  templateOptions?: SftOptions;
 }
 
 export interface DataStats {
@@ -49,7 +51,7 @@ function ptEos(tok: TextTokenizer, template: TemplateName): number {
 }
 
 /** Tokenizes one PT/SFT example into an unshifted sample (pre-tokenized rows: cut only). */
-export function tokenizeExample(ex: Example, tok: TextTokenizer, template: TemplateName, cutoffLen: number): TokenizedSample {
+export function tokenizeExample(ex: Example, tok: TextTokenizer, template: TemplateName, cutoffLen: number, o: SftOptions = {}): TokenizedSample {
   switch (ex.kind) {
     case 'tokens': {
       ex.inputIds.forEach((id, i) => {
@@ -68,7 +70,7 @@ export function tokenizeExample(ex: Example, tok: TextTokenizer, template: Templ
       return { inputIds: ids, labels: ids };
     }
     case 'sft':
-      return encodeSft(tok, template, ex, cutoffLen);
+      return encodeSft(tok, template, ex, cutoffLen, o);
     case 'pair':
       throw new DataError('a preference pair cannot be used for pt/sft', where(ex));
   }
@@ -93,14 +95,14 @@ export function prepareData(cfg: DataConfig, tok: TextTokenizer): PreparedData {
   if (cfg.stage === 'dpo') {
     const items = examples.map((ex) => {
       if (ex.kind !== 'pair') throw new DataError('stage dpo needs chosen/rejected pairs', where(ex));
-      const p = encodePair(tok, cfg.template, ex, cfg.cutoffLen);
+      const p = encodePair(tok, cfg.template, ex, cfg.cutoffLen, cfg.templateOptions);
       return preferencePair(p.prompt, p.chosen, p.rejected);
     });
     for (const it of items) { count(it.chosen.labels, it.chosen.tokens.length); count(it.rejected.labels, it.rejected.tokens.length); }
     stats.items = items.length;
     return { stage: 'dpo', kind: 'pairs', items, stats };
   }
-  const samples = examples.map((ex) => tokenizeExample(ex, tok, cfg.template, cfg.cutoffLen));
+  const samples = examples.map((ex) => tokenizeExample(ex, tok, cfg.template, cfg.cutoffLen, cfg.templateOptions));
   const items = buildSequences(samples, {
     cutoffLen: cfg.cutoffLen,
     packing: cfg.packing ?? cfg.stage === 'pt',

@@ -1,9 +1,12 @@
 /**
- * Chat templates `default`, `llama3`, `qwen`, `qwen3` and `mistral`, laid out as LLaMA-Factory's
- * templates of those names produce them, and the SFT/DPO encoders with LLaMA-Factory's truncation (`infer_seqlen`: each turn's
- * source and target keep a share of the remaining budget in proportion to their lengths; turns
- * after the budget is spent are dropped). Prompt tokens get label -100. This file must never add
- * a special token the template does not name.
+ * Chat templates `default`, `llama3`, `qwen`, `qwen3`, `qwen3_nothink`, `chatml` and `mistral`,
+ * laid out as LLaMA-Factory's templates of those names produce them, and the SFT/DPO encoders
+ * with LLaMA-Factory's truncation (`infer_seqlen`: each turn's source and target keep a share of
+ * the remaining budget in proportion to their lengths; turns after the budget is spent are
+ * dropped) and its SFT masking options: prompt tokens get label -100 unless `trainOnPrompt`;
+ * `maskHistory` trains the last turn only, gives it the budget first (turns are encoded last to
+ * first) and drops the thoughts of earlier answers under a reasoning template. This file must
+ * never add a special token the template does not name.
  *
  * Layouts (`{c}` = content, EOS/BOS = the tokenizer's ids):
  *   default: system `System: {c}\n`; user `Human: {c}\nAssistant:`; assistant `{c}` EOS;
@@ -17,14 +20,17 @@
  *            on, LLaMA-Factory's default): an answer without `<think>` / `</think>` gets the empty
  *            thought `<think>\n\n</think>\n\n` (encoded on its own) before it, as a target; in a
  *            preference pair (one turn) only the final answer does, and the history answers lose
- *            their `<think>\n...\n</think>\n\n` blocks.
+ *            their `<think>\n...\n</think>\n\n` blocks. With enable_thinking false every thought is
+            dropped and the empty thought goes at the end of the prompt (context, not a target).
+ *   qwen3_nothink: the qwen layout without a default system prompt and without thoughts.
+ *   chatml:  the same ChatML layout, no default system prompt.
  *   mistral: BOS, user `[INST] {system}\n\n{c}[/INST]` (the system prompt joins the first user
  *            message, as LLaMA-Factory's Llama2Template does), assistant ` {c}` EOS.
  */
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
 import type { PairExample, SftExample, Turn } from './formats.js';
 
-export type TemplateName = 'default' | 'llama3' | 'qwen' | 'qwen3' | 'mistral';
+export type TemplateName = 'default' | 'llama3' | 'qwen' | 'qwen3' | 'qwen3_nothink' | 'chatml' | 'mistral';
 export const IGNORE_INDEX = -100;
 
 type Slot = string | { special: 'bos' | 'eos' };
@@ -45,6 +51,33 @@ interface Template {
 const EOS = { special: 'eos' } as const;
 const BOS = { special: 'bos' } as const;
 
+/** The ChatML layout (chatml, qwen, qwen3, qwen3_nothink differ only in the system prompt and thoughts). */
+function chatml(extra: Partial<Template> = {}): Template {
+  return {
+    prefix: [],
+    system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
+    user: (c) => [`<|im_start|>user\n${c}<|im_end|>\n<|im_start|>assistant\n`],
+    assistant: (c) => [`${c}<|im_end|>\n`],
+    separator: '',
+    defaultSystem: null,
+    ...extra,
+  };
+}
+
+/** What the job's data keys change in the layout (LLaMA-Factory's DataArguments of those names). */
+export interface TemplateOptions {
+  /** default_system: replaces the template's default system prompt */
+  defaultSystem?: string | null;
+  /** enable_thinking (reasoning templates only); default true */
+  enableThinking?: boolean;
+}
+
+/** The SFT masking keys (train_on_prompt, mask_history). */
+export interface SftOptions extends TemplateOptions {
+  trainOnPrompt?: boolean;
+  maskHistory?: boolean;
+}
+
 export const TEMPLATES: Record<TemplateName, Template> = {
   default: {
     prefix: [],
@@ -62,23 +95,10 @@ export const TEMPLATES: Record<TemplateName, Template> = {
     separator: '',
     defaultSystem: null,
   },
-  qwen: {
-    prefix: [],
-    system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
-    user: (c) => [`<|im_start|>user\n${c}<|im_end|>\n<|im_start|>assistant\n`],
-    assistant: (c) => [`${c}<|im_end|>\n`],
-    separator: '',
-    defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.',
-  },
-  qwen3: {
-    prefix: [],
-    system: (c) => [`<|im_start|>system\n${c}<|im_end|>\n`],
-    user: (c) => [`<|im_start|>user\n${c}<|im_end|>\n<|im_start|>assistant\n`],
-    assistant: (c) => [`${c}<|im_end|>\n`],
-    separator: '',
-    defaultSystem: null,
-    thought: { open: '<think>\n', close: '\n</think>\n\n' },
-  },
+  qwen: chatml({ defaultSystem: 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }),
+  qwen3: chatml({ thought: { open: '<think>\n', close: '\n</think>\n\n' } }),
+  qwen3_nothink: chatml(),
+  chatml: chatml(),
   mistral: {
     prefix: [BOS],
     system: (c) => [`${c}\n\n`],
@@ -111,13 +131,18 @@ function escapeRegExp(s: string): string {
 /**
  * (prompt ids, response ids) per turn, before truncation. `oneTurn`: the turns are one preference
  * example's history plus its final answer (LLaMA-Factory's encode_oneturn), which reasoning
- * templates treat differently from a multi-turn SFT conversation (encode_multiturn).
+ * templates treat differently from a multi-turn SFT conversation (encode_multiturn); so do
+ * `discardHistoryThought` conversations (mask_history): only the last answer keeps a thought.
  */
-export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: string | null, turns: readonly Turn[], oneTurn = false): [number[], number[]][] {
+export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: string | null, turns: readonly Turn[], oneTurn = false, o: TemplateOptions & { discardHistoryThought?: boolean } = {}): [number[], number[]][] {
   const t = TEMPLATES[name];
-  const sys = system ?? t.defaultSystem;
+  // as LLaMA-Factory: an empty system prompt also falls back to the default one
+  const sys = system || (o.defaultSystem ?? t.defaultSystem);
   const th = t.thought;
+  const thinking = o.enableThinking ?? true;
   const thoughtBlock = th ? new RegExp(`${escapeRegExp(th.open)}[\\s\\S]*?${escapeRegExp(th.close)}`, 'g') : null;
+  const dropThought = (a: string) => a.replace(thoughtBlock!, '').replace(/^\n+/, '');
+  const historyLoses = oneTurn || o.discardHistoryThought === true;
   return turns.map((turn, i) => {
     const prompt: Slot[] = [];
     let user = turn.user;
@@ -129,13 +154,17 @@ export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: stri
     prompt.push(...t.user(user));
     const last = i === turns.length - 1;
     let answer = turn.assistant;
-    // One-turn encoding drops the thoughts of the history answers (they are context).
-    if (thoughtBlock && oneTurn && !last) answer = answer.replace(thoughtBlock, '').replace(/^\n+/, '');
+    // The thoughts of history answers are context (one-turn encoding, mask_history); thinking off drops all.
+    if (thoughtBlock && ((historyLoses && !last) || !thinking)) answer = dropThought(answer);
     let response = encodeSlots(tok, t.assistant(answer));
-    if (th && (!oneTurn || last) && !answer.includes(th.open.trim()) && !answer.includes(th.close.trim())) {
-      response = [...encodeSlots(tok, [th.open + th.close]), ...response];
+    let promptIds = encodeSlots(tok, prompt);
+    if (th && (!historyLoses || last) && !answer.includes(th.open.trim()) && !answer.includes(th.close.trim())) {
+      const empty = encodeSlots(tok, [th.open + th.close]);
+      // thinking on: the empty thought is a target; off: context at the end of the prompt
+      if (thinking) response = [...empty, ...response];
+      else promptIds = [...promptIds, ...empty];
     }
-    return [encodeSlots(tok, prompt), response];
+    return [promptIds, response];
   });
 }
 
@@ -153,16 +182,29 @@ export function inferSeqLen(sourceLen: number, targetLen: number, cutoff: number
 /** Unshifted token/label layout of one example: labels[t] = -100 or inputIds[t]. */
 export interface TokenizedSample { inputIds: number[]; labels: number[] }
 
-export function encodeSft(tok: TextTokenizer, name: TemplateName, ex: Pick<SftExample, 'system' | 'turns'>, cutoffLen: number): TokenizedSample {
-  const inputIds: number[] = [];
-  const labels: number[] = [];
+export function encodeSft(tok: TextTokenizer, name: TemplateName, ex: Pick<SftExample, 'system' | 'turns'>, cutoffLen: number, o: SftOptions = {}): TokenizedSample {
+  let inputIds: number[] = [];
+  let labels: number[] = [];
   let total = 0;
-  for (const [src, tgt] of encodeTurns(tok, name, ex.system, ex.turns)) {
+  let pairs = encodeTurns(tok, name, ex.system, ex.turns, false, { ...o, discardHistoryThought: o.maskHistory });
+  // mask_history: the last turns get the budget first; they are put back in order below
+  if (o.maskHistory) pairs = [...pairs].reverse();
+  for (const [turn, [src, tgt]] of pairs.entries()) {
     if (total >= cutoffLen) break;
     const [ns, nt] = inferSeqLen(src.length, tgt.length, cutoffLen - total);
     total += ns + nt;
-    for (let i = 0; i < ns; i++) { inputIds.push(src[i]!); labels.push(IGNORE_INDEX); }
-    for (let i = 0; i < nt; i++) { inputIds.push(tgt[i]!); labels.push(tgt[i]!); }
+    const ids = [...src.slice(0, ns), ...tgt.slice(0, nt)];
+    const lab = [
+      ...(o.trainOnPrompt ? src.slice(0, ns) : new Array<number>(ns).fill(IGNORE_INDEX)),
+      ...(o.maskHistory && turn !== 0 ? new Array<number>(nt).fill(IGNORE_INDEX) : tgt.slice(0, nt)),
+    ];
+    if (o.maskHistory) {
+      inputIds = [...ids, ...inputIds];
+      labels = [...lab, ...labels];
+    } else {
+      inputIds.push(...ids);
+      labels.push(...lab);
+    }
   }
   return { inputIds, labels };
 }
@@ -170,11 +212,11 @@ export function encodeSft(tok: TextTokenizer, name: TemplateName, ex: Pick<SftEx
 /** Prompt (history + last user turn) and both answers, truncated together as LLaMA-Factory's pairwise processor does. */
 export interface TokenizedPair { prompt: number[]; chosen: number[]; rejected: number[] }
 
-export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt' | 'chosen' | 'rejected'>, cutoffLen: number): TokenizedPair {
+export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt' | 'chosen' | 'rejected'>, cutoffLen: number, o: TemplateOptions = {}): TokenizedPair {
   const turnsC = [...ex.history, { user: ex.prompt, assistant: ex.chosen }];
   const turnsR = [...ex.history, { user: ex.prompt, assistant: ex.rejected }];
-  const encC = encodeTurns(tok, name, ex.system, turnsC, true);
-  const encR = encodeTurns(tok, name, ex.system, turnsR, true);
+  const encC = encodeTurns(tok, name, ex.system, turnsC, true, o);
+  const encR = encodeTurns(tok, name, ex.system, turnsR, true, o);
   const prompt: number[] = [];
   // History turns are prompt: their answers are context, never trained in DPO.
   for (const [s, r] of encC) prompt.push(...s, ...r);

@@ -109,6 +109,8 @@ export interface TrainerOptions {
   gradientHook?: (grads: Float32Array, step: number) => void;
   /** stop after this step even if the schedule is longer (tests of interrupted runs) */
   stopAfter?: number;
+  /** runs after each optimizer step is reported and before its checkpoint (evaluation); every rank calls it */
+  afterStep?: (step: number) => Promise<void>;
   /**
    * The fault plan's hooks (ulysses-actors chaos); absent or inert without a plan. Called at fixed
    * points of every step: they change nothing unless a fault is due.
@@ -190,9 +192,11 @@ export class Trainer {
       this.step = info.step;
       losses.push(info.loss);
       o.hooks?.reportStep?.(info);
+      // the coordinator prints the step line (up's progress display); here only with --debug
       if (runtime.rank === 0 && (this.step % c.logging_steps === 0 || this.step === last)) {
-        o.logger.info(`step ${this.step}/${this.schedule.totalSteps} loss ${info.loss.toFixed(4)} lr ${info.stats.lr.toExponential(3)} grad_norm ${info.stats.grad_norm.toExponential(3)} ${info.policyState} ${Math.round(info.stats.tokens_per_s)} tok/s`);
+        o.logger.debug(`step ${this.step}/${this.schedule.totalSteps} loss ${info.loss.toFixed(4)} lr ${info.stats.lr.toExponential(3)} grad_norm ${info.stats.grad_norm.toExponential(3)} ${info.policyState} ${Math.round(info.stats.tokens_per_s)} tok/s`);
       }
+      await o.afterStep?.(this.step);
       if (this.step === this.schedule.totalSteps) await this.save();
       else if (this.step % c.save_steps === 0) {
         // A checkpoint inside a run of non-finite steps would be a bad place to roll back to.

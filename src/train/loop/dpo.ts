@@ -87,13 +87,13 @@ export interface DpoSums {
 }
 
 /** Σ log p(label) over the supervised tokens of one shard (its part of the sequence's π). */
-function logProb(tokenLoss: Float32Array, shard: SequenceShard): number {
+export function logProb(tokenLoss: Float32Array, shard: SequenceShard): number {
   let s = 0;
   for (let t = 0; t < tokenLoss.length; t++) if (shard.labels[t] !== IGNORE_INDEX) s -= tokenLoss[t]!;
   return s;
 }
 
-function forwardInput(s: SequenceShard, tokenLoss: Float32Array, dropoutKey?: number): ForwardInput {
+export function forwardInput(s: SequenceShard, tokenLoss: Float32Array, dropoutKey?: number): ForwardInput {
   return { tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 1, tokenLoss, dropoutKey };
 }
 

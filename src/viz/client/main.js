@@ -181,12 +181,18 @@ class App {
     }
   }
 
+  /** The run's eval_results.json (written at the end of a run that evaluates). */
+  async loadResults() {
+    this.plots.setResults(await getJson('/api/results'));
+  }
+
   /** Live events over server-sent events; EventSource reconnects and sends Last-Event-ID itself. */
   connect(since) {
     const conn = $('conn');
     const es = new EventSource(`/api/stream?since=${since}`);
     let expected = since;
     let metricsTimer = null;
+    let resultsTimer = null;
     es.onopen = () => {
       conn.textContent = 'live';
       conn.className = 'pill ok';
@@ -215,7 +221,13 @@ class App {
         });
       }
       batch.push(e);
-      if (e.type === 'job.step' && !metricsTimer) {
+      if ((e.type === 'rank.done' || e.type === 'job.state') && !resultsTimer) {
+        resultsTimer = setTimeout(() => {
+          resultsTimer = null;
+          this.loadResults().catch((err) => console.warn('cannot load eval results', err));
+        }, 1000);
+      }
+      if ((e.type === 'job.step' || e.type === 'job.eval') && !metricsTimer) {
         metricsTimer = setTimeout(() => {
           metricsTimer = null;
           this.loadMetrics().catch((err) => console.warn('cannot load metrics', err));
@@ -243,6 +255,7 @@ async function main() {
   timings.model = performance.now() - t0;
   app.metricsNext = metrics.next;
   app.plots.addColumns(metrics.columns);
+  await app.loadResults();
   timings.plots = performance.now() - t0;
   if (info.mode === 'replay') {
     $('conn').textContent = 'finished run';

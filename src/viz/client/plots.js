@@ -1,7 +1,11 @@
 /**
- * Metric plots (uPlot): loss, grad_mean (log scale), grad_norm, learning rate and tokens/s against
- * the optimizer step, with a marker at the scrubbed step. Rows come from metrics.jsonl via
- * /api/metrics. Owns only its plot elements.
+ * Metric plots (uPlot) against the optimizer step, with a marker at the scrubbed step: loss,
+ * grad_mean (log scale), grad_norm, learning rate and tokens/s always; the evaluation (eval loss,
+ * eval accuracy) and preference metrics (rewards/accuracies, rewards/margins, rewards of chosen and
+ * rejected, eval rewards) as soon as the run has them. Step rows and evaluation rows of
+ * metrics.jsonl share step numbers, so each kind keeps its own x axis. Also the run's
+ * eval_results.json as a list. Rows come from /api/metrics and /api/results. Owns only its
+ * plot elements.
  */
 const SERIES = [
   { key: 'loss', title: 'loss', color: '#8ab4f8' },
@@ -9,6 +13,14 @@ const SERIES = [
   { key: 'grad_norm', title: 'grad_norm', color: '#f28b82' },
   { key: 'lr', title: 'learning rate', color: '#81c995' },
   { key: 'tokens_per_s', title: 'tokens/s', color: '#c58af9' },
+  // shown once the run has them
+  { key: 'eval_loss', title: 'eval loss', color: '#ffb74d', eval: true, optional: true },
+  { key: 'eval_accuracy', title: 'eval accuracy', color: '#4dd0e1', eval: true, optional: true },
+  { key: 'rewards/accuracies', title: 'rewards/accuracies', color: '#aed581', optional: true },
+  { key: 'rewards/margins', title: 'rewards/margins', color: '#ff8a65', optional: true },
+  { key: 'rewards/chosen', title: 'rewards/chosen (green), rejected (red)', color: '#81c995', also: { key: 'rewards/rejected', color: '#f28b82' }, optional: true },
+  { key: 'eval_rewards/accuracies', title: 'eval rewards/accuracies', color: '#ffd54f', eval: true, optional: true },
+  { key: 'eval_rewards/margins', title: 'eval rewards/margins', color: '#ffab91', eval: true, optional: true },
 ];
 
 /** Tick labels that stay readable for learning rates (1e-5) and tiny gradients alike. */
@@ -22,20 +34,43 @@ function fmt(v) {
   return String(Number(v.toPrecision(3)));
 }
 
+const KEYS = SERIES.flatMap((s) => (s.also ? [s.key, s.also.key] : [s.key]));
+
 /** The metric fields the page asks for. */
-export const METRIC_FIELDS = ['step', ...SERIES.map((s) => s.key), 'tokens', 'step_ms'];
+export const METRIC_FIELDS = ['step', ...KEYS, 'tokens', 'step_ms'];
+
+/** Appends a row to columns; a step at or before the last one means a restart re-ran it. */
+function push(cols, step, values) {
+  const xs = cols.step;
+  if (xs.length && step <= xs[xs.length - 1]) {
+    // a restart re-ran steps after a checkpoint: the later rows replace the abandoned ones
+    let k = xs.length;
+    while (k > 0 && xs[k - 1] >= step) k--;
+    for (const key of Object.keys(cols)) cols[key].length = k;
+  }
+  xs.push(step);
+  for (const [k, v] of Object.entries(values)) cols[k].push(v);
+}
 
 export class Plots {
   constructor(box) {
     this.box = box;
+    // training rows and evaluation rows, each on its own steps
     this.cols = { step: [] };
-    for (const s of SERIES) this.cols[s.key] = [];
-    this.plots = [];
+    this.evalCols = { step: [] };
+    for (const k of KEYS) {
+      this.cols[k] = [];
+      this.evalCols[k] = [];
+    }
+    this.plots = []; // { series, plot }
     this.mark = null;
     this.empty = document.createElement('div');
     this.empty.className = 'empty';
     this.empty.textContent = 'no metrics yet (metrics.jsonl)';
     box.appendChild(this.empty);
+    this.results = document.createElement('div');
+    this.results.className = 'results';
+    box.appendChild(this.results);
     new ResizeObserver(() => this.resize()).observe(box);
   }
 
@@ -43,34 +78,43 @@ export class Plots {
   addColumns(c) {
     const n = c.step ? c.step.length : 0;
     for (let i = 0; i < n; i++) {
-      const step = c.step[i];
-      const xs = this.cols.step;
-      if (xs.length && step <= xs[xs.length - 1]) {
-        // a restart re-ran steps after a checkpoint: the later rows replace the abandoned ones
-        let k = xs.length;
-        while (k > 0 && xs[k - 1] >= step) k--;
-        for (const key of Object.keys(this.cols)) this.cols[key].length = k;
-      }
-      this.cols.step.push(step);
+      const at = (k) => (c[k] ? c[k][i] : null);
+      // an evaluation row has eval_* figures and no training loss
+      const isEval = typeof at('loss') !== 'number' && KEYS.some((k) => k.startsWith('eval_') && typeof at(k) === 'number');
+      const values = {};
       for (const s of SERIES) {
-        let v = c[s.key] ? c[s.key][i] : null;
-        if (s.key === 'tokens_per_s' && typeof v !== 'number' && c.step_ms?.[i] > 0 && typeof c.tokens?.[i] === 'number') v = (c.tokens[i] * 1000) / c.step_ms[i];
-        // a log scale cannot show 0 or negative values: leave a gap
-        if (typeof v !== 'number' || !Number.isFinite(v) || (s.log && v <= 0)) v = null;
-        this.cols[s.key].push(v);
+        for (const { key, log } of [s, ...(s.also ? [s.also] : [])]) {
+          let v = at(key);
+          if (key === 'tokens_per_s' && typeof v !== 'number' && c.step_ms?.[i] > 0 && typeof c.tokens?.[i] === 'number') v = (c.tokens[i] * 1000) / c.step_ms[i];
+          // a log scale cannot show 0 or negative values: leave a gap
+          if (typeof v !== 'number' || !Number.isFinite(v) || (log && v <= 0)) v = null;
+          values[key] = v;
+        }
       }
+      push(isEval ? this.evalCols : this.cols, c.step[i], values);
     }
     if (!n) return;
-    if (!this.plots.length) this.create();
-    else this.plots.forEach((p, k) => p.setData([this.cols.step, this.cols[SERIES[k].key]]));
+    this.sync();
   }
 
-  width() {
-    const first = this.plots[0]?.root.parentElement ?? this.box;
-    return Math.max(240, Math.floor(first.clientWidth || 300) - 4);
+  /** Creates the plots that have data now and updates all of them. */
+  sync() {
+    for (const s of SERIES) {
+      const cols = s.eval ? this.evalCols : this.cols;
+      if (this.plots.some((p) => p.series === s)) continue;
+      if (s.optional && !cols[s.key].some((v) => v !== null)) continue;
+      if (!s.optional && !this.cols.step.length) continue;
+      this.create(s);
+    }
+    for (const p of this.plots) p.plot.setData(this.dataOf(p.series));
   }
 
-  create() {
+  dataOf(s) {
+    const cols = s.eval ? this.evalCols : this.cols;
+    return [cols.step, cols[s.key], ...(s.also ? [cols[s.also.key]] : [])];
+  }
+
+  create(s) {
     this.empty.remove();
     const marker = {
       hooks: {
@@ -92,35 +136,63 @@ export class Plots {
         ],
       },
     };
-    for (const s of SERIES) {
-      const cell = document.createElement('div');
-      cell.className = 'plot';
-      cell.dataset.series = s.key;
-      this.box.appendChild(cell);
-      const axis = { stroke: '#8b96a0', grid: { stroke: '#2a343e' }, ticks: { stroke: '#2a343e' } };
-      // eslint-disable-next-line no-undef
-      const p = new uPlot(
-        {
-          title: s.title,
-          width: Math.max(240, cell.clientWidth - 4),
-          height: 150,
-          legend: { show: false },
-          scales: { x: { time: false }, y: s.log ? { distr: 3 } : {} },
-          axes: [{ ...axis }, { ...axis, size: 60, values: (u, splits) => splits.map(fmt) }],
-          series: [{ label: 'step' }, { label: s.title, stroke: s.color, width: 1.5, spanGaps: false }],
-          plugins: [marker],
-        },
-        [this.cols.step, this.cols[s.key]],
-        cell,
-      );
-      this.plots.push(p);
+    const cell = document.createElement('div');
+    cell.className = 'plot';
+    cell.dataset.series = s.key;
+    // keep the order of SERIES whatever arrives first
+    const after = this.plots.filter((p) => SERIES.indexOf(p.series) < SERIES.indexOf(s)).pop();
+    if (after) after.plot.root.parentElement.after(cell);
+    else this.box.prepend(cell);
+    const axis = { stroke: '#8b96a0', grid: { stroke: '#2a343e' }, ticks: { stroke: '#2a343e' } };
+    const line = (label, color) => ({ label, stroke: color, width: 1.5, spanGaps: !!s.eval, points: { show: !!s.eval } });
+    // eslint-disable-next-line no-undef
+    const plot = new uPlot(
+      {
+        title: s.title,
+        width: Math.max(240, cell.clientWidth - 4),
+        height: 150,
+        legend: { show: false },
+        scales: { x: { time: false }, y: s.log ? { distr: 3 } : {} },
+        axes: [{ ...axis }, { ...axis, size: 60, values: (u, splits) => splits.map(fmt) }],
+        series: [{ label: 'step' }, line(s.title, s.color), ...(s.also ? [line(s.also.key, s.also.color)] : [])],
+        plugins: [marker],
+      },
+      this.dataOf(s),
+      cell,
+    );
+    this.plots.splice(after ? this.plots.indexOf(after) + 1 : 0, 0, { series: s, plot });
+  }
+
+  /** The run's eval_results.json (final figures), as `key: value` lines. */
+  setResults(r) {
+    this.results.textContent = '';
+    const flat = [];
+    for (const [k, v] of Object.entries(r ?? {})) {
+      if (typeof v === 'number' || typeof v === 'string') flat.push([k, v]);
+      else if (v && typeof v === 'object' && typeof v.answerAccuracy === 'number') flat.push([`${k} accuracy`, `${(100 * v.answerAccuracy).toFixed(1)}% (${v.answersCorrect}/${v.answers})`]);
     }
+    if (!flat.length) return;
+    const h = document.createElement('h3');
+    h.textContent = 'eval_results.json';
+    this.results.appendChild(h);
+    const list = document.createElement('div');
+    list.className = 'items';
+    for (const [k, v] of flat) {
+      const item = document.createElement('span');
+      const key = document.createElement('span');
+      key.className = 'k';
+      key.textContent = k;
+      item.append(key, ` ${typeof v === 'number' ? String(Number(v.toPrecision(6))) : v}`);
+      item.dataset.key = k;
+      list.appendChild(item);
+    }
+    this.results.appendChild(list);
   }
 
   resize() {
-    for (const p of this.plots) {
-      const w = Math.max(240, p.root.parentElement.clientWidth - 4);
-      if (Math.abs(w - p.width) > 2) p.setSize({ width: w, height: 150 });
+    for (const { plot } of this.plots) {
+      const w = Math.max(240, plot.root.parentElement.clientWidth - 4);
+      if (Math.abs(w - plot.width) > 2) plot.setSize({ width: w, height: 150 });
     }
   }
 
@@ -128,6 +200,6 @@ export class Plots {
   setMark(step) {
     if (step === this.mark) return;
     this.mark = step;
-    for (const p of this.plots) p.redraw(false, false);
+    for (const { plot } of this.plots) plot.redraw(false, false);
   }
 }

@@ -54,8 +54,8 @@ export interface WatchedPage {
   close(): Promise<void>;
 }
 
-export async function openPage(browser: Browser, url: string, readyTimeoutMs = 60_000): Promise<WatchedPage> {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 1200 } });
+export async function openPage(browser: Browser, url: string, readyTimeoutMs = 60_000, viewport = { width: 1400, height: 1200 }): Promise<WatchedPage> {
+  const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('console', (m) => {

@@ -1,0 +1,57 @@
+/**
+ * Everything `check-config` and `up` verify after the config resolves and before any process
+ * starts: the model (directory, config, family, heads vs sequence_parallel_size, weights headers,
+ * tokenizer) and the datasets' first rows for the train workload, output_dir's state, and that
+ * the hosts reached over ssh resolve. Returns every problem at once (the caller throws one
+ * ConfigError: exit 2) and the notes both commands print. Never starts, writes or connects.
+ */
+import type { LauncherKind } from '../actors/launchers/index.js';
+import { inspectOutputDir, outputDirProblems } from '../config/outputDir.js';
+import { unresolvedHostProblems } from '../config/hostResolution.js';
+import type { ConfigProblem, HostEntry, ResolvedJob } from '../config/index.js';
+import { dataPreflight } from '../train/preflight/dataPreflight.js';
+import { modelPreflight } from '../train/preflight/modelPreflight.js';
+
+export interface PreflightOptions {
+  job: ResolvedJob;
+  hosts: HostEntry[];
+  /** the --nodes file, when the hosts came from one (the world is then fixed by it) */
+  hostfile?: string;
+  /** each host's launcher (launcherKinds); ssh hosts must resolve */
+  kinds: LauncherKind[];
+  /** `train` checks the model and the data; other workloads only output_dir and hosts */
+  workload: string;
+}
+
+export interface Preflight {
+  problems: ConfigProblem[];
+  /** the model's family line, when it could be read */
+  model: string | null;
+  /** `tokenizer: ...`, `data: ...`, `output_dir: ...` lines */
+  notes: string[];
+}
+
+export async function preflight(o: PreflightOptions): Promise<Preflight> {
+  const c = o.job.config;
+  const out: Preflight = { problems: [], model: null, notes: [] };
+  if (o.workload === 'train') {
+    const world = o.hostfile !== undefined ? o.hosts.reduce((n, h) => n + h.slots.length, 0) : undefined;
+    const m = await modelPreflight(c, world);
+    out.problems.push(...m.problems);
+    out.model = m.description;
+    if (m.tokenizer) out.notes.push(`tokenizer: ${m.tokenizer}`);
+    // the data needs the model's tokenizer; without a model directory there is nothing to tokenize with
+    if (m.dir !== null) {
+      const d = dataPreflight(c, m.tok);
+      out.problems.push(...d.problems);
+      out.notes.push(...d.summary.map((s) => `data: ${s}`));
+    }
+  }
+  out.problems.push(...outputDirProblems(c, o.job.sources.output_dir));
+  const st = inspectOutputDir(c.output_dir);
+  out.notes.push(
+    `output_dir: ${st.path} ${!st.exists ? '(new)' : st.entries.length === 0 ? '(empty)' : c.overwrite_output_dir ? `(${st.entries.length} entries, cleared first: overwrite_output_dir)` : c.resume_from_checkpoint !== null ? '(resumed)' : `(${st.entries.length} entries)`}`,
+  );
+  if (o.hostfile !== undefined) out.problems.push(...(await unresolvedHostProblems(o.hosts.filter((_, i) => o.kinds[i] === 'ssh'), o.hostfile)));
+  return out;
+}

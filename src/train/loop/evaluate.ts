@@ -1,0 +1,143 @@
+/**
+ * Evaluation passes over held-out data under any layout (forward only: no gradients, no
+ * dropout), with Hugging Face Trainer's semantics:
+ * - language modelling (pt/sft): each replica takes every dp-th item, in batches of
+ *   per_device_eval_batch_size; a batch's loss is its summed token loss over its supervised tokens
+ *   (both summed over the SP group first); eval_loss is the mean of the batch losses weighted by
+ *   their item counts (HF repeats each batch loss batch-size times). eval_accuracy (LLaMA-Factory's
+ *   compute_accuracy) is the mean over items of each item's share of argmax == label.
+ * - preference (dpo): the sigmoid loss and the rewards/logps metrics of every pair, from the
+ *   policy's and the reference's log-probabilities summed over the SP group, as means over pairs.
+ * Collectives: one SP all-reduce per batch (the members of an SP group hold the same items, so
+ * they issue the same count), then one world all-reduce. Must never touch gradients or weights.
+ */
+import type { Model } from '../../engine/model/index.js';
+import type { ParallelRuntime } from '../ParallelRuntime.js';
+import { dpoPairTerms, forwardInput, logProb, type PreferenceItem, type ReferenceModel } from './dpo.js';
+import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js';
+
+export interface LmEval {
+  /** mean batch loss weighted by items (NaN when no item has a supervised token) */
+  loss: number;
+  /** mean per-item token accuracy, when asked */
+  accuracy?: number;
+  /** items evaluated over the world */
+  samples: number;
+  /** batches of this replica */
+  batches: number;
+}
+
+export interface PreferenceEval {
+  loss: number;
+  /** 'rewards/chosen', ..., as DPO_METRICS names them */
+  metrics: Record<string, number>;
+  samples: number;
+  batches: number;
+}
+
+/** This replica's share of `items`, cut into batches. */
+function replicaBatches<T>(items: readonly T[], runtime: ParallelRuntime, batch: number): T[][] {
+  const mine = items.filter((_, i) => i % runtime.dp === runtime.dpRank);
+  const out: T[][] = [];
+  for (let i = 0; i < mine.length; i += batch) out.push(mine.slice(i, i + batch));
+  return out;
+}
+
+export async function evaluateLanguageModel(model: Model, runtime: ParallelRuntime, items: readonly PackedSequence[], o: { batch: number; accuracy: boolean }): Promise<LmEval> {
+  // world sums: weighted loss, weight (items of non-empty batches), accuracy sum, items with a target
+  const totals = new Float64Array(4);
+  const batches = replicaBatches(items, runtime, o.batch);
+  for (const b of batches) {
+    // [loss sum, valid tokens, then per item: correct, valid]
+    const sums = new Float64Array(2 + 2 * b.length);
+    for (const [k, seq] of b.entries()) {
+      const s = shardSequence(seq, runtime.sp, runtime.spRank);
+      const tokenLoss = new Float32Array(s.tokens.length);
+      const tokenArgmax = o.accuracy ? new Int32Array(s.tokens.length) : undefined;
+      await model.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 1, tokenLoss, tokenArgmax });
+      for (let t = 0; t < s.labels.length; t++) {
+        const label = s.labels[t]!;
+        if (label === IGNORE_INDEX) continue;
+        sums[0] += tokenLoss[t]!;
+        sums[1]++;
+        sums[3 + 2 * k]++;
+        if (tokenArgmax && tokenArgmax[t] === label) sums[2 + 2 * k]++;
+      }
+    }
+    await runtime.allReduceSum(sums, 'sp');
+    if (runtime.spRank !== 0) continue; // every SP member holds the same sums: one contributes
+    if (sums[1]! > 0) {
+      totals[0] += b.length * (sums[0]! / sums[1]!);
+      totals[1] += b.length;
+    }
+    for (let k = 0; k < b.length; k++) {
+      const valid = sums[3 + 2 * k]!;
+      if (valid > 0) {
+        totals[2] += sums[2 + 2 * k]! / valid;
+        totals[3]++;
+      }
+    }
+  }
+  await runtime.allReduceSum(totals, 'world');
+  return {
+    loss: totals[1]! > 0 ? totals[0]! / totals[1]! : Number.NaN,
+    ...(o.accuracy ? { accuracy: totals[3]! > 0 ? totals[2]! / totals[3]! : Number.NaN } : {}),
+    samples: items.length,
+    batches: batches.length,
+  };
+}
+
+export async function evaluatePreference(model: Model, runtime: ParallelRuntime, pairs: readonly PreferenceItem[], o: { batch: number; beta: number; reference: ReferenceModel }): Promise<PreferenceEval> {
+  // world sums over pairs: loss, reward chosen, reward rejected, accuracy, logp chosen, logp rejected, pairs
+  const totals = new Float64Array(7);
+  const batches = replicaBatches(pairs, runtime, o.batch);
+  const logps = async (m: Model, seqs: PackedSequence[], into: Float64Array, at: number) => {
+    for (const [i, seq] of seqs.entries()) {
+      const s = shardSequence(seq, runtime.sp, runtime.spRank);
+      const tl = new Float32Array(s.tokens.length);
+      await m.forward(forwardInput(s, tl));
+      into[at + i] = logProb(tl, s);
+    }
+  };
+  for (const b of batches) {
+    const seqs = b.flatMap((p) => [p.chosen, p.rejected]);
+    const n = seqs.length;
+    // [reference 0..n) [policy 0..n): partial sums, completed over the SP group
+    const lp = new Float64Array(2 * n);
+    o.reference.enter?.();
+    try {
+      await logps(o.reference.model, seqs, lp, 0);
+    } finally {
+      o.reference.exit?.();
+    }
+    await logps(model, seqs, lp, n);
+    await runtime.allReduceSum(lp, 'sp');
+    if (runtime.spRank !== 0) continue;
+    for (let p = 0; p < b.length; p++) {
+      const c = 2 * p, r = 2 * p + 1;
+      const t = dpoPairTerms(lp[n + c]!, lp[n + r]!, lp[c]!, lp[r]!, o.beta);
+      totals[0] += t.loss;
+      totals[1] += t.rewardChosen;
+      totals[2] += t.rewardRejected;
+      totals[3] += t.rewardChosen > t.rewardRejected ? 1 : 0;
+      totals[4] += lp[n + c]!;
+      totals[5] += lp[n + r]!;
+      totals[6]++;
+    }
+  }
+  await runtime.allReduceSum(totals, 'world');
+  const mean = (k: number) => (totals[6]! > 0 ? totals[k]! / totals[6]! : Number.NaN);
+  return {
+    loss: mean(0),
+    metrics: {
+      'rewards/chosen': mean(1),
+      'rewards/rejected': mean(2),
+      'rewards/accuracies': mean(3),
+      'rewards/margins': mean(1) - mean(2),
+      'logps/chosen': mean(4),
+      'logps/rejected': mean(5),
+    },
+    samples: pairs.length,
+    batches: batches.length,
+  };
+}
