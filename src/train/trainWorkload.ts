@@ -17,6 +17,7 @@ import { readModelConfig } from '../engine/modelConfig.js';
 import { configureThreads } from '../engine/threads.js';
 import { packageRoot } from '../util/packageRoot.js';
 import { checkpointDir, latestValidCheckpoint, resolveResume } from './checkpoint.js';
+import { appendAll } from './data/appendAll.js';
 import { buildSequences } from './data/sequences.js';
 import { prepareData } from './data/prepareData.js';
 import { recallTask, recallChance, type RecallOptions } from './data/recallTask.js';
@@ -96,7 +97,7 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
       for (let done = 0; done < n; ) {
         const slice = [];
         for (let i = 0; i < 16 && done < n; i++, done++) slice.push(gen.next().value!);
-        items.push(...buildSequences(slice, { cutoffLen: c.cutoff_len, packing: false, overflow: 'truncate' }));
+        appendAll(items, buildSequences(slice, { cutoffLen: c.cutoff_len, packing: false, overflow: 'truncate' }));
         await new Promise((r) => setImmediate(r));
       }
       return items;

@@ -22,6 +22,7 @@
  *            message, as LLaMA-Factory's Llama2Template does), assistant ` {c}` EOS.
  */
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
+import { appendAll } from './appendAll.js';
 import type { PairExample, SftExample, Turn } from './formats.js';
 
 export type TemplateName = 'default' | 'llama3' | 'qwen' | 'qwen3' | 'mistral';
@@ -93,7 +94,7 @@ export const TEMPLATES: Record<TemplateName, Template> = {
 function encodeSlots(tok: TextTokenizer, slots: Slot[]): number[] {
   const out: number[] = [];
   let text = '';
-  const flush = (): void => { if (text.length > 0) out.push(...tok.encode(text)); text = ''; };
+  const flush = (): void => { if (text.length > 0) appendAll(out, tok.encode(text)); text = ''; };
   for (const s of slots) {
     if (typeof s === 'string') { text += s; continue; }
     flush();
@@ -122,18 +123,18 @@ export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: stri
     const prompt: Slot[] = [];
     let user = turn.user;
     if (i === 0) {
-      prompt.push(...t.prefix);
+      appendAll(prompt, t.prefix);
       if (sys && t.systemInUser) user = (t.system(sys) as string[]).join('') + user;
-      else if (sys) prompt.push(...t.system(sys));
+      else if (sys) appendAll(prompt, t.system(sys));
     } else if (t.separator) prompt.push(t.separator);
-    prompt.push(...t.user(user));
+    appendAll(prompt, t.user(user));
     const last = i === turns.length - 1;
     let answer = turn.assistant;
     // One-turn encoding drops the thoughts of the history answers (they are context).
     if (thoughtBlock && oneTurn && !last) answer = answer.replace(thoughtBlock, '').replace(/^\n+/, '');
     let response = encodeSlots(tok, t.assistant(answer));
     if (th && (!oneTurn || last) && !answer.includes(th.open.trim()) && !answer.includes(th.close.trim())) {
-      response = [...encodeSlots(tok, [th.open + th.close]), ...response];
+      response = appendAll(encodeSlots(tok, [th.open + th.close]), response);
     }
     return [encodeSlots(tok, prompt), response];
   });
@@ -177,7 +178,7 @@ export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<Pair
   const encR = encodeTurns(tok, name, ex.system, turnsR, true);
   const prompt: number[] = [];
   // History turns are prompt: their answers are context, never trained in DPO.
-  for (const [s, r] of encC) prompt.push(...s, ...r);
+  for (const [s, r] of encC) appendAll(appendAll(prompt, s), r);
   prompt.splice(prompt.length - encC[encC.length - 1]![1].length);
   let chosen = encC[encC.length - 1]![1];
   let rejected = encR[encR.length - 1]![1];
