@@ -19,6 +19,13 @@ export interface JobConfig {
   max_samples: number | null;
   /** resolved: true for pt, false otherwise, when not given */
   packing: boolean;
+  /** the token cache directory (null: output_dir/token_cache/<digest>) */
+  tokenized_path: string | null;
+  overwrite_cache: boolean;
+  /** tokenizer threads for the token cache (null: cores - 1) */
+  preprocessing_num_workers: number | null;
+  /** always false (true is refused) */
+  streaming: boolean;
   output_dir: string;
   logging_steps: number;
   save_steps: number;

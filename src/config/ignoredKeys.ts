@@ -8,7 +8,7 @@ const EVAL = 'there is no evaluation loop; training only';
 const INFER = 'generation/inference settings; this runtime only trains';
 const EXPORT = 'model export is not part of training here (checkpoints are already HF-layout safetensors)';
 const HUB = 'no model hub access: models are read from local safetensors + config.json';
-const WORKERS = 'data is prepared in-process by each rank';
+const WORKERS = 'the token cache is built by preprocessing_num_workers tokenizer threads; training reads it mapped, in process';
 const QUANT = 'quantized training is not supported; weights train in fp32/bf16';
 const MM = 'multimodal models are not supported (text-only Llama/Qwen)';
 const RAY = 'ranks are launched by ulysses-actors up, not Ray';
@@ -37,15 +37,11 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   ddp_timeout: 'collective timeouts are set by cluster.collective_timeout_s',
   ddp_find_unused_parameters: 'gradient reduction is explicit; there is no DDP wrapper',
   ddp_broadcast_buffers: 'gradient reduction is explicit; there is no DDP wrapper',
-  preprocessing_num_workers: WORKERS,
   preprocessing_batch_size: WORKERS,
   dataloader_num_workers: WORKERS,
   dataloader_pin_memory: WORKERS,
   dataloader_persistent_workers: WORKERS,
-  overwrite_cache: 'no tokenized-dataset cache is kept',
-  tokenized_path: 'no tokenized-dataset cache is kept',
-  streaming: 'datasets are read whole (local JSON/JSONL)',
-  buffer_size: 'datasets are read whole (local JSON/JSONL)',
+  buffer_size: 'rows are always streamed into the token cache (streaming: false)',
   mix_strategy: 'datasets are concatenated in the order given',
   interleave_probs: 'datasets are concatenated in the order given',
   disable_shuffling: 'shuffling is fixed by seed for exact resume',

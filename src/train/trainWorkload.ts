@@ -19,9 +19,9 @@ import { packageRoot } from '../util/packageRoot.js';
 import { checkpointDir, latestValidCheckpoint, resolveResume } from './checkpoint.js';
 import { appendAll } from './data/appendAll.js';
 import { buildSequences } from './data/sequences.js';
-import { prepareData } from './data/prepareData.js';
+import type { ItemSource } from './data/ItemSource.js';
+import { prepareTokenCache, type CacheParty } from './data/tokenCache/prepareTokenCache.js';
 import { recallTask, recallChance, type RecallOptions } from './data/recallTask.js';
-import { loadTokenizer } from './tokenizer/index.js';
 import { evaluateRecall, type RecallEval } from './loop/evaluateRecall.js';
 import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
@@ -30,6 +30,7 @@ import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
 import { recordRollback, rollbackScale } from './policyRollbacks.js';
+import { assertFits } from './resourceEstimate.js';
 import type { Workload, WorkloadContext } from './Workload.js';
 
 /**
@@ -78,16 +79,18 @@ export async function loadModel(dir: string, seed: number): Promise<Model> {
 
 interface JobData {
   /** pt/sft sequences (empty for dpo) */
-  items: PackedSequence[];
+  items: ItemSource<PackedSequence>;
   /** dpo: chosen/rejected pairs */
-  pairs?: PreferenceItem[];
+  pairs?: ItemSource<PreferenceItem>;
+  /** unmaps the token cache (absent for built-in tasks) */
+  close?: () => void;
   /** held-out items of a built-in task (absent for other datasets) */
   evalItems?: PackedSequence[];
   /** chance level of an exact answer on the built-in task */
   chance?: number;
 }
 
-export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: number, dp = 1): Promise<JobData> {
+export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: number, party: CacheParty, dp = 1): Promise<JobData> {
   const task = c.dataset.length === 1 ? BUILTIN_TASKS[c.dataset[0]!] : undefined;
   if (task) {
     // Generated in slices with a yield in between: the rank keeps answering heartbeats.
@@ -106,10 +109,13 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
     const needed = c.max_steps > 0 ? c.max_steps * c.gradient_accumulation_steps * c.per_device_train_batch_size * dp : RECALL_TRAIN_EXAMPLES;
     return { items: await recall(c.seed, c.max_samples ?? needed), evalItems: await recall(c.seed + EVAL_SEED_OFFSET, RECALL_EVAL_EXAMPLES, false), chance: recallChance(task) };
   }
-  const tok = await loadTokenizer(modelDir, vocabSize);
-  const prepared = prepareData({ stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing }, tok);
-  if (prepared.kind === 'pairs') return { items: [], pairs: prepared.items };
-  return { items: prepared.items };
+  // Built once (rank 0, tokenizer threads) into a mapped cache that every rank reads by index.
+  const { cache } = await prepareTokenCache(
+    { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize },
+    party,
+  );
+  if (cache.kind === 'pairs') return { items: [], pairs: cache.pairs(), close: () => cache.close() };
+  return { items: cache.sequences(), close: () => cache.close() };
 }
 
 async function buildRuntime(ctx: WorkloadContext): Promise<ParallelRuntime> {
@@ -154,8 +160,10 @@ export const trainWorkload: Workload = async (ctx) => {
   }
   ctx.setPhase('rendezvous', false);
   const runtime = await buildRuntime(ctx);
+  let closeData: (() => void) | undefined;
   try {
     const modelDir = resolveModelDir(c.model_name_or_path);
+    assertFits(c, modelDir, ctx.localRanks);
     const model = await loadModel(modelDir, c.seed);
     model.nameOrPath = c.model_name_or_path;
     // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen
@@ -165,7 +173,9 @@ export const trainWorkload: Workload = async (ctx) => {
     }
     runtime.attachModel(model);
     ctx.setPhase('loading', true);
-    const data = await loadJobData(c, modelDir, model.config.vocabSize, runtime.dp);
+    const party: CacheParty = { rank: ctx.rank, world: ctx.world, store: ctx.store, signal: ctx.signal, info: (m) => log.info(m), warn: (m) => log.warn(m) };
+    const data = await loadJobData(c, modelDir, model.config.vocabSize, party, runtime.dp);
+    closeData = data.close;
     const resumeFrom = await chooseStart(ctx, c, runtime);
     const split = { seed: c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size };
     const trainer = new Trainer({
@@ -210,6 +220,7 @@ export const trainWorkload: Workload = async (ctx) => {
     ctx.setPhase('done', false);
     return { step: result.step, finalHash: result.finalHash };
   } finally {
+    closeData?.();
     await runtime.close();
   }
 };
