@@ -24,8 +24,6 @@ export interface JobConfig {
   overwrite_cache: boolean;
   /** tokenizer threads for the token cache (null: cores - 1) */
   preprocessing_num_workers: number | null;
-  /** always false (true is refused) */
-  streaming: boolean;
   output_dir: string;
   logging_steps: number;
   save_steps: number;

@@ -178,6 +178,7 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
   rope_scaling: 'RoPE scaling is not implemented (long context comes from sequence parallelism)',
   ref_model: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',
   ref_model_adapters: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',
+  streaming: 'rows are always read as a stream into the token cache, which every rank then maps (there is no iterable dataset; streaming: false is accepted)',
 };
 
 export function isUnsupportedKey(key: string): boolean {

@@ -249,8 +249,6 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
   if (v('stage') !== 'dpo')
     for (const k of ['pref_beta', 'pref_loss'])
       if (s(k).explicit) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });
-  if (v('streaming') === true)
-    problems.push({ key: 'streaming', source: s('streaming').source, value: true, message: 'is not supported: rows are always read as a stream into the token cache, which every rank then maps (no iterable dataset)', fix: 'remove it or set streaming: false' });
   const sp = v<number>('sequence_parallel_size');
   if (worldSize !== undefined && worldSize % sp !== 0)
     problems.push({ key: 'sequence_parallel_size', source: s('sequence_parallel_size').source, value: sp, message: `must divide the world size ${worldSize}`, fix: `use one of ${divisors(worldSize).join(', ')} or change the hosts' slots` });

@@ -47,7 +47,6 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'tokenized_path', kind: 'string', default: null, nullable: true, doc: 'token cache directory: loaded as it is when it holds one (the data keys are then ignored, as in LLaMA-Factory), else built there (null: output_dir/token_cache/<digest>)' },
   { path: 'overwrite_cache', kind: 'bool', default: false, doc: 'rebuild the token cache in output_dir even when one of the same digest exists' },
   { path: 'preprocessing_num_workers', kind: 'int', min: 1, default: null, nullable: true, doc: 'tokenizer threads that build the token cache (null: cores - 1, at least 1)' },
-  { path: 'streaming', kind: 'bool', default: false, doc: 'must stay false: rows are always read as a stream into the token cache, which is then mapped' },
   // output
   { path: 'output_dir', kind: 'string', default: 'saves/run', doc: 'where metrics.jsonl, events.ndjson and checkpoints go' },
   { path: 'logging_steps', kind: 'int', min: 1, default: 10, doc: 'log every N optimizer steps' },
