@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ua::InitGenerate(env, exports);
   ua::InitConvert(env, exports);
   ua::InitComm(env, exports);
+  ua::InitMmap(env, exports);
   return exports;
 }
 }  // namespace

@@ -212,5 +212,6 @@ void InitModel(Napi::Env env, Napi::Object exports);      // bind_model*.cc: the
 void InitConvert(Napi::Env env, Napi::Object exports);    // bind_convert.cc: F16/BF16 -> F32
 void InitComm(Napi::Env env, Napi::Object exports);       // bind_comm.cc: Gloo communicator, Ulysses all-to-all
 void InitGenerate(Napi::Env env, Napi::Object exports);   // bind_generate.cc: KV-cache inference sessions (after InitModel)
+void InitMmap(Napi::Env env, Napi::Object exports);       // bind_mmap.cc: read-only file mappings (token cache)
 
 }  // namespace ua

@@ -36,6 +36,11 @@ export interface JobConfig {
   per_device_eval_batch_size: number;
   compute_accuracy: boolean;
   eval_on_each_dataset: boolean;
+  /** the token cache directory (null: output_dir/token_cache/<digest>) */
+  tokenized_path: string | null;
+  overwrite_cache: boolean;
+  /** tokenizer threads for the token cache (null: cores - 1) */
+  preprocessing_num_workers: number | null;
   output_dir: string;
   overwrite_output_dir: boolean;
   plot_loss: boolean;

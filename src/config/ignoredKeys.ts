@@ -7,7 +7,7 @@
  */
 const INFER = 'a generation setting this runtime does not use (chat reads do_sample, temperature, top_p, top_k, max_new_tokens and repetition_penalty)';
 const HUB = 'no model hub access: models are read from local safetensors + config.json';
-const WORKERS = 'data is prepared in-process by each rank';
+const WORKERS = 'the token cache is built by preprocessing_num_workers tokenizer threads; training reads it mapped, in process';
 const QUANT_DETAIL = 'only used with quantization_bit, which is refused';
 const MM = 'multimodal models are not supported (text-only Llama/Qwen)';
 const RAY = 'ranks are launched by ulysses-actors up, not Ray';
@@ -34,13 +34,10 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   ddp_timeout: 'collective timeouts are set by cluster.collective_timeout_s',
   ddp_find_unused_parameters: 'gradient reduction is explicit; there is no DDP wrapper',
   ddp_broadcast_buffers: 'gradient reduction is explicit; there is no DDP wrapper',
-  preprocessing_num_workers: WORKERS,
   preprocessing_batch_size: WORKERS,
   dataloader_num_workers: WORKERS,
   dataloader_pin_memory: WORKERS,
   dataloader_persistent_workers: WORKERS,
-  overwrite_cache: 'no tokenized-dataset cache is kept',
-  tokenized_path: 'no tokenized-dataset cache is kept',
   buffer_size: ONLY_WITH('streaming'),
   interleave_probs: ONLY_WITH('an interleave mix_strategy'),
   // output
@@ -134,7 +131,7 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
   predict_with_generate: 'prediction with generation is not implemented; evaluation (do_eval, eval_strategy) reports eval_loss',
   load_best_model_at_end: 'the final model is the last step\'s; pick the best checkpoint by eval_loss in metrics.jsonl (checkpoint-<step>/ are HF directories)',
   evaluation_strategy: 'renamed eval_strategy in transformers: use eval_strategy',
-  streaming: 'datasets are read whole from local files; remove it',
+  streaming: 'rows are always read as a stream into the token cache, which every rank then maps (there is no iterable dataset; streaming: false is accepted)',
   mix_strategy: 'datasets are concatenated in the order given (mix_strategy concat); interleaving is not implemented',
   fp16: 'fp16 is not supported: use bf16: true (fp32 master weights) or neither (fp32)',
   pure_bf16: 'pure bf16 (no fp32 master weights) is not supported: use bf16: true',

@@ -51,6 +51,9 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'neat_packing', kind: 'bool', default: false, doc: 'pack without cross-document attention (what packing always does here); true turns packing on' },
   { path: 'disable_shuffling', kind: 'bool', default: false, doc: 'read the training items in their order instead of a seeded shuffle per epoch' },
   { path: 'data_seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: null, nullable: true, doc: 'seed of the data order (null: seed)' },
+  { path: 'tokenized_path', kind: 'string', default: null, nullable: true, doc: 'token cache directory: loaded as it is when it holds one (the data keys are then ignored, as in LLaMA-Factory), else built there (null: output_dir/token_cache/<digest>)' },
+  { path: 'overwrite_cache', kind: 'bool', default: false, doc: 'rebuild the token cache in output_dir even when one of the same digest exists' },
+  { path: 'preprocessing_num_workers', kind: 'int', min: 1, default: null, nullable: true, doc: 'tokenizer threads that build the token cache (null: cores - 1, at least 1)' },
   // evaluation
   { path: 'do_eval', kind: 'bool', default: false, doc: 'evaluate once more after training and write eval_results.json (needs val_size or eval_dataset)' },
   { path: 'val_size', kind: 'number', min: 0, default: 0, doc: 'held-out share of the training items (0..1), or a count (> 1), split with seed' },

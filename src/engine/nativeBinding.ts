@@ -263,4 +263,10 @@ export interface NativeBinding {
   commUlysses(kind: number, h: CommHandle, out: F32, x: F32, s: number, H: number, d: number, iters: number): Promise<number>;
   ulyssesKvHeadsPerRank(Hkv: number, P: number): number;
   memcpyGbps(bytes: number, minSeconds: number): Promise<number>;
+
+  // bind_mmap.cc (synchronous: a mapping is a few system calls, no reading)
+  /** A private copy-on-write mapping of bytes [offset, offset + length) of a file opened read-only; offset page-aligned. */
+  mapFile(path: string, offset: number, length: number): ArrayBuffer;
+  /** Detaches and unmaps a buffer of mapFile now; false when it was already released. */
+  unmapFile(buffer: ArrayBuffer): boolean;
 }

@@ -16,6 +16,9 @@ const DTYPE_BYTES: Record<string, number> = {
   F8_E4M3: 1, F8_E5M2: 1,
 };
 
+/** The largest header accepted (HF's reader has the same bound): a corrupt length must not allocate gigabytes. */
+export const MAX_HEADER_BYTES = 100_000_000;
+
 /** Dtypes this engine converts to F32 on load. */
 export const LOADABLE_DTYPES = ['F32', 'F16', 'BF16'] as const;
 export type LoadableDType = (typeof LOADABLE_DTYPES)[number];
@@ -89,6 +92,8 @@ export function parseHeader(file: string, json: string, fileSize: number, dataSt
   for (const [name, raw] of Object.entries(obj as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad(file, 'bad header: __metadata__ must be an object');
+      const badValue = Object.entries(raw).find(([, v]) => typeof v !== 'string');
+      if (badValue) bad(file, `bad header: __metadata__ value of ${JSON.stringify(badValue[0])} must be a string, got ${JSON.stringify(badValue[1])}`);
       metadata = raw as Record<string, string>;
       continue;
     }
@@ -107,10 +112,35 @@ export function parseHeader(file: string, json: string, fileSize: number, dataSt
     const shape = e.shape as number[];
     const numel = shape.reduce((a, x) => a * x, 1);
     const want = numel * DTYPE_BYTES[e.dtype]!;
+    if (!Number.isSafeInteger(want)) bad(file, `tensor ${name}: shape [${shape.join(', ')}] of ${e.dtype} is too large (${want} bytes)`);
     if (en - b !== want) bad(file, `tensor ${name}: shape [${shape.join(', ')}] of ${e.dtype} needs ${want} bytes, data_offsets give ${en - b}`);
     tensors.set(name, { name, dtype: e.dtype, shape: [...shape], numel, begin: dataStart + b, end: dataStart + en });
   }
+  checkLayout(file, tensors, dataStart, dataLen);
   return { file, fileSize, dataStart, tensors, metadata };
+}
+
+/**
+ * The data section must be tiled exactly, as HF's reader demands: sorted by offset, every tensor
+ * starts where the previous one ends (the first at 0), and the last ends at the end of the file.
+ * Overlaps (two names over the same bytes), gaps (bytes nobody owns) and trailing bytes are
+ * refused, each naming both neighbours and their offsets.
+ */
+function checkLayout(file: string, tensors: ReadonlyMap<string, SafetensorsEntry>, dataStart: number, dataLen: number): void {
+  const order = [...tensors.values()].sort((x, y) => x.begin - y.begin || x.end - y.end);
+  const rel = (e: SafetensorsEntry) => `${e.name} [${e.begin - dataStart}, ${e.end - dataStart}]`;
+  let prev: SafetensorsEntry | null = null;
+  for (const e of order) {
+    const at = prev === null ? 0 : prev.end - dataStart;
+    const b = e.begin - dataStart;
+    if (b < at) bad(file, `tensor ${e.name}: data_offsets [${b}, ${e.end - dataStart}] overlap tensor ${rel(prev!)}`);
+    if (b > at) bad(file, `tensor ${e.name}: data_offsets [${b}, ${e.end - dataStart}] leave a gap of ${b - at} bytes after ${prev === null ? 'the start of the data section' : `tensor ${rel(prev)}`} (offsets must be contiguous)`);
+    prev = e;
+  }
+  const covered = prev === null ? 0 : prev.end - dataStart;
+  if (covered !== dataLen) {
+    bad(file, `the tensors cover ${covered} of the data section's ${dataLen} bytes (${dataLen - covered} trailing bytes after ${prev === null ? 'the header' : `tensor ${rel(prev)}`}; the offsets must cover the data exactly)`);
+  }
 }
 
 /** Reads and validates the header of a .safetensors file. */
@@ -127,8 +157,8 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
 function headerLength(file: string, prefix: Uint8Array, size: number): number {
   if (size < 8) bad(file, `truncated: ${size} bytes, too short for the 8-byte header length`);
   const len = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (len > BigInt(MAX_HEADER_BYTES)) bad(file, `bad header: header length ${len} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   if (len > BigInt(size - 8)) bad(file, `truncated: header length ${len} exceeds the ${size - 8} bytes after it`);
-  if (len > 100_000_000n) bad(file, `bad header: header length ${len} is implausibly large`);
   return Number(len);
 }
 

@@ -7,6 +7,7 @@
  */
 import type { JobConfig } from '../config/JobConfig.js';
 import { DataError } from './data/DataError.js';
+import type { ItemSource } from './data/ItemSource.js';
 import { prepareData, type DataConfig, type PreparedData } from './data/prepareData.js';
 import { epochPermutation } from './data/rng.js';
 import type { TextTokenizer } from './tokenizer/TextTokenizer.js';
@@ -16,15 +17,21 @@ import type { EvalSet } from './loop/Evaluator.js';
 const SPLIT_STREAM = 0x7e57;
 
 /** Items held out by val_size: `held` (in permutation order) and `train` (original order kept). */
-export function splitValidation<T>(items: readonly T[], valSize: number, seed: number): { train: T[]; held: T[] } {
-  if (valSize <= 0) return { train: [...items], held: [] };
+export function splitValidation<T>(items: ItemSource<T>, valSize: number, seed: number): { train: ItemSource<T>; held: T[] } {
+  if (valSize <= 0) return { train: items, held: [] };
   const n = valSize < 1 ? Math.ceil(valSize * items.length) : Math.round(valSize);
   if (n >= items.length) {
     throw new DataError(`val_size ${valSize} holds out ${n} of the ${items.length} prepared items, leaving none to train on`, { field: 'val_size' });
   }
   const perm = epochPermutation(items.length, seed, SPLIT_STREAM);
-  const heldIdx = new Set(Array.from(perm.subarray(0, n)));
-  return { train: items.filter((_, i) => !heldIdx.has(i)), held: Array.from(perm.subarray(0, n), (i) => items[i]!) };
+  const held = perm.subarray(0, n);
+  const isHeld = new Uint8Array(items.length);
+  for (const i of held) isHeld[i] = 1;
+  // the training items by index (a mapped token cache is never copied)
+  const trainIdx = new Uint32Array(items.length - n);
+  for (let i = 0, k = 0; i < items.length; i++) if (!isHeld[i]) trainIdx[k++] = i;
+  const train: ItemSource<T> = { length: trainIdx.length, at: (i) => (i >= 0 && i < trainIdx.length ? items.at(trainIdx[i]!) : undefined) };
+  return { train, held: Array.from(held, (i) => items.at(i)!) };
 }
 
 function asSet(name: string | null, p: PreparedData): EvalSet {

@@ -17,14 +17,17 @@ import { readModelConfig } from '../engine/modelConfig.js';
 import { configureThreads } from '../engine/threads.js';
 import { packageRoot } from '../util/packageRoot.js';
 import { checkpointDir, latestValidCheckpoint, resolveResume } from './checkpoint.js';
+import { appendAll } from './data/appendAll.js';
 import { buildSequences } from './data/sequences.js';
-import { prepareData, type DataConfig } from './data/prepareData.js';
+import type { ItemSource } from './data/ItemSource.js';
+import type { DataConfig } from './data/prepareData.js';
 import type { SftOptions } from './data/templates.js';
+import { prepareTokenCache, type CacheParty } from './data/tokenCache/prepareTokenCache.js';
 import { prepareEvalDatasets, splitValidation } from './evalData.js';
+import { loadTokenizer } from './tokenizer/index.js';
 import { JobEvaluation, writeEvalResults } from './jobEvaluation.js';
 import { Evaluator, type EvalSet } from './loop/Evaluator.js';
 import { recallTask, recallChance, type RecallOptions } from './data/recallTask.js';
-import { loadTokenizer } from './tokenizer/index.js';
 import { evaluateRecall, type RecallEval } from './loop/evaluateRecall.js';
 import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
@@ -33,6 +36,7 @@ import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
 import { recordRollback, rollbackScale } from './policyRollbacks.js';
+import { assertFits } from './resourceEstimate.js';
 import type { Workload, WorkloadContext } from './Workload.js';
 
 /**
@@ -93,9 +97,11 @@ export async function loadModel(dir: string, seed: number): Promise<Model> {
 
 interface JobData {
   /** pt/sft sequences (empty for dpo) */
-  items: PackedSequence[];
+  items: ItemSource<PackedSequence>;
   /** dpo: chosen/rejected pairs */
-  pairs?: PreferenceItem[];
+  pairs?: ItemSource<PreferenceItem>;
+  /** unmaps the token cache (absent for built-in tasks) */
+  close?: () => void;
   /** held-out items of a built-in task (absent for other datasets) */
   evalItems?: PackedSequence[];
   /** chance level of an exact answer on the built-in task */
@@ -112,7 +118,7 @@ export function templateOptionsOf(c: JobConfig): SftOptions {
 /** Whether the job evaluates at all (during training or at the end). */
 const evaluates = (c: JobConfig) => c.eval_strategy !== 'no' || c.do_eval;
 
-export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: number, dp = 1): Promise<JobData> {
+export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: number, party: CacheParty, dp = 1): Promise<JobData> {
   const task = c.dataset.length === 1 ? BUILTIN_TASKS[c.dataset[0]!] : undefined;
   if (task) {
     // Generated in slices with a yield in between: the rank keeps answering heartbeats.
@@ -122,7 +128,7 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
       for (let done = 0; done < n; ) {
         const slice = [];
         for (let i = 0; i < 16 && done < n; i++, done++) slice.push(gen.next().value!);
-        items.push(...buildSequences(slice, { cutoffLen: c.cutoff_len, packing: false, overflow: 'truncate' }));
+        appendAll(items, buildSequences(slice, { cutoffLen: c.cutoff_len, packing: false, overflow: 'truncate' }));
         await new Promise((r) => setImmediate(r));
       }
       return items;
@@ -134,16 +140,22 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
     const evalSets: EvalSet[] = evaluates(c) ? [{ name: null, kind: 'lm', items: evalItems }] : [];
     return { items: await recall(c.seed, c.max_samples ?? needed), evalItems, chance: recallChance(task), evalSets };
   }
-  const tok = await loadTokenizer(modelDir, vocabSize);
-  const base: DataConfig = { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions: templateOptionsOf(c) };
-  const prepared = prepareData(base, tok);
-  const evalSets = prepareEvalDatasets(c, base, tok);
-  if (prepared.kind === 'pairs') {
-    const s = splitValidation(prepared.items, c.val_size, c.seed);
-    return { items: [], pairs: s.train, evalSets: s.held.length ? [{ name: null, kind: 'preference', items: s.held }] : evalSets };
+  // Built once (rank 0, tokenizer threads) into a mapped cache that every rank reads by index.
+  const templateOptions = templateOptionsOf(c);
+  const { cache } = await prepareTokenCache(
+    { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize },
+    party,
+  );
+  const close = () => cache.close();
+  // eval_dataset: small held-out sets, prepared in memory as the training data is
+  const base: DataConfig = { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions };
+  const evalSets = c.eval_dataset.length ? prepareEvalDatasets(c, base, await loadTokenizer(modelDir, vocabSize)) : [];
+  if (cache.kind === 'pairs') {
+    const s = splitValidation(cache.pairs(), c.val_size, c.seed);
+    return { items: [], pairs: s.train, close, evalSets: s.held.length ? [{ name: null, kind: 'preference', items: s.held }] : evalSets };
   }
-  const s = splitValidation(prepared.items, c.val_size, c.seed);
-  return { items: s.train, evalSets: s.held.length ? [{ name: null, kind: 'lm', items: s.held }] : evalSets };
+  const s = splitValidation(cache.sequences(), c.val_size, c.seed);
+  return { items: s.train, close, evalSets: s.held.length ? [{ name: null, kind: 'lm', items: s.held }] : evalSets };
 }
 
 async function buildRuntime(ctx: WorkloadContext): Promise<ParallelRuntime> {
@@ -188,8 +200,10 @@ export const trainWorkload: Workload = async (ctx) => {
   }
   ctx.setPhase('rendezvous', false);
   const runtime = await buildRuntime(ctx);
+  let closeData: (() => void) | undefined;
   try {
     const modelDir = resolveModelDir(c.model_name_or_path);
+    assertFits(c, modelDir, ctx.localRanks);
     const model = await loadModel(modelDir, c.seed);
     model.nameOrPath = c.model_name_or_path;
     // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen; with
@@ -212,7 +226,9 @@ export const trainWorkload: Workload = async (ctx) => {
     }
     runtime.attachModel(model);
     ctx.setPhase('loading', true);
-    const data = await loadJobData(c, modelDir, model.config.vocabSize, runtime.dp);
+    const party: CacheParty = { rank: ctx.rank, world: ctx.world, store: ctx.store, signal: ctx.signal, info: (m) => log.info(m), warn: (m) => log.warn(m) };
+    const data = await loadJobData(c, modelDir, model.config.vocabSize, party, runtime.dp);
+    closeData = data.close;
     const resumeFrom = await chooseStart(ctx, c, runtime);
     const split = { seed: c.data_seed ?? c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size, shuffle: !c.disable_shuffling };
     const trainData = data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
@@ -269,6 +285,7 @@ export const trainWorkload: Workload = async (ctx) => {
     ctx.setPhase('done', false);
     return { step: result.step, finalHash: result.finalHash };
   } finally {
+    closeData?.();
     await runtime.close();
   }
 };

@@ -66,10 +66,10 @@ t.test('a malformed data row, a missing file and an unknown dataset fail check-c
   });
   const bad = check(['examples/tiny_pt.yaml', '--stage', 'sft', '--dataset', join(dir, 'bad.jsonl')]);
   t.equal(bad.status, 2);
-  t.match(bad.stderr, /bad\.jsonl, line 3: invalid JSON/);
+  t.match(bad.stderr, /bad\.jsonl, line 3, byte \d+: invalid JSON/);
   const field = check(['examples/tiny_pt.yaml', '--stage', 'sft', '--dataset', join(dir, 'nooutput.json')]);
   t.equal(field.status, 2);
-  t.match(field.stderr, /nooutput\.json, index 1, field 'output': is missing/);
+  t.match(field.stderr, /nooutput\.json, index 1, byte \d+, field 'output': is missing/);
   const gone = check(['examples/tiny_pt.yaml', '--stage', 'sft', '--dataset_dir', dir, '--dataset', 'gone']);
   t.equal(gone.status, 2);
   t.match(gone.stderr, /missing\.json: cannot read/);

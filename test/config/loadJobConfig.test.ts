@@ -47,9 +47,9 @@ t.test('precedence: defaults < file < env < flags, each layer naming its source'
 });
 
 t.test('LLaMA-Factory keys with no effect are listed as ignored with a reason, once each', async (t) => {
-  const text = 'do_train: true\ntrust_remote_code: true\nddp_timeout: 180000000\nreport_to: none\nflash_attn: auto\npreprocessing_num_workers: 16\nlearning_rate: 1.0e-4\n';
+  const text = 'do_train: true\ntrust_remote_code: true\nddp_timeout: 180000000\nreport_to: none\nflash_attn: auto\ndataloader_num_workers: 4\nlearning_rate: 1.0e-4\n';
   const job = loadJobConfig({ configPath: 'job.yaml', configText: text, env: {} });
-  t.same(job.ignored.map((i) => i.key), ['do_train', 'trust_remote_code', 'ddp_timeout', 'report_to', 'flash_attn', 'preprocessing_num_workers']);
+  t.same(job.ignored.map((i) => i.key), ['do_train', 'trust_remote_code', 'ddp_timeout', 'report_to', 'flash_attn', 'dataloader_num_workers']);
   for (const i of job.ignored) t.ok(i.reason.length > 10, `${i.key} has a reason: ${i.reason}`);
   t.equal(job.ignored[2]!.source, 'job.yaml:3');
 });

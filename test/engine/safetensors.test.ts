@@ -124,3 +124,23 @@ t.test('malformed files give ERR_SAFETENSORS naming the file and tensor; missing
   await t.rejects(writeSafetensors(join(dir, 'w.safetensors'), [{ name: 'a', shape: [3], data: new Float32Array(2) }]), { code: 'ERR_SHAPE' }, 'writer: shape/data mismatch');
   await t.rejects(writeSafetensors(join(dir, 'w.safetensors'), [{ name: 'a', shape: [1], data: new Float32Array(1) }, { name: 'a', shape: [1], data: new Float32Array(1) }]), { code: 'ERR_ARG' }, 'writer: duplicate name');
 });
+
+t.test('strict layout: offsets in order, contiguous, non-overlapping, covering the data exactly; a bounded header', async (t) => {
+  const f32 = (begin: number, n: number) => ({ dtype: 'F32', shape: [n], data_offsets: [begin, begin + 4 * n] });
+  const data = new Uint8Array(32);
+  // listed out of order but tiling the data exactly: accepted, each tensor at its own offsets
+  const ok = await readSafetensorsHeader(rawFile('order.safetensors', { b: f32(16, 4), a: f32(0, 4) }, data));
+  t.same([...ok.tensors.values()].map((e) => [e.name, e.begin - ok.dataStart, e.end - ok.dataStart]), [['b', 16, 32], ['a', 0, 16]]);
+  const z = await readSafetensorsHeader(rawFile('zero.safetensors', { a: f32(0, 8), e: { dtype: 'F32', shape: [0], data_offsets: [32, 32] } }, data));
+  t.equal(z.tensors.get('e')!.numel, 0, 'an empty tensor at the end is fine');
+  await t.rejects(readSafetensorsHeader(rawFile('overlap.safetensors', { a: f32(0, 6), b: f32(16, 4) }, data)), { code: 'ERR_SAFETENSORS', message: /overlap\.safetensors: tensor b: data_offsets \[16, 32\] overlap tensor a \[0, 24\]/ }, 'overlap');
+  await t.rejects(readSafetensorsHeader(rawFile('same.safetensors', { a: f32(0, 8), b: f32(0, 8) }, data)), { code: 'ERR_SAFETENSORS', message: /tensor b: data_offsets \[0, 32\] overlap tensor a \[0, 32\]/ }, 'two names over the same bytes');
+  await t.rejects(readSafetensorsHeader(rawFile('gap.safetensors', { a: f32(0, 2), b: f32(16, 4) }, data)), { code: 'ERR_SAFETENSORS', message: /tensor b: data_offsets \[16, 32\] leave a gap of 8 bytes after tensor a \[0, 8\]/ }, 'gap between tensors');
+  await t.rejects(readSafetensorsHeader(rawFile('late.safetensors', { a: f32(8, 6) }, data)), { code: 'ERR_SAFETENSORS', message: /tensor a: data_offsets \[8, 32\] leave a gap of 8 bytes after the start of the data section/ }, 'first tensor not at 0');
+  await t.rejects(readSafetensorsHeader(rawFile('tail.safetensors', { a: f32(0, 4) }, data)), { code: 'ERR_SAFETENSORS', message: /cover 16 of the data section's 32 bytes \(16 trailing bytes after tensor a \[0, 16\]/ }, 'trailing bytes');
+  await t.rejects(readSafetensorsHeader(rawFile('none.safetensors', {}, data)), { code: 'ERR_SAFETENSORS', message: /cover 0 of the data section's 32 bytes.*after the header/ }, 'data but no tensors');
+  await t.rejects(readSafetensorsHeader(rawFile('huge.safetensors', { a: { dtype: 'F32', shape: [2 ** 40, 2 ** 20], data_offsets: [0, 32] } }, data)), { code: 'ERR_SAFETENSORS', message: /tensor a: shape .* too large/ }, 'a shape whose byte count is not an exact integer');
+  await t.rejects(readSafetensorsHeader(rawFile('meta.safetensors', { __metadata__: { format: 1 }, a: f32(0, 8) }, data)), { code: 'ERR_SAFETENSORS', message: /__metadata__ value of "format" must be a string/ }, 'non-string metadata');
+  // a header length over the bound is refused before anything is allocated, even in a short file
+  await t.rejects(readSafetensorsHeader(rawFile('hbig.safetensors', { a: f32(0, 8) }, data, 100_000_001n)), { code: 'ERR_SAFETENSORS', message: /header length 100000001 exceeds the limit of 100000000 bytes/ }, 'header bound');
+});

@@ -13,6 +13,7 @@ const benches: Record<string, () => Promise<Benchmark>> = {
   alltoall: async () => (await import('../../../bench/alltoall.js')).alltoallBench,
   kernels: async () => (await import('../../../bench/kernels.js')).kernelsBench,
   control: async () => (await import('../../../bench/control.js')).controlBench,
+  data: async () => (await import('../../../bench/data.js')).dataBench,
 };
 
 export async function benchCommand(argv: string[]): Promise<number> {

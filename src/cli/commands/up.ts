@@ -12,9 +12,10 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
-import { bindProblem, createLaunchers, launcherKinds } from '../../actors/launchers/index.js';
+import { bindProblem, createLaunchers, isThisMachine, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
 import { clearOutputDir } from '../../config/outputDir.js';
+import { jobResourceProblems } from '../../train/jobResourceProblems.js';
 import { plotLoss } from '../../train/plot/plotLoss.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../../util/packageRoot.js';
@@ -73,6 +74,10 @@ export async function upCommand(argv: string[]): Promise<number> {
   const bad = bindProblem(hostList.map((h) => h.host), kinds, job.cluster.bindHost);
   if (bad) problems.push({ key: 'cluster.bind_address', value: job.cluster.bindHost, message: bad, fix: 'set --cluster.bind_address 0.0.0.0 (or this host\'s address) so agents can reach the coordinator' });
   const world = hostList.reduce((n, h) => n + h.slots.length, 0);
+  // memory first, from config.json's numbers alone: a model that cannot fit is refused before any parser allocates for it
+  const ranksHere = hostList.reduce((n, h) => n + (isThisMachine(h.host) ? h.slots.length : 0), 0);
+  if (workload === 'train' && ranksHere > 0) problems.push(...jobResourceProblems(job.config, ranksHere));
+  if (problems.length) throw new ConfigError(problems);
   // the model (heads vs sequence_parallel_size, tokenizer), the data, output_dir and the hosts, before anything starts
   const checked = await preflight({ job, hosts: hostList, hostfile: typeof command.nodes === 'string' ? command.nodes : undefined, kinds, workload });
   problems.unshift(...checked.problems);

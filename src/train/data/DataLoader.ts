@@ -9,6 +9,13 @@
  */
 import { epochPermutation } from './rng.js';
 import { DataError } from './DataError.js';
+import type { ItemSource } from './ItemSource.js';
+
+function identity(n: number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  return p;
+}
 
 export interface DataCursor {
   epoch: number;
@@ -26,7 +33,7 @@ export interface DataLoaderOptions {
 }
 
 export class DataLoader<T> {
-  readonly items: readonly T[];
+  readonly items: ItemSource<T>;
   readonly seed: number;
   readonly dp: number;
   readonly dpRank: number;
@@ -35,7 +42,7 @@ export class DataLoader<T> {
   private perm: Int32Array = new Int32Array(0);
   private cur: DataCursor = { epoch: 0, index: 0 };
 
-  constructor(items: readonly T[], opts: DataLoaderOptions) {
+  constructor(items: ItemSource<T>, opts: DataLoaderOptions) {
     this.items = items;
     this.seed = opts.seed;
     this.dp = opts.dp ?? 1;
@@ -69,7 +76,7 @@ export class DataLoader<T> {
   /** The permutation of an epoch (exposed for tests and for tools). */
   order(epoch: number): Int32Array {
     if (epoch !== this.epochNow) {
-      this.perm = this.shuffle ? epochPermutation(this.items.length, this.seed, epoch) : Int32Array.from(this.items.keys());
+      this.perm = this.shuffle ? epochPermutation(this.items.length, this.seed, epoch) : identity(this.items.length);
       this.epochNow = epoch;
     }
     return this.perm;
@@ -79,7 +86,7 @@ export class DataLoader<T> {
   next(): { item: T; epoch: number; index: number } {
     if (this.cur.index + this.dp > this.stepsPerEpoch * this.dp) this.cur = { epoch: this.cur.epoch + 1, index: 0 };
     const { epoch, index } = this.cur;
-    const item = this.items[this.order(epoch)[index + this.dpRank]!]!;
+    const item = this.items.at(this.order(epoch)[index + this.dpRank]!)!;
     this.cur = { epoch, index: index + this.dp };
     return { item, epoch, index: index + this.dpRank };
   }

@@ -7,12 +7,13 @@
 import type { DatasetSpec, Tags } from './datasetInfo.js';
 import { OPENAI_TAGS, SHAREGPT_TAGS } from './datasetInfo.js';
 import { DataError } from './DataError.js';
-import type { Row } from './readRows.js';
+import type { Row } from './rows/decodeRow.js';
 
 export type Stage = 'pt' | 'sft' | 'dpo';
 
 export interface Turn { user: string; assistant: string }
 
+/** Where an example came from (its row's byte offset is named by the errors of the row itself). */
 export interface Origin { file: string; row: number; rowKind: 'line' | 'index' }
 
 /** A conversation: optional system prompt, then user/assistant turns (each assistant is trained). */
@@ -32,7 +33,7 @@ type Obj = Record<string, unknown>;
 class RowCtx {
   constructor(readonly r: Row) {}
   fail(field: string | undefined, msg: string): never {
-    throw new DataError(msg, { file: this.r.file, row: this.r.row, rowKind: this.r.rowKind, field });
+    throw new DataError(msg, { file: this.r.file, row: this.r.row, rowKind: this.r.rowKind, offset: this.r.offset, field });
   }
   obj(): Obj {
     const v = this.r.value;
@@ -55,11 +56,13 @@ class RowCtx {
       return null;
     }
     if (!Array.isArray(v)) this.fail(field, 'must be an array of integers');
-    (v as unknown[]).forEach((x, i) => {
+    const a = v as unknown[];
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i];
       const ok = typeof x === 'number' && Number.isInteger(x) && (x >= 0 || (allowIgnore && x === -100));
       if (!ok) this.fail(`${field}[${i}]`, `must be a ${allowIgnore ? 'token id or -100' : 'non-negative token id'}, got ${JSON.stringify(x)}`);
-    });
-    return v as number[];
+    }
+    return a as number[];
   }
   origin(): Origin { return { file: this.r.file, row: this.r.row, rowKind: this.r.rowKind }; }
 }
@@ -69,30 +72,55 @@ export function isTokensRow(row: Row): boolean {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && 'input_ids' in (v as Obj);
 }
 
-/** Converts the rows of one dataset for one stage. */
-export function toExamples(rows: readonly Row[], spec: DatasetSpec, stage: Stage): Example[] {
-  if (rows.length === 0) return [];
-  if (isTokensRow(rows[0]!)) {
+/**
+ * How every row of one dataset is read, decided once from its first row (as LLaMA-Factory's
+ * dataset_info and column checks do): pre-tokenized, plain text (pt), or alpaca / ShareGPT with or
+ * without preference pairs.
+ */
+export type RowFormat =
+  | { kind: 'tokens' }
+  | { kind: 'text' }
+  | { kind: 'alpaca' | 'sharegpt'; ranking: boolean };
+
+export function detectFormat(first: Row, spec: DatasetSpec, stage: Stage): RowFormat {
+  if (isTokensRow(first)) {
     if (stage === 'dpo') throw new DataError('pre-tokenized rows are not supported for dpo', { file: spec.file });
-    return rows.map((r) => tokensRow(new RowCtx(r)));
+    return { kind: 'tokens' };
   }
-  if (stage === 'pt') return rows.map((r) => textRow(new RowCtx(r), spec));
-  const first = rows[0]!.value as Obj;
-  const sharegpt = spec.formatting === 'sharegpt' ||
-    (spec.formatting === 'auto' && first !== null && typeof first === 'object' && (spec.columns.messages in first || 'messages' in first));
-  const ranking = spec.ranking === 'auto'
-    ? first !== null && typeof first === 'object' && spec.columns.chosen in first && spec.columns.rejected in first
-    : spec.ranking;
+  if (stage === 'pt') return { kind: 'text' };
+  const v = first.value;
+  const obj = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : null;
+  const sharegpt = spec.formatting === 'sharegpt' || (spec.formatting === 'auto' && obj !== null && (spec.columns.messages in obj || 'messages' in obj));
+  const ranking = spec.ranking === 'auto' ? obj !== null && spec.columns.chosen in obj && spec.columns.rejected in obj : spec.ranking;
   if (stage === 'dpo' && !ranking) {
     throw new DataError(`dataset '${spec.name}' is not a preference dataset (set "ranking": true and give chosen/rejected)`, { file: spec.file });
   }
   if (stage === 'sft' && ranking) {
     throw new DataError(`dataset '${spec.name}' is a preference (ranking) dataset; use it with stage dpo`, { file: spec.file });
   }
-  return rows.map((r) => {
-    const c = new RowCtx(r);
-    return sharegpt ? sharegptRow(c, spec, ranking) : alpacaRow(c, spec, ranking);
-  });
+  return { kind: sharegpt ? 'sharegpt' : 'alpaca', ranking };
+}
+
+/** One row in the format of its dataset. */
+export function toExample(row: Row, format: RowFormat, spec: DatasetSpec): Example {
+  const c = new RowCtx(row);
+  switch (format.kind) {
+    case 'tokens':
+      return tokensRow(c);
+    case 'text':
+      return textRow(c, spec);
+    case 'sharegpt':
+      return sharegptRow(c, spec, format.ranking);
+    case 'alpaca':
+      return alpacaRow(c, spec, format.ranking);
+  }
+}
+
+/** Converts the rows of one dataset for one stage. */
+export function toExamples(rows: readonly Row[], spec: DatasetSpec, stage: Stage): Example[] {
+  if (rows.length === 0) return [];
+  const format = detectFormat(rows[0]!, spec, stage);
+  return rows.map((r) => toExample(r, format, spec));
 }
 
 function tokensRow(c: RowCtx): TokensExample {

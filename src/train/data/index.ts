@@ -27,16 +27,29 @@
  * - The default job's task: `recallTask({seed, n, seqLen})` yields byte-vocab SFT samples;
  *   `buildSequences(samples, {cutoffLen: seqLen, packing: false, overflow: 'truncate'})` makes the
  *   items; `scoreRecall(seq, argmaxPerPosition)` counts exact answers (chance: `recallChance`).
- * - Errors in the data are `DataError` (code ERR_DATA) naming file, row and field.
+ * - Errors in the data are `DataError` (code ERR_DATA) naming file, row, byte offset and field.
+ * - Training jobs do not call prepareData: `prepareTokenCache(job, party)` (tokenCache/) builds the
+ *   same items once into a mapped on-disk cache (worker threads, bounded memory) and every rank
+ *   reads them through `cache.sequences()` / `cache.pairs()` (ItemSource: length + at(i)).
  */
-export { DataError } from './DataError.js';
+export { DataError, type DataErrorWhere } from './DataError.js';
 export { resolveDatasets, type DatasetSpec } from './datasetInfo.js';
-export { readRows, type Row } from './readRows.js';
-export { toExamples, type Example, type Stage, type SftExample, type TextExample, type PairExample, type TokensExample } from './formats.js';
+export { readRows, streamRows, fileKind, type Row, type FileKind } from './readRows.js';
+export { rawRows, readChunks } from './rows/fileRows.js';
+export { decodeRow } from './rows/decodeRow.js';
+export { LineSplitter, isBlankLine } from './rows/LineSplitter.js';
+export { JsonArraySplitter } from './rows/JsonArraySplitter.js';
+export { MAX_ROW_BYTES, type RawRow } from './rows/RawRow.js';
+export { toExamples, toExample, detectFormat, type RowFormat, type Example, type Stage, type SftExample, type TextExample, type PairExample, type TokensExample } from './formats.js';
 export { TEMPLATES, IGNORE_INDEX, encodeSft, encodePair, encodeTurns, inferSeqLen, type TemplateName, type TemplateOptions, type SftOptions, type TokenizedSample, type TokenizedPair } from './templates.js';
 export { buildSequences, sequenceFromDocs, preferencePair, type Sequence, type PreferencePair, type PreferenceSequence, type PackOptions } from './sequences.js';
 export { shardForSequenceParallel, padSequence, validTokenCount, type Shard } from './shard.js';
 export { DataLoader, type DataCursor, type DataLoaderOptions } from './DataLoader.js';
 export { createRng, randomBelow, epochPermutation } from './rng.js';
-export { prepareData, tokenizeExample, type DataConfig, type PreparedData, type DataStats } from './prepareData.js';
+export { prepareData, tokenizeExample, packOptions, type DataConfig, type PreparedData, type DataStats } from './prepareData.js';
+export { encodeExample, type EncodedSample, type EncodeOptions } from './encodeExample.js';
+export { Packer } from './Packer.js';
+export { appendAll } from './appendAll.js';
+export type { ItemSource } from './ItemSource.js';
+export * from './tokenCache/index.js';
 export { recallTask, scoreRecall, addScores, recallChance, type RecallOptions, type RecallExample, type RecallScore } from './recallTask.js';

@@ -1,16 +1,21 @@
 /**
- * One call from job config to training items: resolve datasets, read rows (max_samples per
- * dataset, first rows kept as LLaMA-Factory does), normalize, tokenize with the template, and
- * build sequences (SFT/PT) or preference pairs (DPO). Deterministic and synchronous; every rank
- * runs it and gets identical items. It must never reorder data (the DataLoader shuffles).
+ * One synchronous call from job config to training items in memory: resolve datasets, stream
+ * their rows (max_samples per dataset, first rows kept as LLaMA-Factory does), normalize,
+ * tokenize with the template, and build sequences (SFT/PT) or preference pairs (DPO). For small
+ * datasets and tests; training jobs go through the token cache (tokenCache/), which runs the same
+ * per-row functions on worker threads and keeps the result on disk. Deterministic; it must never
+ * reorder data (the DataLoader shuffles) and never spread a data-sized array into a call.
  */
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
 import { resolveDatasets } from './datasetInfo.js';
 import { DataError } from './DataError.js';
-import { toExamples, type Example, type Stage } from './formats.js';
-import { readRows } from './readRows.js';
-import { buildSequences, preferencePair, type PreferencePair, type Sequence } from './sequences.js';
-import { encodePair, encodeSft, IGNORE_INDEX, type SftOptions, type TemplateName, type TokenizedSample } from './templates.js';
+import { encodeExample } from './encodeExample.js';
+import { detectFormat, toExample, type RowFormat, type Stage } from './formats.js';
+import { streamRows } from './readRows.js';
+import { buildSequences, preferencePair, type PackOptions, type PreferencePair, type Sequence } from './sequences.js';
+import { IGNORE_INDEX, type SftOptions, type TemplateName, type TokenizedSample } from './templates.js';
+
+export { tokenizeExample } from './encodeExample.js';
 
 export interface DataConfig {
   stage: Stage;
@@ -38,77 +43,49 @@ export type PreparedData =
   | { stage: 'pt' | 'sft'; kind: 'sequences'; items: Sequence[]; stats: DataStats }
   | { stage: 'dpo'; kind: 'pairs'; items: PreferencePair[]; stats: DataStats };
 
-function where(ex: Example): { file: string; row: number; rowKind: 'line' | 'index' } {
-  return ex.origin;
+/** The packing a job's data uses (LLaMA-Factory's defaults: pt packs and splits long documents). */
+export function packOptions(cfg: Pick<DataConfig, 'stage' | 'cutoffLen' | 'packing'>): PackOptions {
+  return { cutoffLen: cfg.cutoffLen, packing: cfg.packing ?? cfg.stage === 'pt', overflow: cfg.stage === 'pt' ? 'split' : 'truncate' };
 }
 
-function ptEos(tok: TextTokenizer, template: TemplateName): number {
-  if (template === 'llama3' && tok.kind === 'hf') {
-    const ids = tok.encode('<|end_of_text|>');
-    if (ids.length === 1) return ids[0]!;
-  }
-  return tok.eosId;
-}
-
-/** Tokenizes one PT/SFT example into an unshifted sample (pre-tokenized rows: cut only). */
-export function tokenizeExample(ex: Example, tok: TextTokenizer, template: TemplateName, cutoffLen: number, o: SftOptions = {}): TokenizedSample {
-  switch (ex.kind) {
-    case 'tokens': {
-      ex.inputIds.forEach((id, i) => {
-        if (id >= tok.vocabSize) throw new DataError(`token id ${id} does not fit vocab_size ${tok.vocabSize}`, { ...where(ex), field: `input_ids[${i}]` });
-      });
-      ex.labels?.forEach((id, i) => {
-        if (id !== IGNORE_INDEX && (id < 0 || id >= tok.vocabSize)) throw new DataError(`label ${id} is neither ${IGNORE_INDEX} (ignored) nor a token id below vocab_size ${tok.vocabSize}`, { ...where(ex), field: `labels[${i}]` });
-      });
-      const n = Math.min(cutoffLen, ex.inputIds.length);
-      return { inputIds: ex.inputIds.slice(0, n), labels: (ex.labels ?? ex.inputIds).slice(0, n) };
-    }
-    case 'text': {
-      // As LLaMA-Factory's PT processor: BOS when the tokenizer adds one, the text, EOS
-      // (`<|end_of_text|>` for the llama3 template, whose chat EOS is <|eot_id|>).
-      const ids = [...(tok.addBos && tok.bosId !== null ? [tok.bosId] : []), ...tok.encode(ex.text), ptEos(tok, template)];
-      return { inputIds: ids, labels: ids };
-    }
-    case 'sft':
-      return encodeSft(tok, template, ex, cutoffLen, o);
-    case 'pair':
-      throw new DataError('a preference pair cannot be used for pt/sft', where(ex));
-  }
+export function checkCutoff(cutoffLen: number): void {
+  if (!Number.isInteger(cutoffLen) || cutoffLen < 2) throw new DataError(`cutoff_len must be an integer >= 2, got ${cutoffLen}`, { field: 'cutoff_len' });
 }
 
 export function prepareData(cfg: DataConfig, tok: TextTokenizer): PreparedData {
-  if (!Number.isInteger(cfg.cutoffLen) || cfg.cutoffLen < 2) throw new DataError(`cutoff_len must be an integer >= 2, got ${cfg.cutoffLen}`, { field: 'cutoff_len' });
+  checkCutoff(cfg.cutoffLen);
   const specs = resolveDatasets(cfg.dataset, cfg.datasetDir);
-  const examples: Example[] = [];
+  const docs: TokenizedSample[] = [];
+  const pairs: PreferencePair[] = [];
   const datasets: DataStats['datasets'] = [];
+  const opts = { stage: cfg.stage, template: cfg.template, cutoffLen: cfg.cutoffLen, templateOptions: cfg.templateOptions };
+  let examples = 0;
   for (const spec of specs) {
-    const exs = toExamples(readRows(spec.file, cfg.maxSamples ?? null), spec, cfg.stage);
-    datasets.push({ name: spec.name, file: spec.file, examples: exs.length });
-    examples.push(...exs);
+    let format: RowFormat | null = null;
+    let n = 0;
+    for (const row of streamRows(spec.file, cfg.maxSamples ?? null)) {
+      format ??= detectFormat(row, spec, cfg.stage);
+      const enc = encodeExample(toExample(row, format, spec), tok, opts);
+      if (enc.kind === 'pair') pairs.push(preferencePair(enc.prompt, enc.chosen, enc.rejected));
+      else docs.push(enc);
+      n++;
+    }
+    datasets.push({ name: spec.name, file: spec.file, examples: n });
+    examples += n;
   }
-  if (examples.length === 0) throw new DataError(`the datasets ${cfg.dataset.join(', ')} hold no rows`, { field: 'dataset' });
-  const stats: DataStats = { datasets, examples: examples.length, items: 0, tokens: 0, supervisedTokens: 0 };
-  const count = (labels: Int32Array, n: number): void => {
-    stats.tokens += n;
-    for (const l of labels) if (l !== -100) stats.supervisedTokens++;
+  if (examples === 0) throw new DataError(`the datasets ${cfg.dataset.join(', ')} hold no rows`, { field: 'dataset' });
+  const stats: DataStats = { datasets, examples, items: 0, tokens: 0, supervisedTokens: 0 };
+  const count = (labels: Int32Array): void => {
+    stats.tokens += labels.length;
+    for (const l of labels) if (l !== IGNORE_INDEX) stats.supervisedTokens++;
   };
   if (cfg.stage === 'dpo') {
-    const items = examples.map((ex) => {
-      if (ex.kind !== 'pair') throw new DataError('stage dpo needs chosen/rejected pairs', where(ex));
-      const p = encodePair(tok, cfg.template, ex, cfg.cutoffLen, cfg.templateOptions);
-      return preferencePair(p.prompt, p.chosen, p.rejected);
-    });
-    for (const it of items) { count(it.chosen.labels, it.chosen.tokens.length); count(it.rejected.labels, it.rejected.tokens.length); }
-    stats.items = items.length;
-    return { stage: 'dpo', kind: 'pairs', items, stats };
+    for (const it of pairs) { count(it.chosen.labels); count(it.rejected.labels); }
+    stats.items = pairs.length;
+    return { stage: 'dpo', kind: 'pairs', items: pairs, stats };
   }
-  const samples = examples.map((ex) => tokenizeExample(ex, tok, cfg.template, cfg.cutoffLen, cfg.templateOptions));
-  const items = buildSequences(samples, {
-    cutoffLen: cfg.cutoffLen,
-    packing: cfg.packing ?? cfg.stage === 'pt',
-    overflow: cfg.stage === 'pt' ? 'split' : 'truncate',
-  });
-  for (const s of items) count(s.labels, s.tokens.length);
+  const items = buildSequences(docs, packOptions(cfg));
+  for (const s of items) count(s.labels);
   stats.items = items.length;
   return { stage: cfg.stage, kind: 'sequences', items, stats };
 }

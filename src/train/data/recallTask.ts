@@ -11,6 +11,7 @@
  * spaces, so filler can never contain a key, a value or a separator. Chance level of an exact
  * answer is 10^-valueLen.
  */
+import { appendAll } from './appendAll.js';
 import { createRng, randomBelow } from './rng.js';
 import { IGNORE_INDEX, type TokenizedSample } from './templates.js';
 import type { Sequence } from './sequences.js';
@@ -135,29 +136,31 @@ export function* recallTask(opts: RecallOptions): Generator<RecallExample> {
     for (let p = 0; p < pairs; p++) {
       const [base, seg] = p < headPairs ? [p * headSeg, headSeg] : [head + (p - headPairs) * tailSeg, tailSeg];
       const at = base + 1 + randomBelow(rnd, seg - pairLen - 1);
-      hay.splice(at, pairLen, ...ascii(`${keys[p]}=${values[p]};`));
+      // the pair overwrites pairLen filler tokens (the haystack keeps its length)
+      const pair = ascii(`${keys[p]}=${values[p]};`);
+      for (let i = 0; i < pairLen; i++) hay[at + i] = pair[i]!;
       needleAt.push(1 + at);
     }
-    const inputIds = [bos, ...hay];
+    const inputIds = appendAll([bos], hay);
     const labels = inputIds.map(() => IGNORE_INDEX);
     const asked: RecallQuery[] = [];
     for (let q = 0; q < queries; q++) {
       const p = order[q]!;
       const question = ascii(`\n?${keys[p]}=`);
-      inputIds.push(...question);
-      labels.push(...question.map(() => IGNORE_INDEX));
+      appendAll(inputIds, question);
+      appendAll(labels, question.map(() => IGNORE_INDEX));
       asked.push({ key: keys[p]!, value: values[p]!, needlePos: needleAt[p]!, answerPos: inputIds.length });
       const answer = [...ascii(values[p]!), ...(withEos ? [eos] : [])];
-      inputIds.push(...answer);
-      labels.push(...answer);
+      appendAll(inputIds, answer);
+      appendAll(labels, answer);
     }
     if (repeats > 0) {
       const gaps = Array.from({ length: repeats }, () => randomBelow(rnd, repeatGap + 1));
       const spare = repeats * repeatGap - gaps.reduce((a, g) => a + g, 0);
       const filler = (n: number) => {
         const f = ascii(pick(FILLER, n));
-        inputIds.push(...f);
-        labels.push(...f.map(() => IGNORE_INDEX));
+        appendAll(inputIds, f);
+        appendAll(labels, f.map(() => IGNORE_INDEX));
       };
       filler(spare);
       const first = order[0]!;
@@ -165,8 +168,8 @@ export function* recallTask(opts: RecallOptions): Generator<RecallExample> {
       const answer = ascii(values[first]!);
       for (const g of gaps) {
         filler(g);
-        inputIds.push(...question, ...answer);
-        labels.push(...question.map(() => IGNORE_INDEX), ...(superviseRepeats ? answer : answer.map(() => IGNORE_INDEX)));
+        appendAll(appendAll(inputIds, question), answer);
+        appendAll(appendAll(labels, question.map(() => IGNORE_INDEX)), superviseRepeats ? answer : answer.map(() => IGNORE_INDEX));
       }
     }
     yield { inputIds, labels, ...asked[0]!, queries: asked };

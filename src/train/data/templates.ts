@@ -28,6 +28,7 @@
  *            message, as LLaMA-Factory's Llama2Template does), assistant ` {c}` EOS.
  */
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
+import { appendAll } from './appendAll.js';
 import type { PairExample, SftExample, Turn } from './formats.js';
 
 export type TemplateName = 'default' | 'llama3' | 'qwen' | 'qwen3' | 'qwen3_nothink' | 'chatml' | 'mistral';
@@ -113,7 +114,7 @@ export const TEMPLATES: Record<TemplateName, Template> = {
 function encodeSlots(tok: TextTokenizer, slots: Slot[]): number[] {
   const out: number[] = [];
   let text = '';
-  const flush = (): void => { if (text.length > 0) out.push(...tok.encode(text)); text = ''; };
+  const flush = (): void => { if (text.length > 0) appendAll(out, tok.encode(text)); text = ''; };
   for (const s of slots) {
     if (typeof s === 'string') { text += s; continue; }
     flush();
@@ -147,11 +148,11 @@ export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: stri
     const prompt: Slot[] = [];
     let user = turn.user;
     if (i === 0) {
-      prompt.push(...t.prefix);
+      appendAll(prompt, t.prefix);
       if (sys && t.systemInUser) user = (t.system(sys) as string[]).join('') + user;
-      else if (sys) prompt.push(...t.system(sys));
+      else if (sys) appendAll(prompt, t.system(sys));
     } else if (t.separator) prompt.push(t.separator);
-    prompt.push(...t.user(user));
+    appendAll(prompt, t.user(user));
     const last = i === turns.length - 1;
     let answer = turn.assistant;
     // The thoughts of history answers are context (one-turn encoding, mask_history); thinking off drops all.
@@ -161,8 +162,8 @@ export function encodeTurns(tok: TextTokenizer, name: TemplateName, system: stri
     if (th && (!historyLoses || last) && !answer.includes(th.open.trim()) && !answer.includes(th.close.trim())) {
       const empty = encodeSlots(tok, [th.open + th.close]);
       // thinking on: the empty thought is a target; off: context at the end of the prompt
-      if (thinking) response = [...empty, ...response];
-      else promptIds = [...promptIds, ...empty];
+      if (thinking) response = appendAll(empty, response);
+      else promptIds = appendAll(promptIds, empty);
     }
     return [promptIds, response];
   });
@@ -219,7 +220,7 @@ export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<Pair
   const encR = encodeTurns(tok, name, ex.system, turnsR, true, o);
   const prompt: number[] = [];
   // History turns are prompt: their answers are context, never trained in DPO.
-  for (const [s, r] of encC) prompt.push(...s, ...r);
+  for (const [s, r] of encC) appendAll(appendAll(prompt, s), r);
   prompt.splice(prompt.length - encC[encC.length - 1]![1].length);
   let chosen = encC[encC.length - 1]![1];
   let rejected = encR[encR.length - 1]![1];

@@ -7,9 +7,10 @@
  * collectives stay in step. Must never depend on time or process identity beyond (dp, dpRank).
  */
 import { DataLoader } from '../data/DataLoader.js';
+import type { ItemSource } from '../data/ItemSource.js';
 import type { PackedSequence, TrainData } from './sequences.js';
 
-export function replicaData<T = PackedSequence>(items: readonly T[], o: { seed: number; dp: number; dpRank: number; batch: number; shuffle?: boolean }): TrainData<T> {
+export function replicaData<T = PackedSequence>(items: ItemSource<T>, o: { seed: number; dp: number; dpRank: number; batch: number; shuffle?: boolean }): TrainData<T> {
   const loader = new DataLoader(items, { seed: o.seed, dp: o.dp, dpRank: o.dpRank, shuffle: o.shuffle ?? true });
   const batchesPerEpoch = Math.floor(items.length / (o.dp * o.batch));
   if (batchesPerEpoch < 1) {
@@ -19,7 +20,7 @@ export function replicaData<T = PackedSequence>(items: readonly T[], o: { seed: 
     batchesPerEpoch,
     microBatch(epoch, index) {
       const perm = loader.order(epoch);
-      return Array.from({ length: o.batch }, (_, b) => items[perm[(index * o.batch + b) * o.dp + o.dpRank]!]!);
+      return Array.from({ length: o.batch }, (_, b) => items.at(perm[(index * o.batch + b) * o.dp + o.dpRank]!)!);
     },
   };
 }

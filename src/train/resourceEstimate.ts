@@ -1,0 +1,163 @@
+/**
+ * Memory a training rank will need, estimated before anything starts, against what this machine
+ * has: parameters x bytes (weights, bf16 copies, gradients, AdamW moments, DPO's reference copy)
+ * plus an activations estimate for cutoff_len under sequence parallelism, with and without
+ * per-layer checkpointing. A job that cannot fit is refused with the numbers (exit 2 from `up`, a
+ * deterministic ERR_CONFIG from a rank on a host whose memory `up` cannot see).
+ *
+ * It reads the raw config.json numbers itself, before the engine's parser: a config with
+ * `num_hidden_layers: 1e9` must be refused here, not by a parser or an allocation that blocks a
+ * rank's event loop. Must never allocate in proportion to the model: arithmetic only.
+ */
+import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { ConfigProblem } from '../config/ConfigError.js';
+import type { JobConfig } from '../config/JobConfig.js';
+
+/** The shape numbers that decide memory (config.json's, HF names in the comments). */
+export interface ModelDims {
+  vocab: number; // vocab_size
+  hidden: number; // hidden_size
+  intermediate: number; // intermediate_size
+  layers: number; // num_hidden_layers
+  heads: number; // num_attention_heads
+  kvHeads: number; // num_key_value_heads (default: heads)
+  headDim: number; // head_dim (default: hidden / heads)
+  tied: boolean; // tie_word_embeddings
+}
+
+export interface EstimateInput {
+  dims: ModelDims;
+  finetuning: 'full' | 'lora';
+  loraRank: number;
+  stage: 'pt' | 'sft' | 'dpo';
+  bf16: boolean;
+  cutoffLen: number;
+  sp: number;
+  batch: number;
+}
+
+export interface RankEstimate {
+  params: number;
+  trainable: number;
+  /** named parts in bytes, activations without checkpointing (what training runs) */
+  parts: { name: string; bytes: number }[];
+  totalBytes: number;
+  /** the activations part if per-layer checkpointing were on */
+  checkpointedActivationBytes: number;
+}
+
+const KEYS: Record<Exclude<keyof ModelDims, 'tied' | 'kvHeads' | 'headDim'>, string> = {
+  vocab: 'vocab_size', hidden: 'hidden_size', intermediate: 'intermediate_size', layers: 'num_hidden_layers', heads: 'num_attention_heads',
+};
+
+/** The dims of a parsed config.json, or the first problem (a key and what is wrong with it). */
+export function modelDimsOf(hf: Record<string, unknown>): ModelDims | { key: string; message: string } {
+  const int = (k: string, fallback?: number): number | string => {
+    const v = hf[k] ?? fallback;
+    return typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : `expected a positive integer, got ${JSON.stringify(v)}`;
+  };
+  const out: Record<string, number> = {};
+  for (const [field, key] of Object.entries(KEYS)) {
+    const v = int(key);
+    if (typeof v === 'string') return { key, message: v };
+    out[field] = v;
+  }
+  const kv = int('num_key_value_heads', out.heads);
+  if (typeof kv === 'string') return { key: 'num_key_value_heads', message: kv };
+  const hd = int('head_dim', Math.floor(out.hidden! / out.heads!) || 1);
+  if (typeof hd === 'string') return { key: 'head_dim', message: hd };
+  return { vocab: out.vocab!, hidden: out.hidden!, intermediate: out.intermediate!, layers: out.layers!, heads: out.heads!, kvHeads: kv, headDim: hd, tied: hf.tie_word_embeddings === true };
+}
+
+/** The seven linear layers of a decoder layer as [in, out]. */
+function linears(d: ModelDims): [number, number][] {
+  const q = d.heads * d.headDim;
+  const kv = d.kvHeads * d.headDim;
+  return [[d.hidden, q], [d.hidden, kv], [d.hidden, kv], [q, d.hidden], [d.hidden, d.intermediate], [d.hidden, d.intermediate], [d.intermediate, d.hidden]];
+}
+
+/** Parameters of a Llama-family model (biases and q/k norms are noise at this scale and left out). */
+export function paramCount(d: ModelDims): number {
+  const perLayer = linears(d).reduce((a, [i, o]) => a + i * o, 0) + 2 * d.hidden;
+  return d.vocab * d.hidden * (d.tied ? 1 : 2) + d.layers * perLayer + d.hidden;
+}
+
+export function estimateRankMemory(x: EstimateInput): RankEstimate {
+  const d = x.dims;
+  const params = paramCount(d);
+  const trainable = x.finetuning === 'lora' ? d.layers * linears(d).reduce((a, [i, o]) => a + x.loraRank * (i + o), 0) : params;
+  const act = x.bf16 ? 2 : 4;
+  // this rank's tokens: the sequence split over sp (Ulysses keeps every activation sharded:
+  // attention sees the whole sequence but heads / sp of it); dpo runs chosen and rejected
+  const tokens = Math.ceil(x.cutoffLen / x.sp) * x.batch * (x.stage === 'dpo' ? 2 : 1);
+  // what backward keeps per token and layer: norms and residuals, q/k/v, attention output and
+  // its softmax statistics, the MLP's gate/up/activation/down input
+  const perTokenLayer = 4 * d.hidden + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + d.heads + 4 * d.intermediate;
+  const activations = tokens * (d.layers * perTokenLayer * act + 2 * d.vocab * 4); // + logits and their gradient (fp32)
+  const checkpointed = tokens * (d.layers * d.hidden * act + perTokenLayer * act + 2 * d.vocab * 4);
+  const parts = [
+    { name: 'weights (fp32)', bytes: params * 4 },
+    ...(x.bf16 ? [{ name: 'bf16 weight copies', bytes: params * 2 }] : []),
+    { name: `gradients (${trainable} trainable)`, bytes: trainable * 4 },
+    { name: 'AdamW moments', bytes: trainable * 8 },
+    ...(x.stage === 'dpo' && x.finetuning === 'full' ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
+    { name: `activations (${tokens} tokens of cutoff_len ${x.cutoffLen} / sp ${x.sp}, no checkpointing)`, bytes: activations },
+  ];
+  return { params, trainable, parts, totalBytes: parts.reduce((a, p) => a + p.bytes, 0), checkpointedActivationBytes: checkpointed };
+}
+
+/** Memory this process may use: the machine's, or its cgroup's limit when lower. */
+export function machineMemory(): { bytes: number; source: string } {
+  let best = { bytes: totalmem(), source: 'os.totalmem()' };
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    const v = Number(text);
+    if (Number.isFinite(v) && v > 0 && v < best.bytes) best = { bytes: v, source: `the cgroup limit (${file})` };
+  }
+  return best;
+}
+
+export function formatBytes(b: number): string {
+  if (b >= 1e21) return `${b.toExponential(2)} B`;
+  for (const [unit, size] of [['EB', 1e18], ['PB', 1e15], ['TB', 1e12], ['GB', 1e9], ['MB', 1e6], ['kB', 1e3]] as const) if (b >= size) return `${(b / size).toFixed(1)} ${unit}`;
+  return `${b} B`;
+}
+
+/**
+ * Problems (none when it fits) of running `ranksHere` ranks of the job on a machine with
+ * `memory`. A config.json that cannot be read is left to the other checks.
+ */
+export function resourceProblems(c: JobConfig, modelDir: string, ranksHere: number, memory: { bytes: number; source: string }): ConfigProblem[] {
+  let hf: unknown;
+  try {
+    hf = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8'));
+  } catch {
+    return [];
+  }
+  if (typeof hf !== 'object' || hf === null || Array.isArray(hf)) return [];
+  const dims = modelDimsOf(hf as Record<string, unknown>);
+  if ('key' in dims) return [{ key: 'model_name_or_path', value: modelDir, message: `config.json ${dims.key}: ${dims.message}`, fix: 'give a valid HF config.json' }];
+  const e = estimateRankMemory({ dims, finetuning: c.finetuning_type, loraRank: c.lora_rank, stage: c.stage, bf16: c.bf16, cutoffLen: c.cutoff_len, sp: c.sequence_parallel_size, batch: c.per_device_train_batch_size });
+  const need = e.totalBytes * ranksHere;
+  if (need <= memory.bytes) return [];
+  const parts = e.parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(' + ');
+  return [{
+    key: 'model_name_or_path',
+    value: modelDir,
+    message: `cannot fit in memory: ${ranksHere} rank(s) here x ${formatBytes(e.totalBytes)} each = ${formatBytes(need)}, but ${memory.source} is ${formatBytes(memory.bytes)}. Per rank, for ${e.params.toExponential(3)} parameters (${dims.layers} layers, hidden ${dims.hidden}): ${parts} (activations with per-layer checkpointing would be ${formatBytes(e.checkpointedActivationBytes)})`,
+    fix: 'use a smaller model, fewer ranks per host, a shorter cutoff_len, a larger sequence_parallel_size or finetuning_type: lora',
+  }];
+}
+
+/** The check as a rank runs it, on its own host (whose memory `up` may not see): throws ERR_CONFIG. */
+export function assertFits(c: JobConfig, modelDir: string, ranksHere: number): void {
+  const [p] = resourceProblems(c, modelDir, ranksHere, machineMemory());
+  if (p) throw Object.assign(new Error(`${p.key} ${String(p.value)}: ${p.message}; fix: ${p.fix}`), { code: 'ERR_CONFIG' });
+}
