@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/attention.h"
+#include "kernels/attention_bf16.h"
 #include "kernels/lm_head_ce.h"
 #include "napi_util.h"
 
@@ -91,6 +92,60 @@ Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
         {dq.js, dk.js, dv.js, dout.js, q.js, k.js, v.js, out.js, lse.js, a.docs.js});
   });
 }
+
+// flashAttentionForwardBf16(out, lse, q, k, v, docLens|null, s, H, Hkv, d, causal, scale[, window]):
+// out, q, k, v are bf16 bit patterns (Uint16Array), lse fp32.
+Napi::Value FlashForwardBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    AttnArgs a = GetAttnArgs(info, 5);
+    const AttnShape sh = a.sh;
+    if (sh.d % 2 != 0) Fail("ERR_SHAPE", "d: bf16 attention needs an even head dim, got " + std::to_string(sh.d));
+    const int64_t nq = sh.s * sh.H * sh.d, nkv = sh.s * sh.Hkv * sh.d;
+    auto out = GetArray<uint16_t>(info, 0, "out", nq);
+    auto lse = GetArray<float>(info, 1, "lse", sh.H * sh.s);
+    auto q = GetArray<uint16_t>(info, 2, "q", nq);
+    auto k = GetArray<uint16_t>(info, 3, "k", nkv);
+    auto v = GetArray<uint16_t>(info, 4, "v", nkv);
+    uint16_t* o = out.data;
+    float* l = lse.data;
+    const uint16_t *qp = q.data, *kp = k.data, *vp = v.data;
+    const int32_t* docs = a.docs.data;
+    const int64_t nd = a.docs.length;
+    return RunAsync(
+        info.Env(), [=] { flash_attention_forward_bf16(o, l, qp, kp, vp, docs, nd, sh); }, nullptr,
+        {out.js, lse.js, q.js, k.js, v.js, a.docs.js});
+  });
+}
+
+// flashAttentionBackwardBf16(dq, dk, dv, dout, q, k, v, out, lse, docLens|null, s, H, Hkv, d, causal, scale[, window]):
+// gradients and lse fp32, the rest bf16 bit patterns.
+Napi::Value FlashBackwardBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    AttnArgs a = GetAttnArgs(info, 9);
+    const AttnShape sh = a.sh;
+    if (sh.d % 2 != 0) Fail("ERR_SHAPE", "d: bf16 attention needs an even head dim, got " + std::to_string(sh.d));
+    const int64_t nq = sh.s * sh.H * sh.d, nkv = sh.s * sh.Hkv * sh.d;
+    auto dq = GetArray<float>(info, 0, "dq", nq);
+    auto dk = GetArray<float>(info, 1, "dk", nkv);
+    auto dv = GetArray<float>(info, 2, "dv", nkv);
+    auto dout = GetArray<uint16_t>(info, 3, "dout", nq);
+    auto q = GetArray<uint16_t>(info, 4, "q", nq);
+    auto k = GetArray<uint16_t>(info, 5, "k", nkv);
+    auto v = GetArray<uint16_t>(info, 6, "v", nkv);
+    auto out = GetArray<uint16_t>(info, 7, "out", nq);
+    auto lse = GetArray<float>(info, 8, "lse", sh.H * sh.s);
+    float *gq = dq.data, *gk = dk.data, *gv = dv.data;
+    const uint16_t *go = dout.data, *qp = q.data, *kp = k.data, *vp = v.data, *op = out.data;
+    const float* lp = lse.data;
+    const int32_t* docs = a.docs.data;
+    const int64_t nd = a.docs.length;
+    return RunAsync(
+        info.Env(), [=] { flash_attention_backward_bf16(gq, gk, gv, go, qp, kp, vp, op, lp, docs, nd, sh); }, nullptr,
+        {dq.js, dk.js, dv.js, dout.js, q.js, k.js, v.js, out.js, lse.js, a.docs.js});
+  });
+}
+
+Napi::Value AttnBf16Impl(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), attention_bf16_impl()); }
 
 // attentionReference(out, q, k, v, docLens|null, s, H, Hkv, d, causal, scale[, window]) -> Promise<void>
 Napi::Value AttnReference(const Napi::CallbackInfo& info) {
@@ -203,6 +258,9 @@ Napi::Value CeBackward(const Napi::CallbackInfo& info) {
 void InitAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("flashAttentionForward", Napi::Function::New(env, FlashForward, "flashAttentionForward"));
   exports.Set("flashAttentionBackward", Napi::Function::New(env, FlashBackward, "flashAttentionBackward"));
+  exports.Set("flashAttentionForwardBf16", Napi::Function::New(env, FlashForwardBf16, "flashAttentionForwardBf16"));
+  exports.Set("flashAttentionBackwardBf16", Napi::Function::New(env, FlashBackwardBf16, "flashAttentionBackwardBf16"));
+  exports.Set("attentionBf16Impl", Napi::Function::New(env, AttnBf16Impl, "attentionBf16Impl"));
   exports.Set("attentionReference", Napi::Function::New(env, AttnReference, "attentionReference"));
   exports.Set("attentionScratchPeak", Napi::Function::New(env, ScratchPeak, "attentionScratchPeak"));
   exports.Set("attentionResetScratchPeak", Napi::Function::New(env, ResetScratchPeak, "attentionResetScratchPeak"));

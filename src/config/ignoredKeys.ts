@@ -109,7 +109,6 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   enable_liger_kernel: KERNELS,
   torch_compile: KERNELS,
   tf32: 'CPU training does not use TF32',
-  fp16: 'fp16 is not supported; use bf16 or fp32',
   pure_bf16: 'bf16 selects the precision; there is no pure-bf16 mode',
   gradient_checkpointing: 'activation memory is managed by the engine',
   disable_gradient_checkpointing: 'activation memory is managed by the engine',
@@ -178,6 +177,7 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
  * ignoring them would change what is trained. A null/false value is accepted as ignored.
  */
 export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
+  fp16: 'fp16 mixed precision is not implemented; use bf16: true (bf16 weights and products, fp32 master weights) or fp32',
   adapter_name_or_path: 'starting from an existing LoRA adapter is not implemented; merge it into the base weights first',
   rope_scaling: 'RoPE scaling is not implemented (long context comes from sequence parallelism)',
   ref_model: 'a separate DPO reference model is not supported; the reference is the frozen starting weights',

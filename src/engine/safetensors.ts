@@ -187,11 +187,18 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** A tensor to write: F32 data, or BF16 bit patterns (a Uint16Array, e.g. from toBf16). */
+export interface WritableTensor {
+  name: string;
+  shape: readonly number[];
+  data: Float32Array | Uint16Array;
+}
+
 /**
- * Writes F32 tensors (in the given order) to `file`, through a temporary file renamed at the end
- * so a torn write never leaves a valid-looking file.
+ * Writes F32 (Float32Array) and BF16 (Uint16Array) tensors, in the given order, to `file`,
+ * through a temporary file renamed at the end so a torn write never leaves a valid-looking file.
  */
-export async function writeSafetensors(file: string, tensors: readonly NamedTensor[], metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(file: string, tensors: readonly WritableTensor[], metadata: Record<string, string> = {}): Promise<void> {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
@@ -200,11 +207,13 @@ export async function writeSafetensors(file: string, tensors: readonly NamedTens
     if (names.has(t.name)) throw new EngineError('ERR_ARG', `writeSafetensors: duplicate tensor name ${t.name}`);
     names.add(t.name);
     const numel = t.shape.reduce((a, x) => a * x, 1);
-    if (!(t.data instanceof Float32Array) || t.data.length !== numel) {
-      throw new EngineError('ERR_SHAPE', `writeSafetensors: tensor ${t.name}: shape [${t.shape.join(', ')}] needs ${numel} floats`);
+    const bf16 = t.data instanceof Uint16Array;
+    if (!(bf16 || t.data instanceof Float32Array) || t.data.length !== numel) {
+      throw new EngineError('ERR_SHAPE', `writeSafetensors: tensor ${t.name}: shape [${t.shape.join(', ')}] needs ${numel} ${bf16 ? 'bf16 values' : 'floats'}`);
     }
-    header[t.name] = { dtype: 'F32', shape: [...t.shape], data_offsets: [offset, offset + numel * 4] };
-    offset += numel * 4;
+    const bytes = numel * (bf16 ? 2 : 4);
+    header[t.name] = { dtype: bf16 ? 'BF16' : 'F32', shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((Buffer.byteLength(json) + 8) % 8)) % 8);  // data section 8-byte aligned

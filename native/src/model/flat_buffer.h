@@ -38,5 +38,11 @@ inline void ParallelZero(float* dst, int64_t count) {
   }
 }
 
+// dst[i] += src[i]
+inline void ParallelAdd(float* dst, const float* src, int64_t count) {
+#pragma omp parallel for schedule(static) num_threads(count > (1 << 15) ? num_threads() : 1)
+  for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+}
+
 }  // namespace flat
 }  // namespace ua

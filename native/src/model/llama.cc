@@ -1,5 +1,6 @@
 // Llama-family decoder: parameter layout, initialization, forward and backward over one packed
-// sequence. All big products go through sgemm (matmul / linear kernels), called from the
+// sequence (fp32; the bf16 layer passes live in llama_bf16.cc, LoRA in llama_lora.cc).
+// All big products go through matmul (oneDNN; matmul / linear kernels), called from the
 // calling (worker) thread, never from inside an OpenMP region. Must never allocate [n, vocab]
 // or [n, n] buffers.
 #include "model/llama.h"
@@ -28,9 +29,8 @@ namespace ua {
 
 namespace {
 
-constexpr int64_t kCeChunk = 512;     // LM head tokens per chunk: chunk * vocab floats of logits
-
 // OpenMP clauses here name the thread count explicitly, as in flat_buffer.h.
+using flat::ParallelAdd;
 using flat::ParallelCopy;
 using flat::ParallelZero;
 using flat::RoundUp;
@@ -42,12 +42,6 @@ void AddBias(float* y, const float* b, int64_t n, int64_t out) {
     float* r = y + i * out;
     for (int64_t j = 0; j < out; ++j) r[j] += b[j];
   }
-}
-
-// dst[i] += src[i]
-void AddInto(float* dst, const float* src, int64_t count) {
-#pragma omp parallel for schedule(static) num_threads(count > (1 << 15) ? num_threads() : 1)
-  for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
 }
 
 void Require(bool ok, const std::string& msg) {
@@ -178,6 +172,7 @@ LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStor
 }
 
 void LlamaModel::init(uint64_t seed) {
+  w16_stale_ = true;
   for (size_t i = 0; i < views_.size(); ++i) {
     const ParamView& v = views_[i];
     float* p = params_->data + v.offset;
@@ -205,7 +200,8 @@ void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
 }
 
 void LlamaModel::ensure_buffers(int64_t n) {
-  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && arena_) return;
+  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && arena_) return;
+  if (bf16_) return ensure_buffers_bf16(n);
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
@@ -245,6 +241,7 @@ void LlamaModel::ensure_buffers(int64_t n) {
   scratch_dk2_ = cfg_.qk_norm ? take(n * KD) : nullptr;
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
+  buf_bf16_ = false;
 }
 
 LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
@@ -311,7 +308,9 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
     rope_forward_table(a.q, positions_.data(), n, cfg_.heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
     rope_forward_table(a.k, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
   });
+  const double comm0 = attn_->comm_seconds();
   timed(kProfAttnFwd, [&] { attn_->forward(a.att, a.lse, a.q, a.k, a.v, call); });
+  if (profiling_) profile_[kProfComm] += attn_->comm_seconds() - comm0;
   // h = x + att Wo^T (+ bo): the residual is folded into the product (beta = 1).
   timed(kProfCopy, [&] { ParallelCopy(a.h, a.x, n * D); });
   timed(kProfGemm, [&] {
@@ -359,7 +358,7 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     if (train_base) linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
     matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);                          // dact = dy Wd
   });
-  if (down_on) timed(kProfCopy, [&] { AddInto(dact, scratch_dg_, n * I); });
+  if (down_on) timed(kProfCopy, [&] { ParallelAdd(dact, scratch_dg_, n * I); });
   timed(kProfCopy, [&] {
     ParallelZero(scratch_dg_, n * I);
     ParallelZero(scratch_du_, n * I);
@@ -390,9 +389,11 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     ParallelZero(scratch_dk_, n * KD);
     ParallelZero(scratch_dv_, n * KD);
   });
+  const double comm0 = attn_->comm_seconds();
   timed(kProfAttnBwd, [&] {
     attn_->backward(scratch_dq_, scratch_dk_, scratch_dv_, datt, a.q, a.k, a.v, a.att, a.lse, call);
   });
+  if (profiling_) profile_[kProfComm] += attn_->comm_seconds() - comm0;
   timed(kProfRope, [&] {
     rope_backward_table(scratch_dq_, positions_.data(), n, cfg_.heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
     rope_backward_table(scratch_dk_, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
@@ -478,14 +479,26 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;
+  if (bf16_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
   timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
   for (int64_t l = 0; l < cfg_.layers; ++l) {
-    LayerActs a = acts_for(l);
     float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
-    layer_forward(l, a, y);
+    if (bf16_) {
+      LayerActs16 a = acts16_for(l);
+      layer_forward_bf16(l, a, y);
+    } else {
+      LayerActs a = acts_for(l);
+      layer_forward(l, a, y);
+    }
   }
   const float* norm_w = params_->data + views_[views_.size() - (cfg_.tie_embeddings ? 1 : 2)].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
+  if (bf16_) {
+    ForwardResult res;
+    head_forward_bf16(norm_w, lm, token_loss, token_argmax, res);
+    has_forward_ = true;
+    return res;
+  }
   timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
   CeResult ce;
   timed(kProfHeadFwd, [&] {
@@ -510,12 +523,26 @@ void LlamaModel::backward(const float* token_weight) {
 
   float* dhn = scratch_dD_;
   timed(kProfCopy, [&] { ParallelZero(dhn, n * D); });
-  timed(kProfHeadBwd, [&] {
-    lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
-  });
+  if (bf16_) {
+    head_backward_bf16(dhn, g_lm, lm, token_weight);
+  } else {
+    timed(kProfHeadBwd, [&] {
+      lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
+    });
+  }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
   for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
+    if (bf16_) {
+      LayerActs16 a = acts16_for(l);
+      if (buf_ckpt_) {
+        recomputing_ = true;
+        layer_forward_bf16(l, a, nullptr);
+        recomputing_ = false;
+      }
+      layer_backward_bf16(l, a, dres_);
+      continue;
+    }
     LayerActs a = acts_for(l);
     if (buf_ckpt_) {
       recomputing_ = true;
@@ -530,7 +557,7 @@ void LlamaModel::backward(const float* token_weight) {
 const char* profile_name(int cat) {
   static const char* names[kProfCount] = {"gemm",    "attention_forward", "attention_backward", "lm_head_forward",
                                           "lm_head_backward", "rmsnorm", "rope", "swiglu", "copy_zero",
-                                          "embedding", "recompute"};
+                                          "embedding", "recompute", "convert", "communication"};
   return cat >= 0 && cat < kProfCount ? names[cat] : "?";
 }
 
