@@ -253,6 +253,60 @@ Napi::Value CeBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// lmHeadCeForwardBf16(tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk, argmax|null):
+// h and W are bf16 bit patterns (Uint16Array).
+Napi::Value CeForwardBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    auto labels = GetArray<int32_t>(info, 4, "labels");
+    const CeArgs c = GetCeArgs(info, 5, labels, true);
+    auto tl = GetArray<float>(info, 0, "tokenLoss", c.n, true);
+    auto lse = GetArray<float>(info, 1, "lse", c.n, true);
+    auto h = GetArray<uint16_t>(info, 2, "h", c.n * c.dim);
+    auto W = GetArray<uint16_t>(info, 3, "W", c.vocab * c.dim);
+    auto am = GetArray<int32_t>(info, 10, "argmax", c.n, true);
+    float *tlp = tl.data, *lp = lse.data;
+    const uint16_t *hp = h.data, *wp = W.data;
+    const int32_t* yp = labels.data;
+    int32_t* amp = am.data;
+    auto res = std::make_shared<CeResult>();
+    return RunAsync(
+        info.Env(),
+        [=] { *res = lm_head_ce_forward_bf16(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
+        [res](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("loss", Napi::Number::New(env, res->loss));
+          o.Set("valid", Napi::Number::New(env, static_cast<double>(res->valid)));
+          return o;
+        },
+        {tl.js, lse.js, h.js, W.js, labels.js, am.js});
+  });
+}
+
+// lmHeadCeBackwardBf16(dh|null, dW|null, h, W, labels, lse|null, tokenWeight|null, n, dim, vocab, normalizer, chunk):
+// h and W bf16 bit patterns, dh and dW fp32 (accumulated).
+Napi::Value CeBackwardBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    auto labels = GetArray<int32_t>(info, 4, "labels");
+    const bool has_weight = !(info[6].IsUndefined() || info[6].IsNull());
+    const CeArgs c = GetCeArgs(info, 7, labels, !has_weight);
+    auto dh = GetArray<float>(info, 0, "dh", c.n * c.dim, true);
+    auto dW = GetArray<float>(info, 1, "dW", c.vocab * c.dim, true);
+    auto h = GetArray<uint16_t>(info, 2, "h", c.n * c.dim);
+    auto W = GetArray<uint16_t>(info, 3, "W", c.vocab * c.dim);
+    auto lse = GetArray<float>(info, 5, "lse", c.n, true);
+    auto tw = GetArray<float>(info, 6, "tokenWeight", c.n, true);
+    float *dhp = dh.data, *dwp = dW.data;
+    const uint16_t *hp = h.data, *wp = W.data;
+    const float *lp = lse.data, *twp = tw.data;
+    const int32_t* yp = labels.data;
+    const float norm = has_weight ? 1.f : static_cast<float>(c.normalizer);
+    return RunAsync(
+        info.Env(),
+        [=] { lm_head_ce_backward_bf16(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
+        {dh.js, dW.js, h.js, W.js, labels.js, lse.js, tw.js});
+  });
+}
+
 }  // namespace
 
 void InitAttention(Napi::Env env, Napi::Object exports) {
@@ -266,6 +320,8 @@ void InitAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionResetScratchPeak", Napi::Function::New(env, ResetScratchPeak, "attentionResetScratchPeak"));
   exports.Set("lmHeadCeForward", Napi::Function::New(env, CeForward, "lmHeadCeForward"));
   exports.Set("lmHeadCeBackward", Napi::Function::New(env, CeBackward, "lmHeadCeBackward"));
+  exports.Set("lmHeadCeForwardBf16", Napi::Function::New(env, CeForwardBf16, "lmHeadCeForwardBf16"));
+  exports.Set("lmHeadCeBackwardBf16", Napi::Function::New(env, CeBackwardBf16, "lmHeadCeBackwardBf16"));
 }
 
 }  // namespace ua

@@ -214,6 +214,9 @@ export interface NativeBinding {
   attentionResetScratchPeak(): void;
   lmHeadCeForward(tokenLoss: F32 | null, lse: F32 | null, h: F32, W: F32, labels: I32, n: number, dim: number, vocab: number, normalizer: number, chunk: number, argmax?: I32 | null): Promise<ForwardResult>;
   lmHeadCeBackward(dh: F32 | null, dW: F32 | null, h: F32, W: F32, labels: I32, lse: F32 | null, tokenWeight: F32 | null, n: number, dim: number, vocab: number, normalizer: number, chunk: number): Promise<void>;
+  /** h, W: bf16 bit patterns. */
+  lmHeadCeForwardBf16(tokenLoss: F32 | null, lse: F32 | null, h: Uint16Array, W: Uint16Array, labels: I32, n: number, dim: number, vocab: number, normalizer: number, chunk: number, argmax: I32 | null): Promise<ForwardResult>;
+  lmHeadCeBackwardBf16(dh: F32 | null, dW: F32 | null, h: Uint16Array, W: Uint16Array, labels: I32, lse: F32 | null, tokenWeight: F32 | null, n: number, dim: number, vocab: number, normalizer: number, chunk: number): Promise<void>;
 
   // bind_optim.cc
   adamwStep(param: F32, m: F32, v: F32, grad: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): Promise<void>;
