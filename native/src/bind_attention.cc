@@ -201,25 +201,33 @@ CeArgs GetCeArgs(const Napi::CallbackInfo& info, size_t i, const ArrayArg<int32_
   return c;
 }
 
-// lmHeadCeForward(tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk[, argmax|null])
-//   -> Promise<{ loss, valid }>
+// The LM head + CE kernels of one precision: T is the element type of h and W (float, or uint16_t
+// bf16 bit patterns); the losses, statistics and gradients are fp32 either way.
+template <typename T>
+using CeForwardFn = CeResult (*)(float*, float*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, float, int64_t, int32_t*);
+template <typename T>
+using CeBackwardFn = void (*)(float*, float*, const T*, const T*, const int32_t*, const float*, const float*, int64_t, int64_t, int64_t, float, int64_t);
+
+// lmHeadCeForward[Bf16](tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk[, argmax|null])
+//   -> Promise<{ loss, valid }>; the Bf16 variant takes h and W as bf16 bit patterns (Uint16Array).
+template <typename T, CeForwardFn<T> kernel>
 Napi::Value CeForward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto labels = GetArray<int32_t>(info, 4, "labels");
     const CeArgs c = GetCeArgs(info, 5, labels, true);
     auto tl = GetArray<float>(info, 0, "tokenLoss", c.n, true);
     auto lse = GetArray<float>(info, 1, "lse", c.n, true);
-    auto h = GetArray<float>(info, 2, "h", c.n * c.dim);
-    auto W = GetArray<float>(info, 3, "W", c.vocab * c.dim);
+    auto h = GetArray<T>(info, 2, "h", c.n * c.dim);
+    auto W = GetArray<T>(info, 3, "W", c.vocab * c.dim);
     auto am = GetArray<int32_t>(info, 10, "argmax", c.n, true);
     float *tlp = tl.data, *lp = lse.data;
-    const float *hp = h.data, *wp = W.data;
+    const T *hp = h.data, *wp = W.data;
     const int32_t* yp = labels.data;
     int32_t* amp = am.data;
     auto res = std::make_shared<CeResult>();
     return RunAsync(
         info.Env(),
-        [=] { *res = lm_head_ce_forward(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
+        [=] { *res = kernel(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
         [res](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("loss", Napi::Number::New(env, res->loss));
@@ -230,7 +238,9 @@ Napi::Value CeForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// lmHeadCeBackward(dh|null, dW|null, h, W, labels, lse|null, tokenWeight|null, n, dim, vocab, normalizer, chunk)
+// lmHeadCeBackward[Bf16](dh|null, dW|null, h, W, labels, lse|null, tokenWeight|null, n, dim, vocab, normalizer, chunk):
+// dh and dW fp32 (accumulated); the Bf16 variant takes h and W as bf16 bit patterns.
+template <typename T, CeBackwardFn<T> kernel>
 Napi::Value CeBackward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto labels = GetArray<int32_t>(info, 4, "labels");
@@ -238,71 +248,18 @@ Napi::Value CeBackward(const Napi::CallbackInfo& info) {
     const CeArgs c = GetCeArgs(info, 7, labels, !has_weight);
     auto dh = GetArray<float>(info, 0, "dh", c.n * c.dim, true);
     auto dW = GetArray<float>(info, 1, "dW", c.vocab * c.dim, true);
-    auto h = GetArray<float>(info, 2, "h", c.n * c.dim);
-    auto W = GetArray<float>(info, 3, "W", c.vocab * c.dim);
+    auto h = GetArray<T>(info, 2, "h", c.n * c.dim);
+    auto W = GetArray<T>(info, 3, "W", c.vocab * c.dim);
     auto lse = GetArray<float>(info, 5, "lse", c.n, true);
     auto tw = GetArray<float>(info, 6, "tokenWeight", c.n, true);
     float *dhp = dh.data, *dwp = dW.data;
-    const float *hp = h.data, *wp = W.data, *lp = lse.data, *twp = tw.data;
-    const int32_t* yp = labels.data;
-    const float norm = has_weight ? 1.f : static_cast<float>(c.normalizer);
-    return RunAsync(
-        info.Env(),
-        [=] { lm_head_ce_backward(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
-        {dh.js, dW.js, h.js, W.js, labels.js, lse.js, tw.js});
-  });
-}
-
-// lmHeadCeForwardBf16(tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk, argmax|null):
-// h and W are bf16 bit patterns (Uint16Array).
-Napi::Value CeForwardBf16(const Napi::CallbackInfo& info) {
-  return Guard(info, [&]() -> Napi::Value {
-    auto labels = GetArray<int32_t>(info, 4, "labels");
-    const CeArgs c = GetCeArgs(info, 5, labels, true);
-    auto tl = GetArray<float>(info, 0, "tokenLoss", c.n, true);
-    auto lse = GetArray<float>(info, 1, "lse", c.n, true);
-    auto h = GetArray<uint16_t>(info, 2, "h", c.n * c.dim);
-    auto W = GetArray<uint16_t>(info, 3, "W", c.vocab * c.dim);
-    auto am = GetArray<int32_t>(info, 10, "argmax", c.n, true);
-    float *tlp = tl.data, *lp = lse.data;
-    const uint16_t *hp = h.data, *wp = W.data;
-    const int32_t* yp = labels.data;
-    int32_t* amp = am.data;
-    auto res = std::make_shared<CeResult>();
-    return RunAsync(
-        info.Env(),
-        [=] { *res = lm_head_ce_forward_bf16(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
-        [res](Napi::Env env) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("loss", Napi::Number::New(env, res->loss));
-          o.Set("valid", Napi::Number::New(env, static_cast<double>(res->valid)));
-          return o;
-        },
-        {tl.js, lse.js, h.js, W.js, labels.js, am.js});
-  });
-}
-
-// lmHeadCeBackwardBf16(dh|null, dW|null, h, W, labels, lse|null, tokenWeight|null, n, dim, vocab, normalizer, chunk):
-// h and W bf16 bit patterns, dh and dW fp32 (accumulated).
-Napi::Value CeBackwardBf16(const Napi::CallbackInfo& info) {
-  return Guard(info, [&]() -> Napi::Value {
-    auto labels = GetArray<int32_t>(info, 4, "labels");
-    const bool has_weight = !(info[6].IsUndefined() || info[6].IsNull());
-    const CeArgs c = GetCeArgs(info, 7, labels, !has_weight);
-    auto dh = GetArray<float>(info, 0, "dh", c.n * c.dim, true);
-    auto dW = GetArray<float>(info, 1, "dW", c.vocab * c.dim, true);
-    auto h = GetArray<uint16_t>(info, 2, "h", c.n * c.dim);
-    auto W = GetArray<uint16_t>(info, 3, "W", c.vocab * c.dim);
-    auto lse = GetArray<float>(info, 5, "lse", c.n, true);
-    auto tw = GetArray<float>(info, 6, "tokenWeight", c.n, true);
-    float *dhp = dh.data, *dwp = dW.data;
-    const uint16_t *hp = h.data, *wp = W.data;
+    const T *hp = h.data, *wp = W.data;
     const float *lp = lse.data, *twp = tw.data;
     const int32_t* yp = labels.data;
     const float norm = has_weight ? 1.f : static_cast<float>(c.normalizer);
     return RunAsync(
         info.Env(),
-        [=] { lm_head_ce_backward_bf16(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
+        [=] { kernel(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
         {dh.js, dW.js, h.js, W.js, labels.js, lse.js, tw.js});
   });
 }
@@ -318,10 +275,10 @@ void InitAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionReference", Napi::Function::New(env, AttnReference, "attentionReference"));
   exports.Set("attentionScratchPeak", Napi::Function::New(env, ScratchPeak, "attentionScratchPeak"));
   exports.Set("attentionResetScratchPeak", Napi::Function::New(env, ResetScratchPeak, "attentionResetScratchPeak"));
-  exports.Set("lmHeadCeForward", Napi::Function::New(env, CeForward, "lmHeadCeForward"));
-  exports.Set("lmHeadCeBackward", Napi::Function::New(env, CeBackward, "lmHeadCeBackward"));
-  exports.Set("lmHeadCeForwardBf16", Napi::Function::New(env, CeForwardBf16, "lmHeadCeForwardBf16"));
-  exports.Set("lmHeadCeBackwardBf16", Napi::Function::New(env, CeBackwardBf16, "lmHeadCeBackwardBf16"));
+  exports.Set("lmHeadCeForward", Napi::Function::New(env, CeForward<float, lm_head_ce_forward>, "lmHeadCeForward"));
+  exports.Set("lmHeadCeBackward", Napi::Function::New(env, CeBackward<float, lm_head_ce_backward>, "lmHeadCeBackward"));
+  exports.Set("lmHeadCeForwardBf16", Napi::Function::New(env, CeForward<uint16_t, lm_head_ce_forward_bf16>, "lmHeadCeForwardBf16"));
+  exports.Set("lmHeadCeBackwardBf16", Napi::Function::New(env, CeBackward<uint16_t, lm_head_ce_backward_bf16>, "lmHeadCeBackwardBf16"));
 }
 
 }  // namespace ua

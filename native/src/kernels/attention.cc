@@ -258,27 +258,12 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
             simd::block_gemm(dQpart + (h * s + i0) * d, d, dS, nk, 1, kj, d, nq, d, nk, true);  // dQ += dS K
           }
         }
-        for (int64_t r = 0; r < nk; ++r) {
-          float* gk = dk + ((j0 + r) * Hkv + hk) * d;
-          float* gv = dv + ((j0 + r) * Hkv + hk) * d;
-          for (int64_t c = 0; c < d; ++c) {
-            gk[c] += dKa[r * d + c];
-            gv[c] += dVa[r * d + c];
-          }
-        }
+        add_kv_block(dk, dv, dKa, dVa, j0, nk, Hkv, hk, d);
       }
     }
   }
 
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < s; ++i)
-    for (int64_t h = 0; h < H; ++h) {
-      float* g = dq + (i * H + h) * d;
-      for (int64_t r = 0; r < R; ++r) {  // fixed part order: reproducible sums
-        const float* src = dQp + ((r * H + h) * s + i) * d;
-        for (int64_t c = 0; c < d; ++c) g[c] += src[c];
-      }
-    }
+  add_dq_parts(dq, dQp, s, H, R, d, nt);
 }
 
 void attention_reference_forward(float* out, const float* q, const float* k, const float* v,

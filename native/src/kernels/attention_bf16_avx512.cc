@@ -1,6 +1,6 @@
 // Flash attention on AVX512-BF16 (attention_bf16.h): every block product is a vdpbf16ps kernel,
 // bf16 x bf16 pairs accumulated into fp32; the softmax and its statistics stay fp32.
-// Compiled for AVX512-BF16 whatever the build machine has (the pragma below); runs only when
+// Compiled for AVX512-BF16 whatever the build machine has (the pragma after the includes); runs only when
 // use_avx512bf16() holds (attention_bf16.cc decides). Must never be reached on another CPU.
 //
 // vdpbf16ps works on PAIRS along the inner dimension: C[r, j] += A[r, 2p] B[2p, j] +
@@ -20,8 +20,6 @@
 // row j0 + k.
 // Work split, masking and block grid are those of the fp32 kernels (attention_common.h), so the
 // results are bitwise the same for any thread count.
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
-
 #include <immintrin.h>
 #include <omp.h>
 
@@ -32,6 +30,11 @@
 #include "attention_bf16_native.h"
 #include "attention_simd.h"
 #include "bf16.h"
+
+// After the includes: the inline functions of the headers (the standard library's, the shared
+// attention helpers) are also compiled in other files without these ISA extensions, and the
+// linker keeps one copy of each; a copy compiled here could carry AVX512 code into them.
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
 
 namespace ua::attn {
 
@@ -421,27 +424,12 @@ void backward_bf16_native(float* dq, float* dk, float* dv, const u16* dout, cons
                      nkp / 2, true);  // dQ += dS K
           }
         }
-        for (int64_t r = 0; r < nk; ++r) {
-          float* gk = dk + ((j0 + r) * Hkv + hk) * d;
-          float* gv = dv + ((j0 + r) * Hkv + hk) * d;
-          for (int64_t c = 0; c < d; ++c) {
-            gk[c] += dKa[r * d + c];
-            gv[c] += dVa[r * d + c];
-          }
-        }
+        add_kv_block(dk, dv, dKa, dVa, j0, nk, Hkv, hk, d);
       }
     }
   }
 
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < s; ++i)
-    for (int64_t h = 0; h < H; ++h) {
-      float* gq = dq + (i * H + h) * d;
-      for (int64_t r = 0; r < R; ++r) {  // fixed part order: reproducible sums
-        const float* src = dQp + ((r * H + h) * s + i) * d;
-        for (int64_t c = 0; c < d; ++c) gq[c] += src[c];
-      }
-    }
+  add_dq_parts(dq, dQp, s, H, R, d, nt);
 }
 
 }  // namespace ua::attn

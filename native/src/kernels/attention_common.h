@@ -88,4 +88,32 @@ class Scratch : public TrackedWorkspace {
   T* data() const { return static_cast<T*>(Workspace::data()); }
 };
 
+// Backward: adds one key block's dK and dV accumulators ([nk, d], rows of the block starting at
+// key j0, KV head hk) into the [s, Hkv, d] gradients.
+inline void add_kv_block(float* dk, float* dv, const float* dKa, const float* dVa, int64_t j0, int64_t nk, int64_t Hkv,
+                         int64_t hk, int64_t d) {
+  for (int64_t r = 0; r < nk; ++r) {
+    float* gk = dk + ((j0 + r) * Hkv + hk) * d;
+    float* gv = dv + ((j0 + r) * Hkv + hk) * d;
+    for (int64_t c = 0; c < d; ++c) {
+      gk[c] += dKa[r * d + c];
+      gv[c] += dVa[r * d + c];
+    }
+  }
+}
+
+// Backward: adds the R per-part dQ partial sums ([R, H, s, d]) into dq [s, H, d], always in part
+// order, so the sums are the same for any thread count.
+inline void add_dq_parts(float* dq, const float* dQp, int64_t s, int64_t H, int64_t R, int64_t d, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t h = 0; h < H; ++h) {
+      float* g = dq + (i * H + h) * d;
+      for (int64_t r = 0; r < R; ++r) {
+        const float* src = dQp + ((r * H + h) * s + i) * d;
+        for (int64_t c = 0; c < d; ++c) g[c] += src[c];
+      }
+    }
+}
+
 }  // namespace ua::attn
