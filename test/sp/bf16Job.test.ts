@@ -7,7 +7,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runSp1AndSp2, writeSpModel } from '../train/helpers/spJob.js';
+import { runSp1AndSp2, writeSpModel, writeSpPairs } from '../train/helpers/spJob.js';
 
 const rel = (a: number, b: number, floor = 0) => Math.abs(a - b) / Math.max(floor, Math.abs(b));
 
@@ -20,7 +20,7 @@ t.test('bf16 PT job: sp 2 equals sp 1 within 1e-3 at every step', async (t) => {
     `model_name_or_path: ${model}`, 'stage: pt', 'finetuning_type: full', `dataset: ${join(root, 'corpus.txt')}`, 'cutoff_len: 97', 'packing: true',
     'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', `bf16: ${bf16}`,
   ];
-  const { one, two } = await runSp1AndSp2(t, join(root), job(true), 3);
+  const { one, two } = await runSp1AndSp2(t, root, job(true), 3);
   const dLoss = Math.max(...one.metrics.map((m, i) => rel(two.metrics[i].loss, m.loss)));
   const dNorm = Math.max(...one.metrics.map((m, i) => rel(two.metrics[i].grad_norm, m.grad_norm)));
   t.ok(dLoss < 1e-3, `losses agree at every step: max relative difference ${dLoss.toExponential(3)} (${one.metrics.map((m) => m.loss.toFixed(6)).join(', ')})`);
@@ -33,15 +33,9 @@ t.test('bf16 PT job: sp 2 equals sp 1 within 1e-3 at every step', async (t) => {
 t.test('bf16 DPO job: sp 2 equals sp 1 within 1e-3 (loss and rewards)', async (t) => {
   const root = t.testdir();
   const model = writeSpModel(root);
-  const rows = Array.from({ length: 8 }, (_, i) => ({
-    instruction: `Question ${i}: what comes after ${i * 3}?`,
-    input: '',
-    chosen: `${i * 3 + 1}, because counting goes up by one.`.slice(0, 12 + i),
-    rejected: `I think it is ${i * 5} or so`.slice(0, 20 - i),
-  }));
-  writeFileSync(join(root, 'pairs.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const pairs = writeSpPairs(root);
   const { one, two } = await runSp1AndSp2(t, root, [
-    `model_name_or_path: ${model}`, 'stage: dpo', 'finetuning_type: full', 'pref_beta: 0.5', `dataset: ${join(root, 'pairs.jsonl')}`, 'cutoff_len: 64',
+    `model_name_or_path: ${model}`, 'stage: dpo', 'finetuning_type: full', 'pref_beta: 0.5', `dataset: ${pairs}`, 'cutoff_len: 64',
     'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', 'per_device_train_batch_size: 2', 'bf16: true',
   ], 3);
   for (const k of ['loss', 'rewards/chosen', 'rewards/rejected', 'logps/chosen', 'logps/rejected']) {
