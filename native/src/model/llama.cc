@@ -199,6 +199,21 @@ void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
   buf_n_ = -1;  // the lse size may differ
 }
 
+// The fp32 backward scratch both precisions use, from the arena being laid out.
+void LlamaModel::take_scratch(flat::Cursor& c, int64_t n) {
+  const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  scratch_act_ = c.take(n * I);
+  scratch_dg_ = c.take(n * I);
+  scratch_du_ = c.take(n * I);
+  scratch_dD_ = c.take(n * D);
+  scratch_dq_ = c.take(n * QD);
+  scratch_dq2_ = c.take(n * QD);
+  scratch_dk_ = c.take(n * KD);
+  scratch_dv_ = c.take(n * KD);
+  scratch_dk2_ = cfg_.qk_norm ? c.take(n * KD) : nullptr;
+}
+
 void LlamaModel::ensure_buffers(int64_t n) {
   if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && arena_) return;
   if (bf16_) return ensure_buffers_bf16(n);
@@ -216,29 +231,16 @@ void LlamaModel::ensure_buffers(int64_t n) {
   total += RoundUp(n * I) * 3 + RoundUp(n * D) + RoundUp(n * QD) * 2 + RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);  // scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
-  float* p = arena_->data;
-  auto take = [&](int64_t count) {
-    float* r = p;
-    p += RoundUp(count);
-    return r;
-  };
+  flat::Cursor c(arena_->data);
   layer_base_.assign(static_cast<size_t>(cfg_.layers), nullptr);
-  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = take(per_layer);
-  recompute_base_ = checkpointing_ ? take(full) : nullptr;
-  xfinal_ = take(n * D);
-  hn_ = take(n * D);
-  dres_ = take(n * D);
-  rstdf_ = take(n);
-  lse_ce_ = take(n);
-  scratch_act_ = take(n * I);
-  scratch_dg_ = take(n * I);
-  scratch_du_ = take(n * I);
-  scratch_dD_ = take(n * D);
-  scratch_dq_ = take(n * QD);
-  scratch_dq2_ = take(n * QD);
-  scratch_dk_ = take(n * KD);
-  scratch_dv_ = take(n * KD);
-  scratch_dk2_ = cfg_.qk_norm ? take(n * KD) : nullptr;
+  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = c.take(per_layer);
+  recompute_base_ = checkpointing_ ? c.take(full) : nullptr;
+  xfinal_ = c.take(n * D);
+  hn_ = c.take(n * D);
+  dres_ = c.take(n * D);
+  rstdf_ = c.take(n);
+  lse_ce_ = c.take(n);
+  take_scratch(c, n);
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
   buf_bf16_ = false;
@@ -248,31 +250,26 @@ LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
   const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
-  float* p = buf_ckpt_ ? recompute_base_ : layer_base_[l];
-  auto take = [&](int64_t count) {
-    float* r = p;
-    p += RoundUp(count);
-    return r;
-  };
+  flat::Cursor c(buf_ckpt_ ? recompute_base_ : layer_base_[l]);
   LayerActs a{};
-  a.x = take(n * D);
-  a.xn1 = take(n * D);
-  a.h = take(n * D);
-  a.xn2 = take(n * D);
-  a.rstd1 = take(n);
-  a.rstd2 = take(n);
-  a.q = take(n * QD);
-  a.att = take(n * QD);
-  a.k = take(n * KD);
-  a.v = take(n * KD);
-  a.lse = take(attn_->lse_size(call));
-  a.gate = take(n * I);
-  a.up = take(n * I);
+  a.x = c.take(n * D);
+  a.xn1 = c.take(n * D);
+  a.h = c.take(n * D);
+  a.xn2 = c.take(n * D);
+  a.rstd1 = c.take(n);
+  a.rstd2 = c.take(n);
+  a.q = c.take(n * QD);
+  a.att = c.take(n * QD);
+  a.k = c.take(n * KD);
+  a.v = c.take(n * KD);
+  a.lse = c.take(attn_->lse_size(call));
+  a.gate = c.take(n * I);
+  a.up = c.take(n * I);
   if (cfg_.qk_norm) {
-    a.qpre = take(n * QD);
-    a.kpre = take(n * KD);
-    a.rstdq = take(n * cfg_.heads);
-    a.rstdk = take(n * cfg_.kv_heads);
+    a.qpre = c.take(n * QD);
+    a.kpre = c.take(n * KD);
+    a.rstdq = c.take(n * cfg_.heads);
+    a.rstdk = c.take(n * cfg_.kv_heads);
   }
   if (buf_ckpt_) a.x = layer_base_[l];  // only the layer input is stored
   return a;

@@ -36,6 +36,10 @@
 
 namespace ua {
 
+namespace flat {
+class Cursor;  // model/flat_buffer.h
+}
+
 struct LlamaConfig {
   int64_t vocab = 0;
   int64_t hidden = 0;        // D
@@ -224,6 +228,7 @@ class LlamaModel {
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
   void ensure_buffers(int64_t n);
+  void take_scratch(flat::Cursor& c, int64_t n);
   LayerActs acts_for(int64_t l);
   void layer_forward(int64_t l, LayerActs& a, float* y);
   void layer_backward(int64_t l, LayerActs& a, float* dres);

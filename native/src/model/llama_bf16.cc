@@ -29,10 +29,8 @@ namespace {
 using flat::ParallelAdd;
 using flat::ParallelCopy;
 using flat::ParallelZero;
+using flat::HalfFloats;
 using flat::RoundUp;
-
-// Floats that hold `count` bf16 values (rounded up to the 64-byte view alignment).
-int64_t HalfFloats(int64_t count) { return RoundUp((count + 1) / 2); }
 
 }  // namespace
 
@@ -78,41 +76,23 @@ void LlamaModel::ensure_buffers_bf16(int64_t n) {
   total += HalfFloats(n * I) * 2 + HalfFloats(n * D) + HalfFloats(n * QD) + HalfFloats(n * KD) * 2;  // bf16 scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
-  float* p = arena_->data;
-  auto take = [&](int64_t count) {
-    float* r = p;
-    p += RoundUp(count);
-    return r;
-  };
-  auto take16 = [&](int64_t count) {
-    uint16_t* r = reinterpret_cast<uint16_t*>(p);
-    p += HalfFloats(count);
-    return r;
-  };
+  flat::Cursor c(arena_->data);
   layer_base_.assign(static_cast<size_t>(cfg_.layers), nullptr);
-  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = take(per_layer);
-  recompute_base_ = checkpointing_ ? take(full) : nullptr;
-  xfinal_ = take(n * D);
-  dres_ = take(n * D);
-  rstdf_ = take(n);
-  lse_ce_ = take(n);
+  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = c.take(per_layer);
+  recompute_base_ = checkpointing_ ? c.take(full) : nullptr;
+  xfinal_ = c.take(n * D);
+  dres_ = c.take(n * D);
+  rstdf_ = c.take(n);
+  lse_ce_ = c.take(n);
   hn_ = nullptr;
-  hn16_ = take16(n * D);
-  scratch_act_ = take(n * I);
-  scratch_dg_ = take(n * I);
-  scratch_du_ = take(n * I);
-  scratch_dD_ = take(n * D);
-  scratch_dq_ = take(n * QD);
-  scratch_dq2_ = take(n * QD);
-  scratch_dk_ = take(n * KD);
-  scratch_dv_ = take(n * KD);
-  scratch_dk2_ = cfg_.qk_norm ? take(n * KD) : nullptr;
-  s16_i1_ = take16(n * I);
-  s16_i2_ = take16(n * I);
-  s16_d_ = take16(n * D);
-  s16_q_ = take16(n * QD);
-  s16_k_ = take16(n * KD);
-  s16_v_ = take16(n * KD);
+  hn16_ = c.take16(n * D);
+  take_scratch(c, n);
+  s16_i1_ = c.take16(n * I);
+  s16_i2_ = c.take16(n * I);
+  s16_d_ = c.take16(n * D);
+  s16_q_ = c.take16(n * QD);
+  s16_k_ = c.take16(n * KD);
+  s16_v_ = c.take16(n * KD);
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
   buf_bf16_ = true;
@@ -122,36 +102,26 @@ LlamaModel::LayerActs16 LlamaModel::acts16_for(int64_t l) {
   const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
-  float* p = buf_ckpt_ ? recompute_base_ : layer_base_[l];
-  auto take = [&](int64_t count) {
-    float* r = p;
-    p += RoundUp(count);
-    return r;
-  };
-  auto take16 = [&](int64_t count) {
-    uint16_t* r = reinterpret_cast<uint16_t*>(p);
-    p += HalfFloats(count);
-    return r;
-  };
+  flat::Cursor c(buf_ckpt_ ? recompute_base_ : layer_base_[l]);
   LayerActs16 a{};
-  a.x = take(n * D);
-  a.h = take(n * D);
-  a.rstd1 = take(n);
-  a.rstd2 = take(n);
-  a.lse = take(attn_->lse_size(call));
-  a.xn1 = take16(n * D);
-  a.xn2 = take16(n * D);
-  a.q = take16(n * QD);
-  a.att = take16(n * QD);
-  a.k = take16(n * KD);
-  a.v = take16(n * KD);
-  a.gate = take16(n * I);
-  a.up = take16(n * I);
+  a.x = c.take(n * D);
+  a.h = c.take(n * D);
+  a.rstd1 = c.take(n);
+  a.rstd2 = c.take(n);
+  a.lse = c.take(attn_->lse_size(call));
+  a.xn1 = c.take16(n * D);
+  a.xn2 = c.take16(n * D);
+  a.q = c.take16(n * QD);
+  a.att = c.take16(n * QD);
+  a.k = c.take16(n * KD);
+  a.v = c.take16(n * KD);
+  a.gate = c.take16(n * I);
+  a.up = c.take16(n * I);
   if (cfg_.qk_norm) {
-    a.qpre = take(n * QD);
-    a.kpre = take(n * KD);
-    a.rstdq = take(n * cfg_.heads);
-    a.rstdk = take(n * cfg_.kv_heads);
+    a.qpre = c.take(n * QD);
+    a.kpre = c.take(n * KD);
+    a.rstdq = c.take(n * cfg_.heads);
+    a.rstdk = c.take(n * cfg_.kv_heads);
   }
   if (buf_ckpt_) a.x = layer_base_[l];  // only the layer input is stored
   return a;
