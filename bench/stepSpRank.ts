@@ -2,7 +2,7 @@
  * One rank process of `bench step --sp N` (spawned by bench/stepSp.ts, never run by hand): the
  * training step (forward, backward, gradient reduction) on this rank's shard of one sequence, with
  * Ulysses attention over the SP group when sp > 1 (sp = 1: the whole sequence, no communication,
- * the baseline). Prints one `result <json>` line: best step time, time inside the attention
+ * the baseline), in fp32 or bf16. Prints one `result <json>` line: best step time, time inside the attention
  * all-to-alls and the gradient all-reduce, peak RSS. Must never call process.exit.
  */
 import { Model } from '../src/engine/model/index.js';
@@ -22,6 +22,7 @@ interface Args {
   steps: number;
   checkpointing: boolean;
   threads: number;
+  bf16: boolean;
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
@@ -30,7 +31,7 @@ async function main() {
   const threads = configureThreads({ threads: args.threads });
   const rt: ParallelRuntime = args.sp > 1 ? await createParallelRuntime({ rank: args.rank, world: args.sp, sp: args.sp, store: fileStore(args.dir), timeoutMs: 600_000 }) : singleProcessRuntime();
   const cfg = await readModelConfig(args.config);
-  const model = await Model.create(cfg, { seed: 1, checkpointing: args.checkpointing });
+  const model = await Model.create(cfg, { seed: 1, checkpointing: args.checkpointing, bf16: args.bf16 });
   rt.attachModel(model);
   const s = args.seq;
   // The same sequence as `bench step`: pseudo-random tokens, labels shifted by one, one document.

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/attention.h"
+#include "kernels/attention_bf16.h"
 #include "kernels/lm_head_ce.h"
 #include "napi_util.h"
 
@@ -92,6 +93,60 @@ Napi::Value FlashBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// flashAttentionForwardBf16(out, lse, q, k, v, docLens|null, s, H, Hkv, d, causal, scale[, window]):
+// out, q, k, v are bf16 bit patterns (Uint16Array), lse fp32.
+Napi::Value FlashForwardBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    AttnArgs a = GetAttnArgs(info, 5);
+    const AttnShape sh = a.sh;
+    if (sh.d % 2 != 0) Fail("ERR_SHAPE", "d: bf16 attention needs an even head dim, got " + std::to_string(sh.d));
+    const int64_t nq = sh.s * sh.H * sh.d, nkv = sh.s * sh.Hkv * sh.d;
+    auto out = GetArray<uint16_t>(info, 0, "out", nq);
+    auto lse = GetArray<float>(info, 1, "lse", sh.H * sh.s);
+    auto q = GetArray<uint16_t>(info, 2, "q", nq);
+    auto k = GetArray<uint16_t>(info, 3, "k", nkv);
+    auto v = GetArray<uint16_t>(info, 4, "v", nkv);
+    uint16_t* o = out.data;
+    float* l = lse.data;
+    const uint16_t *qp = q.data, *kp = k.data, *vp = v.data;
+    const int32_t* docs = a.docs.data;
+    const int64_t nd = a.docs.length;
+    return RunAsync(
+        info.Env(), [=] { flash_attention_forward_bf16(o, l, qp, kp, vp, docs, nd, sh); }, nullptr,
+        {out.js, lse.js, q.js, k.js, v.js, a.docs.js});
+  });
+}
+
+// flashAttentionBackwardBf16(dq, dk, dv, dout, q, k, v, out, lse, docLens|null, s, H, Hkv, d, causal, scale[, window]):
+// gradients and lse fp32, the rest bf16 bit patterns.
+Napi::Value FlashBackwardBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    AttnArgs a = GetAttnArgs(info, 9);
+    const AttnShape sh = a.sh;
+    if (sh.d % 2 != 0) Fail("ERR_SHAPE", "d: bf16 attention needs an even head dim, got " + std::to_string(sh.d));
+    const int64_t nq = sh.s * sh.H * sh.d, nkv = sh.s * sh.Hkv * sh.d;
+    auto dq = GetArray<float>(info, 0, "dq", nq);
+    auto dk = GetArray<float>(info, 1, "dk", nkv);
+    auto dv = GetArray<float>(info, 2, "dv", nkv);
+    auto dout = GetArray<uint16_t>(info, 3, "dout", nq);
+    auto q = GetArray<uint16_t>(info, 4, "q", nq);
+    auto k = GetArray<uint16_t>(info, 5, "k", nkv);
+    auto v = GetArray<uint16_t>(info, 6, "v", nkv);
+    auto out = GetArray<uint16_t>(info, 7, "out", nq);
+    auto lse = GetArray<float>(info, 8, "lse", sh.H * sh.s);
+    float *gq = dq.data, *gk = dk.data, *gv = dv.data;
+    const uint16_t *go = dout.data, *qp = q.data, *kp = k.data, *vp = v.data, *op = out.data;
+    const float* lp = lse.data;
+    const int32_t* docs = a.docs.data;
+    const int64_t nd = a.docs.length;
+    return RunAsync(
+        info.Env(), [=] { flash_attention_backward_bf16(gq, gk, gv, go, qp, kp, vp, op, lp, docs, nd, sh); }, nullptr,
+        {dq.js, dk.js, dv.js, dout.js, q.js, k.js, v.js, out.js, lse.js, a.docs.js});
+  });
+}
+
+Napi::Value AttnBf16Impl(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), attention_bf16_impl()); }
+
 // attentionReference(out, q, k, v, docLens|null, s, H, Hkv, d, causal, scale[, window]) -> Promise<void>
 Napi::Value AttnReference(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
@@ -146,25 +201,33 @@ CeArgs GetCeArgs(const Napi::CallbackInfo& info, size_t i, const ArrayArg<int32_
   return c;
 }
 
-// lmHeadCeForward(tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk[, argmax|null])
-//   -> Promise<{ loss, valid }>
+// The LM head + CE kernels of one precision: T is the element type of h and W (float, or uint16_t
+// bf16 bit patterns); the losses, statistics and gradients are fp32 either way.
+template <typename T>
+using CeForwardFn = CeResult (*)(float*, float*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, float, int64_t, int32_t*);
+template <typename T>
+using CeBackwardFn = void (*)(float*, float*, const T*, const T*, const int32_t*, const float*, const float*, int64_t, int64_t, int64_t, float, int64_t);
+
+// lmHeadCeForward[Bf16](tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk[, argmax|null])
+//   -> Promise<{ loss, valid }>; the Bf16 variant takes h and W as bf16 bit patterns (Uint16Array).
+template <typename T, CeForwardFn<T> kernel>
 Napi::Value CeForward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto labels = GetArray<int32_t>(info, 4, "labels");
     const CeArgs c = GetCeArgs(info, 5, labels, true);
     auto tl = GetArray<float>(info, 0, "tokenLoss", c.n, true);
     auto lse = GetArray<float>(info, 1, "lse", c.n, true);
-    auto h = GetArray<float>(info, 2, "h", c.n * c.dim);
-    auto W = GetArray<float>(info, 3, "W", c.vocab * c.dim);
+    auto h = GetArray<T>(info, 2, "h", c.n * c.dim);
+    auto W = GetArray<T>(info, 3, "W", c.vocab * c.dim);
     auto am = GetArray<int32_t>(info, 10, "argmax", c.n, true);
     float *tlp = tl.data, *lp = lse.data;
-    const float *hp = h.data, *wp = W.data;
+    const T *hp = h.data, *wp = W.data;
     const int32_t* yp = labels.data;
     int32_t* amp = am.data;
     auto res = std::make_shared<CeResult>();
     return RunAsync(
         info.Env(),
-        [=] { *res = lm_head_ce_forward(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
+        [=] { *res = kernel(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
         [res](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("loss", Napi::Number::New(env, res->loss));
@@ -175,7 +238,9 @@ Napi::Value CeForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// lmHeadCeBackward(dh|null, dW|null, h, W, labels, lse|null, tokenWeight|null, n, dim, vocab, normalizer, chunk)
+// lmHeadCeBackward[Bf16](dh|null, dW|null, h, W, labels, lse|null, tokenWeight|null, n, dim, vocab, normalizer, chunk):
+// dh and dW fp32 (accumulated); the Bf16 variant takes h and W as bf16 bit patterns.
+template <typename T, CeBackwardFn<T> kernel>
 Napi::Value CeBackward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto labels = GetArray<int32_t>(info, 4, "labels");
@@ -183,17 +248,18 @@ Napi::Value CeBackward(const Napi::CallbackInfo& info) {
     const CeArgs c = GetCeArgs(info, 7, labels, !has_weight);
     auto dh = GetArray<float>(info, 0, "dh", c.n * c.dim, true);
     auto dW = GetArray<float>(info, 1, "dW", c.vocab * c.dim, true);
-    auto h = GetArray<float>(info, 2, "h", c.n * c.dim);
-    auto W = GetArray<float>(info, 3, "W", c.vocab * c.dim);
+    auto h = GetArray<T>(info, 2, "h", c.n * c.dim);
+    auto W = GetArray<T>(info, 3, "W", c.vocab * c.dim);
     auto lse = GetArray<float>(info, 5, "lse", c.n, true);
     auto tw = GetArray<float>(info, 6, "tokenWeight", c.n, true);
     float *dhp = dh.data, *dwp = dW.data;
-    const float *hp = h.data, *wp = W.data, *lp = lse.data, *twp = tw.data;
+    const T *hp = h.data, *wp = W.data;
+    const float *lp = lse.data, *twp = tw.data;
     const int32_t* yp = labels.data;
     const float norm = has_weight ? 1.f : static_cast<float>(c.normalizer);
     return RunAsync(
         info.Env(),
-        [=] { lm_head_ce_backward(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
+        [=] { kernel(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
         {dh.js, dW.js, h.js, W.js, labels.js, lse.js, tw.js});
   });
 }
@@ -203,11 +269,16 @@ Napi::Value CeBackward(const Napi::CallbackInfo& info) {
 void InitAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("flashAttentionForward", Napi::Function::New(env, FlashForward, "flashAttentionForward"));
   exports.Set("flashAttentionBackward", Napi::Function::New(env, FlashBackward, "flashAttentionBackward"));
+  exports.Set("flashAttentionForwardBf16", Napi::Function::New(env, FlashForwardBf16, "flashAttentionForwardBf16"));
+  exports.Set("flashAttentionBackwardBf16", Napi::Function::New(env, FlashBackwardBf16, "flashAttentionBackwardBf16"));
+  exports.Set("attentionBf16Impl", Napi::Function::New(env, AttnBf16Impl, "attentionBf16Impl"));
   exports.Set("attentionReference", Napi::Function::New(env, AttnReference, "attentionReference"));
   exports.Set("attentionScratchPeak", Napi::Function::New(env, ScratchPeak, "attentionScratchPeak"));
   exports.Set("attentionResetScratchPeak", Napi::Function::New(env, ResetScratchPeak, "attentionResetScratchPeak"));
-  exports.Set("lmHeadCeForward", Napi::Function::New(env, CeForward, "lmHeadCeForward"));
-  exports.Set("lmHeadCeBackward", Napi::Function::New(env, CeBackward, "lmHeadCeBackward"));
+  exports.Set("lmHeadCeForward", Napi::Function::New(env, CeForward<float, lm_head_ce_forward>, "lmHeadCeForward"));
+  exports.Set("lmHeadCeBackward", Napi::Function::New(env, CeBackward<float, lm_head_ce_backward>, "lmHeadCeBackward"));
+  exports.Set("lmHeadCeForwardBf16", Napi::Function::New(env, CeForward<uint16_t, lm_head_ce_forward_bf16>, "lmHeadCeForwardBf16"));
+  exports.Set("lmHeadCeBackwardBf16", Napi::Function::New(env, CeBackward<uint16_t, lm_head_ce_backward_bf16>, "lmHeadCeBackwardBf16"));
 }
 
 }  // namespace ua

@@ -116,6 +116,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("grads", &ModelWrap::Grads), InstanceMethod("numParams", &ModelWrap::NumParams),
                       InstanceMethod("init", &ModelWrap::Init), InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                       InstanceMethod("setCheckpointing", &ModelWrap::SetCheckpointing),
+                      InstanceMethod("setBf16", &ModelWrap::SetBf16), InstanceMethod("bf16", &ModelWrap::Bf16),
+                      InstanceMethod("weightsChanged", &ModelWrap::WeightsChanged),
                       InstanceMethod("forward", &ModelWrap::Forward),
                       InstanceMethod("backward", &ModelWrap::Backward),
                       InstanceMethod("hasForward", &ModelWrap::HasForward),
@@ -237,6 +239,26 @@ Napi::Value ModelWrap::SetCheckpointing(const Napi::CallbackInfo& info) {
     busy_->store(false);
     return info.Env().Undefined();
   });
+}
+
+// setBf16(on): mixed precision (llama.h); frees the activation buffers and drops a pending backward.
+Napi::Value ModelWrap::SetBf16(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    bool on = GetBool(info, 0, "bf16");
+    Claim("setBf16");
+    model_->set_bf16(on);
+    busy_->store(false);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ModelWrap::Bf16(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), model_->bf16()); }
+
+// weightsChanged(): the fp32 parameters were written from JS; the bf16 copy is refreshed at the
+// next forward. Allowed while a call runs: the flag is read when the next forward starts.
+Napi::Value ModelWrap::WeightsChanged(const Napi::CallbackInfo& info) {
+  model_->weights_changed();
+  return info.Env().Undefined();
 }
 
 // init(seed) -> Promise<void>

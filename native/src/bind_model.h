@@ -58,6 +58,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SetProfiling(const Napi::CallbackInfo& info);
   Napi::Value Profile(const Napi::CallbackInfo& info);
   Napi::Value SetCheckpointing(const Napi::CallbackInfo& info);
+  Napi::Value SetBf16(const Napi::CallbackInfo& info);
+  Napi::Value Bf16(const Napi::CallbackInfo& info);
+  Napi::Value WeightsChanged(const Napi::CallbackInfo& info);
   Napi::Value Init(const Napi::CallbackInfo& info);
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);

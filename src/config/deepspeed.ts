@@ -65,8 +65,9 @@ export function readDeepSpeedConfig(path: string, source: string): DeepSpeedMapp
   const obj = json as Record<string, unknown>;
   for (const [k, v] of Object.entries(obj)) {
     if (k === 'bf16') {
-      const enabled = typeof v === 'object' && v !== null ? (v as Record<string, unknown>).enabled : v;
-      take('bf16.enabled', enabled);
+      take('bf16.enabled', enabledValue(v));
+    } else if (k === 'fp16' && enabledValue(v) === true) {
+      out.problems.push({ key: `${path}: fp16.enabled`, value: true, message: 'fp16 mixed precision is not implemented', fix: 'use "bf16": { "enabled": true } (or "auto" with bf16: true in the job)' });
     } else if (k === 'train_batch_size') {
       if (v === 'auto') continue;
       if (typeof v === 'number' && Number.isInteger(v) && v > 0) out.trainBatchSize = v;
@@ -78,6 +79,10 @@ export function readDeepSpeedConfig(path: string, source: string): DeepSpeedMapp
     }
   }
   return out;
+
+  function enabledValue(v: unknown): unknown {
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>).enabled : v;
+  }
 
   function take(dsKey: string, v: unknown): void {
     if (v === 'auto' || v === undefined || v === null) return;

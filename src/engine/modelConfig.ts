@@ -282,8 +282,11 @@ function parseModelConfigText(text: string, path: string): ModelConfig {
   return parseModelConfig(json, path);
 }
 
-/** HF JSON for a config (the original keys, with the engine's values and float32 dtype). */
-export function toHfConfig(c: ModelConfig): Record<string, unknown> {
+/**
+ * HF JSON for a config (the original keys, with the engine's values and the dtype the weights
+ * are saved in: float32 unless told otherwise).
+ */
+export function toHfConfig(c: ModelConfig, torchDtype: 'float32' | 'bfloat16' = 'float32'): Record<string, unknown> {
   const out: Record<string, unknown> = {
     ...c.hf,
     model_type: c.modelType,
@@ -300,7 +303,7 @@ export function toHfConfig(c: ModelConfig): Record<string, unknown> {
     initializer_range: c.initializerRange,
     max_position_embeddings: c.maxPositionEmbeddings,
     hidden_act: 'silu',
-    torch_dtype: 'float32',
+    torch_dtype: torchDtype,
   };
   if (c.modelType === 'llama' || c.modelType === 'qwen3') out.attention_bias = c.oBias;
   // Mistral's window defaults to 4096 when the key is absent: write what was computed.

@@ -145,6 +145,11 @@ export interface NativeModel {
   init(seed: number): Promise<void>;
   zeroGrad(): Promise<void>;
   setCheckpointing(on: boolean): void;
+  /** Mixed precision (REFERENCE §6): fp32 masters, bf16 weight copy and products. */
+  setBf16(on: boolean): void;
+  bf16(): boolean;
+  /** The fp32 parameters changed: the bf16 copy is refreshed at the next forward. */
+  weightsChanged(): void;
   forward(tokens: I32, labels: I32, positions: I32, docLens: I32 | null, normalizer: number, tokenLoss: F32 | null, dropoutKey: number | null, tokenArgmax: I32 | null): Promise<ForwardResult>;
   backward(tokenWeight: F32 | null): Promise<void>;
   hasForward(): boolean;
@@ -213,11 +218,19 @@ export interface NativeBinding {
   // bind_attention.cc
   flashAttentionForward(out: F32, lse: F32, q: F32, k: F32, v: F32, ...shape: AttentionShapeArgs): Promise<void>;
   flashAttentionBackward(dq: F32, dk: F32, dv: F32, dout: F32, q: F32, k: F32, v: F32, out: F32, lse: F32, ...shape: AttentionShapeArgs): Promise<void>;
+  /** out, q, k, v: bf16 bit patterns; lse fp32. */
+  flashAttentionForwardBf16(out: Uint16Array, lse: F32, q: Uint16Array, k: Uint16Array, v: Uint16Array, ...shape: AttentionShapeArgs): Promise<void>;
+  /** dq, dk, dv, lse fp32 (gradients accumulated); the rest bf16 bit patterns. */
+  flashAttentionBackwardBf16(dq: F32, dk: F32, dv: F32, dout: Uint16Array, q: Uint16Array, k: Uint16Array, v: Uint16Array, out: Uint16Array, lse: F32, ...shape: AttentionShapeArgs): Promise<void>;
+  attentionBf16Impl(): 'avx512bf16' | 'fp32-fallback';
   attentionReference(out: F32, q: F32, k: F32, v: F32, ...shape: AttentionShapeArgs): Promise<void>;
   attentionScratchPeak(): number;
   attentionResetScratchPeak(): void;
   lmHeadCeForward(tokenLoss: F32 | null, lse: F32 | null, h: F32, W: F32, labels: I32, n: number, dim: number, vocab: number, normalizer: number, chunk: number, argmax?: I32 | null): Promise<ForwardResult>;
   lmHeadCeBackward(dh: F32 | null, dW: F32 | null, h: F32, W: F32, labels: I32, lse: F32 | null, tokenWeight: F32 | null, n: number, dim: number, vocab: number, normalizer: number, chunk: number): Promise<void>;
+  /** h, W: bf16 bit patterns. */
+  lmHeadCeForwardBf16(tokenLoss: F32 | null, lse: F32 | null, h: Uint16Array, W: Uint16Array, labels: I32, n: number, dim: number, vocab: number, normalizer: number, chunk: number, argmax: I32 | null): Promise<ForwardResult>;
+  lmHeadCeBackwardBf16(dh: F32 | null, dW: F32 | null, h: Uint16Array, W: Uint16Array, labels: I32, lse: F32 | null, tokenWeight: F32 | null, n: number, dim: number, vocab: number, normalizer: number, chunk: number): Promise<void>;
 
   // bind_optim.cc
   adamwStep(param: F32, m: F32, v: F32, grad: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): Promise<void>;

@@ -1,7 +1,9 @@
 /**
  * Training checkpoints in the layout of DESIGN.md: `checkpoint-<step>/` holding `config.json`,
- * `model.safetensors` (F32, HF tensor names), `optimizer.safetensors` (AdamW moments under the same
- * names with `.exp_avg` / `.exp_avg_sq` suffixes, the step in the metadata), `trainer_state.json`
+ * `model.safetensors` (HF tensor names, in the config's torch_dtype: BF16 for bfloat16 models as
+ * HF saves them, else F32), `optimizer.safetensors` (AdamW moments under the same names with
+ * `.exp_avg` / `.exp_avg_sq` suffixes, the step in the metadata, and with BF16 weights the fp32
+ * master weights as `.master`, so a resume is bitwise; REFERENCE §6), `trainer_state.json`
  * and `checksums.sha256` (sha256sum format, one line per file). With LoRA attached the frozen base
  * is not copied: `adapter_model.safetensors` + `adapter_config.json` (PEFT's layout) replace
  * `model.safetensors`, and the moments are the adapters' (same suffixes, PEFT names).
@@ -16,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Model } from '../engine/model/index.js';
+import { savedWeightDtype, weightTensors, type Model } from '../engine/model/index.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from '../engine/lora.js';
 import { toHfConfig } from '../engine/modelConfig.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';
@@ -26,6 +28,8 @@ import { copyTokenizerFiles } from './tokenizer/tokenizerFiles.js';
 export const CHECKSUMS_FILE = 'checksums.sha256';
 /** Files every complete checkpoint holds (besides the checksums). */
 export const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json'] as const;
+/** Suffix of the fp32 master weights in optimizer.safetensors when model.safetensors is BF16. */
+export const MASTER_SUFFIX = '.master';
 /** Files a LoRA checkpoint holds instead (the base model is the run's, unchanged). */
 export const LORA_CHECKPOINT_FILES = ['config.json', ADAPTER_WEIGHTS_FILE, ADAPTER_CONFIG_FILE, 'optimizer.safetensors', 'trainer_state.json'] as const;
 
@@ -129,18 +133,21 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, o
     const lora = p.model.lora;
     const { params, views } = p.model.trainable;
     const weights = views.map((w) => ({ name: w.name, shape: w.shape, data: params.subarray(w.offset, w.offset + w.numel) }));
+    // LoRA adapters are always F32 (PEFT's layout; they train in fp32); full weights follow torch_dtype.
+    const dtype = lora ? 'F32' : savedWeightDtype(p.model.config);
     if (lora) {
       await writeSafetensors(join(tmp, ADAPTER_WEIGHTS_FILE), weights, { format: 'pt' });
       await writeFileSynced(join(tmp, ADAPTER_CONFIG_FILE), JSON.stringify(adapterConfigJson(lora, p.model.nameOrPath), null, 2) + '\n');
     } else {
-      await writeSafetensors(join(tmp, 'model.safetensors'), weights, { format: 'pt' });
+      await writeSafetensors(join(tmp, 'model.safetensors'), await weightTensors(views, params, dtype), { format: 'pt' });
     }
     const moments = views.flatMap((w) => [
       { name: `${w.name}.exp_avg`, shape: w.shape, data: p.m.subarray(w.offset, w.offset + w.numel) },
       { name: `${w.name}.exp_avg_sq`, shape: w.shape, data: p.v.subarray(w.offset, w.offset + w.numel) },
+      ...(dtype === 'BF16' ? [{ name: `${w.name}${MASTER_SUFFIX}`, shape: w.shape, data: params.subarray(w.offset, w.offset + w.numel) }] : []),
     ]);
     await writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { optimizer: 'adamw', step: String(step) });
-    await writeFileSynced(join(tmp, 'config.json'), JSON.stringify(toHfConfig(p.model.config), null, 2) + '\n');
+    await writeFileSynced(join(tmp, 'config.json'), JSON.stringify(toHfConfig(p.model.config, dtype === 'BF16' ? 'bfloat16' : 'float32'), null, 2) + '\n');
     await writeFileSynced(join(tmp, 'trainer_state.json'), JSON.stringify(p.state, null, 2) + '\n');
     const lines: string[] = [];
     for (const f of lora ? LORA_CHECKPOINT_FILES : CHECKPOINT_FILES) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
@@ -261,10 +268,14 @@ export async function loadCheckpoint(path: string, model: Model, m: Float32Array
   if (header.metadata.step !== String(state.step)) {
     throw new CheckpointError(`${path}: optimizer.safetensors is for step ${header.metadata.step}, trainer_state.json for step ${state.step}`);
   }
-  for (const w of model.trainable.views) {
+  const train = model.trainable;
+  for (const w of train.views) {
     await readTensorF32(header, `${w.name}.exp_avg`, m.subarray(w.offset, w.offset + w.numel));
     await readTensorF32(header, `${w.name}.exp_avg_sq`, v.subarray(w.offset, w.offset + w.numel));
+    // BF16 weights were rounded: the exact fp32 masters replace them (a bitwise resume).
+    if (header.tensors.has(`${w.name}${MASTER_SUFFIX}`)) await readTensorF32(header, `${w.name}${MASTER_SUFFIX}`, train.params.subarray(w.offset, w.offset + w.numel));
   }
+  train.updated?.();
   return state;
 }
 

@@ -88,11 +88,14 @@ export function resolveModelDir(spec: string): string {
   throw Object.assign(new Error(`model_name_or_path ${spec}: no config.json there (looked in ${candidates.map((c) => (isAbsolute(c) ? c : resolve(c))).join(', ')})`), { code: 'ERR_CONFIG' });
 }
 
-/** An HF checkpoint directory is loaded; a directory with only config.json gets a seeded initialization. */
-export async function loadModel(dir: string, seed: number): Promise<Model> {
+/**
+ * An HF checkpoint directory is loaded; a directory with only config.json gets a seeded
+ * initialization. `bf16`: the job's mixed precision (REFERENCE §6; fp32 masters either way).
+ */
+export async function loadModel(dir: string, seed: number, bf16 = false): Promise<Model> {
   const hasWeights = existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
-  if (hasWeights) return Model.fromPretrained(dir);
-  return Model.create(await readModelConfig(join(dir, 'config.json')), { seed });
+  if (hasWeights) return Model.fromPretrained(dir, { bf16 });
+  return Model.create(await readModelConfig(join(dir, 'config.json')), { seed, bf16 });
 }
 
 interface JobData {
@@ -204,7 +207,7 @@ export const trainWorkload: Workload = async (ctx) => {
   try {
     const modelDir = resolveModelDir(c.model_name_or_path);
     assertFits(c, modelDir, ctx.localRanks);
-    const model = await loadModel(modelDir, c.seed);
+    const model = await loadModel(modelDir, c.seed, c.bf16);
     model.nameOrPath = c.model_name_or_path;
     // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen; with
     // adapter_name_or_path, as LLaMA-Factory: all but the last merged into the base, the last continued
@@ -297,7 +300,7 @@ export const trainWorkload: Workload = async (ctx) => {
  */
 async function referenceModel(c: JobConfig, model: Model, modelDir: string, runtime: ParallelRuntime): Promise<ReferenceModel> {
   if (c.finetuning_type === 'lora') return { model, enter: () => model.setAdaptersEnabled(false), exit: () => model.setAdaptersEnabled(true) };
-  const ref = await loadModel(modelDir, c.seed);
+  const ref = await loadModel(modelDir, c.seed, c.bf16);
   runtime.attachModel(ref);
   return { model: ref };
 }

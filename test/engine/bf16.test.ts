@@ -2,12 +2,12 @@
 // against a JavaScript reference, and bf16 x bf16 -> fp32 products against fp64 with stated
 // tolerances; on this CPU's path and, in child processes with DNNL_MAX_CPU_ISA lowered, on the
 // paths of CPUs without AVX512-BF16 (oneDNN's emulation on AVX-512, fp32 products below that).
-import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { matmulBf16, toBf16 } from '../../src/engine/ops/matmul.js';
 import { runBf16Checks, type CheckLine } from './fixtures/bf16Checks.js';
+import { runUnderIsa } from './helpers/isaChild.js';
 
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'bf16Checks.ts');
 
@@ -15,33 +15,9 @@ function report(t: Test, checks: CheckLine[]): void {
   for (const c of checks) t.ok(c.ok, `${c.name}: ${c.detail}`);
 }
 
-function loaderArgs(): string[] {
-  const ts = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-  return ts.length ? ts : process.execArgv;
-}
-
 /** Runs the checks in a child process whose oneDNN (and our bf16 kernels) may use at most `isa`. */
 function runChild(t: Test, isa: string): Promise<Awaited<ReturnType<typeof runBf16Checks>>> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DNNL_MAX_CPU_ISA: isa };
-  delete env.NODE_OPTIONS;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...loaderArgs(), fixture], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`bf16 checks under DNNL_MAX_CPU_ISA=${isa} exited with ${code}:\n${stderr}`));
-      try {
-        resolve(JSON.parse(stdout.trim().split('\n').at(-1)!));
-      } catch (e) {
-        reject(new Error(`bf16 checks under DNNL_MAX_CPU_ISA=${isa} printed no result: ${(e as Error).message}\n${stdout}\n${stderr}`));
-      }
-    });
-  });
+  return runUnderIsa(t, fixture, isa);
 }
 
 t.test('bf16 conversions and products on this CPU', async (t) => {

@@ -3,23 +3,14 @@
 // rewards at every step. Under SP each rank holds part of every response, so this holds only if
 // the sequence log-prob sums are added over the SP group before the loss.
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { runSp1AndSp2, writeSpModel } from './helpers/spJob.js';
+import { runSp1AndSp2, writeSpModel, writeSpPairs } from './helpers/spJob.js';
 
 t.test('sp 1 and sp 2 give the same DPO losses and rewards at every step', async (t) => {
   const root = t.testdir();
   const model = writeSpModel(root);
-  // responses of different lengths, so shards split prompts and responses at different places
-  const rows = Array.from({ length: 8 }, (_, i) => ({
-    instruction: `Question ${i}: what comes after ${i * 3}?`,
-    input: '',
-    chosen: `${i * 3 + 1}, because counting goes up by one.`.slice(0, 12 + i),
-    rejected: `I think it is ${i * 5} or so`.slice(0, 20 - i),
-  }));
-  writeFileSync(join(root, 'pairs.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const pairs = writeSpPairs(root);
   const { one, two } = await runSp1AndSp2(t, root, [
-    `model_name_or_path: ${model}`, 'stage: dpo', 'finetuning_type: full', 'pref_beta: 0.5', `dataset: ${join(root, 'pairs.jsonl')}`, 'cutoff_len: 64',
+    `model_name_or_path: ${model}`, 'stage: dpo', 'finetuning_type: full', 'pref_beta: 0.5', `dataset: ${pairs}`, 'cutoff_len: 64',
     'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', 'per_device_train_batch_size: 2',
   ], 3);
   const keys = ['loss', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'rewards/accuracies', 'logps/chosen', 'logps/rejected'];

@@ -19,109 +19,20 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
+#include "attention_common.h"
 #include "attention_simd.h"
 
 namespace ua {
 
 namespace {
 
-constexpr int64_t kBq = 64;  // query rows per block
-constexpr int64_t kBk = 64;  // keys per block; equal to kBq so the causal diagonal is one block
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-std::atomic<int64_t> g_scratch_now{0};
-std::atomic<int64_t> g_scratch_peak{0};
-
-// A 64-byte aligned float buffer whose size is counted in the scratch high-water mark.
-class Scratch {
- public:
-  explicit Scratch(int64_t n) : bytes_(((std::max<int64_t>(n, 1) * 4 + 63) / 64) * 64) {
-    p_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(bytes_)));
-    if (!p_) throw std::bad_alloc();
-    int64_t now = g_scratch_now.fetch_add(bytes_) + bytes_;
-    int64_t peak = g_scratch_peak.load();
-    while (now > peak && !g_scratch_peak.compare_exchange_weak(peak, now)) {
-    }
-  }
-  ~Scratch() {
-    std::free(p_);
-    g_scratch_now.fetch_sub(bytes_);
-  }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  float* data() const { return p_; }
-
- private:
-  int64_t bytes_;
-  float* p_ = nullptr;
-};
-
-struct Doc {
-  int64_t a, b;  // tokens [a, b)
-};
-
-void check_shape(const AttnShape& sh, const char* who) {
-  if (sh.s < 0 || sh.H < 1 || sh.Hkv < 1 || sh.d < 1)
-    throw ShapeError(std::string(who) + ": need s >= 0, H >= 1, Hkv >= 1, d >= 1");
-  if (sh.H % sh.Hkv != 0) throw ShapeError(std::string(who) + ": H must be a multiple of Hkv");
-  if (!(sh.scale >= 0.f) || !std::isfinite(sh.scale))
-    throw ShapeError(std::string(who) + ": scale must be finite and >= 0 (0 means 1/sqrt(d))");
-  if (sh.window < 0) throw ShapeError(std::string(who) + ": window must be >= 0 (0: no sliding window)");
-  if (sh.window > 0 && !sh.causal) throw ShapeError(std::string(who) + ": a sliding window needs causal attention");
-}
-
-// First key block (aligned to the document's block grid) that some row of the query block
-// starting at i0 sees: the window of the block's first row begins at i0 - W + 1.
-int64_t first_key_block(const AttnShape& sh, int64_t doc_a, int64_t i0) {
-  if (sh.window <= 0 || i0 - sh.window + 1 <= doc_a) return doc_a;
-  return doc_a + ((i0 - sh.window + 1 - doc_a) / kBk) * kBk;
-}
-
-// Sets the scores of row i that fall outside its visible keys [max(j0, i - W + 1), i] of the block
-// [j0, j0 + nk) to -inf.
-inline void mask_row(float* row, const AttnShape& sh, int64_t i, int64_t j0, int64_t nk) {
-  const int64_t hi = sh.causal ? std::clamp<int64_t>(i - j0 + 1, 0, nk) : nk;
-  const int64_t lo = sh.window > 0 ? std::clamp<int64_t>(i - sh.window + 1 - j0, 0, hi) : 0;
-  std::fill(row, row + lo, -INFINITY);
-  std::fill(row + hi, row + nk, -INFINITY);
-}
-
-// Whether the block of rows [i0, i0 + nq) x keys [j0, j0 + nk) needs masking: the causal diagonal,
-// or a key the last row's window no longer reaches.
-inline bool needs_mask(const AttnShape& sh, int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
-  return (sh.causal && j0 + nk - 1 > i0) || (sh.window > 0 && j0 < i0 + nq - sh.window);
-}
-
-// Real documents (padding segments, negative lengths, are dropped: nothing attends to or from them).
-std::vector<Doc> documents(const int32_t* doc_lens, int64_t ndocs, int64_t s, const char* who) {
-  std::vector<Doc> docs;
-  if (!doc_lens || ndocs == 0) {
-    if (s > 0) docs.push_back({0, s});
-    return docs;
-  }
-  if (ndocs < 0) throw ShapeError(std::string(who) + ": negative document count");
-  int64_t pos = 0;
-  for (int64_t i = 0; i < ndocs; ++i) {
-    const int64_t len = doc_lens[i];
-    if (len > 0) docs.push_back({pos, pos + len});
-    pos += len < 0 ? -len : len;
-  }
-  if (pos != s)
-    throw ShapeError(std::string(who) + ": document lengths cover " + std::to_string(pos) + " tokens, s is " +
-                     std::to_string(s));
-  return docs;
-}
-
-float default_scale(const AttnShape& sh) {
-  return sh.scale > 0.f ? sh.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(sh.d)));
-}
+using namespace attn;
+using FloatScratch = attn::Scratch<float>;
 
 // kt: per kv head, every key block [j0, j0 + nk) of every document stored transposed ([d, nk])
 // at offset j0 * d, so a block is one contiguous B operand with row stride nk.
@@ -149,8 +60,13 @@ void pack_head_major(float* dst, const float* src, int64_t s, int64_t heads, int
 
 }  // namespace
 
-int64_t attention_scratch_peak_bytes() { return g_scratch_peak.load(); }
-void attention_reset_scratch_peak() { g_scratch_peak.store(g_scratch_now.load()); }
+ScratchTracker& attn::scratch_tracker() {
+  static ScratchTracker t;
+  return t;
+}
+
+int64_t attention_scratch_peak_bytes() { return attn::scratch_tracker().peak(); }
+void attention_reset_scratch_peak() { attn::scratch_tracker().reset_peak(); }
 
 void flash_attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                              const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh) {
@@ -164,7 +80,7 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
   std::fill(lse, lse + H * s, -INFINITY);
   if (docs.empty()) return;
 
-  Scratch kt(Hkv * s * d), vp(Hkv * s * d);
+  FloatScratch kt(Hkv * s * d), vp(Hkv * s * d);
   pack_blocks_transposed(kt.data(), k, docs, s, Hkv, d, nt);
   pack_head_major(vp.data(), v, s, Hkv, d, nt);
 
@@ -182,7 +98,7 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.cost > y.cost; });
 
   const int64_t per_thread = kBq * kBk + 2 * kBq * d + 2 * kBq;
-  Scratch work(per_thread * nt);
+  FloatScratch work(per_thread * nt);
   const int64_t ntasks = static_cast<int64_t>(tasks.size());
   const float* ktp = kt.data();
   const float* vpp = vp.data();
@@ -252,8 +168,8 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   // blocks, each with its own dQ partial (summed in part order at the end). R depends on the shape
   // only, never on the thread count, so results stay bitwise reproducible.
   const int64_t R = std::min<int64_t>(4, (4 + Hkv - 1) / Hkv);
-  Scratch qp(H * s * d), dop(H * s * d), dqp(R * H * s * d), kp(Hkv * s * d), kt(Hkv * s * d), vt(Hkv * s * d);
-  Scratch Dv(H * s), L2(H * s);
+  FloatScratch qp(H * s * d), dop(H * s * d), dqp(R * H * s * d), kp(Hkv * s * d), kt(Hkv * s * d), vt(Hkv * s * d);
+  FloatScratch Dv(H * s), L2(H * s);
   pack_head_major(qp.data(), q, s, H, d, nt);
   pack_head_major(dop.data(), dout, s, H, d, nt);
   pack_head_major(kp.data(), k, s, Hkv, d, nt);
@@ -291,7 +207,7 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& x, const Task& y) { return x.cost > y.cost; });
 
   const int64_t per_thread = 2 * kBq * kBk + 2 * kBk * d;
-  Scratch work(per_thread * nt);
+  FloatScratch work(per_thread * nt);
   const int64_t ntasks = static_cast<int64_t>(tasks.size());
   const float *Qp = qp.data(), *dOp = dop.data(), *Kp = kp.data(), *Kt = kt.data(), *Vt = vt.data();
   const float *D = Dv.data(), *L = L2.data();
@@ -342,27 +258,12 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
             simd::block_gemm(dQpart + (h * s + i0) * d, d, dS, nk, 1, kj, d, nq, d, nk, true);  // dQ += dS K
           }
         }
-        for (int64_t r = 0; r < nk; ++r) {
-          float* gk = dk + ((j0 + r) * Hkv + hk) * d;
-          float* gv = dv + ((j0 + r) * Hkv + hk) * d;
-          for (int64_t c = 0; c < d; ++c) {
-            gk[c] += dKa[r * d + c];
-            gv[c] += dVa[r * d + c];
-          }
-        }
+        add_kv_block(dk, dv, dKa, dVa, j0, nk, Hkv, hk, d);
       }
     }
   }
 
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < s; ++i)
-    for (int64_t h = 0; h < H; ++h) {
-      float* g = dq + (i * H + h) * d;
-      for (int64_t r = 0; r < R; ++r) {  // fixed part order: reproducible sums
-        const float* src = dQp + ((r * H + h) * s + i) * d;
-        for (int64_t c = 0; c < d; ++c) g[c] += src[c];
-      }
-    }
+  add_dq_parts(dq, dQp, s, H, R, d, nt);
 }
 
 void attention_reference_forward(float* out, const float* q, const float* k, const float* v,

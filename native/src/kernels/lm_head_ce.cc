@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "attention_simd.h"
+#include "bf16.h"
 #include "matmul.h"
+#include "workspace.h"
 
 namespace ua {
 
@@ -120,6 +122,17 @@ void fold_block(RowStats& st, const float* logits, int64_t ld, const int32_t* la
   }
 }
 
+// The logits product of a block (and the backward's two products) for either precision: fp32
+// operands through matmul_ld, bf16 operands through matmul_bf16_ld (fp32 accumulation either way).
+inline void product(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t M, int64_t N,
+                    int64_t K, bool ta, bool tb, float beta) {
+  matmul_ld(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, 1.f, beta);
+}
+inline void product(float* C, int64_t ldc, const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, int64_t M,
+                    int64_t N, int64_t K, bool ta, bool tb, float beta) {
+  matmul_bf16_ld(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, 1.f, beta);
+}
+
 // Row log-sum-exp from the folded state; inf / NaN maxima propagate.
 float row_lse(const RowStats& st, int64_t i) {
   const float m = st.max[i];
@@ -128,33 +141,33 @@ float row_lse(const RowStats& st, int64_t i) {
 
 // The forward's row statistics of all n tokens. Vocabulary blocks are the outer loop, so each
 // block of W stays in cache while every token chunk is multiplied by it. block: [cr, ld] scratch.
-RowStats all_rows_forward(float* block, int64_t ld, const float* h, const float* W, const int32_t* labels, int64_t n,
+template <typename T>
+RowStats all_rows_forward(float* block, int64_t ld, const T* h, const T* W, const int32_t* labels, int64_t n,
                           int64_t cr, int64_t dim, int64_t vocab, bool want_argmax, int nt) {
   RowStats st(n);
   for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
     const int64_t nb = std::min(kVocabBlock, vocab - v0);
     for (int64_t t0 = 0; t0 < n; t0 += cr) {
       const int64_t c = std::min(cr, n - t0);
-      matmul_ld(block, ld, h + t0 * dim, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
+      product(block, ld, h + t0 * dim, dim, W + v0 * dim, dim, c, nb, dim, false, true, 0.f);
       fold_block(st, block, ld, labels, t0, c, v0, nb, want_argmax, nt);
     }
   }
   return st;
 }
 
-}  // namespace
-
-CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const float* W, const int32_t* labels,
-                            int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax) {
-  check_args("lm_head_ce_forward", labels, n, dim, vocab);
+template <typename T>
+CeResult forward_impl(const char* who, float* token_loss, float* lse, const T* h, const T* W, const int32_t* labels,
+                      int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax) {
+  check_args(who, labels, n, dim, vocab);
   if (!(normalizer > 0.f) || !std::isfinite(normalizer))
-    throw ShapeError("lm_head_ce_forward: normalizer must be finite and > 0");
+    throw ShapeError(std::string(who) + ": normalizer must be finite and > 0");
   CeResult res;
   if (n == 0) return res;
   const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
-  std::vector<float> block(cr * ld);
-  const RowStats st = all_rows_forward(block.data(), ld, h, W, labels, n, cr, dim, vocab, argmax != nullptr, nt);
+  Workspace block(cr * ld * 4);
+  const RowStats st = all_rows_forward<T>(block.floats(), ld, h, W, labels, n, cr, dim, vocab, argmax != nullptr, nt);
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     const float L = row_lse(st, i);
@@ -172,18 +185,33 @@ CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const
   return res;
 }
 
-void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, const int32_t* labels,
-                         const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
-                         float normalizer, int64_t chunk) {
-  check_args("lm_head_ce_backward", labels, n, dim, vocab);
+// G16 receives the bf16 rounding of each row of G when T is bf16 (the backward's products then
+// take bf16 operands); unused for fp32.
+inline const float* grad_operand(float* G, uint16_t*, const float*) { return G; }
+inline const uint16_t* grad_operand(float*, uint16_t* G16, const uint16_t*) { return G16; }
+inline void round_row(uint16_t* G16, const float* x, int64_t n, const float*) { (void)G16, (void)x, (void)n; }
+inline void round_row(uint16_t* G16, const float* x, int64_t n, const uint16_t*) {
+  for (int64_t j = 0; j < n; ++j) G16[j] = f32_to_bf16_bits(x[j]);
+}
+
+template <typename T>
+void backward_impl(const char* who, float* dh, float* dW, const T* h, const T* W, const int32_t* labels,
+                   const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
+                   float normalizer, int64_t chunk) {
+  check_args(who, labels, n, dim, vocab);
   if (!token_weight && (!(normalizer > 0.f) || !std::isfinite(normalizer)))
-    throw ShapeError("lm_head_ce_backward: normalizer must be finite and > 0");
+    throw ShapeError(std::string(who) + ": normalizer must be finite and > 0");
   if (n == 0 || (!dh && !dW)) return;
   const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
-  std::vector<float> G(cr * ld), recomputed_lse;
+  constexpr bool kBf16 = sizeof(T) == 2;
+  Workspace Gw(cr * ld * 4), G16w(kBf16 ? cr * ld * 2 : 0);
+  float* G = Gw.floats();
+  uint16_t* G16 = G16w.halves();
+  const T* Gop = grad_operand(G, G16, h);
+  std::vector<float> recomputed_lse;
   if (!lse) {  // the forward's statistics, recomputed
-    const RowStats st = all_rows_forward(G.data(), ld, h, W, labels, n, cr, dim, vocab, false, nt);
+    const RowStats st = all_rows_forward<T>(G, ld, h, W, labels, n, cr, dim, vocab, false, nt);
     recomputed_lse.resize(n);
     for (int64_t i = 0; i < n; ++i) recomputed_lse[i] = row_lse(st, i);
     lse = recomputed_lse.data();
@@ -196,25 +224,51 @@ void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, c
     const int64_t nb = std::min(kVocabBlock, vocab - v0);
     for (int64_t t0 = 0; t0 < n; t0 += cr) {
       const int64_t c = std::min(cr, n - t0);
-      const float* hc = h + t0 * dim;
-      matmul_ld(G.data(), ld, hc, dim, W + v0 * dim, dim, c, nb, dim, false, true, 1.f, 0.f);
+      const T* hc = h + t0 * dim;
+      product(G, ld, hc, dim, W + v0 * dim, dim, c, nb, dim, false, true, 0.f);
       // G = w (softmax - onehot) = w exp(logit - lse) - w [id == label]
 #pragma omp parallel for num_threads(nt) schedule(static)
       for (int64_t r = 0; r < c; ++r) {
-        float* x = G.data() + r * ld;
+        float* x = G + r * ld;
         const float w = weight[t0 + r];
         if (w == 0.f) {
           std::fill(x, x + nb, 0.f);
-          continue;
+        } else {
+          exp2_affine_scale(x, nb, kLog2e, lse[t0 + r] * kLog2e, w);
+          const int32_t y = labels[t0 + r];
+          if (y >= v0 && y < v0 + nb) x[y - v0] -= w;
         }
-        exp2_affine_scale(x, nb, kLog2e, lse[t0 + r] * kLog2e, w);
-        const int32_t y = labels[t0 + r];
-        if (y >= v0 && y < v0 + nb) x[y - v0] -= w;
+        round_row(G16 + r * ld, x, nb, h);
       }
-      if (dh) matmul_ld(dh + t0 * dim, dim, G.data(), ld, W + v0 * dim, dim, c, dim, nb, false, false, 1.f, 1.f);
-      if (dW) matmul_ld(dW + v0 * dim, dim, G.data(), ld, hc, dim, nb, dim, c, true, false, 1.f, 1.f);
+      if (dh) product(dh + t0 * dim, dim, Gop, ld, W + v0 * dim, dim, c, dim, nb, false, false, 1.f);
+      if (dW) product(dW + v0 * dim, dim, Gop, ld, hc, dim, nb, dim, c, true, false, 1.f);
     }
   }
+}
+
+}  // namespace
+
+CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const float* W, const int32_t* labels,
+                            int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax) {
+  return forward_impl("lm_head_ce_forward", token_loss, lse, h, W, labels, n, dim, vocab, normalizer, chunk, argmax);
+}
+
+CeResult lm_head_ce_forward_bf16(float* token_loss, float* lse, const uint16_t* h, const uint16_t* W,
+                                 const int32_t* labels, int64_t n, int64_t dim, int64_t vocab, float normalizer,
+                                 int64_t chunk, int32_t* argmax) {
+  return forward_impl("lm_head_ce_forward_bf16", token_loss, lse, h, W, labels, n, dim, vocab, normalizer, chunk, argmax);
+}
+
+void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, const int32_t* labels,
+                         const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
+                         float normalizer, int64_t chunk) {
+  backward_impl("lm_head_ce_backward", dh, dW, h, W, labels, lse, token_weight, n, dim, vocab, normalizer, chunk);
+}
+
+void lm_head_ce_backward_bf16(float* dh, float* dW, const uint16_t* h, const uint16_t* W, const int32_t* labels,
+                              const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
+                              float normalizer, int64_t chunk) {
+  backward_impl("lm_head_ce_backward_bf16", dh, dW, h, W, labels, lse, token_weight, n, dim, vocab, normalizer, chunk);
 }
 
 }  // namespace ua

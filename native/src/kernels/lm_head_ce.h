@@ -31,4 +31,14 @@ void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, c
                          const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
                          float normalizer, int64_t chunk);
 
+// bf16 operands (bit patterns, bf16.h): h16 [n, dim] and W16 [vocab, dim]; the logits products are
+// bf16 x bf16 -> fp32, the softmax, loss and lse fp32; in the backward the logits gradient block is
+// rounded to bf16 for the two products, whose results (dh, dW) accumulate in fp32.
+CeResult lm_head_ce_forward_bf16(float* token_loss, float* lse, const uint16_t* h16, const uint16_t* W16,
+                                 const int32_t* labels, int64_t n, int64_t dim, int64_t vocab, float normalizer,
+                                 int64_t chunk, int32_t* argmax = nullptr);
+void lm_head_ce_backward_bf16(float* dh, float* dW, const uint16_t* h16, const uint16_t* W16, const int32_t* labels,
+                              const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
+                              float normalizer, int64_t chunk);
+
 }  // namespace ua

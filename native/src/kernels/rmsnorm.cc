@@ -7,9 +7,21 @@
 #include <cmath>
 #include <vector>
 
+#include "bf16.h"
 #include "parallel.h"
 
 namespace ua {
+
+namespace {
+
+inline float row_rstd(const float* xr, int64_t dim, float eps) {
+  double ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t j = 0; j < dim; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+  return static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + static_cast<double>(eps)));
+}
+
+}  // namespace
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t n, int64_t dim, float eps) {
   if (n < 0 || dim <= 0) throw ShapeError("rmsnorm_forward: need n >= 0 and dim > 0");
@@ -17,12 +29,21 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int6
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;
-    double ss = 0;
-#pragma omp simd reduction(+ : ss)
-    for (int64_t j = 0; j < dim; ++j) ss += static_cast<double>(xr[j]) * xr[j];
-    const float rs = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + static_cast<double>(eps)));
+    const float rs = row_rstd(xr, dim, eps);
     rstd[r] = rs;
     for (int64_t j = 0; j < dim; ++j) yr[j] = (xr[j] * rs) * w[j];
+  }
+}
+
+void rmsnorm_forward_bf16(uint16_t* y16, float* rstd, const float* x, const float* w, int64_t n, int64_t dim, float eps) {
+  if (n < 0 || dim <= 0) throw ShapeError("rmsnorm_forward_bf16: need n >= 0 and dim > 0");
+#pragma omp parallel for num_threads(threads_for(n * dim)) schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * dim;
+    uint16_t* yr = y16 + r * dim;
+    const float rs = row_rstd(xr, dim, eps);
+    rstd[r] = rs;
+    for (int64_t j = 0; j < dim; ++j) yr[j] = f32_to_bf16_bits((xr[j] * rs) * w[j]);
   }
 }
 

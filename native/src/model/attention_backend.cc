@@ -27,4 +27,15 @@ void LocalFlashAttention::backward(float* dq, float* dk, float* dv, const float*
   flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, c.doc_lens, c.ndocs, ShapeOf(c));
 }
 
+void LocalFlashAttention::forward_bf16(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k,
+                                       const uint16_t* v, const AttnCall& c) {
+  flash_attention_forward_bf16(out, lse, q, k, v, c.doc_lens, c.ndocs, ShapeOf(c));
+}
+
+void LocalFlashAttention::backward_bf16(float* dq, float* dk, float* dv, const uint16_t* dout, const uint16_t* q,
+                                        const uint16_t* k, const uint16_t* v, const uint16_t* out, const float* lse,
+                                        const AttnCall& c) {
+  flash_attention_backward_bf16(dq, dk, dv, dout, q, k, v, out, lse, c.doc_lens, c.ndocs, ShapeOf(c));
+}
+
 }  // namespace ua

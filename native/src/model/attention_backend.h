@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/attention_bf16.h"
 
 namespace ua {
 
@@ -51,6 +52,15 @@ class AttentionBackend {
   virtual void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) = 0;
   virtual void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, const AttnCall& c) = 0;
+  // bf16 inputs (the bf16 model, attention_bf16.h): q, k, v, out, dout are bf16 bit patterns in the
+  // same layouts; lse and the gradients stay fp32.
+  virtual void forward_bf16(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                            const AttnCall& c) = 0;
+  virtual void backward_bf16(float* dq, float* dk, float* dv, const uint16_t* dout, const uint16_t* q,
+                             const uint16_t* k, const uint16_t* v, const uint16_t* out, const float* lse,
+                             const AttnCall& c) = 0;
+  // Seconds spent communicating so far (0 for a local backend); the model's profile takes differences.
+  virtual double comm_seconds() const { return 0; }
 };
 
 // One process, whole sequence: the local flash attention kernel, causal.
@@ -59,6 +69,10 @@ class LocalFlashAttention : public AttentionBackend {
   void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) override;
   void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                 const float* out, const float* lse, const AttnCall& c) override;
+  void forward_bf16(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                    const AttnCall& c) override;
+  void backward_bf16(float* dq, float* dk, float* dv, const uint16_t* dout, const uint16_t* q, const uint16_t* k,
+                     const uint16_t* v, const uint16_t* out, const float* lse, const AttnCall& c) override;
 };
 
 }  // namespace ua

@@ -18,6 +18,28 @@ constexpr int64_t kAlign = 16;  // floats per 64 bytes
 
 inline int64_t RoundUp(int64_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
+// Floats that hold `count` bf16 values (rounded up to the 64-byte view alignment).
+inline int64_t HalfFloats(int64_t count) { return RoundUp((count + 1) / 2); }
+
+// Hands out consecutive aligned pieces of an arena: take(count) floats, take16(count) bf16 values.
+class Cursor {
+ public:
+  explicit Cursor(float* p) : p_(p) {}
+  float* take(int64_t count) {
+    float* r = p_;
+    p_ += RoundUp(count);
+    return r;
+  }
+  uint16_t* take16(int64_t count) {
+    uint16_t* r = reinterpret_cast<uint16_t*>(p_);
+    p_ += HalfFloats(count);
+    return r;
+  }
+
+ private:
+  float* p_;
+};
+
 inline void ParallelCopy(float* dst, const float* src, int64_t count) {
   const int64_t block = 1 << 16;
   const int64_t nb = (count + block - 1) / block;
@@ -36,6 +58,12 @@ inline void ParallelZero(float* dst, int64_t count) {
     const int64_t lo = b * block, hi = std::min(count, lo + block);
     std::memset(dst + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
   }
+}
+
+// dst[i] += src[i]
+inline void ParallelAdd(float* dst, const float* src, int64_t count) {
+#pragma omp parallel for schedule(static) num_threads(count > (1 << 15) ? num_threads() : 1)
+  for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
 }
 
 }  // namespace flat

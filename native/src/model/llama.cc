@@ -1,5 +1,6 @@
 // Llama-family decoder: parameter layout, initialization, forward and backward over one packed
-// sequence. All big products go through sgemm (matmul / linear kernels), called from the
+// sequence (fp32; the bf16 layer passes live in llama_bf16.cc, LoRA in llama_lora.cc).
+// All big products go through matmul (oneDNN; matmul / linear kernels), called from the
 // calling (worker) thread, never from inside an OpenMP region. Must never allocate [n, vocab]
 // or [n, n] buffers.
 #include "model/llama.h"
@@ -28,9 +29,8 @@ namespace ua {
 
 namespace {
 
-constexpr int64_t kCeChunk = 512;     // LM head tokens per chunk: chunk * vocab floats of logits
-
 // OpenMP clauses here name the thread count explicitly, as in flat_buffer.h.
+using flat::ParallelAdd;
 using flat::ParallelCopy;
 using flat::ParallelZero;
 using flat::RoundUp;
@@ -42,12 +42,6 @@ void AddBias(float* y, const float* b, int64_t n, int64_t out) {
     float* r = y + i * out;
     for (int64_t j = 0; j < out; ++j) r[j] += b[j];
   }
-}
-
-// dst[i] += src[i]
-void AddInto(float* dst, const float* src, int64_t count) {
-#pragma omp parallel for schedule(static) num_threads(count > (1 << 15) ? num_threads() : 1)
-  for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
 }
 
 void Require(bool ok, const std::string& msg) {
@@ -178,6 +172,7 @@ LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStor
 }
 
 void LlamaModel::init(uint64_t seed) {
+  w16_stale_ = true;
   for (size_t i = 0; i < views_.size(); ++i) {
     const ParamView& v = views_[i];
     float* p = params_->data + v.offset;
@@ -204,8 +199,24 @@ void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
   buf_n_ = -1;  // the lse size may differ
 }
 
+// The fp32 backward scratch both precisions use, from the arena being laid out.
+void LlamaModel::take_scratch(flat::Cursor& c, int64_t n) {
+  const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
+                KD = cfg_.kv_heads * cfg_.head_dim;
+  scratch_act_ = c.take(n * I);
+  scratch_dg_ = c.take(n * I);
+  scratch_du_ = c.take(n * I);
+  scratch_dD_ = c.take(n * D);
+  scratch_dq_ = c.take(n * QD);
+  scratch_dq2_ = c.take(n * QD);
+  scratch_dk_ = c.take(n * KD);
+  scratch_dv_ = c.take(n * KD);
+  scratch_dk2_ = cfg_.qk_norm ? c.take(n * KD) : nullptr;
+}
+
 void LlamaModel::ensure_buffers(int64_t n) {
-  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && arena_) return;
+  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && arena_) return;
+  if (bf16_) return ensure_buffers_bf16(n);
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
@@ -220,62 +231,45 @@ void LlamaModel::ensure_buffers(int64_t n) {
   total += RoundUp(n * I) * 3 + RoundUp(n * D) + RoundUp(n * QD) * 2 + RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);  // scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
-  float* p = arena_->data;
-  auto take = [&](int64_t count) {
-    float* r = p;
-    p += RoundUp(count);
-    return r;
-  };
+  flat::Cursor c(arena_->data);
   layer_base_.assign(static_cast<size_t>(cfg_.layers), nullptr);
-  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = take(per_layer);
-  recompute_base_ = checkpointing_ ? take(full) : nullptr;
-  xfinal_ = take(n * D);
-  hn_ = take(n * D);
-  dres_ = take(n * D);
-  rstdf_ = take(n);
-  lse_ce_ = take(n);
-  scratch_act_ = take(n * I);
-  scratch_dg_ = take(n * I);
-  scratch_du_ = take(n * I);
-  scratch_dD_ = take(n * D);
-  scratch_dq_ = take(n * QD);
-  scratch_dq2_ = take(n * QD);
-  scratch_dk_ = take(n * KD);
-  scratch_dv_ = take(n * KD);
-  scratch_dk2_ = cfg_.qk_norm ? take(n * KD) : nullptr;
+  for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = c.take(per_layer);
+  recompute_base_ = checkpointing_ ? c.take(full) : nullptr;
+  xfinal_ = c.take(n * D);
+  hn_ = c.take(n * D);
+  dres_ = c.take(n * D);
+  rstdf_ = c.take(n);
+  lse_ce_ = c.take(n);
+  take_scratch(c, n);
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
+  buf_bf16_ = false;
 }
 
 LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
   const int64_t n = buf_n_, D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
-  float* p = buf_ckpt_ ? recompute_base_ : layer_base_[l];
-  auto take = [&](int64_t count) {
-    float* r = p;
-    p += RoundUp(count);
-    return r;
-  };
+  flat::Cursor c(buf_ckpt_ ? recompute_base_ : layer_base_[l]);
   LayerActs a{};
-  a.x = take(n * D);
-  a.xn1 = take(n * D);
-  a.h = take(n * D);
-  a.xn2 = take(n * D);
-  a.rstd1 = take(n);
-  a.rstd2 = take(n);
-  a.q = take(n * QD);
-  a.att = take(n * QD);
-  a.k = take(n * KD);
-  a.v = take(n * KD);
-  a.lse = take(attn_->lse_size(call));
-  a.gate = take(n * I);
-  a.up = take(n * I);
+  a.x = c.take(n * D);
+  a.xn1 = c.take(n * D);
+  a.h = c.take(n * D);
+  a.xn2 = c.take(n * D);
+  a.rstd1 = c.take(n);
+  a.rstd2 = c.take(n);
+  a.q = c.take(n * QD);
+  a.att = c.take(n * QD);
+  a.k = c.take(n * KD);
+  a.v = c.take(n * KD);
+  a.lse = c.take(attn_->lse_size(call));
+  a.gate = c.take(n * I);
+  a.up = c.take(n * I);
   if (cfg_.qk_norm) {
-    a.qpre = take(n * QD);
-    a.kpre = take(n * KD);
-    a.rstdq = take(n * cfg_.heads);
-    a.rstdk = take(n * cfg_.kv_heads);
+    a.qpre = c.take(n * QD);
+    a.kpre = c.take(n * KD);
+    a.rstdq = c.take(n * cfg_.heads);
+    a.rstdk = c.take(n * cfg_.kv_heads);
   }
   if (buf_ckpt_) a.x = layer_base_[l];  // only the layer input is stored
   return a;
@@ -311,7 +305,9 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
     rope_forward_table(a.q, positions_.data(), n, cfg_.heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
     rope_forward_table(a.k, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
   });
+  const double comm0 = attn_->comm_seconds();
   timed(kProfAttnFwd, [&] { attn_->forward(a.att, a.lse, a.q, a.k, a.v, call); });
+  if (profiling_) profile_[kProfComm] += attn_->comm_seconds() - comm0;
   // h = x + att Wo^T (+ bo): the residual is folded into the product (beta = 1).
   timed(kProfCopy, [&] { ParallelCopy(a.h, a.x, n * D); });
   timed(kProfGemm, [&] {
@@ -359,7 +355,7 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     if (train_base) linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
     matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);                          // dact = dy Wd
   });
-  if (down_on) timed(kProfCopy, [&] { AddInto(dact, scratch_dg_, n * I); });
+  if (down_on) timed(kProfCopy, [&] { ParallelAdd(dact, scratch_dg_, n * I); });
   timed(kProfCopy, [&] {
     ParallelZero(scratch_dg_, n * I);
     ParallelZero(scratch_du_, n * I);
@@ -390,9 +386,11 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     ParallelZero(scratch_dk_, n * KD);
     ParallelZero(scratch_dv_, n * KD);
   });
+  const double comm0 = attn_->comm_seconds();
   timed(kProfAttnBwd, [&] {
     attn_->backward(scratch_dq_, scratch_dk_, scratch_dv_, datt, a.q, a.k, a.v, a.att, a.lse, call);
   });
+  if (profiling_) profile_[kProfComm] += attn_->comm_seconds() - comm0;
   timed(kProfRope, [&] {
     rope_backward_table(scratch_dq_, positions_.data(), n, cfg_.heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
     rope_backward_table(scratch_dk_, positions_.data(), n, cfg_.kv_heads, cfg_.head_dim, inv_freq_.data(), rope_scale_);
@@ -478,14 +476,26 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;
+  if (bf16_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
   timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
   for (int64_t l = 0; l < cfg_.layers; ++l) {
-    LayerActs a = acts_for(l);
     float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
-    layer_forward(l, a, y);
+    if (bf16_) {
+      LayerActs16 a = acts16_for(l);
+      layer_forward_bf16(l, a, y);
+    } else {
+      LayerActs a = acts_for(l);
+      layer_forward(l, a, y);
+    }
   }
   const float* norm_w = params_->data + views_[views_.size() - (cfg_.tie_embeddings ? 1 : 2)].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
+  if (bf16_) {
+    ForwardResult res;
+    head_forward_bf16(norm_w, lm, token_loss, token_argmax, res);
+    has_forward_ = true;
+    return res;
+  }
   timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
   CeResult ce;
   timed(kProfHeadFwd, [&] {
@@ -510,12 +520,26 @@ void LlamaModel::backward(const float* token_weight) {
 
   float* dhn = scratch_dD_;
   timed(kProfCopy, [&] { ParallelZero(dhn, n * D); });
-  timed(kProfHeadBwd, [&] {
-    lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
-  });
+  if (bf16_) {
+    head_backward_bf16(dhn, g_lm, lm, token_weight);
+  } else {
+    timed(kProfHeadBwd, [&] {
+      lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
+    });
+  }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
   for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
+    if (bf16_) {
+      LayerActs16 a = acts16_for(l);
+      if (buf_ckpt_) {
+        recomputing_ = true;
+        layer_forward_bf16(l, a, nullptr);
+        recomputing_ = false;
+      }
+      layer_backward_bf16(l, a, dres_);
+      continue;
+    }
     LayerActs a = acts_for(l);
     if (buf_ckpt_) {
       recomputing_ = true;
@@ -530,7 +554,7 @@ void LlamaModel::backward(const float* token_weight) {
 const char* profile_name(int cat) {
   static const char* names[kProfCount] = {"gemm",    "attention_forward", "attention_backward", "lm_head_forward",
                                           "lm_head_backward", "rmsnorm", "rope", "swiglu", "copy_zero",
-                                          "embedding", "recompute"};
+                                          "embedding", "recompute", "convert", "communication"};
   return cat >= 0 && cat < kProfCount ? names[cat] : "?";
 }
 

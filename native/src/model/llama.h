@@ -10,11 +10,20 @@
 //   h = x + o_proj(att) ; xn2 = rms(h) ; act = silu(gate(xn2)) * up(xn2) ; y = h + down(act)
 // Shapes: x, h, y: [n, D]; q, att: [n, H*d]; k, v: [n, Hkv*d]; gate, up, act: [n, I].
 //
+// Mixed precision (set_bf16, REFERENCE §6): the parameters, gradients and optimizer state stay
+// fp32 (the masters); each forward computes with a bf16 copy of the matrix weights, refreshed from
+// the masters whenever they changed (weights_changed(), init, a load), so once per optimizer step.
+// Matrix products take bf16 inputs and accumulate in fp32 (matmul_bf16), attention takes bf16
+// q/k/v (attention_bf16.h); RMSNorm statistics, rope, softmax, loss, residual stream and every
+// gradient stay fp32. Saved activations that only feed products (normed inputs, q/k/v, the
+// attention output, gate/up) are kept in bf16; the layer inputs, h and the statistics in fp32.
+//
 // Optional LoRA (lora.h): adapters on chosen linear modules of every layer, in their own flat
 // param / grad buffers with PEFT-named views. Once attached the base model is frozen: backward
 // accumulates adapter gradients only (no base weight, norm, embedding or head gradients) and
 // propagates input gradients through base weights and adapters alike.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -26,6 +35,10 @@
 #include "model/lora.h"
 
 namespace ua {
+
+namespace flat {
+class Cursor;  // model/flat_buffer.h
+}
 
 struct LlamaConfig {
   int64_t vocab = 0;
@@ -70,6 +83,8 @@ struct FloatStorage {
   ~FloatStorage();
   FloatStorage(const FloatStorage&) = delete;
   FloatStorage& operator=(const FloatStorage&) = delete;
+  // The storage as bf16 bit patterns (2 per float), for buffers that hold bf16 only.
+  uint16_t* halves() const { return reinterpret_cast<uint16_t*>(data); }
 
  private:
   void* raw_ = nullptr;
@@ -77,9 +92,11 @@ struct FloatStorage {
 
 // Wall-clock profile categories (seconds accumulated while profiling is on). Time spent
 // recomputing layers under checkpointing is counted in its categories AND in kProfRecompute.
+// kProfConvert: fp32 <-> bf16 conversions of the bf16 model (the weight copy included).
+// kProfComm: the sequence-parallel all-to-alls, also counted inside attention_forward/backward.
 enum ProfileCategory {
   kProfGemm, kProfAttnFwd, kProfAttnBwd, kProfHeadFwd, kProfHeadBwd, kProfNorm, kProfRope, kProfSwiglu,
-  kProfCopy, kProfEmbed, kProfRecompute, kProfCount
+  kProfCopy, kProfEmbed, kProfRecompute, kProfConvert, kProfComm, kProfCount
 };
 const char* profile_name(int cat);
 
@@ -90,6 +107,9 @@ struct ForwardResult {
 
 class LlamaModel {
  public:
+  // LM head tokens per chunk: chunk * min(vocab, 2048) floats of logits at a time.
+  static constexpr int64_t kCeChunk = 512;
+
   explicit LlamaModel(const LlamaConfig& cfg);
 
   const LlamaConfig& config() const { return cfg_; }
@@ -102,6 +122,13 @@ class LlamaModel {
   // Deterministic init: normal(0, init_range) via philox keyed by (seed, 0, view index); ones; zeros.
   void init(uint64_t seed);
   void zero_grad();
+
+  // Mixed precision (see the header comment). Switching frees the activation buffers.
+  void set_bf16(bool on);
+  bool bf16() const { return bf16_; }
+  // The fp32 parameters were changed from outside (an optimizer step, a load): the next forward
+  // refreshes the bf16 weight copy first. Cheap; a no-op without bf16.
+  void weights_changed() { w16_stale_ = true; }
 
   void set_checkpointing(bool on) { checkpointing_ = on; }
   bool checkpointing() const { return checkpointing_; }
@@ -176,9 +203,32 @@ class LlamaModel {
     if (recomputing_) profile_[kProfRecompute] += dt;
   }
 
+  // bf16 mode (llama_bf16.cc): weights, saved activations and the layer passes.
+  struct LayerW16 {
+    const uint16_t *wq, *wk, *wv, *wo, *wg, *wu, *wd;
+  };
+  // Saved (or recomputed) activations of one layer in bf16 mode; the bf16 ones feed products only.
+  struct LayerActs16 {
+    float *x, *rstd1, *lse, *h, *rstd2, *qpre, *kpre, *rstdq, *rstdk;
+    uint16_t *xn1, *q, *k, *v, *att, *xn2, *gate, *up;
+  };
+  LayerW16 layer_w16(const LayerParams& p) const;
+  const uint16_t* w16_of(const float* master) const { return w16_->halves() + (master - params_->data); }
+  void refresh_w16();
+  void ensure_buffers_bf16(int64_t n);
+  LayerActs16 acts16_for(int64_t l);
+  void layer_forward_bf16(int64_t l, LayerActs16& a, float* y);
+  void layer_backward_bf16(int64_t l, LayerActs16& a, float* dres);
+  // fp32 copy of a bf16 activation for the LoRA adapters (which compute in fp32): lora_x32_.
+  const float* adapter_input(const uint16_t* x16, int64_t in);
+  void head_forward_bf16(const float* norm_w, const float* lm, float* token_loss, int32_t* token_argmax,
+                         ForwardResult& res);
+  void head_backward_bf16(float* dhn, float* g_lm, const float* lm, const float* token_weight);
+
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
   void ensure_buffers(int64_t n);
+  void take_scratch(flat::Cursor& c, int64_t n);
   LayerActs acts_for(int64_t l);
   void layer_forward(int64_t l, LayerActs& a, float* y);
   void layer_backward(int64_t l, LayerActs& a, float* dres);
@@ -208,9 +258,10 @@ class LlamaModel {
   std::shared_ptr<AttentionBackend> attn_;
   bool checkpointing_ = false;
 
-  // Activation arena (allocated once per (n, checkpointing) pair).
+  // Activation arena (allocated once per (n, checkpointing, precision)).
   int64_t buf_n_ = -1;
   bool buf_ckpt_ = false;
+  bool buf_bf16_ = false;
   std::unique_ptr<FloatStorage> arena_;
   std::vector<float*> layer_base_;  // per layer: saved activations (all, or only x when checkpointing)
   float* recompute_base_ = nullptr; // checkpointing: one full LayerActs set
@@ -228,6 +279,18 @@ class LlamaModel {
   float* scratch_dv_ = nullptr;     // [n, Hkv*d]
   float* scratch_dk2_ = nullptr;    // [n, Hkv*d] d of the pre-norm k (qk_norm only)
   float* dres_ = nullptr;           // [n, D] gradient of the residual stream
+  // bf16 mode only: the bf16 weight copy (same offsets as params_), the final norm's bf16 output
+  // and bf16 scratch for the operands of the products.
+  bool bf16_ = false;
+  std::atomic<bool> w16_stale_{true};  // set from the JS thread (weights_changed) while a call may run
+  std::unique_ptr<FloatStorage> w16_;
+  uint16_t* hn16_ = nullptr;        // [n, D]
+  uint16_t* s16_i1_ = nullptr;      // [n, I] act, then d_gate
+  uint16_t* s16_i2_ = nullptr;      // [n, I] d_up
+  uint16_t* s16_d_ = nullptr;       // [n, D] d of the residual stream
+  uint16_t* s16_q_ = nullptr;       // [n, H*d] d_att, then d_q
+  uint16_t* s16_k_ = nullptr;       // [n, Hkv*d]
+  uint16_t* s16_v_ = nullptr;       // [n, Hkv*d]
 
   std::unique_ptr<Lora> lora_;
   bool fwd_adapters_ = false;        // the last forward ran with adapters (its backward follows it)
@@ -238,6 +301,7 @@ class LlamaModel {
   float* lora_u_ = nullptr;          // [n, r]
   float* lora_du_ = nullptr;         // [n, r]
   float* lora_xd_ = nullptr;         // [n, max in] dropped input / its gradient (dropout > 0 only)
+  float* lora_x32_ = nullptr;        // [n, max in] bf16 mode: the adapters' fp32 input
 
   // Rope frequencies [head_dim / 2] of the current sequence (fixed unless the type is dynamic,
   // whose table follows the sequence length rope_len_ of the last forward) and the cos/sin scale.

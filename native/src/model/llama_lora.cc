@@ -109,10 +109,13 @@ void LlamaModel::ensure_lora_buffers(int64_t n) {
   const int64_t r = lora_->cfg.rank, max_in = std::max({D, I, QD});
   const bool drop = lora_->cfg.dropout > 0;
   lora_arena_.reset();
-  lora_arena_ = std::make_unique<FloatStorage>(RoundUp(n * r) * 2 + (drop ? RoundUp(n * max_in) : 0));
+  lora_arena_ = std::make_unique<FloatStorage>(RoundUp(n * r) * 2 + (drop ? RoundUp(n * max_in) : 0) +
+                                               (bf16_ ? RoundUp(n * max_in) : 0));
   lora_u_ = lora_arena_->data;
   lora_du_ = lora_u_ + RoundUp(n * r);
   lora_xd_ = drop ? lora_du_ + RoundUp(n * r) : nullptr;
+  // bf16 mode: the adapters compute in fp32 from an fp32 copy of their bf16 input.
+  lora_x32_ = bf16_ ? lora_du_ + RoundUp(n * r) + (drop ? RoundUp(n * max_in) : 0) : nullptr;
   lora_buf_n_ = n;
 }
 

@@ -21,6 +21,11 @@ void AddInto(float* a, const float* b, int64_t count) {
 
 void Zero(comm::CommBuffer& v) { std::memset(v.data(), 0, v.bytes()); }
 
+// bf16 tensors as 4-byte words for the all-to-alls (pairs of bf16 along d), and back.
+const float* Words(const uint16_t* p) { return reinterpret_cast<const float*>(p); }
+float* Words(uint16_t* p) { return reinterpret_cast<float*>(p); }
+uint16_t* Halves(const comm::CommBuffer& b) { return reinterpret_cast<uint16_t*>(b.data()); }
+
 }  // namespace
 
 UlyssesAttention::UlyssesAttention(std::shared_ptr<comm::Communicator> comm, int64_t H, int64_t Hkv)
@@ -99,24 +104,18 @@ void UlyssesAttention::forward(float* out, float* lse, const float* q, const flo
   timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), k, n, Hkv_, d); });
   timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), v, n, Hkv_, d); });
 
-  AttnShape sh;
-  sh.s = N;
-  sh.H = hl_;
-  sh.Hkv = hg_;
-  sh.d = d;
-  sh.causal = true;
-  sh.window = c.window;
+  const AttnShape sh = local_shape(c);
   flash_attention_forward(outh_.data(), lse, qh_.data(), kh_.data(), vh_.data(), c.doc_lens, c.ndocs, sh);
 
   timed(qb, [&] { comm::head_to_seq(cm, out, outh_.data(), n, H_, d); });
-  cached_ = Key{q, k, v, out, lse, n, d};
+  cached_ = Key{q, k, v, out, lse, n, d, false};
   cache_valid_ = true;
 }
 
 void UlyssesAttention::backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                                 const float* v, const float* out, const float* lse, const AttnCall& c) {
   check_call(c);
-  const Key key{q, k, v, out, lse, c.n, c.d};
+  const Key key{q, k, v, out, lse, c.n, c.d, false};
   const bool hit = cache_valid_ && cached_ == key;
   cache_valid_ = false;  // the buffers are reused as scratch below
   ensure(c.n, c.d);
@@ -137,16 +136,26 @@ void UlyssesAttention::backward(float* dq, float* dk, float* dv, const float* do
   Zero(dqh_);
   Zero(dkh_);
   Zero(dvh_);
+  flash_attention_backward(dqh_.data(), dkh_.data(), dvh_.data(), douth_.data(), qh_.data(), kh_.data(), vh_.data(),
+                           outh_.data(), lse, c.doc_lens, c.ndocs, local_shape(c));
+  return_gradients(dq, dk, dv, c);
+}
+
+AttnShape UlyssesAttention::local_shape(const AttnCall& c) const {
   AttnShape sh;
-  sh.s = N;
+  sh.s = P_ * c.n;
   sh.H = hl_;
   sh.Hkv = hg_;
-  sh.d = d;
+  sh.d = c.d;
   sh.causal = true;
   sh.window = c.window;
-  flash_attention_backward(dqh_.data(), dkh_.data(), dvh_.data(), douth_.data(), qh_.data(), kh_.data(), vh_.data(),
-                           outh_.data(), lse, c.doc_lens, c.ndocs, sh);
+  return sh;
+}
 
+void UlyssesAttention::return_gradients(float* dq, float* dk, float* dv, const AttnCall& c) {
+  comm::Communicator& cm = *comm_;
+  const int64_t n = c.n, d = c.d, N = P_ * n;
+  const int64_t qb = n * H_ * d * 4, kvb = N * hg_ * d * 4;
   // The contract accumulates: the results land in scratch (douth_ [n, H, d]; qh_/kh_ for
   // [n, Hkv, d], which fit since P*hg >= Hkv) and are added.
   timed(qb, [&] { comm::head_to_seq(cm, douth_.data(), dqh_.data(), n, H_, d); });
@@ -155,6 +164,52 @@ void UlyssesAttention::backward(float* dq, float* dk, float* dv, const float* do
   AddInto(dk, kh_.data(), n * Hkv_ * d);
   timed(kvb, [&] { comm::head_to_seq_kv_sum(cm, vh_.data(), dvh_.data(), n, Hkv_, d); });
   AddInto(dv, vh_.data(), n * Hkv_ * d);
+}
+
+void UlyssesAttention::forward_bf16(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k,
+                                    const uint16_t* v, const AttnCall& c) {
+  check_call(c);
+  cache_valid_ = false;
+  ensure(c.n, c.d);
+  comm::Communicator& cm = *comm_;
+  const int64_t n = c.n, w = c.d / 2, N = P_ * n;  // w: 4-byte words per head row
+  const int64_t qb = n * H_ * w * 4, kvb = N * hg_ * w * 4;
+  timed(qb, [&] { comm::seq_to_head(cm, qh_.data(), Words(q), n, H_, w); });
+  timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), Words(k), n, Hkv_, w); });
+  timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), Words(v), n, Hkv_, w); });
+  flash_attention_forward_bf16(Halves(outh_), lse, Halves(qh_), Halves(kh_), Halves(vh_), c.doc_lens, c.ndocs,
+                               local_shape(c));
+  timed(qb, [&] { comm::head_to_seq(cm, Words(out), outh_.data(), n, H_, w); });
+  cached_ = Key{q, k, v, out, lse, n, c.d, true};
+  cache_valid_ = true;
+}
+
+void UlyssesAttention::backward_bf16(float* dq, float* dk, float* dv, const uint16_t* dout, const uint16_t* q,
+                                     const uint16_t* k, const uint16_t* v, const uint16_t* out, const float* lse,
+                                     const AttnCall& c) {
+  check_call(c);
+  const Key key{q, k, v, out, lse, c.n, c.d, true};
+  const bool hit = cache_valid_ && cached_ == key;
+  cache_valid_ = false;
+  ensure(c.n, c.d);
+  comm::Communicator& cm = *comm_;
+  const int64_t n = c.n, w = c.d / 2, N = P_ * n;
+  const int64_t qb = n * H_ * w * 4, kvb = N * hg_ * w * 4;
+  if (hit) {
+    stats_.cache_hits += 1;
+  } else {
+    timed(qb, [&] { comm::seq_to_head(cm, qh_.data(), Words(q), n, H_, w); });
+    timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), Words(k), n, Hkv_, w); });
+    timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), Words(v), n, Hkv_, w); });
+    timed(qb, [&] { comm::seq_to_head(cm, outh_.data(), Words(out), n, H_, w); });
+  }
+  timed(qb, [&] { comm::seq_to_head(cm, douth_.data(), Words(dout), n, H_, w); });
+  Zero(dqh_);
+  Zero(dkh_);
+  Zero(dvh_);
+  flash_attention_backward_bf16(dqh_.data(), dkh_.data(), dvh_.data(), Halves(douth_), Halves(qh_), Halves(kh_),
+                                Halves(vh_), Halves(outh_), lse, c.doc_lens, c.ndocs, local_shape(c));
+  return_gradients(dq, dk, dv, c);
 }
 
 }  // namespace ua

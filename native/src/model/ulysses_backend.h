@@ -20,6 +20,11 @@
 // Consequence: every rank of the SP group must make the same sequence of calls (same model
 // configuration, checkpointing included), as it must for the collectives anyway.
 //
+// bf16 (forward_bf16 / backward_bf16): q/k/v/out/dout are bf16 and move as such: an [n, H, d]
+// bf16 tensor is an [n, H, d/2] tensor of 4-byte words (d is even), and an all-to-all only moves
+// bits, so the fp32 layouts of comm/ulysses.h carry it unchanged at half the bytes. The gradients
+// dq/dk/dv are fp32 (the replicas' dK/dV are summed in fp32).
+//
 // Plain C++ (no N-API). Communicator failures surface as CodedError (coded ERR_COMM_*);
 // the binding maps them to coded rejections. Must never keep pointers to the model's buffers
 // beyond one call (the cache is keyed by them, never dereferenced later), never issue a
@@ -56,6 +61,12 @@ class UlyssesAttention : public AttentionBackend {
   void forward(float* out, float* lse, const float* q, const float* k, const float* v, const AttnCall& c) override;
   void backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
                 const float* out, const float* lse, const AttnCall& c) override;
+  // bf16 q/k/v/out/dout travel as bf16 (half the bytes); the gradients as fp32.
+  void forward_bf16(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                    const AttnCall& c) override;
+  void backward_bf16(float* dq, float* dk, float* dv, const uint16_t* dout, const uint16_t* q, const uint16_t* k,
+                     const uint16_t* v, const uint16_t* out, const float* lse, const AttnCall& c) override;
+  double comm_seconds() const override { return stats_.comm_seconds; }
 
   int64_t degree() const { return P_; }
   const UlyssesStats& stats() const { return stats_; }
@@ -65,6 +76,9 @@ class UlyssesAttention : public AttentionBackend {
 
  private:
   void check_call(const AttnCall& c) const;
+  AttnShape local_shape(const AttnCall& c) const;
+  // The gradient half of both backwards: dq += head_to_seq(dqh_), dk/dv += head_to_seq_kv_sum(..).
+  void return_gradients(float* dq, float* dk, float* dv, const AttnCall& c);
   void ensure(int64_t n, int64_t d);
   // Runs one all-to-all, timing it into stats_.
   template <typename F> void timed(int64_t bytes, F&& f);
@@ -80,8 +94,9 @@ class UlyssesAttention : public AttentionBackend {
   struct Key {
     const void *q = nullptr, *k = nullptr, *v = nullptr, *out = nullptr, *lse = nullptr;
     int64_t n = -1, d = -1;
+    bool bf16 = false;
     bool operator==(const Key& o) const {
-      return q == o.q && k == o.k && v == o.v && out == o.out && lse == o.lse && n == o.n && d == o.d;
+      return q == o.q && k == o.k && v == o.v && out == o.out && lse == o.lse && n == o.n && d == o.d && bf16 == o.bf16;
     }
   };
   Key cached_;

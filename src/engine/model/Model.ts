@@ -5,8 +5,11 @@
  * HF-named view table. Optional LoRA adapters (attachLora) live in their own flat buffers with
  * PEFT-named views and freeze the base model; `trainable` is what an optimizer updates either way.
  * Every call that computes runs off the main thread and returns a Promise; arguments are
- * validated here (coded EngineErrors) and again natively. Must never hold a second copy of the
- * parameters or block the event loop on model math.
+ * validated here (coded EngineErrors) and again natively. With `bf16` (REFERENCE §6) the
+ * parameters stay fp32 masters and the native side computes with a bf16 copy of the weights,
+ * refreshed at the next forward after `weightsChanged()` (called here by every load and by the
+ * optimizer through `trainable.updated`). Must never hold a second JS copy of the parameters or
+ * block the event loop on model math.
  */
 import { join } from 'node:path';
 import type { Communicator } from '../Communicator.js';
@@ -26,6 +29,8 @@ export interface ModelOptions {
   seed?: number;
   /** Per-layer activation checkpointing (default off). */
   checkpointing?: boolean;
+  /** Mixed precision: bf16 weight copy, products and saved activations, fp32 masters (default off). */
+  bf16?: boolean;
 }
 
 export class Model {
@@ -70,6 +75,7 @@ export class Model {
   private static allocate(config: ModelConfig, o: ModelOptions): Model {
     const m = new Model(config, new (native().Model)(config));
     if (o.checkpointing) m.setCheckpointing(true);
+    if (o.bf16) m.setBf16(true);
     return m;
   }
 
@@ -118,6 +124,26 @@ export class Model {
 
   setCheckpointing(on: boolean): void {
     this.h.setCheckpointing(on);
+  }
+
+  /**
+   * Mixed precision on or off (REFERENCE §6). Frees the activation buffers; a forward awaiting its
+   * backward is dropped (ERR_STATE while a call runs).
+   */
+  setBf16(on: boolean): void {
+    this.h.setBf16(on);
+  }
+
+  get bf16(): boolean {
+    return this.h.bf16();
+  }
+
+  /**
+   * Call after writing `params` in place: a bf16 model refreshes its bf16 weights from them at the
+   * next forward (a no-op in fp32). Loads and the optimizer (trainable.updated) call it.
+   */
+  weightsChanged(): void {
+    this.h.weightsChanged();
   }
 
   /** Per-category wall-clock timing of the native passes (for benchmarks); resets the counters. */
@@ -172,7 +198,7 @@ export class Model {
 
   /** What the optimizer updates: the adapters with LoRA, else every parameter. */
   get trainable(): TrainableSet {
-    return this.loraState ?? { params: this.params, grads: this.grads, views: this.views };
+    return this.loraState ?? { params: this.params, grads: this.grads, views: this.views, updated: () => this.weightsChanged() };
   }
 
   /** Off: forward computes the base model (DPO's reference pass); ERR_STATE without adapters. */
@@ -240,7 +266,11 @@ export class Model {
 
   /** Fills the parameters from a checkpoint directory (model.safetensors or a sharded index). */
   async loadWeights(dir: string): Promise<void> {
-    await loadHfWeights(dir, this.views, this.params);
+    try {
+      await loadHfWeights(dir, this.views, this.params);
+    } finally {
+      this.weightsChanged();  // also after a partial load: never compute with a stale copy
+    }
   }
 
   /** Drops the native handle; the buffers stay valid until garbage-collected. Safe to call twice. */

@@ -8,4 +8,10 @@ export interface TrainableSet {
   params: Float32Array;
   grads: Float32Array;
   views: readonly ParamView[];
+  /**
+   * Whoever writes `params` in place (the optimizer step) calls this afterwards, so copies derived
+   * from them (the bf16 weights of a bf16 model) are refreshed before the next forward. Absent
+   * when nothing derives from them (LoRA adapters compute from their fp32 values directly).
+   */
+  updated?(): void;
 }

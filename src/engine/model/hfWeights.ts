@@ -1,8 +1,10 @@
 /**
  * Hugging Face weight files of a model directory: `model.safetensors` or a sharded
  * `model.safetensors.index.json`, read into the flat parameter buffer by HF tensor name (F32, F16
- * or BF16 on disk), and `config.json` + `model.safetensors` (F32) written from it. Must never
- * accept a tensor whose shape differs from the config's, or a shard name that leaves the directory.
+ * or BF16 on disk), and `config.json` + `model.safetensors` (F32) written from it; the dtype a
+ * config's weights are saved in (its torch_dtype: BF16 for bfloat16, as HF saves such models) and
+ * the tensors in that dtype. Must never accept a tensor whose shape differs from the config's, or
+ * a shard name that leaves the directory.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -10,9 +12,25 @@ import { join } from 'node:path';
 import { EngineError } from '../errors.js';
 import { toHfConfig, type ModelConfig } from '../modelConfig.js';
 import type { ParamView } from '../nativeBinding.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type SafetensorsHeader } from '../safetensors.js';
+import { toBf16 } from '../ops/matmul.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors, type SafetensorsHeader, type WritableTensor } from '../safetensors.js';
 
 const viewOf = (params: Float32Array, v: ParamView) => params.subarray(v.offset, v.offset + v.numel);
+
+/**
+ * The dtype HF would save this config's weights in: BF16 when config.json's torch_dtype is
+ * bfloat16, else F32 (float16 checkpoints are read, but saved as F32: fp16 training is not done here).
+ */
+export function savedWeightDtype(config: ModelConfig): 'F32' | 'BF16' {
+  return config.hf.torch_dtype === 'bfloat16' ? 'BF16' : 'F32';
+}
+
+/** The HF-named tensors of `params` in `dtype` (BF16: rounded to nearest even, natively). */
+export async function weightTensors(views: readonly ParamView[], params: Float32Array, dtype: 'F32' | 'BF16'): Promise<WritableTensor[]> {
+  const out: WritableTensor[] = [];
+  for (const v of views) out.push(dtype === 'BF16' ? { name: v.name, shape: v.shape, dtype, data: await toBf16(viewOf(params, v)) } : { name: v.name, shape: v.shape, data: viewOf(params, v) });
+  return out;
+}
 
 /** Writes `dir/config.json` and `dir/model.safetensors` (F32, HF names). */
 export async function saveHfModel(dir: string, config: ModelConfig, views: readonly ParamView[], params: Float32Array): Promise<void> {

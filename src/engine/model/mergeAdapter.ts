@@ -56,5 +56,7 @@ export async function mergeAdapter(model: Model, dir: string): Promise<MergedAda
     // W[out, in] += scale * B[out, r] A[r, in]
     await matmul(W, buf.subarray(b.offset, b.offset + b.numel), buf.subarray(a.offset, a.offset + a.numel), out, inn, r, { alpha: scale, beta: 1 });
   }
+  // a bf16 model computes with a copy of these weights: refresh it before the next forward
+  model.weightsChanged();
   return { rank: r, alpha: cfg.alpha, targets: cfg.targets, tensors: bases.length };
 }

@@ -33,7 +33,8 @@ export interface AttentionShape {
   window?: number;
 }
 
-function checkShape(what: string, sh: AttentionShape): void {
+/** Shape checks shared by the fp32 and bf16 wrappers (coded errors naming the field). */
+export function checkShape(what: string, sh: AttentionShape): void {
   for (const [k, v] of Object.entries({ s: sh.s, H: sh.H, Hkv: sh.Hkv, d: sh.d })) {
     const min = k === 's' ? 0 : 1;
     if (!Number.isInteger(v) || v < min) throw new EngineError('ERR_ARG', `${what}: ${k} must be an integer >= ${min}, got ${v}`);
@@ -54,7 +55,7 @@ function checkShape(what: string, sh: AttentionShape): void {
   }
 }
 
-function shapeArgs(sh: AttentionShape): AttentionShapeArgs {
+export function shapeArgs(sh: AttentionShape): AttentionShapeArgs {
   return [sh.docLens ?? null, sh.s, sh.H, sh.Hkv, sh.d, sh.causal ?? true, sh.scale ?? 0, sh.window ?? 0];
 }
 
@@ -133,7 +134,8 @@ export interface LmHeadShape {
   chunk?: number;
 }
 
-function checkLm(what: string, sh: LmHeadShape, labels: Int32Array | Tensor): Int32Array {
+/** LM head argument checks shared with the bf16 wrappers. */
+export function checkLm(what: string, sh: LmHeadShape, labels: Int32Array | Tensor): Int32Array {
   for (const [k, v] of Object.entries({ n: sh.n, dim: sh.dim, vocab: sh.vocab, chunk: sh.chunk ?? 256 })) {
     const min = k === 'n' ? 0 : 1;
     if (!Number.isInteger(v) || v < min) throw new EngineError('ERR_ARG', `${what}: ${k} must be an integer >= ${min}, got ${v}`);
@@ -145,7 +147,7 @@ function checkLm(what: string, sh: LmHeadShape, labels: Int32Array | Tensor): In
   return y;
 }
 
-function checkNormalizer(what: string, normalizer: number): void {
+export function checkNormalizer(what: string, normalizer: number): void {
   if (!(Number.isFinite(normalizer) && normalizer > 0)) {
     throw new EngineError('ERR_ARG', `${what}: normalizer must be a finite number > 0 (global count of valid tokens), got ${normalizer}`);
   }

@@ -6,6 +6,7 @@
 import { native } from '../native.js';
 import { expectData, type Tensor } from '../Tensor.js';
 import { EngineError } from '../errors.js';
+import { expectBf16 } from './bf16Data.js';
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -51,14 +52,6 @@ export async function matmul(
   await native().matmul(c, a, b, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0);
 }
 
-function expectU16(what: string, v: unknown): Uint16Array {
-  if (!(v instanceof Uint16Array)) {
-    const got = (v as object)?.constructor?.name ?? typeof v;
-    throw new EngineError('ERR_DTYPE', `${what}: expected a Uint16Array of bf16 bit patterns, got ${got}`);
-  }
-  return v;
-}
-
 /** C[M,N] = alpha * op(A) op(B) + beta * C with bf16 A and B (Uint16Array bit patterns), fp32 accumulation and C. */
 export async function matmulBf16(
   C: Float32Array,
@@ -70,7 +63,7 @@ export async function matmulBf16(
   o: MatmulOptions = {},
 ): Promise<void> {
   checkSizes('matmulBf16', { M, N, K });
-  const a = expectU16('matmulBf16 A', A), b = expectU16('matmulBf16 B', B);
+  const a = expectBf16('matmulBf16 A', A), b = expectBf16('matmulBf16 B', B);
   const c = o.ld ? C : expectData<Float32Array>('matmulBf16 C', C, 'f32', [M, N]);
   if (o.ld) await native().matmulBf16(c, a, b, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0, o.ld.a, o.ld.b, o.ld.c);
   else await native().matmulBf16(c, a, b, M, N, K, !!o.transA, !!o.transB, o.alpha ?? 1, o.beta ?? 0);
@@ -107,7 +100,7 @@ export async function toBf16(x: Float32Array, o: { out?: Uint16Array; portable?:
 /** fp32 values of bf16 bit patterns (exact). */
 export async function fromBf16(x: Uint16Array, out: Float32Array = new Float32Array(x.length)): Promise<Float32Array> {
   if (out.length !== x.length) throw new EngineError('ERR_SHAPE', `fromBf16: out has ${out.length} elements, input ${x.length}`);
-  await native().bf16ToF32(out, expectU16('fromBf16 x', x));
+  await native().bf16ToF32(out, expectBf16('fromBf16 x', x));
   return out;
 }
 

@@ -60,6 +60,7 @@ export class Optimizer {
       lr, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, weightDecay: c.weight_decay, step,
     });
     this.updates = step;
+    set.updated?.();  // e.g. the bf16 weight copy of a bf16 model
     return fx;
   }
 }

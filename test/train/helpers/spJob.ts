@@ -1,6 +1,7 @@
 // The sp 1 vs sp 2 equivalence tests' jobs: their model, and the same job run through the
 // coordinator with sequence_parallel_size 1 and 2 (one data-parallel replica each).
 import type { Test } from 'tap';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCoordinatedJob } from './coordinatedJob.js';
 import { writeMicroModelDir } from './trainFixtures.js';
@@ -17,6 +18,22 @@ function runSpJob(root: string, name: string, sp: number, yaml: string[]) {
  */
 export function writeSpModel(root: string): string {
   return writeMicroModelDir(root, { vocab_size: 260 });
+}
+
+/**
+ * Writes the DPO equivalence jobs' preference pairs to root/pairs.jsonl and returns the path:
+ * responses of different lengths, so shards split prompts and responses at different places.
+ */
+export function writeSpPairs(root: string): string {
+  const rows = Array.from({ length: 8 }, (_, i) => ({
+    instruction: `Question ${i}: what comes after ${i * 3}?`,
+    input: '',
+    chosen: `${i * 3 + 1}, because counting goes up by one.`.slice(0, 12 + i),
+    rejected: `I think it is ${i * 5} or so`.slice(0, 20 - i),
+  }));
+  const path = join(root, 'pairs.jsonl');
+  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return path;
 }
 
 /**
