@@ -2,10 +2,13 @@
  * Step aggregation: every rank reports each optimizer step (`rank.step.done`); once the whole
  * world has reported a step, their plan digests must agree (replicas that disagree on the
  * gradient policy's decision fail the job), and rank 0's figures become the step's row of
- * metrics.jsonl. Appends are chained so rows land in step order even when the disk is slow; a
- * failed write is logged, never thrown.
+ * metrics.jsonl. A report of a step already complete in this attempt (a rank replaying its
+ * reports after a coordinator pause) is ignored; a step done again (after a restart, or by a new
+ * `up` resuming the same output_dir) replaces the rows from that step on, so metrics.jsonl holds
+ * every step exactly once, in order. Writes are chained so rows land in step order even when the
+ * disk is slow; a failed write is logged, never thrown.
  */
-import { appendFile } from 'node:fs/promises';
+import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import type { BodyOf } from '../../transport/messages.js';
 import type { Logger } from '../../util/Logger.js';
 
@@ -23,14 +26,41 @@ export interface MetricsRow {
   [stat: string]: number | string | undefined;
 }
 
-export type StepOutcome = { kind: 'pending' } | { kind: 'diverged'; reason: string } | { kind: 'complete'; row: MetricsRow };
+export type StepOutcome = { kind: 'pending' } | { kind: 'duplicate' } | { kind: 'diverged'; reason: string } | { kind: 'complete'; row: MetricsRow };
+
+/** The steps of metrics.jsonl's rows (unparseable lines are skipped). */
+function rowSteps(text: string): { step: number; line: string }[] {
+  return text.split('\n').flatMap((line) => {
+    if (!line.trim()) return [];
+    try {
+      const step = (JSON.parse(line) as { step?: unknown }).step;
+      return typeof step === 'number' ? [{ step, line }] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function readRows(path: string): Promise<{ step: number; line: string }[]> {
+  try {
+    return rowSteps(await readFile(path, 'utf8'));
+  } catch {
+    return [];
+  }
+}
 
 export class StepAggregator {
   private reports = new Map<number, Map<number, StepReport>>();
+  /** steps complete in this attempt (reports of them are replays) */
+  private completed = new Set<number>();
   private diverged = false;
   private chain: Promise<void> = Promise.resolve();
+  /** the highest step in metrics.jsonl (null: not read yet) */
+  private written: number | null = null;
   /** the highest step every rank has completed */
   lastStep = 0;
+  /** the highest step every rank has completed in this attempt (peers' heartbeats carry it) */
+  attemptStep = 0;
 
   constructor(
     private readonly o: {
@@ -45,6 +75,7 @@ export class StepAggregator {
   /** A rank's report; the step's outcome once the whole world has reported it. */
   add(rank: number, body: StepReport): StepOutcome {
     const { step } = body;
+    if (this.completed.has(step)) return { kind: 'duplicate' };
     let m = this.reports.get(step);
     if (!m) this.reports.set(step, (m = new Map()));
     m.set(rank, body);
@@ -61,7 +92,9 @@ export class StepAggregator {
         .join('; ');
       return { kind: 'diverged', reason: `replicas disagree on the gradient policy at step ${step} (${groups})` };
     }
+    this.completed.add(step);
     this.lastStep = Math.max(this.lastStep, step);
+    this.attemptStep = Math.max(this.attemptStep, step);
     const r0 = m.get(0)!;
     const row: MetricsRow = {
       step,
@@ -72,14 +105,36 @@ export class StepAggregator {
       step_ms: r0.stepMs,
       restarts: this.o.restarts(),
     };
-    const line = JSON.stringify(row) + '\n';
-    this.chain = this.chain.then(() => appendFile(this.o.metricsPath, line).catch((e: Error) => this.o.logger.error('cannot write metrics.jsonl', { error: e.message })));
+    this.write(row);
     return { kind: 'complete', row };
+  }
+
+  private write(row: MetricsRow): void {
+    const path = this.o.metricsPath;
+    const line = JSON.stringify(row) + '\n';
+    this.chain = this.chain.then(async () => {
+      try {
+        if (this.written === null) this.written = Math.max(0, ...(await readRows(path)).map((r) => r.step));
+        if (row.step <= this.written) {
+          // the step is done again: the rows from it on belong to the run that is being replaced
+          const kept = (await readRows(path)).filter((r) => r.step < row.step).map((r) => r.line + '\n');
+          const tmp = `${path}.tmp-${process.pid}`;
+          await writeFile(tmp, kept.join(''));
+          await rename(tmp, path);
+        }
+        await appendFile(path, line);
+        this.written = row.step;
+      } catch (e) {
+        this.o.logger.error('cannot write metrics.jsonl', { error: (e as Error).message });
+      }
+    });
   }
 
   /** Forgets the reports of an attempt that was restarted. */
   clear(): void {
     this.reports.clear();
+    this.completed.clear();
+    this.attemptStep = 0;
   }
 
   /** Resolves when every row so far is written. */

@@ -1,9 +1,11 @@
 /**
  * `ulysses-actors up [--nodes hosts.txt] [--config job.yaml | --config_file job.yaml | job.yaml]
  * [--launcher local|ssh|external] [--debug] [--adjust-lr [X]] [--KEY VALUE ...]`: runs a job.
- * Resolves the config and hostfile (every problem at once: exit 2), starts the coordinator, which
- * starts a node agent per host, shows progress, and stops every process of the job on Ctrl-C or
- * SIGTERM (exit 130). Exit 0 on success, 1 when the job failed (reason printed).
+ * Resolves the config and hostfile (every problem at once: exit 2), resumes by itself when
+ * output_dir holds an interrupted run of the same job (train/outputDirState.ts), starts the
+ * coordinator, which starts a node agent per host, shows progress, and stops every process of the
+ * job on Ctrl-C or SIGTERM (exit 130). Exit 0 on success, 1 when the job failed (the reason
+ * printed once).
  * Diagnostic flags (not in --help): --workload NAME (default train; `synthetic` for control-plane
  * tests), --synthetic-step-ms N, --synthetic-fail-at-step N, --job-key FILE (use, or create, the
  * job key there: for Kubernetes secrets and shared homes under Slurm).
@@ -12,10 +14,12 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
+import { DETERMINISTIC_EXIT_CODE, failureClassOf } from '../../actors/failureClass.js';
 import { bindProblem, createLaunchers, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
 import { modelFamilyReport } from '../../train/modelFamilyReport.js';
 import { modelParallelProblems } from '../../train/modelParallelProblems.js';
+import { outputDirState } from '../../train/outputDirState.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../../util/packageRoot.js';
 import { startVizServer } from '../../viz/startVizServer.js';
@@ -80,7 +84,11 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (ignoredLine) process.stderr.write(ignoredLine + '\n');
 
   const outputDir = resolve(job.config.output_dir);
-  const spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
+  let spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
+  // an interrupted run of this same job (same config hash) in output_dir: go on from its newest checkpoint
+  const previous = await outputDirState(outputDir, spec.config);
+  const resuming = previous.kind === 'same-job' && spec.config.resume_from_checkpoint === null;
+  if (resuming) spec = { ...spec, config: { ...spec.config, resume_from_checkpoint: true } };
   const tty = process.stdout.isTTY === true;
   const out = (text: string) => process.stdout.write(text);
   const logger = createLogger(job.config.debug ? 'debug' : 'warn', undefined, 'up');
@@ -93,6 +101,9 @@ export async function upCommand(argv: string[]): Promise<number> {
       `workload ${workload}; output ${outputDir}\n`,
   );
   if (model?.description) out(`model: ${model.description}\n`);
+  if (resuming && previous.kind === 'same-job') {
+    out(`resuming: ${outputDir} holds an interrupted run of this job (same config hash); ${previous.checkpoint ? `its newest checkpoint is ${previous.checkpoint}` : 'it has no checkpoint yet, so training starts at step 0'}\n`);
+  }
 
   const coord = new Coordinator({
     job: spec,
@@ -103,9 +114,17 @@ export async function upCommand(argv: string[]): Promise<number> {
     jobKeyFile: typeof command.job_key === 'string' ? resolve(command.job_key) : undefined,
     onStep: (row) => progress.step(row),
   });
+  // a failure that ends the job is printed once, at the end; the notes are for those that are recovered from
+  let ended = false;
   coord.events.subscribe((e) => {
-    if (e.type === 'job.rank.failed') progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${e.reason.split('\n')[0]}`);
-    else if (e.type === 'job.restarted') progress.note(`restarting every rank from the last checkpoint (attempt ${e.attempt})`);
+    if (e.type === 'job.failed') ended = true;
+    else if (ended) return;
+    if (e.type === 'job.rank.failed') {
+      const deterministic = e.detectedBy === 'rank' ? failureClassOf(e.code) === 'deterministic' : e.detectedBy === 'agent' && e.code === DETERMINISTIC_EXIT_CODE;
+      if (!deterministic) progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${e.reason.split('\n')[0]}`);
+    } else if (e.type === 'job.restarted') progress.note(`restarting every rank from the last checkpoint (attempt ${e.attempt})`);
+    else if (e.type === 'agent.silent') progress.note(`node agent of ${e.host} is silent (${e.reason}): waiting for it`);
+    else if (e.type === 'agent.back') progress.note(`node agent of ${e.host} is back after ${(e.silentMs / 1000).toFixed(1)} s`);
     else if (e.type === 'agent.joined' && job.config.debug) progress.note(`node agent joined: ${e.host} (pid ${e.pid})`);
   });
 
@@ -146,6 +165,7 @@ export async function upCommand(argv: string[]): Promise<number> {
 
   const code = interrupted ? EXIT_INTERRUPTED : result.ok ? 0 : 1;
   if (interrupted) out(`interrupted (${interrupted}) at step ${result.lastStep}: every process of the job was stopped\n`);
+  else if (result.ok && result.trained === 0) out(`job succeeded: ${result.note ?? `nothing to train (resumed at step ${result.lastStep})`}\n`);
   else if (result.ok) out(`job succeeded: ${result.lastStep} steps${result.restarts ? `, ${result.restarts} restart(s)` : ''}\n`);
   else {
     process.stderr.write(`job failed: ${result.reason}\n`);
