@@ -156,6 +156,14 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, o
     return { path: final, checksum: createHash('sha256').update(sums).digest('hex') };
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    // a file system error says what failed, not where: name the checkpoint (the code stays, it classifies the failure)
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw Object.assign(new Error(`cannot write checkpoint-${step} in ${outputDir}: no space left (${code}); the checkpoints before it are intact: free some space and run the job again to resume`, { cause: e }), { code });
+    }
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw Object.assign(new Error(`cannot write checkpoint-${step} in ${outputDir}: ${(e as Error).message}`, { cause: e }), { code });
+    }
     throw e;
   }
 }
