@@ -236,7 +236,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     }
   } catch (e) {
     if (abort.signal.aborted && abortedBy !== 'orphaned') {
-      log.info('aborted', { by: abortedBy });
+      log.debug('aborted', { by: abortedBy });
       code = 0;
     } else {
       const err = e as Error & { code?: string };
