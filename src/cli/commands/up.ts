@@ -102,7 +102,8 @@ export async function upCommand(argv: string[]): Promise<number> {
   );
   if (model?.description) out(`model: ${model.description}\n`);
   if (resuming && previous.kind === 'same-job') {
-    out(`resuming: ${outputDir} holds an interrupted run of this job (same config hash); ${previous.checkpoint ? `its newest checkpoint is ${previous.checkpoint}` : 'it has no checkpoint yet, so training starts at step 0'}\n`);
+    const run = previous.finished ? 'a finished run' : 'an interrupted run';
+    out(`resuming: ${outputDir} holds ${run} of this job (same config hash); ${previous.checkpoint ? `its newest checkpoint is ${previous.checkpoint}` : 'it has no checkpoint yet, so training starts at step 0'}\n`);
   }
 
   const coord = new Coordinator({
