@@ -50,3 +50,30 @@ t.test('a new aggregator on the metrics of an interrupted run continues them', a
   await a.flush();
   t.same(rows(path).map((r) => [r.step, r.loss]), [[1, 1], [2, 1], [3, 7], [4, 7], [5, 7]]);
 });
+
+t.test('a step only some ranks reported before a restart gets its row from them', async (t) => {
+  const path = join(t.testdir(), 'metrics.jsonl');
+  const a = aggregator(path);
+  for (let s = 1; s <= 2; s++) for (const r of [0, 1]) a.add(r, report(s));
+  // rank 1 is cut off: its reports of steps 3 and 4 never arrive; rank 0 saves checkpoint-4
+  t.equal(a.add(0, report(3, 30)).kind, 'pending');
+  t.equal(a.add(0, report(4, 40)).kind, 'pending');
+  a.clear();
+  // the restart resumes from checkpoint-4
+  for (let s = 5; s <= 6; s++) for (const r of [0, 1]) a.add(r, report(s));
+  await a.flush();
+  const got = rows(path) as { step: number; loss: number; ranks_reported?: number }[];
+  t.same(got.map((r) => r.step), [1, 2, 3, 4, 5, 6], 'every step once, in order');
+  t.same(got.map((r) => [r.loss, r.ranks_reported]), [[1, undefined], [0.5, undefined], [30, 1], [40, 1], [0.2, undefined], [1 / 6, undefined]], 'steps 3 and 4 from rank 0 alone, marked');
+});
+
+t.test('a partial step already in metrics.jsonl is not written over', async (t) => {
+  const path = join(t.testdir(), 'metrics.jsonl');
+  writeFileSync(path, [1, 2, 3, 4].map((s) => JSON.stringify({ step: s, loss: 1 })).join('\n') + '\n');
+  const a = aggregator(path);
+  // a resumed run redoes step 3, rank 0 reports it, then the group restarts again
+  a.add(0, report(3, 9));
+  a.clear();
+  await a.flush();
+  t.same(rows(path).map((r) => [r.step, r.loss]), [[1, 1], [2, 1], [3, 1], [4, 1]], 'the rows of the interrupted run stay');
+});

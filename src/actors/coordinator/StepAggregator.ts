@@ -4,8 +4,9 @@
  * gradient policy's decision fail the job), and rank 0's figures become the step's row of
  * metrics.jsonl. A report of a step already complete in this attempt (a rank replaying its
  * reports after a coordinator pause) is ignored; a step done again (after a restart, or by a new
- * `up` resuming the same output_dir) replaces the rows from that step on, so metrics.jsonl holds
- * every step exactly once, in order. Writes are chained so rows land in step order even when the
+ * `up` resuming the same output_dir) replaces the rows from that step on; a step only some ranks
+ * reported before a restart is summarized from them; so metrics.jsonl holds every step exactly
+ * once, in order. Writes are chained so rows land in step order even when the
  * disk is slow; a failed write is logged, never thrown.
  */
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
@@ -95,26 +96,34 @@ export class StepAggregator {
     this.completed.add(step);
     this.lastStep = Math.max(this.lastStep, step);
     this.attemptStep = Math.max(this.attemptStep, step);
-    const r0 = m.get(0)!;
-    const row: MetricsRow = {
-      step,
-      loss: r0.loss,
-      tokens: [...m.values()].reduce((a, b) => a + b.tokens, 0),
-      ...r0.stats,
-      policy_state: r0.policyState,
-      step_ms: r0.stepMs,
-      restarts: this.o.restarts(),
-    };
-    this.write(row);
+    const row = this.rowOf(step, m);
+    this.write(row, true);
     return { kind: 'complete', row };
   }
 
-  private write(row: MetricsRow): void {
+  /** The row of a step: the figures of its lowest reporting rank (rank 0 when all reported), tokens summed. */
+  private rowOf(step: number, m: Map<number, StepReport>): MetricsRow {
+    const first = m.get(Math.min(...m.keys()))!;
+    return {
+      step,
+      loss: first.loss,
+      tokens: [...m.values()].reduce((a, b) => a + b.tokens, 0),
+      ...first.stats,
+      policy_state: first.policyState,
+      step_ms: first.stepMs,
+      restarts: this.o.restarts(),
+      ...(m.size < this.o.world ? { ranks_reported: m.size } : {}),
+    };
+  }
+
+  /** `replace`: a step done again replaces the rows from it on; otherwise a row of a step already written is dropped. */
+  private write(row: MetricsRow, replace: boolean): void {
     const path = this.o.metricsPath;
     const line = JSON.stringify(row) + '\n';
     this.chain = this.chain.then(async () => {
       try {
         if (this.written === null) this.written = Math.max(0, ...(await readRows(path)).map((r) => r.step));
+        if (row.step <= this.written && !replace) return;
         if (row.step <= this.written) {
           // the step is done again: the rows from it on belong to the run that is being replaced
           const kept = (await readRows(path)).filter((r) => r.step < row.step).map((r) => r.line + '\n');
@@ -130,8 +139,14 @@ export class StepAggregator {
     });
   }
 
-  /** Forgets the reports of an attempt that was restarted. */
+  /**
+   * Forgets the reports of an attempt that was restarted. A step that only some ranks reported
+   * (the others' reports were cut off with them, or died with their process) still gets its row,
+   * from the ranks that did, marked `ranks_reported`: the restart may resume from a checkpoint
+   * past it, so it would not come again; if it does come again, its new row replaces this one.
+   */
   clear(): void {
+    for (const step of [...this.reports.keys()].sort((a, b) => a - b)) this.write(this.rowOf(step, this.reports.get(step)!), false);
     this.reports.clear();
     this.completed.clear();
     this.attemptStep = 0;

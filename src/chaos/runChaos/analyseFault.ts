@@ -7,7 +7,7 @@
  * processes and the ranks' own start-up, the steps redone and the step resumed from. Pure.
  */
 import { firstEvent, eventsOf, type JobEvent } from '../../actors/events/jobEvents.js';
-import { FAILING, NET, type Fault } from '../FaultPlan.js';
+import { DETERMINISTIC, FAILING, NET, type Fault } from '../FaultPlan.js';
 import { isUntriggered } from '../netFaults.js';
 import type { RunOnce } from './runOnce.js';
 
@@ -95,6 +95,8 @@ export function analyseFault(f: Fault, run: RunOnce, absorbed = false): FaultOut
     const resumedFrom = first.step - 1;
     return { ...base, resumedFrom, stepsRedone: Math.max(0, Math.max(0, ...before) - resumedFrom), note: `up again, resumed from step ${resumedFrom}` };
   }
+  if (f.kind === 'coordinator_pause') return { ...base, note: 'trained on through it' };
+  if (DETERMINISTIC.has(f.kind)) return { ...base, note: effects > 0 ? 'failed at once, no restart' : 'no rank refused it' };
   if (!FAILING.has(f.kind)) return { ...base, note: 'no failure expected' };
   const ev = run.events;
   // checkpoint_corrupt fires when the attempt starts; its own kill (at_step) is the failure timed
