@@ -13,10 +13,12 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # 1. System packages ----------------------------------------------------------
 # Runtime: oneDNN (matrix products, fp32 and bf16), OpenBLAS (the reference sgemm), Gloo
 # (CPU collectives) and a font for the text of plot_loss pictures. `--test` adds what the test
-# suite starts itself: an OpenSSH server and client (ssh launcher tests) and Chromium (visualizer tests).
+# suite starts itself: an OpenSSH server and client (ssh launcher tests), Chromium (visualizer
+# tests), and iproute2 and nftables (the multi-host test in network namespaces, with packet
+# loss and partitions made by nftables).
 pkgs=(libdnnl-dev libopenblas-dev libgloo-dev fonts-dejavu-core)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(openssh-server openssh-client chromium)
+  pkgs+=(openssh-server openssh-client chromium iproute2 nftables)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

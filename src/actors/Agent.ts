@@ -2,9 +2,11 @@
  * The node agent: one per host. It joins the coordinator (whose welcome carries the job: its
  * heartbeat settings are parsed from it), starts the rank processes of its host when told to,
  * watches them, and reports every exit with its exit code, signal and the tail of stderr. It
- * owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). It never outlives the
- * coordinator: without a welcome, or when the coordinator goes silent, it stops its ranks and
- * exits.
+ * owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). On start it sweeps what
+ * dead jobs left on this host (sweepStale.ts). It never outlives the coordinator: without a
+ * welcome, when its lifeline closes (the launcher or `up` is gone: its ranks are stopped at once),
+ * or when the coordinator stays silent beyond `cluster.coordinator_grace_s`, it stops its ranks
+ * and exits; a shorter silence (a paused coordinator) costs nothing.
  */
 import { constants, hostname } from 'node:os';
 import type { ClusterSettings } from '../config/ClusterSettings.js';
@@ -13,8 +15,9 @@ import { parseJobSpec } from '../config/parseJobSpec.js';
 import { readJobKeys } from '../transport/keys.js';
 import { DealerEndpoint } from '../transport/ZmqEndpoints.js';
 import { createLogger, type Logger } from '../util/Logger.js';
-import { closeLink, coordinatorLost, WELCOME_TIMEOUT_MS } from './coordinatorLink.js';
+import { closeLink, coordinatorGraceMs, CoordinatorWatch, WELCOME_TIMEOUT_MS } from './coordinatorLink.js';
 import { ProcessChild } from './ProcessChild.js';
+import { sweepDeadOwners } from './sweepStale.js';
 
 export interface AgentOptions {
   coordUrl: string;
@@ -43,22 +46,25 @@ interface RankProc {
 
 export async function runAgent(o: AgentOptions): Promise<number> {
   const log = o.logger ?? createLogger('info', undefined, `agent${o.hostIndex}`);
+  const swept = sweepDeadOwners();
+  if (swept.length) log.info('removed what dead jobs left on this host', { removed: swept });
   const keys = await readJobKeys(o.keyFile);
   const ep = new DealerEndpoint({ keys, logger: log, role: 'agent', index: o.hostIndex, incarnation: 0 });
   const ranks = new Map<number, RankProc>();
   const rankCmd = o.rankCommand ?? { command: process.execPath, args: [o.cliEntry, 'rank'] };
   // the job's settings arrive with the welcome; until then the agent only waits for it
   let cluster: ClusterSettings | null = null;
-  let lastFromCoord = Date.now();
+  let watch: CoordinatorWatch | null = null;
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((r) => (finish = r));
 
-  const stopAll = async (reason: string) => {
-    await Promise.all([...ranks.values()].map((r) => r.child.stop(reason)));
+  /** `now`: nobody asked the ranks to abort (the coordinator is gone): skip straight to the signals */
+  const stopAll = async (reason: string, now = false) => {
+    await Promise.all([...ranks.values()].map((r) => r.child.stop(reason, now)));
   };
 
   ep.onFrame((f) => {
-    lastFromCoord = Date.now();
+    watch?.heard();
     switch (f.type) {
       case 'peer.welcome': {
         try {
@@ -137,11 +143,18 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   let hb: NodeJS.Timeout | undefined;
   function startHeartbeats(c: ClusterSettings) {
     clearInterval(hb);
+    const graceMs = coordinatorGraceMs(c);
+    watch = new CoordinatorWatch(c, {
+      silent: () => log.warn(`the coordinator is silent: keeping this host's ranks for up to ${graceMs / 1000} s (cluster.coordinator_grace_s)`),
+      back: (ms) => log.warn(`the coordinator is back after ${(ms / 1000).toFixed(1)} s`),
+    });
+    let lost = false;
     const beat = () => {
       ep.send('coord', 'peer.heartbeat', { step: 0, phase: 'agent', busy: false });
-      if (coordinatorLost(Date.now() - lastFromCoord, c)) {
-        log.error("lost the coordinator: stopping this host's ranks");
-        void stopAll('lost the coordinator').then(() => finish(1));
+      if (!lost && watch!.check() === 'lost') {
+        lost = true;
+        log.error(`lost the coordinator (silent for more than ${graceMs / 1000} s): stopping this host's ranks`);
+        void stopAll('lost the coordinator', true).then(() => finish(1));
       }
     };
     beat();
@@ -155,7 +168,7 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   const onSignal = () => void stopAll('agent interrupted').then(() => finish(130));
   const onLifelineEnd = () => {
     log.warn('the launcher closed the session: stopping this host\'s ranks');
-    void stopAll('launcher gone').then(() => finish(1));
+    void stopAll('launcher gone', true).then(() => finish(1));
   };
   o.lifeline?.once('end', onLifelineEnd);
   o.lifeline?.once('close', onLifelineEnd);

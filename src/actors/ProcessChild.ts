@@ -5,7 +5,9 @@
  *   4. SIGKILL to the process group;        5. wait a bounded time;
  *   6. if it is still there, report it as unkillable and stop waiting (never wait forever).
  * The child runs in its own process group (detached) so its helpers die with it; it is still
- * killed when the parent exits normally. Signals go only to pids this object started.
+ * killed when the parent exits normally. With `lifeline` its stdin is a pipe that this process
+ * holds open: the child sees it close when this process dies in any way (a SIGKILL included).
+ * Signals go only to pids this object started.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { exitedWithin, killGroupOnExit, terminateGroup } from './processGroup.js';
@@ -29,6 +31,8 @@ export interface ProcessChildOptions {
   /** called with the process's stdout/stderr chunks (optional) */
   onOutput?(stream: 'stdout' | 'stderr', chunk: Buffer): void;
   onUnkillable?(pid: number): void;
+  /** give the child a stdin pipe that stays open while this process lives (default: no stdin) */
+  lifeline?: boolean;
 }
 
 export class ProcessChild implements ChildHandle {
@@ -40,8 +44,10 @@ export class ProcessChild implements ChildHandle {
   private stopReason: string | null = null;
 
   constructor(private readonly o: ProcessChildOptions) {
-    const opts: SpawnOptions = { env: o.env, cwd: o.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] };
+    const opts: SpawnOptions = { env: o.env, cwd: o.cwd, detached: true, stdio: [o.lifeline ? 'pipe' : 'ignore', 'pipe', 'pipe'] };
     this.proc = spawn(o.command, o.args, opts);
+    // nothing is written to the lifeline; a child that exits first must not break it
+    this.proc.stdin?.on('error', () => {});
     const keep = o.stderrTailBytes ?? 8192;
     this.proc.stderr!.on('data', (b: Buffer) => {
       this.tail = Buffer.concat([this.tail, b]);
@@ -86,12 +92,15 @@ export class ProcessChild implements ChildHandle {
     return this.exitInfo ? Promise.resolve(true) : exitedWithin(this.exited, ms);
   }
 
-  /** The shutdown ladder. Safe to call twice (the second call waits for the first). */
-  stop(reason: string): Promise<void> {
+  /**
+   * The shutdown ladder. `now`: nobody asked the child to stop (its coordinator is gone), so the
+   * ladder starts at SIGTERM. Safe to call twice (the second call waits for the first).
+   */
+  stop(reason: string, now = false): Promise<void> {
     this.stopping ??= (async () => {
       if (!this.alive) return;
       this.stopReason = reason;
-      if (this.o.requestAbort) {
+      if (this.o.requestAbort && !now) {
         try {
           this.o.requestAbort(reason);
         } catch {

@@ -128,7 +128,8 @@ export class Supervisor {
     const now = this.o.clock.now();
     this.restarts = this.restarts.filter((r) => now - r.at <= this.o.restartWindowMs);
     this.restarts.push({ at: now, child: c.spec.id, exit });
-    this.o.logger.warn('child failed', { child: c.spec.id, reason: exit.reason, code: exit.code, signal: exit.signal });
+    // the owner reports failures to the user (the coordinator's events): this is the detail log
+    this.o.logger.info('child failed', { child: c.spec.id, reason: exit.reason, code: exit.code, signal: exit.signal });
     if (this.restarts.length > this.o.maxRestarts) {
       const first = this.restarts[0]!;
       const report: GiveUpReport = {
@@ -139,7 +140,7 @@ export class Supervisor {
       };
       this.state = 'gave_up';
       await this.stopAll('supervisor gave up');
-      this.o.logger.error('restart intensity exceeded: giving up', { first: first.child, reason: first.exit.reason });
+      this.o.logger.info('restart intensity exceeded: giving up', { first: first.child, reason: first.exit.reason });
       this.o.onGiveUp?.(report);
       this.finish({ ok: false, report });
       return;

@@ -24,6 +24,10 @@ export const FAULT_KINDS = [
   'checkpoint_corrupt', // the newest checkpoint damaged between attempts (mode: flip|truncate); with at_step it also kills the target there to start the next attempt
   'checkpoint_write_fail', // the checkpoint writer throws mid-write
   'restart_storm', // the target dies at every start
+  'coordinator_pause', // SIGSTOP of `up` (its coordinator), SIGCONT after duration_s (default 10)
+  'coordinator_kill', // SIGKILL of `up`, then `up` again with the same config (it resumes by itself)
+  'malformed_row', // the job's dataset has a malformed JSON line at `row` (default 3)
+  'disk_full', // output_dir is a small tmpfs, filled up before step N: the next checkpoint write finds no space
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -34,7 +38,11 @@ export const RANK_SIDE = new Set<FaultKind>([
 ]);
 /** Faults that end a rank (the job must detect them and restart). */
 export const FAILING = new Set<FaultKind>(['crash', 'freeze', 'hang', 'collective_crash', 'nan_gradients', 'partition', 'checkpoint_corrupt', 'checkpoint_write_fail', 'restart_storm']);
-const NET = new Set<FaultKind>(['net_drop', 'net_delay', 'net_duplicate', 'net_reorder', 'partition']);
+export const NET = new Set<FaultKind>(['net_drop', 'net_delay', 'net_duplicate', 'net_reorder', 'partition']);
+/** Faults of the coordinator itself: the harness runs `up` as a child process to inject them. */
+export const COORDINATOR = new Set<FaultKind>(['coordinator_pause', 'coordinator_kill']);
+/** Faults a restart cannot cure: the job must fail at once, with one message and no restart. */
+export const DETERMINISTIC = new Set<FaultKind>(['malformed_row', 'disk_full']);
 
 export interface FaultTrigger {
   /** before optimizer step N (the rank has finished N-1) */
@@ -65,6 +73,8 @@ export interface Fault {
   types: string[] | null;
   /** net_*: coordinator (the ROUTER's side) or rank (the DEALER's side) */
   side: 'rank' | 'coordinator';
+  /** malformed_row: the (1-based) line of the dataset file that is malformed */
+  row: number;
 }
 
 export interface FaultPlan {
@@ -77,9 +87,10 @@ export interface FaultPlan {
    * recover (default): the job restarts and ends with the fault-free weights; give_up (restart
    * storms); absorb: the gradient policy handles the fault inside the run (NaN steps skipped,
    * vanishing/exploding steps rescaled or clipped), so the weights legitimately differ from the
-   * fault-free run's and the harness checks the policy's reaction instead
+   * fault-free run's and the harness checks the policy's reaction instead; fail_fast: a failure
+   * no restart can cure (malformed data, a full disk) fails the job at once, without a restart
    */
-  expect: 'recover' | 'give_up' | 'absorb';
+  expect: 'recover' | 'give_up' | 'absorb' | 'fail_fast';
   /** job config overrides (merged over the harness's defaults) */
   job: Record<string, unknown>;
   faults: Fault[];
@@ -94,7 +105,7 @@ export class FaultPlanError extends Error {
 }
 
 const TOP_KEYS = new Set(['name', 'seed', 'workload', 'ranks', 'hosts', 'expect', 'job', 'faults', 'description']);
-const FAULT_KEYS = new Set(['kind', 'at_step', 'at_time_s', 'probability', 'target', 'rank', 'host', 'duration_s', 'p', 'delay_ms', 'scale', 'value', 'mode', 'types', 'side', 'note']);
+const FAULT_KEYS = new Set(['kind', 'at_step', 'at_time_s', 'probability', 'target', 'rank', 'host', 'duration_s', 'p', 'delay_ms', 'scale', 'value', 'mode', 'types', 'side', 'row', 'note']);
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -131,7 +142,7 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
     if (hosts) problems.push('ranks: give either ranks or hosts, not both');
     else if (n !== undefined) hosts = [{ host: 'localhost', slots: n }];
   }
-  const expect = raw.expect === undefined ? 'recover' : raw.expect === 'recover' || raw.expect === 'give_up' || raw.expect === 'absorb' ? raw.expect : (problems.push(`expect: must be recover, give_up or absorb, got ${JSON.stringify(raw.expect)}`), 'recover');
+  const expect = raw.expect === undefined ? 'recover' : raw.expect === 'recover' || raw.expect === 'give_up' || raw.expect === 'absorb' || raw.expect === 'fail_fast' ? raw.expect : (problems.push(`expect: must be recover, give_up, absorb or fail_fast, got ${JSON.stringify(raw.expect)}`), 'recover');
   const job = raw.job === undefined ? {} : isObj(raw.job) ? raw.job : (problems.push('job: must be a mapping of job config keys'), {});
   const world = hosts ? hosts.reduce((a, h) => a + h.slots, 0) : null;
   const faults: Fault[] = [];
@@ -157,7 +168,9 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
       const nTriggers = [f.at_step, f.at_time_s, f.probability].filter((v) => v !== undefined).length;
       if (nTriggers > 1) problems.push(`${at}: give one trigger (at_step, at_time_s or probability), not ${nTriggers}`);
       // net faults without a trigger apply for the whole run; the others need one (a storm: every start)
-      if (nTriggers === 0 && !NET.has(kind) && kind !== 'restart_storm' && kind !== 'checkpoint_corrupt') problems.push(`${at}: needs a trigger: at_step, at_time_s or probability`);
+      if (nTriggers === 0 && !NET.has(kind) && kind !== 'restart_storm' && kind !== 'checkpoint_corrupt' && kind !== 'malformed_row') problems.push(`${at}: needs a trigger: at_step, at_time_s or probability`);
+      if (kind === 'malformed_row' && nTriggers > 0) problems.push(`${at}: malformed_row is in the data from the start; give no trigger`);
+      if ((COORDINATOR.has(kind) || kind === 'disk_full') && f.probability !== undefined) problems.push(`${at}: ${kind} fires once: give at_step or at_time_s`);
       if (kind === 'checkpoint_corrupt' && (f.at_time_s !== undefined || f.probability !== undefined)) problems.push(`${at}: checkpoint_corrupt damages the newest checkpoint between attempts; give at_step (the crash that starts the next attempt) or nothing`);
       const tgt = isObj(f.target) ? f.target : { rank: f.rank, host: f.host };
       const target: Fault['target'] = { rank: num(`${at}.target.rank`, tgt.rank, { int: true, min: 0 }), host: num(`${at}.target.host`, tgt.host, { int: true, min: 0 }) };
@@ -166,7 +179,9 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
       if (world !== null && target.rank !== undefined && target.rank >= world) problems.push(`${at}.target.rank: ${target.rank} is outside the world of ${world} ranks`);
       if (hosts && target.host !== undefined && target.host >= hosts.length) problems.push(`${at}.target.host: ${target.host} is outside the ${hosts.length} host(s)`);
       if (kind === 'checkpoint_write_fail' && (target.host !== undefined || target.rank !== 0)) problems.push(`${at}.target: checkpoint_write_fail applies to the checkpoint writer: target rank 0`);
-      const durationS = num(`${at}.duration_s`, f.duration_s, { gt: 0 }) ?? (kind === 'freeze' || kind === 'partition' ? 5 : kind === 'slow' ? 1 : 0);
+      const durationS = num(`${at}.duration_s`, f.duration_s, { gt: 0 }) ?? (kind === 'freeze' || kind === 'partition' ? 5 : kind === 'slow' ? 1 : kind === 'coordinator_pause' ? 10 : 0);
+      const row = num(`${at}.row`, f.row, { int: true, min: 1 }) ?? 3;
+      if (f.row !== undefined && kind !== 'malformed_row') problems.push(`${at}.row: only malformed_row has a row`);
       const p = num(`${at}.p`, f.p, { min: 0, max: 1 }) ?? (kind === 'net_drop' ? 0.2 : 1);
       const delayMs = num(`${at}.delay_ms`, f.delay_ms, { min: 0 }) ?? (kind === 'slow' ? 200 : kind === 'net_delay' ? 50 : 0);
       const scale = num(`${at}.scale`, f.scale, { gt: 0 }) ?? (kind === 'vanishing_gradients' ? 1e-8 : 1e8);
@@ -179,7 +194,7 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
       }
       const side = f.side === undefined ? 'rank' : f.side === 'rank' || f.side === 'coordinator' ? f.side : (problems.push(`${at}.side: must be rank or coordinator`), 'rank');
       if (f.side !== undefined && !NET.has(kind)) problems.push(`${at}.side: only control-plane faults (net_*, partition) have a side`);
-      faults.push({ index, kind, trigger, target, durationS, p, delayMs, scale, value, mode, types, side });
+      faults.push({ index, kind, trigger, target, durationS, p, delayMs, scale, value, mode, types, side, row });
     });
   }
   if (expect === 'give_up' && !faults.some((f) => f.kind === 'restart_storm')) problems.push('expect: give_up is for plans with a restart_storm fault');
@@ -187,6 +202,15 @@ export function validateFaultPlan(raw: unknown, source = 'fault plan'): FaultPla
   if (expect === 'absorb' && (faults.length === 0 || faults.some((f) => !absorbable.has(f.kind)))) {
     problems.push(`expect: absorb is for plans whose faults are all gradient faults (${[...absorbable].join(', ')}) that the gradient policy handles in the run`);
   }
+  if (faults.some((f) => COORDINATOR.has(f.kind))) {
+    if (workload !== 'train') problems.push('workload: coordinator faults run `up` itself, with the train workload: say `workload: train`');
+    if (faults.some((f) => !COORDINATOR.has(f.kind))) problems.push('faults: coordinator faults (coordinator_pause, coordinator_kill) cannot be mixed with other faults in one plan');
+    if (hosts && hosts.length > 1) problems.push('hosts: coordinator faults run `up` on this machine: give ranks, not hosts');
+  }
+  const deterministic = faults.filter((f) => DETERMINISTIC.has(f.kind));
+  if (expect === 'fail_fast' && (faults.length === 0 || deterministic.length !== faults.length)) problems.push(`expect: fail_fast is for plans whose faults are all ones no restart can cure (${[...DETERMINISTIC].join(', ')})`);
+  if (deterministic.length && expect !== 'fail_fast') problems.push(`expect: a plan with ${deterministic[0]!.kind} must say \`expect: fail_fast\` (a restart cannot cure it)`);
+  if (faults.some((f) => f.kind === 'malformed_row') && workload !== 'train') problems.push('workload: malformed_row needs the train workload (its data is read by the training loop)');
   if (faults.some((f) => f.kind === 'restart_storm') && raw.expect === undefined) {
     // a storm cannot be recovered from: say so instead of silently expecting it
     problems.push('expect: a plan with restart_storm must say `expect: give_up`');

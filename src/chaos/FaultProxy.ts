@@ -26,6 +26,8 @@ export interface NetRule {
   fromMs: number;
   /** ... until this time (Infinity: for good) */
   toMs: number;
+  /** frames this rule affected so far (the proxy counts them: a fault proves it fired) */
+  hits?: number;
 }
 
 export interface FaultProxyStats {
@@ -103,10 +105,12 @@ export class FaultProxy implements Transport {
     let hold = false;
     for (const r of this.active(type, peer)) {
       if (r.kind === 'partition') {
+        r.hits = (r.hits ?? 0) + 1;
         this.faults.dropped++;
         return;
       }
       if (this.random() >= r.p) continue;
+      r.hits = (r.hits ?? 0) + 1;
       if (r.kind === 'drop') {
         this.faults.dropped++;
         return;

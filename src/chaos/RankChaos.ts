@@ -4,7 +4,10 @@
  * FaultProxy and implements the ChaosHooks the workload calls (RankFaults).
  * A fault fires at most once per job (a marker file in output_dir records it, with the wall-clock
  * time, so a restarted rank does not fire it again and the harness can time it), except a
- * restart storm, which fires at every start. Must never act on a fault meant for another rank.
+ * restart storm, which fires at every start. What each fault did is counted (frames dropped,
+ * steps slowed or scaled, values poisoned, deaths) and written beside the markers, per rank and
+ * incarnation, so the harness can prove it had an effect. Must never act on a fault meant for
+ * another rank.
  */
 import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +18,7 @@ import type { Logger } from '../util/Logger.js';
 import { ChaosFault } from './ChaosFault.js';
 import { CHAOS_ENV } from './chaosEnv.js';
 import { keyedUniform, type Fault } from './FaultPlan.js';
-import { FaultProxy } from './FaultProxy.js';
+import { FaultProxy, type NetRule } from './FaultProxy.js';
 import { firedRule, isUntriggered, netKindOf, wholeRunRule } from './netFaults.js';
 
 export const FIRED_DIR = 'chaos-fired';
@@ -39,6 +42,22 @@ export function firedMarkerPath(outputDir: string, fault: number, rank: number):
   return join(outputDir, FIRED_DIR, `fault-${fault}-rank-${rank}.json`);
 }
 
+/** What one rank's incarnation counted of a fault's effects. */
+export interface EffectCount {
+  fault: number;
+  kind: string;
+  rank: number;
+  incarnation: number;
+  count: number;
+}
+
+export function effectsPath(outputDir: string, fault: number, rank: number, incarnation: number): string {
+  return join(outputDir, FIRED_DIR, `effects-${fault}-rank-${rank}-inc-${incarnation}.json`);
+}
+
+/** How often the effect counts are written while the rank runs (a killed rank loses at most this much). */
+const EFFECTS_FLUSH_MS = 200;
+
 export class RankChaos implements RankFaults {
   readonly active = true;
   private proxy: FaultProxy | null = null;
@@ -55,6 +74,11 @@ export class RankChaos implements RankFaults {
   private nanValue = NaN;
   private collectiveArmed = false;
   private writeArmed = false;
+  /** effects counted per fault, and the network rules each fault added (their hits count too) */
+  private readonly effects = new Map<number, number>();
+  private readonly rulesOf = new Map<number, NetRule[]>();
+  private readonly written = new Map<number, number>();
+  private flushTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly spec: RankChaosSpec,
@@ -71,9 +95,35 @@ export class RankChaos implements RankFaults {
     this.proxy = new FaultProxy(t, { seed: (this.spec.seed * 1000003 + this.rank * 7919 + this.incarnation) >>> 0 });
     for (const f of this.mine) {
       const k = netKindOf(f);
-      if (k && isUntriggered(f) && f.side === 'rank') this.proxy.addRule(wholeRunRule(f, k, null));
+      if (k && isUntriggered(f) && f.side === 'rank') this.addNetRule(f, wholeRunRule(f, k, null));
     }
     return this.proxy;
+  }
+
+  private addNetRule(f: Fault, r: NetRule): void {
+    this.proxy?.addRule(r);
+    this.rulesOf.set(f.index, [...(this.rulesOf.get(f.index) ?? []), r]);
+  }
+
+  private bump(f: Fault, n = 1): void {
+    this.effects.set(f.index, (this.effects.get(f.index) ?? 0) + n);
+  }
+
+  /** Writes the effect counts that changed since the last write (synchronously: a death may follow). */
+  private flushEffects(): void {
+    for (const f of this.mine) {
+      const hits = (this.rulesOf.get(f.index) ?? []).reduce((a, r) => a + (r.hits ?? 0), 0);
+      const count = (this.effects.get(f.index) ?? 0) + hits;
+      if (count === 0 || this.written.get(f.index) === count) continue;
+      const e: EffectCount = { fault: f.index, kind: f.kind, rank: this.rank, incarnation: this.incarnation, count };
+      try {
+        mkdirSync(join(this.outputDir, FIRED_DIR), { recursive: true });
+        writeFileSync(effectsPath(this.outputDir, f.index, this.rank, this.incarnation), JSON.stringify(e) + '\n');
+        this.written.set(f.index, count);
+      } catch {
+        /* counted again at the next flush */
+      }
+    }
   }
 
   /**
@@ -82,13 +132,17 @@ export class RankChaos implements RankFaults {
    */
   configure(job: JobSpec): void {
     this.outputDir = job.config.output_dir;
+    if (this.mine.length) {
+      this.flushTimer = setInterval(() => this.flushEffects(), EFFECTS_FLUSH_MS);
+      this.flushTimer.unref();
+    }
     for (const f of this.mine) {
       const k = netKindOf(f);
       if (!k || f.side !== 'rank' || f.trigger.atTimeS === undefined) continue;
       const timer = setTimeout(() => {
-        if (this.closed || this.firedBefore(f)) return;
+        if (this.closed || this.firedBefore(f) || !this.proxy) return;
         this.markFired(f, -1);
-        this.proxy?.addRule(firedRule(f, k, null, this.proxy.elapsedMs));
+        this.addNetRule(f, firedRule(f, k, null, this.proxy.elapsedMs));
       }, Math.max(0, f.trigger.atTimeS * 1000 - (Date.now() - this.t0)));
       timer.unref();
       this.timers.push(timer);
@@ -97,6 +151,12 @@ export class RankChaos implements RankFaults {
 
   private closed = false;
   private timers: NodeJS.Timeout[] = [];
+  private slowFault: Fault | null = null;
+  private nanFault: Fault | null = null;
+  private scaleFault: Fault | null = null;
+  private collectiveFault: Fault | null = null;
+  private writeFault: Fault | null = null;
+  private readonly scaledSteps = new Set<number>();
 
   private firedBefore(f: Fault): boolean {
     return existsSync(firedMarkerPath(this.outputDir, f.index, this.rank));
@@ -128,6 +188,8 @@ export class RankChaos implements RankFaults {
       if (f.kind === 'restart_storm') {
         if (first) {
           this.markFired(f, step);
+          this.bump(f);
+          this.flushEffects();
           throw new ChaosFault(`chaos: restart storm: rank ${this.rank} dies at every start (fault ${f.index})`, 'ERR_CHAOS_STORM');
         }
         continue;
@@ -137,7 +199,7 @@ export class RankChaos implements RankFaults {
         // time triggers run from a timer (configure())
         if (isUntriggered(f) || f.trigger.atTimeS !== undefined || f.side !== 'rank' || this.firedBefore(f) || !this.due(f, step)) continue;
         this.markFired(f, step);
-        this.proxy?.addRule(firedRule(f, k, null, this.proxy.elapsedMs));
+        if (this.proxy) this.addNetRule(f, firedRule(f, k, null, this.proxy.elapsedMs));
         continue;
       }
       if (this.firedBefore(f) || !this.due(f, step)) continue;
@@ -145,26 +207,33 @@ export class RankChaos implements RankFaults {
       switch (f.kind) {
         case 'hang':
           // the loop stops here; heartbeats (another timer) keep going: only the step stalls
+          this.bump(f);
+          this.flushEffects();
           await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
           throw signal.reason;
         case 'slow':
           this.slowUntil = Date.now() + f.durationS * 1000;
           this.slowDelayMs = f.delayMs;
+          this.slowFault = f;
           break;
         case 'nan_gradients':
           this.nanStep = step;
           this.nanValue = f.value === 'inf' ? Infinity : NaN;
+          this.nanFault = f;
           break;
         case 'vanishing_gradients':
         case 'exploding_gradients':
           this.scaleFrom = step;
           this.scaleUntilMs = Date.now() + f.durationS * 1000;
           this.scale = f.scale;
+          this.scaleFault = f;
           break;
         case 'collective_crash':
+          this.collectiveFault = f;
           this.collectiveArmed = true;
           break;
         case 'checkpoint_write_fail':
+          this.writeFault = f;
           this.writeArmed = true;
           break;
         default:
@@ -172,6 +241,7 @@ export class RankChaos implements RankFaults {
       }
     }
     if (Date.now() < this.slowUntil && this.slowDelayMs > 0) {
+      if (this.slowFault) this.bump(this.slowFault);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.slowDelayMs);
         signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
@@ -182,18 +252,26 @@ export class RankChaos implements RankFaults {
   lossScale(step: number): number {
     if (this.scaleFrom < 0 || step < this.scaleFrom) return 1;
     // the trigger step always; later steps while the duration lasts
-    return step === this.scaleFrom || Date.now() < this.scaleUntilMs ? this.scale : 1;
+    const scaled = step === this.scaleFrom || Date.now() < this.scaleUntilMs;
+    if (scaled && this.scaleFault && this.scaledSteps.size < 1e6 && !this.scaledSteps.has(step)) {
+      this.scaledSteps.add(step);
+      this.bump(this.scaleFault);
+    }
+    return scaled ? this.scale : 1;
   }
 
   corruptGradients(grads: Float32Array, step: number): void {
     if (step !== this.nanStep || grads.length === 0) return;
     // a handful of positions spread over the buffer, the same on every run
     for (let i = 0; i < 4; i++) grads[Math.floor((i * grads.length) / 4)] = this.nanValue;
+    if (this.nanFault) this.bump(this.nanFault, 4);
   }
 
   async inCollective(name: string, step: number): Promise<void> {
     if (!this.collectiveArmed) return;
     this.log.warn(`chaos: dying inside collective ${name} at step ${step}`);
+    if (this.collectiveFault) this.bump(this.collectiveFault);
+    this.flushEffects();
     // no cleanup, no goodbye: exactly what a crash in the middle of a collective looks like
     process.kill(process.pid, 'SIGKILL');
     await new Promise(() => undefined);
@@ -202,6 +280,8 @@ export class RankChaos implements RankFaults {
   async checkpointWrite(step: number, tmpDir: string): Promise<void> {
     if (!this.writeArmed) return;
     this.writeArmed = false;
+    if (this.writeFault) this.bump(this.writeFault);
+    this.flushEffects();
     // leave a torn temp dir behind: every file cut to half its size
     try {
       for (const n of readdirSync(tmpDir)) {
@@ -218,6 +298,8 @@ export class RankChaos implements RankFaults {
   /** Lets delayed frames out (bounded), then stops the proxy. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.flushEffects();
     for (const t of this.timers) clearTimeout(t);
     await this.proxy?.drain(1000);
     await this.proxy?.close();

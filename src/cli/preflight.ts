@@ -1,14 +1,17 @@
 /**
  * Everything `check-config` and `up` verify after the config resolves and before any process
  * starts: the model (directory, config, family, heads vs sequence_parallel_size, weights headers,
- * tokenizer) and the datasets' first rows for the train workload, output_dir's state, and that
- * the hosts reached over ssh resolve. Returns every problem at once (the caller throws one
+ * tokenizer) and the datasets' first rows for the train workload, output_dir's state (a run of
+ * this same job with a checkpoint is continued, as LLaMA-Factory does; anything else in it needs
+ * overwrite_output_dir or resume_from_checkpoint), and that the hosts reached over ssh resolve. Returns every problem at once (the caller throws one
  * ConfigError: exit 2) and the notes both commands print. Never starts, writes or connects.
  */
 import type { LauncherKind } from '../actors/launchers/index.js';
 import { inspectOutputDir, outputDirProblems } from '../config/outputDir.js';
 import { unresolvedHostProblems } from '../config/hostResolution.js';
 import type { ConfigProblem, HostEntry, ResolvedJob } from '../config/index.js';
+import { basename, join, resolve } from 'node:path';
+import { outputDirState } from '../train/outputDirState.js';
 import { dataPreflight } from '../train/preflight/dataPreflight.js';
 import { modelPreflight } from '../train/preflight/modelPreflight.js';
 
@@ -47,11 +50,27 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
       out.notes.push(...d.summary.map((s) => `data: ${s}`));
     }
   }
-  out.problems.push(...outputDirProblems(c, o.job.sources.output_dir));
+  const continued = await continuesItself(o.job);
+  if (continued === null) out.problems.push(...outputDirProblems(c, o.job.sources.output_dir));
   const st = inspectOutputDir(c.output_dir);
   out.notes.push(
-    `output_dir: ${st.path} ${!st.exists ? '(new)' : st.entries.length === 0 ? '(empty)' : c.overwrite_output_dir ? `(${st.entries.length} entries, cleared first: overwrite_output_dir)` : c.resume_from_checkpoint !== null ? '(resumed)' : `(${st.entries.length} entries)`}`,
+    `output_dir: ${st.path} ${!st.exists ? '(new)' : st.entries.length === 0 ? '(empty)' : c.overwrite_output_dir ? `(${st.entries.length} entries, cleared first: overwrite_output_dir)` : c.resume_from_checkpoint !== null ? '(resumed)' : continued !== null ? `(a run of this job: continued from ${basename(continued)})` : `(${st.entries.length} entries)`}`,
   );
   if (o.hostfile !== undefined) out.problems.push(...(await unresolvedHostProblems(o.hosts.filter((_, i) => o.kinds[i] === 'ssh'), o.hostfile)));
   return out;
+}
+
+/**
+ * The checkpoint a job continues from by itself: output_dir holds a run of this same job (same
+ * config hash) with a valid checkpoint, and neither overwrite_output_dir nor
+ * resume_from_checkpoint says otherwise. Null: output_dir's contents are the user's to decide.
+ */
+export async function continuesItself(job: ResolvedJob): Promise<string | null> {
+  const c = job.config;
+  if (c.overwrite_output_dir || c.resume_from_checkpoint !== null) return null;
+  const state = await outputDirState(resolve(c.output_dir), c);
+  if (state.kind !== 'same-job') return null;
+  // a workload whose checkpoints record no hash: the job's own log named it; its newest checkpoint directory
+  const newest = inspectOutputDir(c.output_dir).checkpoints.at(-1);
+  return state.checkpoint ?? (newest !== undefined ? join(resolve(c.output_dir), newest) : null);
 }

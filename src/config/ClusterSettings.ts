@@ -31,6 +31,11 @@ export interface ClusterSettings {
   shutdownGraceMs: number;
   /** a newly started rank may stay silent this long before missed heartbeats count */
   startupGraceMs: number;
+  /**
+   * how long agents and ranks keep going while the coordinator is silent (a pause, a cut-off
+   * network) before they stop; the coordinator gives a silent node agent as long
+   */
+  coordinatorGraceMs: number;
   bindHost: string;
   /** the address agents and ranks dial (MASTER_ADDR), as seen from the coordinator's host */
   advertiseHost: string;
@@ -56,6 +61,7 @@ export function clusterSettingsOf(c: JobConfig['cluster']): ClusterSettings {
     restartWindowMs: c.restart_window_s * 1000,
     shutdownGraceMs: c.shutdown_grace_s * 1000,
     startupGraceMs: c.startup_grace_s * 1000,
+    coordinatorGraceMs: c.coordinator_grace_s * 1000,
     bindHost: c.bind_address,
     // a wildcard bind is dialled through this host's name unless an address is advertised
     advertiseHost: c.advertise_address ?? (WILDCARD.has(c.bind_address) ? hostname() : c.bind_address),

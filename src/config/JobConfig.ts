@@ -106,6 +106,7 @@ export interface JobConfig {
     restart_window_s: number;
     shutdown_grace_s: number;
     startup_grace_s: number;
+    coordinator_grace_s: number;
     coordinator_port: number;
     bind_address: string;
     advertise_address: string | null;

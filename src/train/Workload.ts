@@ -26,6 +26,8 @@ export interface WorkloadContext {
   localRanks: number;
   /** restart attempt of the group (0 on the first start) */
   incarnation: number;
+  /** this rank's host as the hostfile names it: the address its data plane listens on (undefined: loopback) */
+  host?: string;
   /** the job, as the coordinator sent it (parsed once by the rank) */
   job: JobSpec;
   logger: Logger;
@@ -48,6 +50,10 @@ export interface WorkloadResult {
   step: number;
   /** e.g. a hash of the final weights, for fault-free comparisons */
   finalHash?: string;
+  /** optimizer steps this attempt ran (0: it resumed a checkpoint already at the end) */
+  trained?: number;
+  /** what the user should read about the result (shown by `up`) */
+  note?: string;
 }
 
 export type Workload = (ctx: WorkloadContext) => Promise<WorkloadResult>;

@@ -24,6 +24,7 @@ import { toHfConfig } from '../engine/modelConfig.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engine/safetensors.js';
 import type { PersistedPolicy } from '../statecharts/policyRunner.js';
 import { copyTokenizerFiles } from './tokenizer/tokenizerFiles.js';
+import { pidAlive } from '../util/pidAlive.js';
 
 export const CHECKSUMS_FILE = 'checksums.sha256';
 /** Files every complete checkpoint holds (besides the checksums). */
@@ -163,6 +164,14 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, o
     return { path: final, checksum: createHash('sha256').update(sums).digest('hex') };
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    // a file system error says what failed, not where: name the checkpoint (the code stays, it classifies the failure)
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      throw Object.assign(new Error(`cannot write checkpoint-${step} in ${outputDir}: no space left (${code}); the checkpoints before it are intact: free some space and run the job again to resume`, { cause: e }), { code });
+    }
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw Object.assign(new Error(`cannot write checkpoint-${step} in ${outputDir}: ${(e as Error).message}`, { cause: e }), { code });
+    }
     throw e;
   }
 }
@@ -322,6 +331,17 @@ export async function writeFinalModel(outputDir: string, checkpointPath: string,
   return out;
 }
 
+/**
+ * A resumed run that had nothing left to train: makes sure output_dir holds the final model (the
+ * adapter of a LoRA run, from `model`; the full weights, from the checkpoint), writing what is
+ * missing. Returns the files it wrote (none when they were there).
+ */
+export async function ensureFinalModel(outputDir: string, checkpointPath: string, model: Model): Promise<string[]> {
+  const exists = (f: string) => stat(join(outputDir, f)).then(() => true, () => false);
+  if (model.lora) return (await exists(ADAPTER_WEIGHTS_FILE)) && (await exists(ADAPTER_CONFIG_FILE)) ? [] : writeFinalAdapter(outputDir, model);
+  return (await exists('model.safetensors')) && (await exists('config.json')) ? [] : writeFinalModel(outputDir, checkpointPath);
+}
+
 /** Deletes the oldest complete checkpoints beyond `limit` (never `keep`), and stale temporaries. */
 export async function pruneCheckpoints(outputDir: string, limit: number | null, keep?: string): Promise<string[]> {
   const removed: string[] = [];
@@ -331,9 +351,11 @@ export async function pruneCheckpoints(outputDir: string, limit: number | null, 
   } catch {
     return removed;
   }
-  // temporaries of this process that a failed write left behind (others may belong to a live writer)
+  // temporaries of this process, or of a dead one, that a failed write left behind (another
+  // live writer's are not touched; rank 0, the writer, always runs on the hostfile's first host)
   for (const n of names) {
-    if (n.startsWith('.checkpoint-') && n.endsWith(`.tmp-${process.pid}`)) {
+    const m = /^\.checkpoint-\d+\.tmp-(\d+)$/.exec(n);
+    if (m && (Number(m[1]) === process.pid || !pidAlive(Number(m[1])))) {
       await rm(join(outputDir, n), { recursive: true, force: true });
       removed.push(n);
     }

@@ -2,12 +2,12 @@
  * The `train` workload a rank runs: sets up the data plane (one process, or Gloo through the
  * coordinator's rendezvous store), loads or initializes the model, prepares the data, resumes
  * from a checkpoint when asked or when the group was restarted, runs the training loop, and
- * returns the final weights' hash. For the built-in key–value recall task it also reports recall
+ * returns the final weights' hash. A resume whose checkpoint is at (or past) the end of the run
+ * trains nothing: it writes the final model into output_dir if it is missing and says so. For the built-in key–value recall task it also reports recall
  * accuracy before and after training (logged and written to `eval_results.json`).
  * Must never make ranks disagree: every choice (checkpoint, data, schedule) is either a pure
  * function of the config or decided by rank 0 and broadcast.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { JobConfig } from '../config/JobConfig.js';
@@ -16,8 +16,9 @@ import { Model, mergeAdapter } from '../engine/model/index.js';
 import { readModelConfig } from '../engine/modelConfig.js';
 import { configureThreads } from '../engine/threads.js';
 import { packageRoot } from '../util/packageRoot.js';
-import { checkpointDir, latestValidCheckpoint, resolveResume } from './checkpoint.js';
+import { checkpointDir, ensureFinalModel, latestValidCheckpoint, resolveResume } from './checkpoint.js';
 import { appendAll } from './data/appendAll.js';
+import { configHash } from './outputDirState.js';
 import { buildSequences } from './data/sequences.js';
 import type { ItemSource } from './data/ItemSource.js';
 import type { DataConfig } from './data/prepareData.js';
@@ -63,23 +64,6 @@ export const BUILTIN_TASK_MEASURES: Record<string, string> = {
 const EVAL_SEED_OFFSET = 1_000_003;
 const RECALL_TRAIN_EXAMPLES = 1024;
 const RECALL_EVAL_EXAMPLES = 64;
-
-/** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
-const NON_MATH_KEYS = new Set([
-  'output_dir', 'overwrite_output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed', 'plot_loss',
-  // export and chat settings: a training run never reads them
-  'export_dir', 'export_size', 'export_device', 'export_legacy_format', 'export_quantization_bit', 'export_hub_model_id', 'infer_dtype',
-  'do_sample', 'temperature', 'top_p', 'top_k', 'max_new_tokens', 'repetition_penalty',
-  // evaluation reads the weights, never changes them (val_size does change the training items)
-  'do_eval', 'eval_dataset', 'eval_strategy', 'eval_steps', 'per_device_eval_batch_size', 'compute_accuracy', 'eval_on_each_dataset',
-]);
-
-export function configHash(config: JobConfig): string {
-  const canon = (v: unknown): unknown =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, canon(x)])) : v;
-  const kept = Object.fromEntries(Object.entries(config).filter(([k]) => !NON_MATH_KEYS.has(k)));
-  return createHash('sha256').update(JSON.stringify(canon(kept))).digest('hex');
-}
 
 /** model_name_or_path: a directory (relative to the working directory or the package), or `tiny` / `small`. */
 export function resolveModelDir(spec: string): string {
@@ -164,7 +148,9 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
 async function buildRuntime(ctx: WorkloadContext): Promise<ParallelRuntime> {
   if (ctx.world === 1) return singleProcessRuntime();
   // the coordinator's store, through the rank's control connection
-  return createParallelRuntime({ rank: ctx.rank, world: ctx.world, sp: ctx.job.config.sequence_parallel_size, store: ctx.store, timeoutMs: ctx.job.cluster.collectiveTimeoutMs });
+  // Gloo listens on the rank's own host (as the hostfile names it), so ranks on other hosts reach it
+  const host = ctx.host === undefined || ctx.host === 'localhost' ? undefined : ctx.host;
+  return createParallelRuntime({ rank: ctx.rank, world: ctx.world, sp: ctx.job.config.sequence_parallel_size, store: ctx.store, timeoutMs: ctx.job.cluster.collectiveTimeoutMs, ...(host ? { host } : {}) });
 }
 
 /**
@@ -274,10 +260,26 @@ export const trainWorkload: Workload = async (ctx) => {
       if (e instanceof PolicyEscalation) await recordRollback(c.output_dir, e, ctx.incarnation);
       throw e;
     }
-    // eval_results.json: do_eval's metrics of the final weights (HF's keys), and a built-in task's recall
+    const trained = result.losses.length;
+    let note: string | undefined;
+    if (trained === 0 && resumeFrom) {
+      // the checkpoint is already at (or past) the end: nothing to train, only the final model to make sure of
+      const total = trainer.schedule.totalSteps;
+      const where = result.step > total ? `past the end of this job (${total} steps)` : `the end of this job (${total} steps)`;
+      let final = 'the final model was already in output_dir';
+      if (runtime.rank === 0) {
+        const written = await ensureFinalModel(c.output_dir, resumeFrom, model);
+        if (written.length) final = `wrote the final model: ${written.join(', ')}`;
+      }
+      note = `nothing to train: ${resumeFrom} is at step ${result.step}, ${where}; ${final}`;
+      if (runtime.rank === 0) log.warn(note);
+    }
+    // eval_results.json: do_eval's metrics of the final weights (HF's keys), and a built-in task's
+    // recall (not again when a finished run is resumed)
     const results: Record<string, unknown> = {};
-    if (c.do_eval && evaluation) Object.assign(results, await evaluation.final(result.step));
-    if (data.evalItems) {
+    const evalDone = trained === 0 && existsSync(join(c.output_dir, 'eval_results.json'));
+    if (c.do_eval && evaluation && !evalDone) Object.assign(results, await evaluation.final(result.step));
+    if (data.evalItems && !evalDone) {
       ctx.setPhase('evaluating', true);
       const after = await evaluateRecall(model, runtime, data.evalItems);
       if (runtime.rank === 0) log.info(`recall accuracy after training: ${fmt(after, data.chance!)}${before ? ` (before training: ${fmt(before, data.chance!)})` : ''}`);
@@ -286,7 +288,7 @@ export const trainWorkload: Workload = async (ctx) => {
     }
     if (runtime.rank === 0 && Object.keys(results).length) await writeEvalResults(c.output_dir, results);
     ctx.setPhase('done', false);
-    return { step: result.step, finalHash: result.finalHash };
+    return { step: result.step, finalHash: result.finalHash, trained, ...(note ? { note } : {}) };
   } finally {
     closeData?.();
     await runtime.close();

@@ -1,12 +1,17 @@
 /**
  * ZeroMQ endpoints of the control plane: a ROUTER for the coordinator and a DEALER for agents and
- * ranks. Both use linger 0, ZMTP heartbeats, a send queue (zeromq.js allows one pending send per
- * socket), CURVE encryption, and validate every received frame (dropped and logged when bad).
- * The ROUTER also runs a ZAP handler that admits only the job's client key.
+ * ranks. Both use linger 0, a send queue (zeromq.js allows one pending send per socket), CURVE
+ * encryption, and validate every received frame (dropped when bad, logged at a bounded rate:
+ * DropLog.ts). The ROUTER also runs a ZAP handler that admits only the job's client key.
+ * ZMTP heartbeats are off unless asked for, and never time out sooner than asked: a connection
+ * dropped by a heartbeat timeout loses the frames in flight, while a coordinator that was only
+ * paused (or a network cut that heals) gets every queued frame once TCP delivers it; deciding
+ * that a peer is gone is the application heartbeats' job.
  * Must never: block the event loop, throw from send(), or crash on a hostile frame.
  */
 import { Dealer, Reply, Router } from 'zeromq';
 import type { Logger } from '../util/Logger.js';
+import { DropLog } from './DropLog.js';
 import { DEFAULT_MAX_FRAME_BYTES, decodeFrame, encodeFrame, type Frame, type Role } from './FrameCodec.js';
 import type { JobKeys } from './keys.js';
 import { z85Encode } from './keys.js';
@@ -17,8 +22,16 @@ export interface EndpointOptions {
   keys: JobKeys;
   logger: Logger;
   maxFrameBytes?: number;
-  /** ZMTP heartbeat interval (ms); 0 disables */
+  /** ZMTP heartbeat interval (ms); 0 (the default) disables */
   zmtpHeartbeatMs?: number;
+  /** ZMTP heartbeat timeout (ms; default 3 intervals) */
+  zmtpTimeoutMs?: number;
+}
+
+/** The socket options of ZMTP heartbeats: none at all when disabled. */
+function zmtpHeartbeat(o: EndpointOptions): { heartbeatInterval?: number; heartbeatTimeout?: number } {
+  const every = o.zmtpHeartbeatMs ?? 0;
+  return every > 0 ? { heartbeatInterval: every, heartbeatTimeout: o.zmtpTimeoutMs ?? every * 3 } : {};
 }
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
@@ -96,9 +109,12 @@ abstract class EndpointBase {
   protected seq = 0;
   protected closed = false;
   protected readonly maxFrameBytes: number;
+  /** bad frames are logged at a bounded rate: one line per peer per interval */
+  protected readonly drops: DropLog;
 
   constructor(protected readonly opts: EndpointOptions) {
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.drops = new DropLog({ logger: opts.logger, what: 'dropped a control frame' });
   }
 
   onFrame(handler: FrameHandler): void {
@@ -111,7 +127,7 @@ abstract class EndpointBase {
     const reason = r.ok ? check?.(r.frame) ?? null : r.reason;
     if (!r.ok || reason) {
       this.stats.dropped++;
-      this.opts.logger.warn('dropped a control frame', { from, reason });
+      this.drops.drop(from, reason ?? 'invalid');
       return;
     }
     this.stats.received++;
@@ -143,9 +159,11 @@ export class RouterEndpoint extends EndpointBase implements Transport {
   private readonly zap: Reply;
   private readonly queue: SendQueue;
   private endpointUrl = '';
+  private readonly refusals: DropLog;
 
   constructor(opts: RouterOptions) {
     super(opts);
+    this.refusals = new DropLog({ logger: opts.logger, what: 'refused a peer without the job key' });
     this.sock = new Router({
       linger: 0,
       mandatory: false,
@@ -155,8 +173,7 @@ export class RouterEndpoint extends EndpointBase implements Transport {
       curvePublicKey: opts.keys.server.publicKey,
       zapDomain: 'ulysses',
       maxMessageSize: this.maxFrameBytes + 1024,
-      heartbeatInterval: opts.zmtpHeartbeatMs ?? 1000,
-      heartbeatTimeout: (opts.zmtpHeartbeatMs ?? 1000) * 3,
+      ...zmtpHeartbeat(opts),
     });
     this.zap = new Reply({ linger: 0 });
     this.queue = new SendQueue(this.sock, (e) => this.sendError(e));
@@ -191,7 +208,7 @@ export class RouterEndpoint extends EndpointBase implements Transport {
         const [version, requestId, , address, , mechanism, credentials] = msg;
         const key = mechanism?.toString() === 'CURVE' && credentials?.length === 32 ? z85Encode(credentials) : '';
         const ok = key === allowed;
-        if (!ok) this.opts.logger.warn('refused a peer without the job key', { address: address?.toString() });
+        if (!ok) this.refusals.drop(address?.toString() ?? '?', `mechanism ${mechanism?.toString() ?? '?'}`);
         await this.zap.send([version ?? '1.0', requestId ?? '', ok ? '200' : '400', ok ? 'OK' : 'not a member of this job', ok ? 'job' : '', '']);
       }
     } catch (e) {
@@ -204,7 +221,7 @@ export class RouterEndpoint extends EndpointBase implements Transport {
       for await (const parts of this.sock) {
         if (parts.length !== 2) {
           this.stats.dropped++;
-          this.opts.logger.warn('dropped a control message with an unexpected part count', { parts: parts.length });
+          this.drops.drop(parts[0]?.toString() ?? '?', `a message of ${parts.length} parts`);
           continue;
         }
         const from = parts[0]!.toString();
@@ -224,6 +241,8 @@ export class RouterEndpoint extends EndpointBase implements Transport {
     this.queue.close();
     this.sock.close();
     this.zap.close();
+    this.drops.close();
+    this.refusals.close();
   }
 }
 
@@ -249,8 +268,7 @@ export class DealerEndpoint extends EndpointBase implements Transport {
       curvePublicKey: dopts.keys.client.publicKey,
       curveSecretKey: dopts.keys.client.secretKey,
       maxMessageSize: this.maxFrameBytes + 1024,
-      heartbeatInterval: dopts.zmtpHeartbeatMs ?? 1000,
-      heartbeatTimeout: (dopts.zmtpHeartbeatMs ?? 1000) * 3,
+      ...zmtpHeartbeat(dopts),
     });
     this.queue = new SendQueue(this.sock, (e) => this.sendError(e));
   }
@@ -282,6 +300,7 @@ export class DealerEndpoint extends EndpointBase implements Transport {
       for await (const parts of this.sock) {
         if (parts.length !== 1) {
           this.stats.dropped++;
+          this.drops.drop('coord', `a message of ${parts.length} parts`);
           continue;
         }
         this.deliver(parts[0]!, 'coord');
@@ -296,6 +315,7 @@ export class DealerEndpoint extends EndpointBase implements Transport {
     this.closed = true;
     this.queue.close();
     this.sock.close();
+    this.drops.close();
   }
 }
 

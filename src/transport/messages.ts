@@ -41,6 +41,9 @@ export const messageSpecs = {
   // job: the resolved job (config/JobSpec.ts's WireJob), parsed by its receiver
   'peer.welcome': { jobId: str(128), world: int(), job: opt(opaqueMap()), attempt: opt(int()) },
   'peer.bye': { reason: str() },
+  // the coordinator's receipt of a rank's final report (`of`: rank.done or rank.failed): a rank
+  // waits for it before exiting, so a report sent while the coordinator is paused is not lost
+  'peer.ack': { of: str(32) },
   // liveness: application heartbeats carry progress so hangs are visible
   'peer.heartbeat': { step: int(), phase: str(64), busy: opt(bool()) },
   // rendezvous key-value store for the data plane (Gloo)
@@ -64,7 +67,9 @@ export const messageSpecs = {
   },
   // ranks
   'rank.ready': { rank: int(), resumedFrom: opt(int()) },
-  'rank.done': { step: int(), finalHash: opt(str(128)) },
+  // trained: optimizer steps run by this attempt (0: the checkpoint it resumed was already at the
+  // end); note: what the rank wants the user to read about it (e.g. the final model it wrote)
+  'rank.done': { step: int(), finalHash: opt(str(128)), trained: opt(int()), note: opt(str(1024)) },
   // the step report (train/Workload.ts's StepReport is this body)
   'rank.step.done': {
     step: int(),

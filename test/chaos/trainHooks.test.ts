@@ -79,5 +79,5 @@ t.test('expect: absorb is for gradient faults only', async (t) => {
   const head = 'name: p\nseed: 1\nranks: 2\nexpect: absorb\nfaults:\n';
   t.equal(parseFaultPlan(`${head}  - { kind: nan_gradients, at_step: 2 }\n  - { kind: exploding_gradients, at_step: 3, target: { host: 0 } }`).expect, 'absorb');
   t.throws(() => parseFaultPlan(`${head}  - { kind: crash, at_step: 2 }`), /expect: absorb is for plans whose faults are all gradient faults/);
-  t.throws(() => parseFaultPlan(`${head.replace('absorb', 'whatever')}  - { kind: crash, at_step: 2 }`), /expect: must be recover, give_up or absorb/);
+  t.throws(() => parseFaultPlan(`${head.replace('absorb', 'whatever')}  - { kind: crash, at_step: 2 }`), /expect: must be recover, give_up, absorb or fail_fast/);
 });

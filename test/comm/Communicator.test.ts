@@ -55,9 +55,9 @@ function checkUlysses(t: Test, run: RankRun, P: number) {
 function checkClean(t: Test, run: RankRun) {
   run.exit.forEach((x, r) => t.same([x.code, x.signal], [0, null], `rank ${r} exited cleanly`));
   t.notOk(run.pids.some(isAlive), 'no rank process is left');
-  // Shared-memory names carry the pid of the group's rank 0 (world and sub-groups).
+  // Shared-memory names carry the pid of their owner (every rank, in the world and in sub-groups).
   const names = existsSync('/dev/shm') ? readdirSync('/dev/shm') : [];
-  const left = names.filter((n) => run.pids.some((pid) => n.startsWith(`ua-comm-${pid}-`) || n.startsWith(`ua-win-${pid}-`)));
+  const left = names.filter((n) => run.pids.some((pid) => n.startsWith(`ua-comm-p${pid}-`) || n.startsWith(`ua-win-p${pid}-`)));
   t.same(left, [], 'no shared-memory segment name is left behind');
 }
 

@@ -85,6 +85,10 @@ void Communicator::setup_shared_memory() {
   all_gather(id, ids.data(), sizeof(id));
   for (int i = 0; i < size_; i++)
     if (std::memcmp(ids.data() + i * sizeof(id), id, sizeof(id)) != 0) return;
+  // Every member's pid: a segment's name carries its owner's, so a dead owner's names can be swept.
+  const int32_t pid = static_cast<int32_t>(getpid());
+  std::vector<int32_t> pids(size_);
+  all_gather(&pid, pids.data(), sizeof(pid));
   // A fresh name prefix from rank 0, so concurrent jobs and sub-groups never collide.
   char token[32] = {0};
   if (rank_ == 0) {
@@ -103,7 +107,7 @@ void Communicator::setup_shared_memory() {
   };
   std::unique_ptr<ShmExchange> shm;
   try {
-    shm.reset(new ShmExchange(rank_, size_, token));
+    shm.reset(new ShmExchange(rank_, size_, token, pids));
   } catch (const std::runtime_error&) {
   }
   if (!agree(shm != nullptr)) return;

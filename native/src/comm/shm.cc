@@ -27,8 +27,15 @@ namespace ua::comm {
 
 namespace {
 
-std::string seg_name(const std::string& token, int rank) { return "/ua-comm-" + token + "-" + std::to_string(rank); }
-std::string win_name(const std::string& token, int rank) { return "/ua-win-" + token + "-" + std::to_string(rank); }
+// Names carry their owner's pid first (`/ua-comm-p<pid>-<token>-<rank>`), so the next job on this
+// host can remove the names of an owner that died before unlinking them (src/actors/sweepStale.ts
+// reads this layout).
+std::string seg_name(int32_t owner, const std::string& token, int rank) {
+  return "/ua-comm-p" + std::to_string(owner) + "-" + token + "-" + std::to_string(rank);
+}
+std::string win_name(int32_t owner, const std::string& token, int rank) {
+  return "/ua-win-p" + std::to_string(owner) + "-" + token + "-" + std::to_string(rank);
+}
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error("shared memory: " + what + ": " + std::strerror(errno)); }
 
@@ -208,13 +215,18 @@ std::string host_identity() {
   std::string boot;
   std::ifstream f("/proc/sys/kernel/random/boot_id");
   std::getline(f, boot);
-  return std::string(host) + "|" + boot;
+  // A network namespace counts as a host of its own: processes in different ones reach each
+  // other through the network, as the hosts of a test cluster built from namespaces must.
+  char ns[64] = {0};
+  const ssize_t n = readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
+  return std::string(host) + "|" + boot + "|" + (n > 0 ? std::string(ns, static_cast<size_t>(n)) : std::string());
 }
 
-ShmExchange::ShmExchange(int rank, int size, const std::string& token)
-    : rank_(rank), size_(size), token_(token), peer_fd_(size, -1), peer_map_(size, nullptr), peer_len_(size, 0),
+ShmExchange::ShmExchange(int rank, int size, const std::string& token, const std::vector<int32_t>& pids)
+    : rank_(rank), size_(size), token_(token), pids_(pids), peer_fd_(size, -1), peer_map_(size, nullptr), peer_len_(size, 0),
       peer_win_fd_(size, -1), peer_win_(size, nullptr) {
-  std::string name = seg_name(token_, rank_);
+  if (pids_.size() != static_cast<size_t>(size)) throw std::runtime_error("shared memory: one pid per member expected");
+  std::string name = seg_name(pids_[rank_], token_, rank_);
   own_fd_ = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (own_fd_ < 0) fail("shm_open " + name);
   if (ftruncate(own_fd_, kHeader) != 0) fail("ftruncate");
@@ -224,7 +236,7 @@ ShmExchange::ShmExchange(int rank, int size, const std::string& token)
   ctl_.assign(size, nullptr);
   ctl_[rank_] = map_header(own_fd_, true);
   *pid_word(ctl_[rank_]) = static_cast<int32_t>(getpid());
-  std::string wname = win_name(token_, rank_);
+  std::string wname = win_name(pids_[rank_], token_, rank_);
   int wfd = shm_open(wname.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (wfd < 0) fail("shm_open " + wname);
   window_ = std::make_shared<ShmWindow>(wfd);
@@ -232,8 +244,8 @@ ShmExchange::ShmExchange(int rank, int size, const std::string& token)
 
 ShmExchange::~ShmExchange() {
   if (!unlinked_) {
-    shm_unlink(seg_name(token_, rank_).c_str());
-    if (window_) shm_unlink(win_name(token_, rank_).c_str());
+    shm_unlink(seg_name(pids_[rank_], token_, rank_).c_str());
+    if (window_) shm_unlink(win_name(pids_[rank_], token_, rank_).c_str());
   }
   if (own_) munmap(own_, own_len_);
   if (own_fd_ >= 0) close(own_fd_);
@@ -249,11 +261,11 @@ ShmExchange::~ShmExchange() {
 void ShmExchange::open_peers() {
   for (int i = 0; i < size_; i++) {
     if (i == rank_) continue;
-    std::string name = seg_name(token_, i);
+    std::string name = seg_name(pids_[i], token_, i);
     peer_fd_[i] = shm_open(name.c_str(), O_RDONLY, 0);
     if (peer_fd_[i] < 0) fail("shm_open " + name);
     ctl_[i] = map_header(peer_fd_[i], false);
-    std::string wname = win_name(token_, i);
+    std::string wname = win_name(pids_[i], token_, i);
     peer_win_fd_[i] = shm_open(wname.c_str(), O_RDWR, 0);
     if (peer_win_fd_[i] < 0) fail("shm_open " + wname);
     peer_win_[i] = map_window(peer_win_fd_[i]);
@@ -279,8 +291,8 @@ size_t ShmExchange::peer_send_offset(int rank) const {
 void ShmExchange::unlink_own() {
   if (unlinked_) return;
   unlinked_ = true;
-  const bool a = shm_unlink(seg_name(token_, rank_).c_str()) == 0;
-  const bool b = shm_unlink(win_name(token_, rank_).c_str()) == 0;
+  const bool a = shm_unlink(seg_name(pids_[rank_], token_, rank_).c_str()) == 0;
+  const bool b = shm_unlink(win_name(pids_[rank_], token_, rank_).c_str()) == 0;
   if (!a || !b) fail("shm_unlink");
 }
 

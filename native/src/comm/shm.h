@@ -74,8 +74,9 @@ class ShmWindow {
 
 class ShmExchange {
  public:
-  // Creates this rank's segment named after `token` (same on every member). Throws std::runtime_error.
-  ShmExchange(int rank, int size, const std::string& token);
+  // Creates this rank's segment named after `token` (same on every member) and its own pid
+  // (`pids`: every member's, in rank order). Throws std::runtime_error.
+  ShmExchange(int rank, int size, const std::string& token, const std::vector<int32_t>& pids);
   ~ShmExchange();
   ShmExchange(const ShmExchange&) = delete;
   ShmExchange& operator=(const ShmExchange&) = delete;
@@ -140,6 +141,7 @@ class ShmExchange {
  private:
   int rank_, size_;
   std::string token_;
+  std::vector<int32_t> pids_;
   size_t cap_ = 0;
   int own_fd_ = -1;
   uint8_t* own_ = nullptr;
@@ -175,7 +177,8 @@ class ShmExchange {
 // thread soon.
 void copy_to_shared(void* dst, const void* src, size_t n);
 
-// An identifier of this host (hostname and boot id): ranks with equal ids can share memory.
+// An identifier of this host (hostname, boot id and network namespace): ranks with equal ids
+// share memory.
 std::string host_identity();
 
 }  // namespace ua::comm

@@ -3,15 +3,19 @@
  * node agent per host, serves the rendezvous store, supervises the ranks one_for_all with restart
  * intensity, detects failures (exit reports, missed heartbeats, hangs, replica divergence),
  * aggregates per-step reports into metrics.jsonl and logs every event to events.ndjson.
- * It runs the job statechart (src/statecharts/job.ts) through its phases: agents join, ranks run
- * under supervision, then the shutdown. It never leaves a process of the job running when it
- * returns.
+ * Failures a restart cannot cure (failureClass.ts) fail the job at once; a node agent that goes
+ * silent gets `cluster.coordinator_grace_s` to be heard again (its ranks are restarted meanwhile
+ * if they are lost too) before the job fails. On start it sweeps what dead jobs left on this host
+ * (sweepStale.ts). It runs the job statechart (src/statecharts/job.ts) through its phases: agents
+ * join, ranks run under supervision, then the shutdown. It never leaves a process of the job
+ * running when it returns.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createActor } from 'xstate';
 import { wireJobOf, type JobSpec } from '../../config/JobSpec.js';
 import { jobMachine } from '../../statecharts/job.js';
+import { configHash } from '../../train/outputDirState.js';
 import type { Frame } from '../../transport/FrameCodec.js';
 import type { BodyOf } from '../../transport/messages.js';
 import { HeartbeatMonitor } from '../../transport/HeartbeatMonitor.js';
@@ -23,9 +27,10 @@ import { EventLog } from '../events/EventLog.js';
 import { jobEvents } from '../events/jobEvents.js';
 import { KvStore } from '../KvStore.js';
 import type { Launcher } from '../launchers/Launcher.js';
+import { sweepDeadOwners } from '../sweepStale.js';
 import { Supervisor, type ChildHandle, type ChildSpec, type GiveUpReport } from '../Supervisor.js';
 import { handleAgentFrame } from './agentFrames.js';
-import type { AgentEntry, CoordinatorCore } from './CoordinatorCore.js';
+import type { AgentEntry, CoordinatorCore, JobFailureKind } from './CoordinatorCore.js';
 import { JobKeyFile } from './JobKeyFile.js';
 import { rankEnvironment } from './rankEnvironment.js';
 import { handleRankFrame } from './rankFrames.js';
@@ -63,10 +68,15 @@ export interface JobResult {
   ok: boolean;
   state: string;
   reason: string | null;
+  /** how the job failed without its supervisor giving up (deterministic: no restart was tried) */
+  failure?: JobFailureKind;
   restarts: number;
   giveUp?: GiveUpReport;
   finalHashes: (string | undefined)[];
   lastStep: number;
+  /** rank 0's final report: steps this attempt trained, and what it says about the result */
+  trained?: number;
+  note?: string;
 }
 
 export class Coordinator {
@@ -91,6 +101,10 @@ export class Coordinator {
   private hbTimer: { cancel(): void } | null = null;
   private jobFailed: ((reason: string) => void) | null = null;
   private failedEarly: string | null = null;
+  private failureKind: JobFailureKind | undefined;
+  private finalReport: BodyOf<'rank.done'> | undefined;
+  /** node agents that missed their heartbeats: the job fails if one stays silent past the grace */
+  private readonly silentAgents = new Map<number, { since: number; timer: { cancel(): void } }>();
   private agentJoined: () => void = () => {};
   private readonly deadAgents = new Set<number>();
   private closing = false;
@@ -131,17 +145,25 @@ export class Coordinator {
   /** Runs the job to the end. */
   async run(): Promise<JobResult> {
     await mkdir(this.o.job.config.output_dir, { recursive: true });
+    const swept = sweepDeadOwners();
+    if (swept.length) this.o.logger.info('removed what dead jobs left on this host', { removed: swept });
     const keyFile = (this.keyFile = await JobKeyFile.open(this.o.jobKeyFile));
     // ZMTP heartbeats only catch dead TCP connections; liveness at the job's rate is the
-    // application heartbeat's job, so they need not double the traffic at 10 Hz
-    const router = (this.router = new RouterEndpoint({ keys: keyFile.keys, logger: this.o.logger.child('router'), zmtpHeartbeatMs: Math.max(1000, this.cluster.heartbeatIntervalMs) }));
+    // application heartbeat's job, so they need not double the traffic at 10 Hz. Their timeout
+    // outlasts the grace: a connection dropped by it would lose the frames a pause queued.
+    const router = (this.router = new RouterEndpoint({
+      keys: keyFile.keys,
+      logger: this.o.logger.child('router'),
+      zmtpHeartbeatMs: Math.max(1000, this.cluster.heartbeatIntervalMs),
+      zmtpTimeoutMs: this.cluster.coordinatorGraceMs + 2 * Math.max(1000, this.cluster.heartbeatIntervalMs),
+    }));
     const link = (this.link = this.o.wrapTransport ? this.o.wrapTransport(router) : router);
     link.onFrame((f, from) => this.onFrame(f, from));
     const bound = await router.bind(this.cluster.bindHost, this.cluster.port);
     this.port = Number(/:(\d+)$/.exec(bound)?.[1]);
     // a wildcard bind is dialled through the advertised address
     const url = (this.joinUrl = `tcp://${this.cluster.advertiseHost}:${this.port}`);
-    this.events.emit(jobEvents.started({ world: this.world, hosts: this.o.hosts, url, bound, jobId: keyFile.keys.jobId }));
+    this.events.emit(jobEvents.started({ world: this.world, hosts: this.o.hosts, url, bound, jobId: keyFile.keys.jobId, pid: process.pid, configHash: configHash(this.o.job.config) }));
     this.o.logger.info('control plane listening', { url, world: this.world });
 
     const monitor = (this.monitor = new HeartbeatMonitor({
@@ -172,6 +194,11 @@ export class Coordinator {
       agentJoined: () => this.agentJoined(),
       stepReport: (rank, body) => this.onStepReport(rank, body),
       evalReport: (body) => this.onEvalReport(body),
+      rankDone: (rank, body) => {
+        if (rank === 0) this.finalReport = body;
+      },
+      agentHeard: (i) => this.agentHeard(i),
+      fail: (reason, kind) => this.fail(reason, kind),
     };
     // the coordinator heartbeats its peers too, so they can tell when it is gone
     this.hbTimer = this.clock.setInterval(() => this.heartbeatPeers(), this.cluster.heartbeatIntervalMs);
@@ -226,8 +253,9 @@ export class Coordinator {
     const outcome = await Promise.race([this.supervisor.done.then((d) => ({ kind: 'done' as const, d })), failed.then((reason) => ({ kind: 'failed' as const, reason }))]);
     if (outcome.kind === 'failed') return this.result(false, outcome.reason);
     if (!outcome.d.ok) {
-      const f = outcome.d.report!.firstFailure;
-      const reason = `restart intensity exceeded (${outcome.d.report!.restartsInWindow} restarts within ${this.cluster.restartWindowMs / 1000} s); first failure: ${f.child}: ${f.exit.reason}`;
+      const rep = outcome.d.report!;
+      const f = rep.firstFailure;
+      const reason = `restart intensity exceeded: failed again after ${rep.restartsInWindow} restart(s) within ${rep.restartWindowMs / 1000} s (cluster.max_restarts ${rep.maxRestarts}, cluster.restart_window_s ${rep.restartWindowMs / 1000}); first failure: ${f.child}: ${f.exit.reason}`;
       this.chart.send({ type: 'job.gave_up', reason });
       return { ...this.result(false, reason), giveUp: outcome.d.report };
     }
@@ -236,23 +264,29 @@ export class Coordinator {
   }
 
   private result(ok: boolean, reason: string | null): JobResult {
+    const fin = this.finalReport;
     return {
       ok,
       state: this.jobState,
       reason,
+      ...(!ok && this.failureKind ? { failure: this.failureKind } : {}),
       restarts: this.supervisor?.restartCount ?? 0,
       finalHashes: this.finalHashes,
-      lastStep: this.steps.lastStep,
+      lastStep: Math.max(this.steps.lastStep, ok ? (fin?.step ?? 0) : 0),
+      ...(fin?.trained !== undefined ? { trained: fin.trained } : {}),
+      ...(fin?.note !== undefined ? { note: fin.note } : {}),
     };
   }
 
-  /** Fails the whole job now (no restart): divergence, interrupts, unrecoverable errors. */
-  fail(reason: string, kind: 'diverged' | 'interrupted' | 'error' = 'error'): void {
+  /** Fails the whole job now (no restart): divergence, interrupts, failures a restart cannot cure. The first reason wins. */
+  fail(reason: string, kind: JobFailureKind = 'error'): void {
+    if (this.failedEarly !== null) return;
     if (kind === 'diverged') this.chart.send({ type: 'job.diverged', reason });
     else if (kind === 'interrupted') this.chart.send({ type: 'job.interrupted' });
     else this.chart.send({ type: 'job.error', reason });
     this.events.emit(jobEvents.failed({ reason, kind }));
-    this.failedEarly ??= reason;
+    this.failedEarly = reason;
+    this.failureKind = kind;
     this.jobFailed?.(reason);
   }
 
@@ -286,7 +320,7 @@ export class Coordinator {
     }
     const r = new RemoteRank(slot, attempt, (rr, reason) => stopRank(this.core!, rr, reason));
     this.ranks.set(slot.rank, r);
-    const env = rankEnvironment(slot, { world: this.world, attempt, masterHost: this.cluster.advertiseHost, masterPort: this.port, workload: this.o.workload ?? 'train', extra: this.o.rankEnv });
+    const env = rankEnvironment(slot, { world: this.world, attempt, host: this.o.hosts[slot.hostIndex]!.host, masterHost: this.cluster.advertiseHost, masterPort: this.port, workload: this.o.workload ?? 'train', extra: this.o.rankEnv });
     this.link!.send(r.agentPeer, 'agent.spawn', { rank: slot.rank, incarnation: attempt, env, args: [] });
     this.events.emit(jobEvents.rankSpawn({ rank: slot.rank, incarnation: attempt, host: this.o.hosts[slot.hostIndex]!.host }));
     // a new process gets time to start up before missed heartbeats count
@@ -295,7 +329,8 @@ export class Coordinator {
   }
 
   private heartbeatPeers(): void {
-    const beat = { step: this.steps.lastStep, phase: this.jobState, busy: false };
+    // the step tells the ranks which of their step reports this attempt has aggregated
+    const beat = { step: this.steps.attemptStep, phase: this.jobState, busy: false };
     for (const a of this.agents.values()) if (a.joined) this.link!.send(a.peer, 'peer.heartbeat', beat);
     for (const r of this.ranks.values()) if (!r.isSettled) this.link!.send(r.peer, 'peer.heartbeat', beat);
   }
@@ -312,8 +347,33 @@ export class Coordinator {
       this.chart.send({ type: 'job.rank.failed', rank: i, reason: why });
       r.fail({ normal: false, reason: why });
     } else if (role === 'agent') {
-      this.fail(`node agent ${this.o.hosts[i]?.host ?? i} lost: ${why}`);
+      this.agentSilent(i, why);
     }
+  }
+
+  /**
+   * A node agent missed its heartbeats: it may be cut off for a while (its ranks, lost too, are
+   * restarted through their own heartbeats), so the job fails only if it stays silent past the
+   * grace that agents give the coordinator.
+   */
+  private agentSilent(i: number, why: string): void {
+    if (this.silentAgents.has(i) || this.closing) return;
+    const host = this.o.hosts[i]?.host ?? String(i);
+    const grace = this.cluster.coordinatorGraceMs;
+    this.events.emit(jobEvents.agentSilent({ host, hostIndex: i, reason: why }));
+    this.o.logger.warn(`node agent of ${host} is silent (${why}): waiting up to ${grace / 1000} s for it (cluster.coordinator_grace_s)`);
+    const timer = this.clock.setTimeout(() => this.fail(`node agent of ${host} lost: ${why}, and silent for more than ${grace / 1000} s (cluster.coordinator_grace_s)`), grace);
+    this.silentAgents.set(i, { since: this.clock.now(), timer });
+  }
+
+  private agentHeard(i: number): void {
+    const s = this.silentAgents.get(i);
+    if (!s) return;
+    s.timer.cancel();
+    this.silentAgents.delete(i);
+    const a = this.agents.get(i);
+    if (a) this.monitor?.watch(a.peer, this.cluster.heartbeatIntervalMs * 2);
+    this.events.emit(jobEvents.agentBack({ host: this.o.hosts[i]?.host ?? String(i), hostIndex: i, silentMs: Math.round(this.clock.now() - s.since) }));
   }
 
   private onFrame(f: Frame, from: PeerId): void {
@@ -371,6 +431,7 @@ export class Coordinator {
       }),
     );
     this.hbTimer?.cancel();
+    for (const s of this.silentAgents.values()) s.timer.cancel();
     this.monitor?.stop();
     this.kv.clear();
     await this.events.flush();

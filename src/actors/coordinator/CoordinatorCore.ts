@@ -52,4 +52,13 @@ export interface CoordinatorCore {
   stepReport(rank: number, body: BodyOf<'rank.step.done'>): void;
   /** rank 0's evaluation report */
   evalReport(body: BodyOf<'rank.eval.done'>): void;
+  /** a rank's final report of success */
+  rankDone(rank: number, body: BodyOf<'rank.done'>): void;
+  /** a frame from a node agent: it is there (again) */
+  agentHeard(hostIndex: number): void;
+  /** fails the whole job at once (no restart) */
+  fail(reason: string, kind: JobFailureKind): void;
 }
+
+/** Why a job failed without its supervisor giving up. */
+export type JobFailureKind = 'diverged' | 'interrupted' | 'error' | 'deterministic';

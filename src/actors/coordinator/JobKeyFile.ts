@@ -1,8 +1,9 @@
 /**
  * The job key file the coordinator hands to its node agents: an existing file is used as it is (a
  * key made beforehand, e.g. a Kubernetes secret); otherwise a fresh key is written (mode 0600)
- * to the given path or to a private temporary directory, and removed again by close(). Never
- * removes a file it did not create.
+ * to the given path or to a private temporary directory named after this process's pid
+ * (`ulysses-job-<pid>-*`, so the next job sweeps it if this one is killed: sweepStale.ts), and
+ * removed again by close(). Never removes a file it did not create.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,7 +26,7 @@ export class JobKeyFile {
       await writeJobKeys(path, keys);
       return new JobKeyFile(path, keys, { file: path });
     }
-    const dir = await mkdtemp(join(tmpdir(), 'ulysses-job-'));
+    const dir = await mkdtemp(join(tmpdir(), `ulysses-job-${process.pid}-`));
     const file = join(dir, 'job.key');
     await writeJobKeys(file, keys);
     return new JobKeyFile(file, keys, { dir });

@@ -36,6 +36,8 @@ export class RemoteRank implements ChildHandle {
   secondaryAt: number | null = null;
   /** set when its agent reported the process's exit: nothing is left to stop or wait for */
   exitReported = false;
+  /** set on its first final report (rank.done or rank.failed): a resent one is only acknowledged */
+  finalReported = false;
 
   constructor(
     readonly slot: RankSlot,

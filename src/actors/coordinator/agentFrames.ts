@@ -2,17 +2,21 @@
  * The coordinator's handling of frames from node agents: joining (welcome with the job),
  * heartbeats, and the lifecycle reports of their ranks (started, exited). An exit settles the
  * rank's supervision; the exit of a rank that just reported a communication error waits out the
- * secondary-failure grace, so the first failure of a group is the one reported.
+ * secondary-failure grace, so the first failure of a group is the one reported, and the exit code
+ * of a rank that failed deterministically (failureClass.ts) fails the job at once, in case its
+ * own report was lost.
  */
 import type { Frame, FrameOf } from '../../transport/FrameCodec.js';
 import type { PeerId } from '../../transport/Transport.js';
 import { jobEvents } from '../events/jobEvents.js';
+import { DETERMINISTIC_EXIT_CODE, NOT_RETRIED } from '../failureClass.js';
 import { SECONDARY_FAILURE_GRACE_MS, type CoordinatorCore } from './CoordinatorCore.js';
 
 export function handleAgentFrame(c: CoordinatorCore, f: Frame, from: PeerId): void {
   const hostIndex = f.sender;
   const a = c.agents.get(hostIndex);
   if (!a) return;
+  if (a.joined) c.agentHeard(hostIndex);
   switch (f.type) {
     case 'peer.hello':
       a.joined = true;
@@ -54,6 +58,12 @@ function rankExited(c: CoordinatorCore, f: FrameOf<'agent.rank.exited'>): void {
   );
   c.monitor.forget(r.peer);
   r.pid = null;
+  if (code === DETERMINISTIC_EXIT_CODE) {
+    // its own report (which the job's failure quotes) normally came first; this is the fallback
+    const last = stderrTail.trim().split('\n').pop() ?? '';
+    c.fail(`rank ${rank} failed in a way a restart cannot fix (exit code ${code})${last ? `: ${last.slice(0, 500)}` : ''} (${NOT_RETRIED})`, 'deterministic');
+    return;
+  }
   const settle = () => {
     // settled late (the secondary grace) after its group was restarted: the supervisor ignores
     // it, and so must the job chart (a stale failure would hold it in `recovering`)

@@ -2,7 +2,8 @@
  * The environment a rank process starts with: torchrun's names (RANK, LOCAL_RANK, WORLD_SIZE,
  * LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR/PORT, TORCHELASTIC_RESTART_COUNT), so tools that read
  * them work unchanged, and the ULYSSES_* names the rank runtime reads. MASTER_* is the
- * coordinator, whose store serves the rendezvous. Pure.
+ * coordinator, whose store serves the rendezvous; ULYSSES_HOST is the rank's host as the hostfile
+ * names it (without a user@ prefix), the address its data plane listens on. Pure.
  */
 import type { RankSlot } from './RemoteRank.js';
 
@@ -10,6 +11,8 @@ export interface RankEnvironmentOptions {
   world: number;
   /** the restart attempt of the group */
   attempt: number;
+  /** the rank's host as the hostfile names it */
+  host: string;
   /** the coordinator's address and port, as the ranks dial them */
   masterHost: string;
   masterPort: number;
@@ -36,5 +39,6 @@ export function rankEnvironment(slot: RankSlot, o: RankEnvironmentOptions): Reco
     ULYSSES_LOCAL_RANKS: String(slot.localRanks),
     ULYSSES_INCARNATION: String(o.attempt),
     ULYSSES_WORKLOAD: o.workload,
+    ULYSSES_HOST: o.host.slice(o.host.lastIndexOf('@') + 1),
   };
 }

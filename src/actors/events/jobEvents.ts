@@ -22,21 +22,24 @@ export type RankFailure =
 /** The fields of each event type (besides `type`, `time` and `t`). */
 export interface JobEventFields {
   'job.state': { state: string; attempt: number };
-  'job.started': { world: number; hosts: HostSlots[]; url: string; bound: string; jobId: string };
+  'job.started': { world: number; hosts: HostSlots[]; url: string; bound: string; jobId: string; pid?: number; configHash?: string };
   'job.restarted': { attempt: number; cause: string; reason: string; restarted: string[] };
-  'job.failed': { reason: string; kind: 'diverged' | 'interrupted' | 'error' };
+  'job.failed': { reason: string; kind: 'diverged' | 'interrupted' | 'error' | 'deterministic' };
   /** one per optimizer step, rank 0's figures (metrics.jsonl holds the full row) */
   'job.step': { step: number; loss: number; policy_state: string };
   /** an evaluation after a step (metrics.jsonl holds the same row): eval_loss, eval_accuracy, eval_rewards/..., epoch */
   'job.eval': { step: number; metrics: Record<string, number> };
   'job.rank.failed': RankFailure;
   'agent.joined': { host: string; hostIndex: number; pid: number };
+  /** a node agent missed its heartbeats (silent: the coordinator waits up to the grace) or was heard again (back) */
+  'agent.silent': { host: string; hostIndex: number; reason: string };
+  'agent.back': { host: string; hostIndex: number; silentMs: number };
   'rank.spawn': { rank: number; incarnation: number; host: string };
   'rank.joined': { rank: number; incarnation: number; pid: number };
   'rank.exited': { rank: number; incarnation: number; code: number | null; signal: string | null; reason: string; detectedBy: 'agent' };
   'rank.unconfirmed_stop': { rank: number; incarnation: number; waitedMs: number };
   'rank.policy.transition': { rank: number; step: number; from: string; to: string; reason?: string };
-  'rank.done': { rank: number; step: number; finalHash?: string };
+  'rank.done': { rank: number; step: number; finalHash?: string; trained?: number };
   'checkpoint.committed': { rank: number; step: number; path: string; checksum: string };
   /** a fault of a plan fired: by the harness, or by a rank (side 'rank', with when it fired) */
   'chaos.injected': { fault: number; kind: string; ranks: number[]; step: number | null; side?: 'rank'; firedAt?: string };
@@ -87,6 +90,8 @@ export const jobEvents = {
   eval: (f: JobEventFields['job.eval']) => ({ type: 'job.eval' as const, ...f }),
   rankFailed: (f: JobEventFields['job.rank.failed']) => ({ type: 'job.rank.failed' as const, ...f }),
   agentJoined: (f: JobEventFields['agent.joined']) => ({ type: 'agent.joined' as const, ...f }),
+  agentSilent: (f: JobEventFields['agent.silent']) => ({ type: 'agent.silent' as const, ...f }),
+  agentBack: (f: JobEventFields['agent.back']) => ({ type: 'agent.back' as const, ...f }),
   rankSpawn: (f: JobEventFields['rank.spawn']) => ({ type: 'rank.spawn' as const, ...f }),
   rankJoined: (f: JobEventFields['rank.joined']) => ({ type: 'rank.joined' as const, ...f }),
   rankExited: (f: JobEventFields['rank.exited']) => ({ type: 'rank.exited' as const, ...f }),

@@ -2,9 +2,14 @@
  * The rank process: joins the coordinator (DEALER, CURVE), receives the job with the welcome and
  * parses it once (config/parseJobSpec.ts), sends heartbeats carrying its step and phase, serves
  * the workload a rendezvous store, and reports steps, transitions, checkpoints, success or
- * failure. A fault plan's hooks, when there is one, are handed in by the rank command. It aborts itself when the
- * coordinator asks, on SIGTERM, and when the coordinator goes silent (no orphaned ranks).
- * Exit codes: 0 done or aborted on request, 1 failed, 2 bad environment.
+ * failure. A fault plan's hooks, when there is one, are handed in by the rank command.
+ * A silent coordinator may only be paused: the rank trains on through `cluster.coordinator_grace_s`
+ * (its step reports kept and replayed when the coordinator is back: ReportChannel.ts), and aborts
+ * itself only beyond it (no orphaned ranks); it also aborts when the coordinator asks (leaving
+ * at once if the workload is stuck in a native call) and on SIGTERM. Its final report waits for
+ * the coordinator's receipt, within the grace.
+ * Exit codes: 0 done or aborted on request, 1 failed (a restart may cure it), 2 bad environment,
+ * 3 failed deterministically (failureClass.ts: a restart cannot cure it).
  * Its lifecycle is the rank statechart (src/statecharts/rankLifecycle.ts).
  */
 import { hostname } from 'node:os';
@@ -19,8 +24,13 @@ import { readJobKeys } from '../../transport/keys.js';
 import type { Transport } from '../../transport/Transport.js';
 import { DealerEndpoint } from '../../transport/ZmqEndpoints.js';
 import { createLogger, isLogLevel, type Logger, type LogLevel } from '../../util/Logger.js';
-import { closeLink, coordinatorLost, welcomeFrom, WELCOME_TIMEOUT_MS } from '../coordinatorLink.js';
+import { closeLink, coordinatorGraceMs, CoordinatorWatch, welcomeFrom, WELCOME_TIMEOUT_MS } from '../coordinatorLink.js';
+import { DETERMINISTIC_EXIT_CODE, failureClassOf } from '../failureClass.js';
 import { KvClient } from './KvClient.js';
+import { ReportChannel } from './ReportChannel.js';
+
+/** After the coordinator's abort the workload gets this long to unwind before the rank leaves anyway (a native collective waiting on a dead peer cannot be interrupted). */
+export const ABORT_EXIT_MS = 500;
 
 export interface RankEnv {
   coordUrl: string;
@@ -32,6 +42,8 @@ export interface RankEnv {
   incarnation: number;
   workload: string;
   logLevel: LogLevel;
+  /** this rank's host as the hostfile names it (the data plane's address); undefined: loopback */
+  host?: string;
 }
 
 /**
@@ -80,6 +92,7 @@ export function rankEnvFromProcess(env: NodeJS.ProcessEnv = process.env): RankEn
     incarnation: int('ULYSSES_INCARNATION'),
     workload: env.ULYSSES_WORKLOAD ?? 'train',
     logLevel: logLevel(env.ULYSSES_LOG_LEVEL),
+    ...(env.ULYSSES_HOST ? { host: env.ULYSSES_HOST } : {}),
   };
 }
 
@@ -101,14 +114,22 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   let step = 0;
   let phase = 'joining';
   let busy = false;
-  let lastFromCoord = Date.now();
+  const reports = new ReportChannel(link);
+  // set once the job (and its cluster settings) arrived with the welcome
+  let watch: CoordinatorWatch | null = null;
+  // once aborted, the workload gets ABORT_EXIT_MS to unwind before the rank leaves without it
+  let abortedAt: Promise<'stuck'> | null = null;
+  const leaveSoon = () => (abortedAt ??= new Promise((r) => setTimeout(() => r('stuck'), ABORT_EXIT_MS).unref()));
 
   link.onFrame((f) => {
-    lastFromCoord = Date.now();
+    if (f.type === 'peer.heartbeat') reports.aggregated(f.body.step);
+    else if (f.type === 'peer.ack') reports.acked(f.body.of);
+    watch?.heard();
     if (f.type === 'job.command' && f.body.command === 'abort') {
       abortedBy ??= 'coordinator';
       life.send({ type: 'rank.abort', reason: 'coordinator' });
       abort.abort(new Error('aborted by the coordinator'));
+      leaveSoon();
     }
   });
   const onSigterm = () => {
@@ -147,13 +168,22 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
   faults?.configure(job);
   life.send({ type: 'rank.joined' });
 
+  const graceMs = coordinatorGraceMs(job.cluster);
+  watch = new CoordinatorWatch(job.cluster, {
+    silent: () => log.warn(`the coordinator is silent: training on for up to ${graceMs / 1000} s (cluster.coordinator_grace_s)`),
+    back: (ms) => {
+      const n = reports.replay();
+      log.warn(`the coordinator is back after ${(ms / 1000).toFixed(1)} s${n ? `: ${n} step report(s) sent again` : ''}`);
+    },
+  });
   const beat = () => {
     link.send('coord', 'peer.heartbeat', { step, phase, busy });
-    if (coordinatorLost(Date.now() - lastFromCoord, job.cluster)) {
-      // the coordinator is gone: stop rather than become an orphan
-      if (!abort.signal.aborted) log.error('lost the coordinator: aborting');
+    if (watch!.check() === 'lost' && !abort.signal.aborted) {
+      // silent beyond the grace: the coordinator is gone; stop rather than become an orphan
+      log.error(`lost the coordinator (silent for more than ${graceMs / 1000} s): aborting`);
       abortedBy ??= 'orphaned';
       abort.abort(new Error('lost the coordinator'));
+      leaveSoon();
     }
   };
   // the first beat goes out now: until it arrives the coordinator only has the startup grace, so
@@ -168,6 +198,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     localRank: env.localRank,
     localRanks: env.localRanks,
     incarnation: env.incarnation,
+    ...(env.host !== undefined ? { host: env.host } : {}),
     job,
     logger: log,
     signal: abort.signal,
@@ -175,7 +206,7 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     chaos: faults,
     reportStep: (r) => {
       step = r.step;
-      link.send('coord', 'rank.step.done', r);
+      reports.step(r);
     },
     reportTransition: (t) => link.send('coord', 'rank.policy.transition', t),
     reportCheckpoint: (c) => link.send('coord', 'rank.checkpoint.written', c),
@@ -187,23 +218,38 @@ export async function runRank(env: RankEnv, workloads: Record<string, Workload>,
     },
   };
 
+  // a final report waits for the coordinator's receipt, through a pause but within the grace
+  const final = { timeoutMs: graceMs, resendMs: Math.max(1000, 2 * job.cluster.heartbeatIntervalMs), signal: abort.signal };
   let code: number;
   try {
     life.send({ type: 'rank.rendezvous' });
-    const result = await workload(ctx);
-    link.send('coord', 'rank.done', { step: result.step, finalHash: result.finalHash });
-    life.send({ type: 'rank.finished' });
-    code = 0;
+    const running = workload(ctx);
+    // leave without the workload when it is stuck after an abort (the coordinator restarts the group)
+    const outcome = await Promise.race([running, new Promise<'stuck'>((r) => abort.signal.addEventListener('abort', () => void abortedAt?.then(r), { once: true }))]);
+    if (outcome === 'stuck') {
+      running.catch(() => undefined);
+      log.info(`aborted while the workload was busy: leaving without it`, { by: abortedBy });
+      code = abortedBy === 'orphaned' ? 1 : 0;
+    } else {
+      await reports.final('rank.done', { step: outcome.step, finalHash: outcome.finalHash, trained: outcome.trained, note: outcome.note }, final);
+      life.send({ type: 'rank.finished' });
+      code = 0;
+    }
   } catch (e) {
     if (abort.signal.aborted && abortedBy !== 'orphaned') {
-      log.info('aborted', { by: abortedBy });
+      log.debug('aborted', { by: abortedBy });
       code = 0;
     } else {
       const err = e as Error & { code?: string };
-      log.error('rank failed', { error: err.message, code: err.code });
-      link.send('coord', 'rank.failed', { reason: err.stack ?? err.message, code: err.code });
+      const deterministic = failureClassOf(err.code) === 'deterministic';
+      // a deterministic failure is printed once, by `up` (from this report); every other one here too
+      if (deterministic) log.debug('rank failed', { error: err.message, code: err.code });
+      else log.error('rank failed', { error: err.message, code: err.code });
       life.send({ type: 'rank.failed', reason: err.message });
-      code = 1;
+      const delivered = await reports.final('rank.failed', { reason: deterministic ? err.message : (err.stack ?? err.message), code: err.code }, final);
+      // undelivered, the exit report of the node agent is all the coordinator gets: name the error there
+      if (deterministic && !delivered) log.error('rank failed', { error: err.message, code: err.code });
+      code = deterministic ? DETERMINISTIC_EXIT_CODE : 1;
     }
   } finally {
     clearInterval(hb);

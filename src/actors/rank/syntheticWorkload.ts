@@ -4,7 +4,8 @@
  * deterministic hash chain (the "weights"), sleeping `synthetic.step_ms` per step (the knobs:
  * config/SyntheticSettings.ts). A test switch makes the last rank report a different policy
  * decision from `synthetic.diverge_at_step` on. Rank 0 writes
- * an atomic checkpoint every `save_steps`; a restarted group resumes from the newest valid one,
+ * an atomic checkpoint every `save_steps`; a restarted group (or a job with resume_from_checkpoint,
+ * which `up` sets to resume an interrupted run of the same job) resumes from the newest valid one,
  * so a run with failures ends with the same final hash as a run without.
  * It calls the fault plan's ChaosHooks like the train workload does: before every step, on a
  * stand-in gradient (a non-finite one fails the step with ERR_NONFINITE, so the supervisor path
@@ -71,7 +72,7 @@ export const syntheticWorkload: Workload = async (ctx) => {
     60_000,
   );
 
-  const resumed = ctx.incarnation > 0 ? await latestCheckpoint(outDir) : null;
+  const resumed = ctx.incarnation > 0 || config.resume_from_checkpoint !== null ? await latestCheckpoint(outDir) : null;
   let st: SyntheticState = resumed ?? { step: 0, hash: sha('init') };
   ctx.setPhase('training', true);
   while (st.step < maxSteps) {
@@ -111,5 +112,5 @@ export const syntheticWorkload: Workload = async (ctx) => {
       ctx.setPhase('training', true);
     }
   }
-  return { step: st.step, finalHash: st.hash };
+  return { step: st.step, finalHash: st.hash, trained: st.step - (resumed?.step ?? 0) };
 };

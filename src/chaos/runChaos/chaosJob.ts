@@ -34,9 +34,29 @@ export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>
   return out;
 }
 
-/** defaults < the plan's job < flags (then --adjust-lr), resolved for `world` ranks. */
-export function chaosJob(o: { name: string; workload: string; planJob: Record<string, unknown>; overrides?: readonly FlagOverride[]; adjustLr?: number; world: number }): ResolvedJob {
+export interface ChaosJobOptions {
+  name: string;
+  workload: string;
+  planJob: Record<string, unknown>;
+  overrides?: readonly FlagOverride[];
+  adjustLr?: number;
+  world: number;
+}
+
+/** The job's keys before resolution: the harness's defaults under the plan's job (what a job file of it holds). */
+export function chaosJobDocument(o: ChaosJobOptions): Record<string, unknown> {
   const doc = deepMerge(defaultChaosJob(o.workload), o.planJob);
   if (o.workload !== 'synthetic') delete doc.synthetic;
-  return resolveJobDocument(doc, { name: `${o.name}.yaml`, worldSize: o.world, overrides: o.overrides, adjustLr: o.adjustLr });
+  return doc;
+}
+
+/** The command-line flags of the overrides and --adjust-lr, as `up` takes them. */
+export function chaosJobFlags(o: ChaosJobOptions): string[] {
+  const flags = (o.overrides ?? []).flatMap((f) => (f.value === true ? [`--${f.key}`] : [`--${f.key}`, String(f.value)]));
+  return o.adjustLr === undefined ? flags : [...flags, '--adjust-lr', String(o.adjustLr)];
+}
+
+/** defaults < the plan's job < flags (then --adjust-lr), resolved for `world` ranks. */
+export function chaosJob(o: ChaosJobOptions): ResolvedJob {
+  return resolveJobDocument(chaosJobDocument(o), { name: `${o.name}.yaml`, worldSize: o.world, overrides: o.overrides, adjustLr: o.adjustLr });
 }

@@ -1,17 +1,26 @@
 /**
- * The guarantees a plan checks, from its attempt's result, job events and fault outcomes:
- *   recover (default): the job ended by itself with success, the final weights equal the
- *               fault-free run's, every failing fault was detected and recovered, and each
- *               failure restarted the group once (not once more per echo of it);
+ * The guarantees a plan checks, from its attempt's result, job events, files and fault outcomes:
+ *   recover (default): the job ended by itself with success, its final model and newest
+ *               checkpoint are the fault-free run's files bit for bit (and the weights the ranks
+ *               report equal too), metrics.jsonl holds every step once, in order, every failing
+ *               fault was detected and recovered, and each failure restarted the group once (not
+ *               once more per echo of it); faults that are no failure (network trouble, a
+ *               coordinator pause or kill) restarted nothing;
  *   give_up:    it gave up within the restart intensity, naming the first failure;
  *   absorb:     see absorbGuarantees.ts;
+ *   fail_fast:  see failFastGuarantees.ts;
  * and for every plan: a corrupted or torn checkpoint was skipped for the previous valid one,
- * every fault was injected, and no process of the job is left. Reads no process state.
+ * every fault fired and had an effect (a fault that did nothing proves nothing), no process of
+ * the job is left, and none of its temporary names (/tmp, /dev/shm). Reads no process state.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { eventsOf, firstEvent } from '../../actors/events/jobEvents.js';
-import { FAILING, type Fault, type FaultPlan } from '../FaultPlan.js';
+import { COORDINATOR, FAILING, NET, type Fault, type FaultPlan } from '../FaultPlan.js';
 import { absorbGuarantees } from './absorbGuarantees.js';
 import type { FaultOutcome } from './analyseFault.js';
+import { failFastGuarantees } from './failFastGuarantees.js';
+import { compareFiles } from './outputFiles.js';
 import type { RunOnce } from './runOnce.js';
 
 export interface Guarantee {
@@ -20,10 +29,35 @@ export interface Guarantee {
   detail: string;
 }
 
-export async function checkGuarantees(plan: FaultPlan, run: RunOnce, reference: (string | undefined)[] | null, faults: FaultOutcome[], maxRestarts: number, world: number): Promise<Guarantee[]> {
+/** What the fault-free run of a job ended with: the weights each rank reported, and the files a user checks. */
+export interface ReferenceRun {
+  hashes: (string | undefined)[];
+  files: Record<string, string>;
+}
+
+export interface GuaranteeOptions {
+  /** soak rounds: a probability trigger may miss a round (the soak checks that it fired in some round) */
+  allowUnfired?: boolean;
+}
+
+/** The steps of metrics.jsonl, in file order. */
+function metricsSteps(outputDir: string): number[] {
+  try {
+    return readFileSync(join(outputDir, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => Number((JSON.parse(l) as { step?: unknown }).step));
+  } catch {
+    return [];
+  }
+}
+
+export async function checkGuarantees(plan: FaultPlan, run: RunOnce, reference: ReferenceRun | null, faults: FaultOutcome[], maxRestarts: number, world: number, o: GuaranteeOptions = {}): Promise<Guarantee[]> {
   const g: Guarantee[] = [];
   const r = run.result;
-  if (plan.expect === 'absorb') {
+  if (plan.expect === 'fail_fast') {
+    g.push(...(await failFastGuarantees(plan, run)));
+  } else if (plan.expect === 'absorb') {
     g.push(...(await absorbGuarantees(plan, run, world)));
   } else if (plan.expect === 'give_up') {
     const storm = plan.faults.find((f) => f.kind === 'restart_storm')!;
@@ -38,28 +72,59 @@ export async function checkGuarantees(plan: FaultPlan, run: RunOnce, reference: 
     g.push(...recoverGuarantees(plan, run, reference, faults, world));
   }
   g.push(...checkpointGuarantees(plan, run, faults));
-  // a fault that never happened proves nothing (probability triggers may legitimately not fire)
+  // a fault that never happened, or did nothing, proves nothing
   const corrupted = new Set(run.corruptions.map((c) => c.fault));
-  const missed = plan.faults.filter((f) => f.trigger.probability === undefined && !faults[f.index]!.fired && !corrupted.has(f.index));
-  g.push({ name: 'every fault was injected', ok: missed.length === 0, detail: missed.length ? `not injected: ${missed.map((f) => `faults[${f.index}] ${f.kind}`).join(', ')} (trigger after the job ended?)` : `${plan.faults.length} fault(s)` });
+  const missed = plan.faults.filter((f) => !(o.allowUnfired && f.trigger.probability !== undefined) && ((!faults[f.index]!.fired && !corrupted.has(f.index)) || faults[f.index]!.effects === 0));
+  const counts = faults.map((f) => `faults[${f.index}] ${f.kind}: ${f.effects} ${f.effectsOf}`).join('; ');
+  g.push({
+    name: 'every fault fired and had an effect',
+    ok: missed.length === 0,
+    detail: missed.length ? `no effect: ${missed.map((f) => `faults[${f.index}] ${f.kind} (${faults[f.index]!.fired || corrupted.has(f.index) ? `fired, 0 ${faults[f.index]!.effectsOf}` : 'did not fire: trigger after the job ended?'})`).join(', ')}` : counts || 'no faults',
+  });
   g.push({ name: 'no process of the job left', ok: run.leftovers.length === 0, detail: run.leftovers.length ? `left alive (killed now): ${run.leftovers.join(', ')}` : `checked ${run.pids.length} pids` });
+  g.push({ name: 'no temporary name of the job left (/tmp, /dev/shm)', ok: run.leftoverNames.length === 0, detail: run.leftoverNames.length ? `left: ${run.leftoverNames.join(', ')}` : `none owned by the job's ${run.pids.length} processes` });
   return g;
 }
 
-function recoverGuarantees(plan: FaultPlan, run: RunOnce, reference: (string | undefined)[] | null, faults: FaultOutcome[], world: number): Guarantee[] {
+function recoverGuarantees(plan: FaultPlan, run: RunOnce, reference: ReferenceRun | null, faults: FaultOutcome[], world: number): Guarantee[] {
   const g: Guarantee[] = [];
   const r = run.result;
   // the job chart must end in `succeeded` too: a stale failure holding it in `recovering` would
   // also switch off the checks only made while running (replica divergence)
   const done = r.ok && r.state === 'succeeded';
   g.push({ name: 'recovered by itself', ok: done, detail: r.ok ? `succeeded at step ${r.lastStep} after ${r.restarts} restart(s); job state ${r.state}` : String(r.reason).slice(0, 300) });
-  const refOk = !!reference && reference.length === world && reference.every((h) => typeof h === 'string');
-  const same = refOk && Array.from({ length: world }, (_, i) => r.finalHashes[i] === reference![i]).every(Boolean);
+  const ref = reference?.hashes ?? null;
+  const refOk = !!ref && ref.length === world && ref.every((h) => typeof h === 'string');
+  const same = refOk && Array.from({ length: world }, (_, i) => r.finalHashes[i] === ref![i]).every(Boolean);
   g.push({
     name: 'final weights equal the fault-free run',
     ok: same,
-    detail: refOk ? `${same ? 'equal' : 'DIFFERENT'}: ${Array.from({ length: world }, (_, i) => `rank${i} ${(r.finalHashes[i] ?? 'none').slice(0, 12)}`).join(', ')} vs ${reference![0]!.slice(0, 12)}` : 'the reference run failed',
+    detail: refOk ? `${same ? 'equal' : 'DIFFERENT'}: ${Array.from({ length: world }, (_, i) => `rank${i} ${(r.finalHashes[i] ?? 'none').slice(0, 12)}`).join(', ')} vs ${ref![0]!.slice(0, 12)}` : 'the reference run failed',
   });
+  // what a user checks: the files, not the hashes the ranks report
+  const files = run.files ?? {};
+  const diff = reference ? compareFiles(files, reference.files) : 'the reference run failed';
+  g.push({
+    name: 'final model and newest checkpoint are the fault-free files',
+    ok: diff === '',
+    detail: diff === '' ? `sha256 equal: ${Object.keys(files).sort().join(', ')}` : diff,
+  });
+  const steps = metricsSteps(run.outputDir);
+  const once = steps.length === r.lastStep && steps.every((s, i) => s === i + 1);
+  g.push({ name: 'metrics.jsonl holds every step once, in order', ok: once, detail: once ? `steps 1..${r.lastStep}` : `steps ${steps.slice(0, 40).join(',')}${steps.length > 40 ? ',...' : ''} (${steps.length} rows for ${r.lastStep} steps)` });
+  // trouble that is not a failure (a lossy network, a paused or restarted coordinator) must not cost a restart
+  const harmless = plan.faults.length > 0 && plan.faults.every((f) => (NET.has(f.kind) && f.kind !== 'partition') || COORDINATOR.has(f.kind));
+  if (harmless) g.push({ name: 'no restart: nothing failed', ok: r.restarts === 0, detail: `${r.restarts} restart(s)` });
+  for (const f of plan.faults.filter((x) => x.kind === 'coordinator_kill')) {
+    const o = faults[f.index]!;
+    const again = run.upRuns[1];
+    const said = again ? /resuming: .*interrupted run of this job/.exec(again.stdout)?.[0] : undefined;
+    g.push({
+      name: 'the next up resumed the killed run by itself',
+      ok: run.upRuns.length === 2 && !!said && o.resumedFrom !== null && o.resumedFrom > 0,
+      detail: `${run.upRuns.length} up run(s); resumed from step ${o.resumedFrom ?? '-'} (${o.stepsRedone ?? '-'} step(s) redone); ${said ?? 'no resume message'}`,
+    });
+  }
   const timed = faults.filter((f) => f.fired && FAILING.has(f.kind as Fault['kind']));
   const expectedFailures = timed.length;
   if (expectedFailures > 0) {
@@ -69,7 +134,7 @@ function recoverGuarantees(plan: FaultPlan, run: RunOnce, reference: (string | u
   // Each failure costs the group exactly one restart: its echoes (the peers' communication
   // errors, a second rank found hung at the same step) must not restart the fresh group again
   // and spend the restart intensity. Dropped heartbeats may legitimately add a failure.
-  if (r.ok && !plan.faults.some((f) => f.kind === 'net_drop')) {
+  if (r.ok && !harmless && !plan.faults.some((f) => f.kind === 'net_drop')) {
     g.push({ name: 'one restart per failure', ok: r.restarts === expectedFailures, detail: `${r.restarts} restart(s) for ${expectedFailures} failing fault(s)` });
   }
   return g;

@@ -3,8 +3,8 @@
  * [--exit-on-stdin-close]`: a node agent. With `--job-key -` the key file's content is read from
  * the first line of stdin (how the ssh launcher passes it: never on a command line) and kept in a
  * private temporary file for this host's ranks, removed when the agent exits.
- * `--exit-on-stdin-close` (set by the ssh launcher): stdin is the session's lifeline; when it
- * closes, the agent stops its ranks and exits.
+ * `--exit-on-stdin-close` (set by the ssh and local launchers): stdin is the lifeline of the
+ * session or of `up` itself; when it closes, the agent stops its ranks and exits.
  */
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -94,6 +94,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     // a failed log write must not kill the agent before it has stopped its ranks
     process.stdout.on('error', () => {});
     process.stderr.on('error', () => {});
+    // read (and discard) stdin so that its end is seen; the key line, if any, was read above
+    process.stdin.on('error', () => {});
+    process.stdin.resume();
   }
   try {
     return await runAgent({

@@ -1,9 +1,11 @@
 /**
  * `ulysses-actors up [--nodes hosts.txt] [--config job.yaml | --config_file job.yaml | job.yaml]
  * [--launcher local|ssh|external] [--debug] [--adjust-lr [X]] [--KEY VALUE ...]`: runs a job.
- * Resolves the config and hostfile (every problem at once: exit 2), starts the coordinator, which
- * starts a node agent per host, shows progress, and stops every process of the job on Ctrl-C or
- * SIGTERM (exit 130). Exit 0 on success, 1 when the job failed (reason printed).
+ * Resolves the config and hostfile (every problem at once: exit 2), resumes by itself when
+ * output_dir holds an interrupted run of the same job (train/outputDirState.ts), starts the
+ * coordinator, which starts a node agent per host, shows progress, and stops every process of the
+ * job on Ctrl-C or SIGTERM (exit 130). Exit 0 on success, 1 when the job failed (the reason
+ * printed once).
  * Diagnostic flags (not in --help): --workload NAME (default train; `synthetic` for control-plane
  * tests), --synthetic-step-ms N, --synthetic-fail-at-step N, --job-key FILE (use, or create, the
  * job key there: for Kubernetes secrets and shared homes under Slurm).
@@ -12,15 +14,17 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
+import { DETERMINISTIC_EXIT_CODE, failureClassOf } from '../../actors/failureClass.js';
 import { bindProblem, createLaunchers, isThisMachine, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
 import { clearOutputDir } from '../../config/outputDir.js';
 import { jobResourceProblems } from '../../train/jobResourceProblems.js';
+import { outputDirState } from '../../train/outputDirState.js';
 import { plotLoss } from '../../train/plot/plotLoss.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../../util/packageRoot.js';
 import { startVizServer } from '../../viz/startVizServer.js';
-import { preflight } from '../preflight.js';
+import { continuesItself, preflight } from '../preflight.js';
 import { ProgressDisplay, evalLine, logSink } from '../progress.js';
 import { resultLines } from '../resultLines.js';
 import { workloads } from '../workloads.js';
@@ -89,7 +93,13 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (ignoredLine) process.stderr.write(ignoredLine + '\n');
 
   const outputDir = resolve(job.config.output_dir);
-  const spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
+  let spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
+  // a run of this same job (same config hash) with a checkpoint in output_dir: go on from its newest
+  // checkpoint (preflight refused any other content unless overwrite_output_dir or a resume says what to do)
+  const previous = await outputDirState(outputDir, spec.config);
+  const continued = await continuesItself(job);
+  const resuming = continued !== null;
+  if (resuming) spec = { ...spec, config: { ...spec.config, resume_from_checkpoint: true } };
   const tty = process.stdout.isTTY === true;
   const out = (text: string) => process.stdout.write(text);
   const total = job.config.max_steps > 0 ? job.config.max_steps : null;
@@ -103,6 +113,10 @@ export async function upCommand(argv: string[]): Promise<number> {
       `workload ${workload}; output ${outputDir}\n`,
   );
   if (model?.description) out(`model: ${model.description}\n`);
+  if (resuming && previous.kind === 'same-job') {
+    const run = previous.finished ? 'a finished run' : 'an interrupted run';
+    out(`resuming: ${outputDir} holds ${run} of this job (same config hash); its newest checkpoint is ${continued}\n`);
+  }
 
   const coord = new Coordinator({
     job: spec,
@@ -114,9 +128,17 @@ export async function upCommand(argv: string[]): Promise<number> {
     onStep: (row) => progress.step(row),
     onEval: (row) => progress.note(evalLine(row)),
   });
+  // a failure that ends the job is printed once, at the end; the notes are for those that are recovered from
+  let ended = false;
   coord.events.subscribe((e) => {
-    if (e.type === 'job.rank.failed') progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${e.reason.split('\n')[0]}`);
-    else if (e.type === 'job.restarted') progress.note(`restarting every rank from the last checkpoint (attempt ${e.attempt})`);
+    if (e.type === 'job.failed') ended = true;
+    else if (ended) return;
+    if (e.type === 'job.rank.failed') {
+      const deterministic = e.detectedBy === 'rank' ? failureClassOf(e.code) === 'deterministic' : e.detectedBy === 'agent' && e.code === DETERMINISTIC_EXIT_CODE;
+      if (!deterministic) progress.note(`rank ${e.rank} failed (${e.detectedBy}): ${e.reason.split('\n')[0]}`);
+    } else if (e.type === 'job.restarted') progress.note(`restarting every rank from the last checkpoint (attempt ${e.attempt})`);
+    else if (e.type === 'agent.silent') progress.note(`node agent of ${e.host} is silent (${e.reason}): waiting for it`);
+    else if (e.type === 'agent.back') progress.note(`node agent of ${e.host} is back after ${(e.silentMs / 1000).toFixed(1)} s`);
     else if (e.type === 'agent.joined' && job.config.debug) progress.note(`node agent joined: ${e.host} (pid ${e.pid})`);
   });
 
@@ -157,6 +179,7 @@ export async function upCommand(argv: string[]): Promise<number> {
 
   const code = interrupted ? EXIT_INTERRUPTED : result.ok ? 0 : 1;
   if (interrupted) out(`interrupted (${interrupted}) at step ${result.lastStep}: every process of the job was stopped\n`);
+  else if (result.ok && result.trained === 0) out(`job succeeded: ${result.note ?? `nothing to train (resumed at step ${result.lastStep})`}\n`);
   else if (result.ok) out(`job succeeded: ${result.lastStep} steps${result.restarts ? `, ${result.restarts} restart(s)` : ''}\n`);
   else {
     process.stderr.write(`job failed: ${result.reason}\n`);
