@@ -51,6 +51,30 @@ t.test('a new aggregator on the metrics of an interrupted run continues them', a
   t.same(rows(path).map((r) => [r.step, r.loss]), [[1, 1], [2, 1], [3, 7], [4, 7], [5, 7]]);
 });
 
+t.test('a torn last row (its writer killed mid-append) is cut off before the next row', async (t) => {
+  const path = join(t.testdir(), 'metrics.jsonl');
+  writeFileSync(path, [1, 2].map((s) => JSON.stringify({ step: s, loss: 1 })).join('\n') + '\n{"step":3,"lo');
+  const a = aggregator(path);
+  for (const r of [0, 1]) a.add(r, report(3, 7));
+  await a.flush();
+  t.same(rows(path).map((r) => [r.step, r.loss]), [[1, 1], [2, 1], [3, 7]], 'whole rows only, step 3 once');
+});
+
+t.test('evaluation rows follow their step and go with it when the step is done again', async (t) => {
+  const path = join(t.testdir(), 'metrics.jsonl');
+  const a = aggregator(path);
+  a.addEval({ step: 2, metrics: { eval_loss: 0.5 } });
+  for (let s = 1; s <= 3; s++) for (const r of [0, 1]) a.add(r, report(s));
+  a.addEval({ step: 3, metrics: { eval_loss: 0.25 } });
+  await a.flush();
+  const lines = () => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; eval_loss?: number });
+  t.same(lines().map((r) => [r.step, r.eval_loss ?? null]), [[1, null], [2, null], [2, 0.5], [3, null], [3, 0.25]], 'each evaluation right after its step');
+  a.clear();
+  for (const r of [0, 1]) a.add(r, report(3, 9));
+  await a.flush();
+  t.same(lines().map((r) => [r.step, r.eval_loss ?? null]), [[1, null], [2, null], [2, 0.5], [3, null]], 'step 3 redone: its old row and evaluation are gone');
+});
+
 t.test('a step only some ranks reported before a restart gets its row from them', async (t) => {
   const path = join(t.testdir(), 'metrics.jsonl');
   const a = aggregator(path);

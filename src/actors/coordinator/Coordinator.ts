@@ -2,18 +2,16 @@
  * The coordinator (inside `ulysses-actors up`): binds the control plane (ROUTER, CURVE), starts a
  * node agent per host, serves the rendezvous store, supervises the ranks one_for_all with restart
  * intensity, detects failures (exit reports, missed heartbeats, hangs, replica divergence),
- * aggregates per-step reports into metrics.jsonl and logs every event to events.ndjson.
- * Failures a restart cannot cure (failureClass.ts) fail the job at once; a node agent that goes
- * silent gets `cluster.coordinator_grace_s` to be heard again (its ranks are restarted meanwhile
- * if they are lost too) before the job fails. On start it sweeps what dead jobs left on this host
- * (sweepStale.ts). It runs the job statechart (src/statecharts/job.ts) through its phases: agents
- * join, ranks run under supervision, then the shutdown. It never leaves a process of the job
- * running when it returns.
+ * aggregates per-step reports into metrics.jsonl and logs every event to events.ndjson. Failures a
+ * restart cannot cure (failureClass.ts) fail the job at once; a silent node agent gets a grace
+ * (AgentSilence.ts). On start it sweeps what dead jobs left on this host (sweepStale.ts). It runs
+ * the job statechart (src/statecharts/job.ts) and never leaves a process of the job running when
+ * it returns.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createActor } from 'xstate';
-import { wireJobOf, type JobSpec } from '../../config/JobSpec.js';
+import { wireJobOf } from '../../config/JobSpec.js';
 import { jobMachine } from '../../statecharts/job.js';
 import { configHash } from '../../train/outputDirState.js';
 import type { Frame } from '../../transport/FrameCodec.js';
@@ -22,62 +20,21 @@ import { HeartbeatMonitor } from '../../transport/HeartbeatMonitor.js';
 import type { PeerId, Transport } from '../../transport/Transport.js';
 import { RouterEndpoint } from '../../transport/ZmqEndpoints.js';
 import { systemClock, type Clock } from '../../util/Clock.js';
-import type { Logger } from '../../util/Logger.js';
 import { EventLog } from '../events/EventLog.js';
 import { jobEvents } from '../events/jobEvents.js';
 import { KvStore } from '../KvStore.js';
-import type { Launcher } from '../launchers/Launcher.js';
 import { sweepDeadOwners } from '../sweepStale.js';
-import { Supervisor, type ChildHandle, type ChildSpec, type GiveUpReport } from '../Supervisor.js';
+import { Supervisor, type ChildHandle, type ChildSpec } from '../Supervisor.js';
 import { handleAgentFrame } from './agentFrames.js';
+import { AgentSilence } from './AgentSilence.js';
 import type { AgentEntry, CoordinatorCore, JobFailureKind } from './CoordinatorCore.js';
+import type { CoordinatorOptions, JobResult } from './CoordinatorOptions.js';
 import { JobKeyFile } from './JobKeyFile.js';
 import { rankEnvironment } from './rankEnvironment.js';
 import { handleRankFrame } from './rankFrames.js';
 import { stopRank } from './stopRank.js';
-import { RankExits, RemoteRank, rankSlotsOf, type HostSlot, type RankSlot } from './RemoteRank.js';
-import { StepAggregator, type EvalRow, type MetricsRow } from './StepAggregator.js';
-
-export interface CoordinatorOptions {
-  /** the job; it writes to job.config.output_dir */
-  job: JobSpec;
-  hosts: HostSlot[];
-  launcher: Launcher;
-  logger: Logger;
-  clock?: Clock;
-  /** which workload the ranks run (`train`, or `synthetic` for control-plane tests) */
-  workload?: string;
-  /** extra environment for every rank */
-  rankEnv?: Record<string, string>;
-  /**
-   * Job key file: used when it exists (a key made beforehand, e.g. a Kubernetes secret), else
-   * created there (mode 0600) and removed at the end. Default: a fresh key in a private temp dir.
-   */
-  jobKeyFile?: string;
-  /** called with every metrics.jsonl row (rank 0's figures of each completed step) */
-  onStep?(row: MetricsRow): void;
-  /** called with every evaluation (its metrics.jsonl row: step, eval_loss, ...) */
-  onEval?(row: EvalRow): void;
-  /** sees every valid frame the coordinator receives (benchmarks, diagnostics); must not throw */
-  onFrame?(f: Frame, from: PeerId): void;
-  /** wraps the coordinator's control transport (the chaos harness's fault proxy); default none */
-  wrapTransport?(t: Transport): Transport;
-}
-
-export interface JobResult {
-  ok: boolean;
-  state: string;
-  reason: string | null;
-  /** how the job failed without its supervisor giving up (deterministic: no restart was tried) */
-  failure?: JobFailureKind;
-  restarts: number;
-  giveUp?: GiveUpReport;
-  finalHashes: (string | undefined)[];
-  lastStep: number;
-  /** rank 0's final report: steps this attempt trained, and what it says about the result */
-  trained?: number;
-  note?: string;
-}
+import { RankExits, RemoteRank, rankSlotsOf, type RankSlot } from './RemoteRank.js';
+import { StepAggregator } from './StepAggregator.js';
 
 export class Coordinator {
   private readonly clock: Clock;
@@ -104,9 +61,9 @@ export class Coordinator {
   private failureKind: JobFailureKind | undefined;
   private finalReport: BodyOf<'rank.done'> | undefined;
   /** node agents that missed their heartbeats: the job fails if one stays silent past the grace */
-  private readonly silentAgents = new Map<number, { since: number; timer: { cancel(): void } }>();
   private agentJoined: () => void = () => {};
   private readonly deadAgents = new Set<number>();
+  private readonly agentSilence: AgentSilence;
   private closing = false;
   private joinUrl = '';
   private port = 0;
@@ -122,6 +79,19 @@ export class Coordinator {
     this.world = this.slots.length;
     this.steps = new StepAggregator({ world: this.world, metricsPath: join(out, 'metrics.jsonl'), logger: o.logger, restarts: () => this.supervisor?.restartCount ?? 0 });
     this.chart.subscribe((s) => this.events.emit(jobEvents.state({ state: String(s.value), attempt: s.context.attempt })));
+    this.agentSilence = new AgentSilence({
+      clock: this.clock,
+      logger: o.logger,
+      events: this.events,
+      graceMs: this.cluster.coordinatorGraceMs,
+      hostName: (i) => o.hosts[i]?.host ?? String(i),
+      closing: () => this.closing,
+      rewatch: (i) => {
+        const a = this.agents.get(i);
+        if (a) this.monitor?.watch(a.peer, this.cluster.heartbeatIntervalMs * 2);
+      },
+      fail: (reason) => this.fail(reason),
+    });
   }
 
   private get cluster() {
@@ -197,7 +167,7 @@ export class Coordinator {
       rankDone: (rank, body) => {
         if (rank === 0) this.finalReport = body;
       },
-      agentHeard: (i) => this.agentHeard(i),
+      agentHeard: (i) => this.agentSilence.heard(i),
       fail: (reason, kind) => this.fail(reason, kind),
     };
     // the coordinator heartbeats its peers too, so they can tell when it is gone
@@ -347,33 +317,8 @@ export class Coordinator {
       this.chart.send({ type: 'job.rank.failed', rank: i, reason: why });
       r.fail({ normal: false, reason: why });
     } else if (role === 'agent') {
-      this.agentSilent(i, why);
+      this.agentSilence.silent(i, why);
     }
-  }
-
-  /**
-   * A node agent missed its heartbeats: it may be cut off for a while (its ranks, lost too, are
-   * restarted through their own heartbeats), so the job fails only if it stays silent past the
-   * grace that agents give the coordinator.
-   */
-  private agentSilent(i: number, why: string): void {
-    if (this.silentAgents.has(i) || this.closing) return;
-    const host = this.o.hosts[i]?.host ?? String(i);
-    const grace = this.cluster.coordinatorGraceMs;
-    this.events.emit(jobEvents.agentSilent({ host, hostIndex: i, reason: why }));
-    this.o.logger.warn(`node agent of ${host} is silent (${why}): waiting up to ${grace / 1000} s for it (cluster.coordinator_grace_s)`);
-    const timer = this.clock.setTimeout(() => this.fail(`node agent of ${host} lost: ${why}, and silent for more than ${grace / 1000} s (cluster.coordinator_grace_s)`), grace);
-    this.silentAgents.set(i, { since: this.clock.now(), timer });
-  }
-
-  private agentHeard(i: number): void {
-    const s = this.silentAgents.get(i);
-    if (!s) return;
-    s.timer.cancel();
-    this.silentAgents.delete(i);
-    const a = this.agents.get(i);
-    if (a) this.monitor?.watch(a.peer, this.cluster.heartbeatIntervalMs * 2);
-    this.events.emit(jobEvents.agentBack({ host: this.o.hosts[i]?.host ?? String(i), hostIndex: i, silentMs: Math.round(this.clock.now() - s.since) }));
   }
 
   private onFrame(f: Frame, from: PeerId): void {
@@ -431,7 +376,7 @@ export class Coordinator {
       }),
     );
     this.hbTimer?.cancel();
-    for (const s of this.silentAgents.values()) s.timer.cancel();
+    this.agentSilence.cancelAll();
     this.monitor?.stop();
     this.kv.clear();
     await this.events.flush();

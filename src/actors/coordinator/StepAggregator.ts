@@ -145,7 +145,7 @@ export class StepAggregator {
     const line = JSON.stringify(row) + '\n';
     this.chain = this.chain.then(async () => {
       try {
-        if (this.written === null) this.written = Math.max(0, ...(await readRows(path)).map((r) => r.step));
+        if (this.written === null) this.written = await this.repairTail(path);
         if (mode === 'eval') {
           await appendFile(path, line);
           return;
@@ -164,6 +164,28 @@ export class StepAggregator {
         this.o.logger.error('cannot write metrics.jsonl', { error: (e as Error).message });
       }
     });
+  }
+
+  /**
+   * The highest step in metrics.jsonl, read once per coordinator. A previous coordinator killed
+   * mid-append leaves a torn last line; the next row would be glued to it, so the file is first
+   * cut back to its whole lines.
+   */
+  private async repairTail(path: string): Promise<number> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return 0;
+    }
+    if (text.length > 0 && !text.endsWith('\n')) {
+      const whole = text.slice(0, text.lastIndexOf('\n') + 1);
+      const tmp = `${path}.tmp-${process.pid}`;
+      await writeFile(tmp, whole);
+      await rename(tmp, path);
+      text = whole;
+    }
+    return Math.max(0, ...rowSteps(text).map((r) => r.step));
   }
 
   /**

@@ -1,5 +1,6 @@
 /** The coordinator and the parts it is made of. Re-exports only. */
-export { Coordinator, type CoordinatorOptions, type JobResult } from './Coordinator.js';
+export { Coordinator } from './Coordinator.js';
+export type { CoordinatorOptions, JobResult } from './CoordinatorOptions.js';
 export { StepAggregator, type MetricsRow, type StepOutcome } from './StepAggregator.js';
 export { rankEnvironment, type RankEnvironmentOptions } from './rankEnvironment.js';
 export { RemoteRank, RankExits, rankSlotsOf, type HostSlot, type RankSlot } from './RemoteRank.js';
