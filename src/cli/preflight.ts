@@ -11,7 +11,7 @@ import { inspectOutputDir, outputDirProblems } from '../config/outputDir.js';
 import { unresolvedHostProblems } from '../config/hostResolution.js';
 import type { ConfigProblem, HostEntry, ResolvedJob } from '../config/index.js';
 import { basename, join, resolve } from 'node:path';
-import { outputDirState } from '../train/outputDirState.js';
+import { loggedStep, outputDirState } from '../train/outputDirState.js';
 import { dataPreflight } from '../train/preflight/dataPreflight.js';
 import { modelPreflight } from '../train/preflight/modelPreflight.js';
 
@@ -62,15 +62,23 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
 
 /**
  * The checkpoint a job continues from by itself: output_dir holds a run of this same job (same
- * config hash) with a valid checkpoint, and neither overwrite_output_dir nor
- * resume_from_checkpoint says otherwise. Null: output_dir's contents are the user's to decide.
+ * config hash) with a checkpoint, and neither overwrite_output_dir nor resume_from_checkpoint
+ * says otherwise. Of its checkpoints the newest whose step metrics.jsonl already logs: steps a
+ * killed coordinator never logged (its ranks trained on for a moment) are done again, so the log
+ * keeps every step; the weights are the same either way. Null: output_dir's contents are the
+ * user's to decide.
  */
 export async function continuesItself(job: ResolvedJob): Promise<string | null> {
   const c = job.config;
   if (c.overwrite_output_dir || c.resume_from_checkpoint !== null) return null;
-  const state = await outputDirState(resolve(c.output_dir), c);
+  const dir = resolve(c.output_dir);
+  const state = await outputDirState(dir, c);
   if (state.kind !== 'same-job') return null;
-  // a workload whose checkpoints record no hash: the job's own log named it; its newest checkpoint directory
-  const newest = inspectOutputDir(c.output_dir).checkpoints.at(-1);
-  return state.checkpoint ?? (newest !== undefined ? join(resolve(c.output_dir), newest) : null);
+  const stepOf = (name: string) => Number(name.slice('checkpoint-'.length));
+  // a workload whose checkpoints record no hash: the job's own log named it; its checkpoint directories
+  const names = inspectOutputDir(dir).checkpoints.filter((n) => state.step === null || stepOf(n) <= state.step);
+  if (names.length === 0) return null;
+  const logged = await loggedStep(dir);
+  const pick = names.filter((n) => stepOf(n) <= logged).at(-1) ?? names.at(-1)!;
+  return join(dir, pick);
 }

@@ -114,3 +114,23 @@ export async function outputDirState(dir: string, config: JobConfig): Promise<Ou
   // this job, without a training checkpoint (interrupted before the first save, or a workload whose checkpoints record no hash)
   return { kind: 'same-job', checkpoint: ckpt?.path ?? null, step: ckpt?.step ?? null, finished: false };
 }
+
+/** The highest step of metrics.jsonl's rows in `dir` (0: none, or no file). */
+export async function loggedStep(dir: string): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'metrics.jsonl'), 'utf8');
+  } catch {
+    return 0;
+  }
+  let max = 0;
+  for (const line of text.split('\n')) {
+    try {
+      const step = (JSON.parse(line) as { step?: unknown }).step;
+      if (typeof step === 'number' && step > max) max = step;
+    } catch {
+      /* a torn or blank line */
+    }
+  }
+  return max;
+}

@@ -107,7 +107,7 @@ t.test('a resume at or past the end trains nothing, writes the final model if mi
 
   const again = runCli(args, { timeoutMs: 120_000 });
   t.equal(again.status, 0, again.stdout + again.stderr);
-  t.match(again.stdout, /resuming: .* holds a finished run of this job \(same config hash\); its newest checkpoint is .*checkpoint-2/);
+  t.match(again.stdout, /resuming: .* holds a finished run of this job \(same config hash\); it continues from .*checkpoint-2/);
   t.match(again.stdout, /job succeeded: nothing to train: .*checkpoint-2 is at step 2, the end of this job \(2 steps\); wrote the final model: .*model\.safetensors/);
   t.ok(existsSync(join(out, 'model.safetensors')) && readFileSync(join(out, 'model.safetensors')).equals(finalModel), 'the final model is back, the same bytes');
   const rows = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');

@@ -27,7 +27,8 @@ interface SyntheticState {
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
-async function latestCheckpoint(dir: string): Promise<SyntheticState | null> {
+/** The newest valid checkpoint in `dir` at or before step `upTo`. */
+async function latestCheckpoint(dir: string, upTo = Infinity): Promise<SyntheticState | null> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -38,6 +39,7 @@ async function latestCheckpoint(dir: string): Promise<SyntheticState | null> {
     .map((n) => /^checkpoint-(\d+)$/.exec(n))
     .filter((m): m is RegExpExecArray => !!m)
     .map((m) => Number(m[1]))
+    .filter((s) => s <= upTo)
     .sort((a, b) => b - a);
   for (const s of steps) {
     try {
@@ -72,7 +74,9 @@ export const syntheticWorkload: Workload = async (ctx) => {
     60_000,
   );
 
-  const resumed = ctx.incarnation > 0 || config.resume_from_checkpoint !== null ? await latestCheckpoint(outDir) : null;
+  // a restart: the newest checkpoint; a first start with a checkpoint path: that one (or an older valid one)
+  const named = ctx.incarnation === 0 && typeof config.resume_from_checkpoint === 'string' ? /^(.*)[/\\]checkpoint-(\d+)[/\\]?$/.exec(config.resume_from_checkpoint) : null;
+  const resumed = named ? await latestCheckpoint(named[1]!, Number(named[2])) : ctx.incarnation > 0 || config.resume_from_checkpoint !== null ? await latestCheckpoint(outDir) : null;
   let st: SyntheticState = resumed ?? { step: 0, hash: sha('init') };
   ctx.setPhase('training', true);
   while (st.step < maxSteps) {

@@ -99,7 +99,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   const previous = await outputDirState(outputDir, spec.config);
   const continued = await continuesItself(job);
   const resuming = continued !== null;
-  if (resuming) spec = { ...spec, config: { ...spec.config, resume_from_checkpoint: true } };
+  if (resuming) spec = { ...spec, config: { ...spec.config, resume_from_checkpoint: continued } };
   const tty = process.stdout.isTTY === true;
   const out = (text: string) => process.stdout.write(text);
   const total = job.config.max_steps > 0 ? job.config.max_steps : null;
@@ -115,7 +115,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (model?.description) out(`model: ${model.description}\n`);
   if (resuming && previous.kind === 'same-job') {
     const run = previous.finished ? 'a finished run' : 'an interrupted run';
-    out(`resuming: ${outputDir} holds ${run} of this job (same config hash); its newest checkpoint is ${continued}\n`);
+    out(`resuming: ${outputDir} holds ${run} of this job (same config hash); it continues from ${continued} (the newest checkpoint whose steps metrics.jsonl logs)\n`);
   }
 
   const coord = new Coordinator({
