@@ -64,7 +64,10 @@ export interface JobConfig {
   adam_beta2: number;
   adam_epsilon: number;
   pref_beta: number;
-  pref_loss: 'sigmoid';
+  pref_loss: 'sigmoid' | 'orpo' | 'simpo' | 'ipo' | 'hinge';
+  pref_ftx: number;
+  simpo_gamma: number;
+  dpo_label_smoothing: number;
   seed: number;
   bf16: boolean;
   sequence_parallel_size: number;

@@ -33,6 +33,7 @@ import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
 import { PolicyEscalation, Trainer } from './loop/index.js';
 import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
+import { usesReference } from './loop/preferenceLoss.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
 import { recordRollback, rollbackScale } from './policyRollbacks.js';
@@ -235,7 +236,9 @@ export const trainWorkload: Workload = async (ctx) => {
     const resumeFrom = await chooseStart(ctx, c, runtime);
     const split = { seed: c.data_seed ?? c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size, shuffle: !c.disable_shuffling };
     const trainData = data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
-    const dpo = data.pairs ? { beta: c.pref_beta, reference: await referenceModel(c, model, modelDir, runtime) } : undefined;
+    const loss = { kind: c.pref_loss, simpoGamma: c.simpo_gamma, ftx: c.pref_ftx, labelSmoothing: c.dpo_label_smoothing };
+    // orpo and simpo are reference-free: no frozen copy is loaded for them
+    const dpo = data.pairs ? { beta: c.pref_beta, loss, reference: usesReference(c.pref_loss) ? await referenceModel(c, model, modelDir, runtime) : undefined } : undefined;
     let evaluation: JobEvaluation | null = null;
     const trainer = new Trainer({
       model,

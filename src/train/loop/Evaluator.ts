@@ -89,7 +89,7 @@ export class Evaluator {
       } else {
         const dpo = this.o.dpo;
         if (!dpo) throw Object.assign(new Error('preference evaluation needs the DPO reference model'), { code: 'ERR_STATE' });
-        const r = await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, beta: dpo.beta, reference: dpo.reference });
+        const r = await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, ...dpo });
         out[key('loss')] = r.loss;
         for (const [k, v] of Object.entries(r.metrics)) out[key(k)] = v;
         samples += r.samples;

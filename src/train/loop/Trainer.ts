@@ -33,7 +33,7 @@ import { Optimizer } from './Optimizer.js';
 import { PolicyEscalation } from './PolicyEscalation.js';
 import { preferenceStep, type PreferenceOptions } from './preferenceStep.js';
 import type { PackedSequence, TrainData } from './sequences.js';
-import { DPO_METRICS, type StepSums } from './StepSums.js';
+import type { StepSums } from './StepSums.js';
 import { restoreTrainer, trainerState } from './trainerState.js';
 import { weightsHash } from './weightsHash.js';
 
@@ -77,8 +77,8 @@ export interface StepInfo extends StepReport {
     tokens_per_s: number;
     /** supervised tokens of the step over the whole world (the loss normalizer summed over replicas) */
     valid_tokens: number;
-    /** dpo only: means over the world's pairs (see DPO_METRICS) */
-    [dpoMetric: string]: number;
+    /** the stage's own metrics (dpo: DPO_METRICS and ORPO's parts): means over the world's replicas */
+    [stageMetric: string]: number;
   };
 }
 
@@ -117,8 +117,8 @@ export interface TrainerOptions {
    */
   chaos?: ChaosHooks;
   /**
-   * stage dpo: `data` yields PreferenceItems; the loss is DPO's sigmoid loss with `beta`
-   * (pref_beta) against the reference model.
+   * stage dpo: `data` yields PreferenceItems; the loss is `pref_loss` (sigmoid by default) with
+   * `beta` (pref_beta), against the reference model when the loss has one.
    */
   dpo?: PreferenceOptions;
   /** the base model's directory: full fine-tuning's final model gets its tokenizer and generation files */
@@ -261,7 +261,9 @@ export class Trainer {
     o.chaos?.corruptGradients(train.grads, step);
     await o.chaos?.inCollective('reduceGradients', step);
     await runtime.reduceGradients(train.grads);
-    const totals = Float64Array.of(lossSum, localTokens, validTokens, ...(r.rewards ?? []));
+    const stageMetrics = r.metrics ?? {};
+    const metricNames = Object.keys(stageMetrics);
+    const totals = Float64Array.of(lossSum, localTokens, validTokens, ...metricNames.map((k) => stageMetrics[k]!));
     await runtime.allReduceSum(totals, 'world');
     const loss = totals[0]! / runtime.dp;
     o.gradientHook?.(train.grads, step);
@@ -307,7 +309,7 @@ export class Trainer {
         interventions: this.policy.context.interventions,
         tokens_per_s: totals[1]! / Math.max(1e-9, stepMs / 1000),
         valid_tokens: totals[2]!,
-        ...(r.rewards ? Object.fromEntries(DPO_METRICS.map((k, i) => [k, totals[3 + i]! / runtime.dp])) : {}),
+        ...Object.fromEntries(metricNames.map((k, i) => [k, totals[3 + i]! / runtime.dp])),
       },
     };
   }
