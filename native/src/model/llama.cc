@@ -505,7 +505,14 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   return {ce.loss, ce.valid};
 }
 
-void LlamaModel::backward(const float* token_weight) {
+void LlamaModel::final_hidden(int64_t row, float* out) const {
+  if (!has_forward_) throw std::logic_error("finalHidden: no forward since the last backward");
+  if (bf16_) throw ShapeError("finalHidden: the hidden states are read in fp32 only (bf16: false)");
+  if (row < 0 || row >= buf_n_) throw ShapeError("finalHidden: row " + std::to_string(row) + " is outside the last forward's " + std::to_string(buf_n_) + " tokens");
+  std::copy(hn_ + row * cfg_.hidden, hn_ + (row + 1) * cfg_.hidden, out);
+}
+
+void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   if (!has_forward_) throw std::logic_error("backward: no forward since the last backward");
   has_forward_ = false;
   const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
@@ -526,6 +533,10 @@ void LlamaModel::backward(const float* token_weight) {
     timed(kProfHeadBwd, [&] {
       lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
     });
+  }
+  if (d_hidden) {
+    if (bf16_) throw ShapeError("backward: a hidden-state gradient needs fp32 weights (bf16: false)");
+    for (int64_t i = 0; i < n * D; ++i) dhn[i] += d_hidden[i];
   }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
