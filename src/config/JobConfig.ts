@@ -4,7 +4,7 @@
  */
 export interface JobConfig {
   model_name_or_path: string;
-  stage: 'pt' | 'sft' | 'dpo';
+  stage: 'pt' | 'sft' | 'dpo' | 'rm';
   finetuning_type: 'full' | 'lora';
   lora_rank: number;
   /** resolved: 2 * lora_rank when not given */

@@ -31,7 +31,7 @@ const POLICY = 'gradient_policy';
 export const LEAVES: readonly LeafSpec[] = [
   // model and method
   { path: 'model_name_or_path', kind: 'string', default: 'examples/models/tiny', doc: 'directory with config.json, model.safetensors and tokenizer.json' },
-  { path: 'stage', kind: 'enum', values: ['pt', 'sft', 'dpo'], default: 'sft', doc: 'pt: pre-training, sft: supervised fine-tuning, dpo: preference training' },
+  { path: 'stage', kind: 'enum', values: ['pt', 'sft', 'dpo', 'rm'], default: 'sft', doc: 'pt: pre-training, sft: supervised fine-tuning, dpo: preference training, rm: reward modelling (a value head on preference pairs)' },
   { path: 'finetuning_type', kind: 'enum', values: ['full', 'lora'], default: 'lora', doc: 'train all weights or LoRA adapters' },
   { path: 'lora_rank', kind: 'int', min: 1, default: 8, doc: 'LoRA rank r' },
   { path: 'lora_alpha', kind: 'number', above: 0, default: null, nullable: true, doc: 'LoRA scale numerator (null: 2 * lora_rank, as LLaMA-Factory)' },

@@ -154,7 +154,7 @@ export interface NativeModel {
   /** dHidden [n, hidden]: added to the gradient of the final norm output (heads on the hidden states). */
   backward(tokenWeight: F32 | null, dHidden: F32 | null): Promise<void>;
   hasForward(): boolean;
-  /** The final norm output of token `row` of the last forward into out [hidden] (fp32 weights only). */
+  /** The final norm output of token `row` of the last forward into out [hidden]. */
   finalHidden(row: number, out: F32): void;
   activationBytes(): number;
   setProfiling(on: boolean): void;

@@ -507,9 +507,17 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
 
 void LlamaModel::final_hidden(int64_t row, float* out) const {
   if (!has_forward_) throw std::logic_error("finalHidden: no forward since the last backward");
-  if (bf16_) throw ShapeError("finalHidden: the hidden states are read in fp32 only (bf16: false)");
   if (row < 0 || row >= buf_n_) throw ShapeError("finalHidden: row " + std::to_string(row) + " is outside the last forward's " + std::to_string(buf_n_) + " tokens");
-  std::copy(hn_ + row * cfg_.hidden, hn_ + (row + 1) * cfg_.hidden, out);
+  const int64_t D = cfg_.hidden;
+  if (bf16_) {
+    // the bf16 head reads the bf16 norm output: widen exactly what it saw
+    for (int64_t d = 0; d < D; ++d) {
+      const uint32_t bits = uint32_t(hn16_[row * D + d]) << 16;
+      std::memcpy(out + d, &bits, sizeof bits);
+    }
+    return;
+  }
+  std::copy(hn_ + row * D, hn_ + (row + 1) * D, out);
 }
 
 void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
@@ -535,7 +543,6 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
     });
   }
   if (d_hidden) {
-    if (bf16_) throw ShapeError("backward: a hidden-state gradient needs fp32 weights (bf16: false)");
     for (int64_t i = 0; i < n * D; ++i) dhn[i] += d_hidden[i];
   }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });

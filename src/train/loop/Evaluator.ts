@@ -14,6 +14,8 @@ import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { PreferenceItem } from './dpo.js';
 import { evaluateLanguageModel, evaluatePreference } from './evaluate.js';
 import type { PreferenceOptions } from './preferenceStep.js';
+import type { RewardHead } from './rewardHead.js';
+import { evaluateRewardModel } from './rm.js';
 import type { PackedSequence } from './sequences.js';
 
 /** One held-out set: `name` null for the single set (metrics eval_loss), else eval_<name>_loss. */
@@ -33,6 +35,8 @@ export interface EvaluatorOptions {
   batchesPerEpoch: number;
   /** dpo: beta and the reference model */
   dpo?: PreferenceOptions;
+  /** rm: the value head (eval_loss, eval_accuracy, eval_chosen_score, eval_rejected_score) */
+  rm?: RewardHead;
   now?: () => number;
 }
 
@@ -88,8 +92,11 @@ export class Evaluator {
         batches += r.batches;
       } else {
         const dpo = this.o.dpo;
-        if (!dpo) throw Object.assign(new Error('preference evaluation needs the DPO reference model'), { code: 'ERR_STATE' });
-        const r = await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, ...dpo });
+        const rm = this.o.rm;
+        if (!dpo && !rm) throw Object.assign(new Error('preference evaluation needs the DPO settings or the value head'), { code: 'ERR_STATE' });
+        const r = rm
+          ? await evaluateRewardModel(model, rm.set, runtime, set.items, c.per_device_eval_batch_size)
+          : await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, ...dpo! });
         out[key('loss')] = r.loss;
         for (const [k, v] of Object.entries(r.metrics)) out[key(k)] = v;
         samples += r.samples;

@@ -44,6 +44,13 @@ export function valueHead(hidden: number, init?: { weight: Float32Array; bias: n
   };
 }
 
+/** The head's score of one final hidden state: w · h + b (fp64 accumulation). */
+export function scoreOf(head: TrainableSet, h: Float32Array): number {
+  let s = head.params[head.views[1]!.offset]!;
+  for (let d = 0; d < h.length; d++) s += head.params[d]! * h[d]!;
+  return s;
+}
+
 /** The pairwise loss of one pair of scores and dL/dsc (dL/dsr is its negative). */
 export function rmPairTerms(chosen: number, rejected: number): { loss: number; dChosen: number } {
   const z = chosen - rejected;
@@ -118,11 +125,7 @@ export async function rmStep(o: {
     const row = rows[i]!;
     const h = row >= 0 ? model.finalHidden(row) : null;
     lastHidden.push(h);
-    if (h) {
-      let s = head.params[biasAt]!;
-      for (let d = 0; d < hidden; d++) s += w[d]! * h[d]!;
-      scores[i] = s;
-    }
+    if (h) scores[i] = scoreOf(head, h);
   }
   await runtime.allReduceSum(scores, 'sp');
   const sums: RmSums = { loss: 0, accuracy: 0, chosenScore: 0, rejectedScore: 0 };
@@ -159,4 +162,40 @@ export async function rmStep(o: {
     localTokens += s.tokens.length - s.padding;
   }
   return { sums, pairs: items.length, localTokens };
+}
+
+/**
+ * Forward-only scores of held-out pairs (each replica every dp-th pair, in batches; scores
+ * completed over the SP group per batch, then world sums): mean pairwise loss, accuracy and the
+ * mean chosen / rejected scores, as eval_loss, eval_accuracy, eval_chosen_score, eval_rejected_score.
+ */
+export async function evaluateRewardModel(model: Model, head: TrainableSet, runtime: ParallelRuntime, pairs: readonly PreferenceItem[], batch: number): Promise<{ loss: number; metrics: Record<string, number>; samples: number; batches: number }> {
+  const mine = pairs.filter((_, i) => i % runtime.dp === runtime.dpRank);
+  const batches = Array.from({ length: Math.ceil(mine.length / batch) }, (_, b) => mine.slice(b * batch, (b + 1) * batch));
+  // loss, accuracy, chosen score, rejected score, pairs
+  const totals = new Float64Array(5);
+  for (const b of batches) {
+    const seqs = b.flatMap((p) => [p.chosen, p.rejected]);
+    const scores = new Float64Array(seqs.length);
+    for (const [i, seq] of seqs.entries()) {
+      const s = shardSequence({ ...seq, labels: new Int32Array(seq.tokens.length).fill(IGNORE_INDEX) }, runtime.sp, runtime.spRank);
+      await model.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 1 });
+      const row = lastTokenRow(s, lastTokenIndex(seq));
+      if (row < 0) continue;
+      scores[i] = scoreOf(head, model.finalHidden(row));
+    }
+    await runtime.allReduceSum(scores, 'sp');
+    if (runtime.spRank !== 0) continue;
+    for (let p = 0; p < b.length; p++) {
+      const c = scores[2 * p]!, r = scores[2 * p + 1]!;
+      totals[0] += rmPairTerms(c, r).loss;
+      totals[1] += c > r ? 1 : 0;
+      totals[2] += c;
+      totals[3] += r;
+      totals[4]++;
+    }
+  }
+  await runtime.allReduceSum(totals, 'world');
+  const mean = (k: number) => (totals[4]! > 0 ? totals[k]! / totals[4]! : Number.NaN);
+  return { loss: mean(0), metrics: { accuracy: mean(1), chosen_score: mean(2), rejected_score: mean(3) }, samples: pairs.length, batches: batches.length };
 }
