@@ -2,7 +2,7 @@
  * When and what to evaluate during a run, and how the results are named, as HF Trainer and
  * LLaMA-Factory do it: eval_strategy `steps` (every eval_steps optimizer steps; eval_steps null
  * means logging_steps, below 1 a fraction of the total steps), `epoch` (at the end of every epoch
- * and at the last step) or `no`; metrics `eval_loss`, `eval_accuracy` (compute_accuracy), for dpo
+ * and at the last step) or `no`; metrics `eval_loss`, `eval_accuracy` (compute_accuracy; rm: pairwise accuracy), for dpo
  * `eval_rewards/chosen` ... (DPO_METRICS), one set per eval dataset with eval_on_each_dataset
  * (`eval_<name>_loss`), plus eval_runtime, eval_samples_per_second, eval_steps_per_second and epoch.
  * Every rank runs the same evaluations at the same steps (a pure function of the config and
@@ -93,10 +93,12 @@ export class Evaluator {
       } else {
         const dpo = this.o.dpo;
         const rm = this.o.rm;
-        if (!dpo && !rm) throw Object.assign(new Error('preference evaluation needs the DPO settings or the value head'), { code: 'ERR_STATE' });
         const r = rm
           ? await evaluateRewardModel(model, rm.set, runtime, set.items, c.per_device_eval_batch_size)
-          : await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, ...dpo! });
+          : dpo
+            ? await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, ...dpo })
+            : null;
+        if (!r) throw Object.assign(new Error('preference evaluation needs the DPO settings or the value head'), { code: 'ERR_STATE' });
         out[key('loss')] = r.loss;
         for (const [k, v] of Object.entries(r.metrics)) out[key(k)] = v;
         samples += r.samples;
