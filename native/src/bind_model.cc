@@ -121,6 +121,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("forward", &ModelWrap::Forward),
                       InstanceMethod("backward", &ModelWrap::Backward),
                       InstanceMethod("hasForward", &ModelWrap::HasForward),
+                      InstanceMethod("finalHidden", &ModelWrap::FinalHidden),
                       InstanceMethod("activationBytes", &ModelWrap::ActivationBytes),
                       InstanceMethod("setProfiling", &ModelWrap::SetProfiling),
                       InstanceMethod("profile", &ModelWrap::Profile),
@@ -342,18 +343,33 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   });
 }
 
-// backward(tokenWeight|null) -> Promise<void>
+// backward(tokenWeight|null, dHidden|null) -> Promise<void>
 Napi::Value ModelWrap::Backward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     if (busy_->load()) Fail("ERR_STATE", "backward: another call on this model is still running");
     if (!model_->has_forward()) Fail("ERR_STATE", "backward: call forward first (no forward since the last backward)");
     auto w = GetArray<float>(info, 0, "tokenWeight", last_n_, true);
+    auto dh = GetArray<float>(info, 1, "dHidden", last_n_ * model_->config().hidden, true);
     Claim("backward");
     auto m = model_;
     const float* wp = w.data;
+    const float* dhp = dh.data;
     std::vector<Napi::Value> pins{info.This()};
     if (w.data) pins.push_back(w.js);
-    return RunModelAsync(info.Env(), "model.backward", busy_, [=] { m->backward(wp); }, nullptr, pins);
+    if (dh.data) pins.push_back(dh.js);
+    return RunModelAsync(info.Env(), "model.backward", busy_, [=] { m->backward(wp, dhp); }, nullptr, pins);
+  });
+}
+
+// finalHidden(row, out) -> void: the final norm output of one token of the last forward
+Napi::Value ModelWrap::FinalHidden(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    if (busy_->load()) Fail("ERR_STATE", "finalHidden: another call on this model is still running");
+    if (!model_->has_forward()) Fail("ERR_STATE", "finalHidden: call forward first (no forward since the last backward)");
+    const int64_t row = info[0].As<Napi::Number>().Int64Value();
+    auto out = GetArray<float>(info, 1, "out", model_->config().hidden, false);
+    model_->final_hidden(row, out.data);
+    return info.Env().Undefined();
   });
 }
 

@@ -54,6 +54,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Grads(const Napi::CallbackInfo& info);
   Napi::Value NumParams(const Napi::CallbackInfo& info);
   Napi::Value HasForward(const Napi::CallbackInfo& info);
+  Napi::Value FinalHidden(const Napi::CallbackInfo& info);
   Napi::Value ActivationBytes(const Napi::CallbackInfo& info);
   Napi::Value SetProfiling(const Napi::CallbackInfo& info);
   Napi::Value Profile(const Napi::CallbackInfo& info);

@@ -4,7 +4,7 @@
  */
 export interface JobConfig {
   model_name_or_path: string;
-  stage: 'pt' | 'sft' | 'dpo';
+  stage: 'pt' | 'sft' | 'dpo' | 'rm';
   finetuning_type: 'full' | 'lora';
   lora_rank: number;
   /** resolved: 2 * lora_rank when not given */
@@ -64,7 +64,10 @@ export interface JobConfig {
   adam_beta2: number;
   adam_epsilon: number;
   pref_beta: number;
-  pref_loss: 'sigmoid';
+  pref_loss: 'sigmoid' | 'orpo' | 'simpo' | 'ipo' | 'hinge';
+  pref_ftx: number;
+  simpo_gamma: number;
+  dpo_label_smoothing: number;
   seed: number;
   bf16: boolean;
   sequence_parallel_size: number;

@@ -92,8 +92,6 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   freeze_trainable_layers: FREEZE,
   freeze_trainable_modules: FREEZE,
   freeze_extra_modules: FREEZE,
-  // preference training extras
-  simpo_gamma: 'only used by pref_loss simpo; pref_loss is sigmoid here',
   // data handling extras
   tool_format: 'tool-call columns are not read (the formats here have no tools)',
   ignore_pad_token_for_loss: 'padding never counts in the loss',
@@ -144,8 +142,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
   additional_target: 'extra fully trained modules beside LoRA are not supported: lora_target lists what LoRA adapts (finetuning_type full trains everything)',
   new_special_tokens: 'the vocabulary is fixed by the model: adding tokens is not supported',
   resize_vocab: 'the vocabulary is fixed by the model: resizing it is not supported',
-  pref_ftx: 'DPO here is the plain sigmoid preference loss; the SFT term (pref_ftx) is not implemented: set 0 or remove it',
-  dpo_label_smoothing: 'DPO here is the plain sigmoid loss; label smoothing is not implemented: set 0 or remove it',
   neftune_noise_alpha: 'NEFTune embedding noise is not implemented (the gradient policy adds its own noise): remove it',
   shift_attn: 'shift short attention (S²-Attn) is not implemented: attention is always full causal (long context comes from sequence parallelism)',
   optim: 'the optimizer is always AdamW (adam_beta1, adam_beta2, adam_epsilon, weight_decay): use adamw_torch or remove it',
@@ -154,8 +150,6 @@ export const UNSUPPORTED_KEYS: Readonly<Record<string, string>> = {
 
 /** Values of refused keys that mean "not used" (LLaMA-Factory's and transformers' defaults). */
 export const INERT_VALUES: Readonly<Record<string, readonly unknown[]>> = {
-  pref_ftx: [0],
-  dpo_label_smoothing: [0],
   neftune_noise_alpha: [0],
   mix_strategy: ['concat'],
   evaluation_strategy: ['no'],

@@ -268,9 +268,18 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
       if (s(k).explicit) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with finetuning_type: lora (it is ${v('finetuning_type')})`, fix: 'remove it or set finetuning_type: lora' });
   if (v('adapter_name_or_path') !== null && v('finetuning_type') !== 'lora')
     problems.push({ key: 'adapter_name_or_path', source: s('adapter_name_or_path').source, value: v('adapter_name_or_path'), message: `needs finetuning_type: lora (it is ${v('finetuning_type')}), as in LLaMA-Factory`, fix: 'set finetuning_type: lora, or remove adapter_name_or_path' });
-  if (v('stage') !== 'dpo')
-    for (const k of ['pref_beta', 'pref_loss'])
-      if (s(k).explicit) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });
+  // the loss extras at their defaults change nothing (LLaMA-Factory configs often spell them out)
+  const changed = (k: string) => s(k).explicit && v(k) !== LEAF_BY_PATH.get(k)!.default;
+  if (v('stage') !== 'dpo') {
+    for (const k of ['pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing'])
+      if (k === 'pref_beta' || k === 'pref_loss' ? s(k).explicit : changed(k))
+        problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });
+  } else {
+    if (v('pref_loss') !== 'simpo' && changed('simpo_gamma'))
+      problems.push({ key: 'simpo_gamma', source: s('simpo_gamma').source, value: v('simpo_gamma'), message: `only has an effect with pref_loss: simpo (it is ${v('pref_loss')})`, fix: 'remove it or set pref_loss: simpo' });
+    if (v('pref_loss') !== 'sigmoid' && v<number>('dpo_label_smoothing') !== 0)
+      problems.push({ key: 'dpo_label_smoothing', source: s('dpo_label_smoothing').source, value: v('dpo_label_smoothing'), message: `only has an effect with pref_loss: sigmoid (it is ${v('pref_loss')})`, fix: 'set it to 0 or use pref_loss: sigmoid' });
+  }
   problems.push(...evalKeyProblems((p) => values.get(p)!));
   const sp = v<number>('sequence_parallel_size');
   if (worldSize !== undefined && worldSize % sp !== 0)

@@ -151,8 +151,11 @@ export interface NativeModel {
   /** The fp32 parameters changed: the bf16 copy is refreshed at the next forward. */
   weightsChanged(): void;
   forward(tokens: I32, labels: I32, positions: I32, docLens: I32 | null, normalizer: number, tokenLoss: F32 | null, dropoutKey: number | null, tokenArgmax: I32 | null): Promise<ForwardResult>;
-  backward(tokenWeight: F32 | null): Promise<void>;
+  /** dHidden [n, hidden]: added to the gradient of the final norm output (heads on the hidden states). */
+  backward(tokenWeight: F32 | null, dHidden: F32 | null): Promise<void>;
   hasForward(): boolean;
+  /** The final norm output of token `row` of the last forward into out [hidden]. */
+  finalHidden(row: number, out: F32): void;
   activationBytes(): number;
   setProfiling(on: boolean): void;
   profile(): Record<string, number>;

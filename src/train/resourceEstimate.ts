@@ -31,7 +31,7 @@ export interface EstimateInput {
   dims: ModelDims;
   finetuning: 'full' | 'lora';
   loraRank: number;
-  stage: 'pt' | 'sft' | 'dpo';
+  stage: 'pt' | 'sft' | 'dpo' | 'rm';
   bf16: boolean;
   cutoffLen: number;
   sp: number;
@@ -91,7 +91,7 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
   const act = x.bf16 ? 2 : 4;
   // this rank's tokens: the sequence split over sp (Ulysses keeps every activation sharded:
   // attention sees the whole sequence but heads / sp of it); dpo runs chosen and rejected
-  const tokens = Math.ceil(x.cutoffLen / x.sp) * x.batch * (x.stage === 'dpo' ? 2 : 1);
+  const tokens = Math.ceil(x.cutoffLen / x.sp) * x.batch * (x.stage === 'dpo' || x.stage === 'rm' ? 2 : 1);
   // what backward keeps per token and layer: norms and residuals, q/k/v, attention output and
   // its softmax statistics, the MLP's gate/up/activation/down input
   const perTokenLayer = 4 * d.hidden + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + d.heads + 4 * d.intermediate;

@@ -19,6 +19,7 @@ import { packageRoot } from '../util/packageRoot.js';
 import { checkpointDir, ensureFinalModel, latestValidCheckpoint, resolveResume } from './checkpoint.js';
 import { appendAll } from './data/appendAll.js';
 import { configHash } from './outputDirState.js';
+import { dataStage } from './data/formats.js';
 import { buildSequences } from './data/sequences.js';
 import type { ItemSource } from './data/ItemSource.js';
 import type { DataConfig } from './data/prepareData.js';
@@ -34,6 +35,8 @@ import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
 import { PolicyEscalation, Trainer } from './loop/index.js';
 import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
+import { usesReference } from './loop/preferenceLoss.js';
+import { RewardHead } from './loop/rewardHead.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
 import { recordRollback, rollbackScale } from './policyRollbacks.js';
@@ -130,12 +133,12 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
   // Built once (rank 0, tokenizer threads) into a mapped cache that every rank reads by index.
   const templateOptions = templateOptionsOf(c);
   const { cache } = await prepareTokenCache(
-    { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize },
+    { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize },
     party,
   );
   const close = () => cache.close();
   // eval_dataset: small held-out sets, prepared in memory as the training data is
-  const base: DataConfig = { stage: c.stage, dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions };
+  const base: DataConfig = { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions };
   const evalSets = c.eval_dataset.length ? prepareEvalDatasets(c, base, await loadTokenizer(modelDir, vocabSize)) : [];
   if (cache.kind === 'pairs') {
     const s = splitValidation(cache.pairs(), c.val_size, c.seed);
@@ -221,13 +224,17 @@ export const trainWorkload: Workload = async (ctx) => {
     const resumeFrom = await chooseStart(ctx, c, runtime);
     const split = { seed: c.data_seed ?? c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size, shuffle: !c.disable_shuffling };
     const trainData = data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
-    const dpo = data.pairs ? { beta: c.pref_beta, reference: await referenceModel(c, model, modelDir, runtime) } : undefined;
+    const loss = { kind: c.pref_loss, simpoGamma: c.simpo_gamma, ftx: c.pref_ftx, labelSmoothing: c.dpo_label_smoothing };
+    // orpo and simpo are reference-free: no frozen copy is loaded for them
+    const dpo = data.pairs && c.stage === 'dpo' ? { beta: c.pref_beta, loss, reference: usesReference(c.pref_loss) ? await referenceModel(c, model, modelDir, runtime) : undefined } : undefined;
+    const rm = c.stage === 'rm' ? new RewardHead(model.config.hiddenSize, c.seed, c) : undefined;
     let evaluation: JobEvaluation | null = null;
     const trainer = new Trainer({
       model,
       runtime,
       data: trainData,
       dpo,
+      rm,
       afterStep: async (step) => evaluation?.afterStep(step),
       config: c,
       policy,
@@ -241,7 +248,7 @@ export const trainWorkload: Workload = async (ctx) => {
       baseModelDir: modelDir,
     });
     if (data.evalSets.length) {
-      const evaluator = new Evaluator({ model, runtime, sets: data.evalSets, config: c, totalSteps: trainer.schedule.totalSteps, batchesPerEpoch: trainData.batchesPerEpoch, dpo });
+      const evaluator = new Evaluator({ model, runtime, sets: data.evalSets, config: c, totalSteps: trainer.schedule.totalSteps, batchesPerEpoch: trainData.batchesPerEpoch, dpo, rm });
       evaluation = new JobEvaluation(evaluator, ctx, runtime.rank);
     }
     if (runtime.rank === 0) {

@@ -51,7 +51,7 @@ t.test('keys that would change training are refused by name, with what is suppor
   const refused: Record<string, string> = {
     use_dora: 'true', use_rslora: 'true', pissa_init: 'true', loraplus_lr_ratio: '16.0', additional_target: 'embed_tokens',
     quantization_bit: '4', new_special_tokens: '"<a>,<b>"', resize_vocab: 'true', fp16: 'true', pure_bf16: 'true',
-    pref_ftx: '0.5', dpo_label_smoothing: '0.1', neftune_noise_alpha: '5', shift_attn: 'true', optim: 'sgd',
+    neftune_noise_alpha: '5', shift_attn: 'true', optim: 'sgd',
     load_best_model_at_end: 'true', do_predict: 'true', predict_with_generate: 'true', streaming: 'true', mix_strategy: 'interleave_under',
     evaluation_strategy: 'steps', lr_scheduler_kwargs: '{power: 2}',
   };
@@ -64,8 +64,8 @@ t.test('keys that would change training are refused by name, with what is suppor
     t.ok(ps[0]!.message.length > 40, `the reason names what is supported: ${ps[0]?.message}`);
   }
   // LLaMA-Factory's own defaults of those keys train nothing differently
-  const ok = load('dataset: a\npref_ftx: 0\ndpo_label_smoothing: 0.0\nuse_dora: false\nquantization_bit: null\noptim: adamw_torch\nmix_strategy: concat\nevaluation_strategy: "no"\n');
-  t.same(ok.ignored.map((i) => [i.key, i.reason]), [['pref_ftx', 'not set'], ['dpo_label_smoothing', 'not set'], ['use_dora', 'not set'], ['quantization_bit', 'not set'], ['optim', 'not set'], ['mix_strategy', 'not set'], ['evaluation_strategy', 'not set']]);
-  for (const key of ['train_on_prompt', 'mask_history', 'val_size', 'eval_dataset', 'plot_loss', 'overwrite_output_dir', 'default_system', 'enable_thinking', 'neat_packing'])
+  const ok = load('dataset: a\nneftune_noise_alpha: 0\nuse_dora: false\nquantization_bit: null\noptim: adamw_torch\nmix_strategy: concat\nevaluation_strategy: "no"\n');
+  t.same(ok.ignored.map((i) => [i.key, i.reason]), [['neftune_noise_alpha', 'not set'], ['use_dora', 'not set'], ['quantization_bit', 'not set'], ['optim', 'not set'], ['mix_strategy', 'not set'], ['evaluation_strategy', 'not set']]);
+  for (const key of ['pref_ftx', 'dpo_label_smoothing', 'simpo_gamma', 'train_on_prompt', 'mask_history', 'val_size', 'eval_dataset', 'plot_loss', 'overwrite_output_dir', 'default_system', 'enable_thinking', 'neat_packing'])
     t.notOk(key in IGNORED_KEYS || key in UNSUPPORTED_KEYS, `${key} acts (a schema key)`);
 });

@@ -5,11 +5,11 @@ import t from 'tap';
 import { Model } from '../../src/engine/model/index.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { dpoPairTerms, dpoStep, type PreferenceItem, type ReferenceModel } from '../../src/train/loop/dpo.js';
-import { IGNORE_INDEX, type PackedSequence } from '../../src/train/loop/sequences.js';
 import { Trainer, type StepInfo } from '../../src/train/loop/Trainer.js';
 import { replicaData } from '../../src/train/loop/replicaData.js';
 import { defaultPolicyConfig } from '../../src/statecharts/policyConfig.js';
 import { createLogger } from '../../src/util/Logger.js';
+import { lcg, logProb, pair } from './helpers/preferenceFixtures.js';
 import { microConfig, trainConfig } from './helpers/trainFixtures.js';
 
 const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-300);
@@ -34,33 +34,6 @@ t.test('the sigmoid DPO loss and its derivatives equal hand-computed values', as
   t.ok(close(r.loss, 30 + Math.exp(-30), 1e-15), `z = -30: loss ${r.loss}`);
   t.ok(close(r.dChosen, -0.1, 1e-12), `saturated gradient ${r.dChosen}`);
 });
-
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-}
-
-/** A prompt shared by both sides, then each side's response (supervised), labels shifted. */
-function pair(vocab: number, promptLen: number, chosenLen: number, rejectedLen: number, seed: number): PreferenceItem {
-  const r = lcg(seed);
-  const prompt = Array.from({ length: promptLen }, () => 3 + Math.floor(r() * (vocab - 3)));
-  const side = (len: number): PackedSequence => {
-    const ids = [...prompt, ...Array.from({ length: len }, () => 3 + Math.floor(r() * (vocab - 3)))];
-    const n = ids.length;
-    // labels[t] = ids[t + 1] when t + 1 is a response token
-    const labels = Int32Array.from({ length: n }, (_, i) => (i + 1 < n && i + 1 >= promptLen ? ids[i + 1]! : IGNORE_INDEX));
-    return { tokens: Int32Array.from(ids), labels };
-  };
-  return { chosen: side(chosenLen), rejected: side(rejectedLen) };
-}
-
-async function logProb(model: Model, s: PackedSequence): Promise<number> {
-  const tl = new Float32Array(s.tokens.length);
-  await model.forward({ tokens: s.tokens, labels: s.labels, tokenLoss: tl, normalizer: 1 });
-  let sum = 0;
-  for (let i = 0; i < tl.length; i++) if (s.labels[i] !== IGNORE_INDEX) sum -= tl[i]!;
-  return sum;
-}
 
 /** The step's loss straight from the definition: mean over pairs of -log σ(β(Δc - Δr)). */
 async function dpoLoss(policy: Model, ref: Model, items: PreferenceItem[], beta: number): Promise<number> {

@@ -4,74 +4,18 @@
 // the whole sequence (||g_sp - g_ref|| / ||g_ref|| < 1e-4 per tensor), and the base gradients stay
 // zero. The dropout masks are keyed by global token, so the shards draw what one process draws.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validTokenCount } from '../../src/train/data/shard.js';
 import { sequenceOf } from '../sp/fixtures/cases.js';
 import { LORA_CASE, loraModel } from './fixtures/loraSpCase.js';
+import { runRanks } from './helpers/rankProcesses.js';
 
 const RTOL = 1e-4;
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'loraSpRank.ts');
 
-function runRanks(t: Tap.Test, world: number): Promise<{ results: Record<string, unknown>[]; grads: Float32Array[]; logs: string[]; codes: (number | null)[] }> {
-  const dir = mkdtempSync(join(tmpdir(), 'ua-lora-sp-'));
-  const children: ChildProcess[] = [];
-  const kill = () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
-  };
-  t.teardown(() => {
-    kill();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
-  delete env.NODE_OPTIONS;
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-  const results: Record<string, unknown>[] = [];
-  const logs: string[] = [];
-  const codes: (number | null)[] = [];
-  return new Promise((resolve, reject) => {
-    let left = world;
-    const timer = setTimeout(() => {
-      kill();
-      reject(new Error(`ranks did not finish in 90 s:\n${logs.join('\n')}`));
-    }, 90_000);
-    for (let rank = 0; rank < world; rank++) {
-      const child = spawn(process.execPath, [...(loader.length ? loader : process.execArgv), fixture, JSON.stringify({ rank, world, dir, timeoutMs: 30_000 })], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(child);
-      let buf = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1)) {
-          const line = buf.slice(0, nl);
-          logs.push(`rank ${rank}: ${line.slice(0, 400)}`);
-          const m = /\] result (.*)$/.exec(line);
-          if (m) results[rank] = JSON.parse(m[1]!);
-        }
-      });
-      child.stderr!.on('data', (d: Buffer) => logs.push(`rank ${rank} stderr: ${d.toString().slice(0, 800)}`));
-      child.on('close', (code) => {
-        codes[rank] = code;
-        if (--left > 0) return;
-        clearTimeout(timer);
-        try {
-          const grads = Array.from({ length: world }, (_, r) => {
-            const b = readFileSync(join(dir, `rank${r}.f32`));
-            return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
-          });
-          resolve({ results, grads, logs, codes });
-        } catch (e) {
-          reject(new Error(`${(e as Error).message}\n${logs.join('\n')}`));
-        }
-      });
-    }
-  });
-}
-
 t.test('LoRA with P = 2 (GQA, padding, packed documents, checkpointing, dropout) equals one process', async (t) => {
-  const run = await runRanks(t, 2);
+  const run = await runRanks(t, fixture, 2);
   t.same(run.codes, [0, 0], run.codes.every((c) => c === 0) ? 'both ranks exited with 0' : `exit codes ${run.codes.join(', ')}\n${run.logs.join('\n')}`);
   const ref = await loraModel();
   const seq = sequenceOf(LORA_CASE, 0);

@@ -505,7 +505,22 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   return {ce.loss, ce.valid};
 }
 
-void LlamaModel::backward(const float* token_weight) {
+void LlamaModel::final_hidden(int64_t row, float* out) const {
+  if (!has_forward_) throw std::logic_error("finalHidden: no forward since the last backward");
+  if (row < 0 || row >= buf_n_) throw ShapeError("finalHidden: row " + std::to_string(row) + " is outside the last forward's " + std::to_string(buf_n_) + " tokens");
+  const int64_t D = cfg_.hidden;
+  if (bf16_) {
+    // the bf16 head reads the bf16 norm output: widen exactly what it saw
+    for (int64_t d = 0; d < D; ++d) {
+      const uint32_t bits = uint32_t(hn16_[row * D + d]) << 16;
+      std::memcpy(out + d, &bits, sizeof bits);
+    }
+    return;
+  }
+  std::copy(hn_ + row * D, hn_ + (row + 1) * D, out);
+}
+
+void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   if (!has_forward_) throw std::logic_error("backward: no forward since the last backward");
   has_forward_ = false;
   const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
@@ -526,6 +541,9 @@ void LlamaModel::backward(const float* token_weight) {
     timed(kProfHeadBwd, [&] {
       lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
     });
+  }
+  if (d_hidden) {
+    for (int64_t i = 0; i < n * D; ++i) dhn[i] += d_hidden[i];
   }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });

@@ -153,8 +153,13 @@ class LlamaModel {
 
   // Accumulates dL/dparams into grads for L = sum_t w_t * token_loss_t, w_t = token_weight[t]
   // (nullable: 1/normalizer of the last forward). Requires a forward since the last backward.
-  void backward(const float* token_weight);
+  // d_hidden (nullable, [n, D]) is added to dL/d(final norm output) beside the LM head's part:
+  // heads on the hidden states (the value head of reward modelling) backpropagate through it (fp32 and bf16).
+  void backward(const float* token_weight, const float* d_hidden = nullptr);
   bool has_forward() const { return has_forward_; }
+  // Copies the final norm output of row `row` of the last forward ([D] floats) into out (under
+  // bf16 the bf16 values the head read, widened). Requires a forward since the last backward.
+  void final_hidden(int64_t row, float* out) const;
 
   // Optional per-category timing (for benchmarks); off by default, costs one branch per kernel call.
   void set_profiling(bool on) { profiling_ = on; }

@@ -28,7 +28,7 @@ ULYSSES_CLUSTER_HEARTBEAT_INTERVAL_S) < flags (--learning_rate 1e-4, --cluster.m
 export function printableConfig(c: JobConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { ...c };
   if (c.finetuning_type !== 'lora') for (const k of ['lora_rank', 'lora_alpha', 'lora_dropout', 'lora_target']) delete out[k];
-  if (c.stage !== 'dpo') for (const k of ['pref_beta', 'pref_loss']) delete out[k];
+  if (c.stage !== 'dpo') for (const k of ['pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing']) delete out[k];
   return out;
 }
 

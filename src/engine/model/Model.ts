@@ -246,11 +246,22 @@ export class Model {
 
   /**
    * Accumulates gradients of L = sum_t w_t * token_loss_t into `grads` (w_t = 1/normalizer, or
-   * `tokenWeight[t]`). Needs a forward since the last backward (ERR_STATE otherwise).
+   * `tokenWeight[t]`), plus <dHidden, final norm output> when dHidden ([n, hidden]) is given.
+   * Needs a forward since the last backward (ERR_STATE otherwise).
    */
-  async backward(tokenWeight?: Float32Array): Promise<void> {
+  async backward(tokenWeight?: Float32Array, dHidden?: Float32Array): Promise<void> {
     const w = tokenWeight ? expectData<Float32Array>('backward tokenWeight', tokenWeight, 'f32', [this.lastN]) : null;
-    await this.h.backward(w);
+    await this.h.backward(w, dHidden ?? null);
+  }
+
+  /**
+   * The final norm output (what the LM head reads) of token `row` of the last forward, [hidden]
+   * floats; heads on the hidden states send their gradient back through backward's `dHidden`.
+   */
+  finalHidden(row: number): Float32Array {
+    const out = new Float32Array(this.config.hiddenSize);
+    this.h.finalHidden(row, out);
+    return out;
   }
 
   async forwardBackward(input: ForwardInput, tokenWeight?: Float32Array): Promise<ForwardResult> {

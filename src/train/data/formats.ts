@@ -11,6 +11,11 @@ import type { Row } from './rows/decodeRow.js';
 
 export type Stage = 'pt' | 'sft' | 'dpo';
 
+/** The data a job stage reads: rm trains on the same preference (ranking) pairs as dpo. */
+export function dataStage(stage: Stage | 'rm'): Stage {
+  return stage === 'rm' ? 'dpo' : stage;
+}
+
 export interface Turn { user: string; assistant: string }
 
 /** Where an example came from (its row's byte offset is named by the errors of the row itself). */

@@ -2,7 +2,7 @@
  * When and what to evaluate during a run, and how the results are named, as HF Trainer and
  * LLaMA-Factory do it: eval_strategy `steps` (every eval_steps optimizer steps; eval_steps null
  * means logging_steps, below 1 a fraction of the total steps), `epoch` (at the end of every epoch
- * and at the last step) or `no`; metrics `eval_loss`, `eval_accuracy` (compute_accuracy), for dpo
+ * and at the last step) or `no`; metrics `eval_loss`, `eval_accuracy` (compute_accuracy; rm: pairwise accuracy), for dpo
  * `eval_rewards/chosen` ... (DPO_METRICS), one set per eval dataset with eval_on_each_dataset
  * (`eval_<name>_loss`), plus eval_runtime, eval_samples_per_second, eval_steps_per_second and epoch.
  * Every rank runs the same evaluations at the same steps (a pure function of the config and
@@ -14,6 +14,8 @@ import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { PreferenceItem } from './dpo.js';
 import { evaluateLanguageModel, evaluatePreference } from './evaluate.js';
 import type { PreferenceOptions } from './preferenceStep.js';
+import type { RewardHead } from './rewardHead.js';
+import { evaluateRewardModel } from './rm.js';
 import type { PackedSequence } from './sequences.js';
 
 /** One held-out set: `name` null for the single set (metrics eval_loss), else eval_<name>_loss. */
@@ -33,6 +35,8 @@ export interface EvaluatorOptions {
   batchesPerEpoch: number;
   /** dpo: beta and the reference model */
   dpo?: PreferenceOptions;
+  /** rm: the value head (eval_loss, eval_accuracy, eval_chosen_score, eval_rejected_score) */
+  rm?: RewardHead;
   now?: () => number;
 }
 
@@ -88,8 +92,13 @@ export class Evaluator {
         batches += r.batches;
       } else {
         const dpo = this.o.dpo;
-        if (!dpo) throw Object.assign(new Error('preference evaluation needs the DPO reference model'), { code: 'ERR_STATE' });
-        const r = await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, beta: dpo.beta, reference: dpo.reference });
+        const rm = this.o.rm;
+        const r = rm
+          ? await evaluateRewardModel(model, rm.set, runtime, set.items, c.per_device_eval_batch_size)
+          : dpo
+            ? await evaluatePreference(model, runtime, set.items, { batch: c.per_device_eval_batch_size, ...dpo })
+            : null;
+        if (!r) throw Object.assign(new Error('preference evaluation needs the DPO settings or the value head'), { code: 'ERR_STATE' });
         out[key('loss')] = r.loss;
         for (const [k, v] of Object.entries(r.metrics)) out[key(k)] = v;
         samples += r.samples;

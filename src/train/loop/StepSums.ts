@@ -8,11 +8,14 @@ export interface StepSums {
   localTokens: number;
   /** supervised tokens counted once per replica */
   validTokens: number;
-  /** dpo: per-replica means of rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected */
-  rewards?: number[];
+  /**
+   * per-replica means of the stage's metrics (dpo: DPO_METRICS, and ORPO's parts), by their
+   * metrics.jsonl names; every rank of a job returns the same names in the same order
+   */
+  metrics?: Record<string, number>;
 }
 
-/** The metrics.jsonl names of StepSums.rewards, in order (LLaMA-Factory's). */
+/** The metrics.jsonl names of the preference rewards (LLaMA-Factory's). */
 export const DPO_METRICS = ['rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected'] as const;
 
 /** The LoRA dropout key of shard `index` of optimizer step `step` (uint32, distinct for index < 2^16). */

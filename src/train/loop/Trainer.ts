@@ -32,8 +32,9 @@ import { lossScaleAt, parseLossScale } from './lossScale.js';
 import { Optimizer } from './Optimizer.js';
 import { PolicyEscalation } from './PolicyEscalation.js';
 import { preferenceStep, type PreferenceOptions } from './preferenceStep.js';
+import { VALUE_HEAD_FILE, type RewardHead } from './rewardHead.js';
 import type { PackedSequence, TrainData } from './sequences.js';
-import { DPO_METRICS, type StepSums } from './StepSums.js';
+import type { StepSums } from './StepSums.js';
 import { restoreTrainer, trainerState } from './trainerState.js';
 import { weightsHash } from './weightsHash.js';
 
@@ -77,8 +78,8 @@ export interface StepInfo extends StepReport {
     tokens_per_s: number;
     /** supervised tokens of the step over the whole world (the loss normalizer summed over replicas) */
     valid_tokens: number;
-    /** dpo only: means over the world's pairs (see DPO_METRICS) */
-    [dpoMetric: string]: number;
+    /** the stage's own metrics (dpo: DPO_METRICS and ORPO's parts): means over the world's replicas */
+    [stageMetric: string]: number;
   };
 }
 
@@ -117,10 +118,12 @@ export interface TrainerOptions {
    */
   chaos?: ChaosHooks;
   /**
-   * stage dpo: `data` yields PreferenceItems; the loss is DPO's sigmoid loss with `beta`
-   * (pref_beta) against the reference model.
+   * stage dpo: `data` yields PreferenceItems; the loss is `pref_loss` (sigmoid by default) with
+   * `beta` (pref_beta), against the reference model when the loss has one.
    */
   dpo?: PreferenceOptions;
+  /** stage rm: `data` yields PreferenceItems; the value head trains with the model (rewardHead.ts) */
+  rm?: RewardHead;
   /** the base model's directory: full fine-tuning's final model gets its tokenizer and generation files */
   baseModelDir?: string;
 }
@@ -181,6 +184,7 @@ export class Trainer {
       this.step = r.step;
       this.lastLr = r.lastLr;
       this.policy = r.policy;
+      await o.rm?.load(o.resumeFrom);
     }
     await model.zeroGrad();
     const losses: number[] = [];
@@ -216,11 +220,21 @@ export class Trainer {
       const w = await writeCheckpoint(
         o.config.output_dir,
         { model: o.model, m: this.optimizer.m, v: this.optimizer.v, state: this.state() },
-        chaos ? { beforeRename: (tmp) => chaos.checkpointWrite(this.step, tmp) } : undefined,
+        {
+          beforeRename: async (tmp) => {
+            // the value head lands inside the checkpoint before it becomes visible
+            await o.rm?.save(tmp, true);
+            await chaos?.checkpointWrite(this.step, tmp);
+          },
+        },
       );
       const removed = await pruneCheckpoints(o.config.output_dir, o.config.save_total_limit, w.path);
       o.hooks?.reportCheckpoint?.({ step: this.step, path: w.path, checksum: w.checksum });
       o.logger.info(`saved ${w.path}`, removed.length ? { removed } : undefined);
+      if (this.step === this.schedule.totalSteps && o.rm) {
+        await o.rm.save(o.config.output_dir, false);
+        o.logger.info(`saved the value head: ${VALUE_HEAD_FILE}`);
+      }
       // LoRA: the adapter also lands in output_dir itself, where LLaMA-Factory users look for it
       if (this.step === this.schedule.totalSteps && o.model.lora) {
         const files = await writeFinalAdapter(o.config.output_dir, o.model);
@@ -252,16 +266,21 @@ export class Trainer {
       const mb = (step - 1) * gas + j;
       items.push(...(await o.data.microBatch(Math.floor(mb / bpe), mb % bpe)));
     }
-    const r: StepSums = o.dpo
-      ? await preferenceStep(model, runtime, items as PreferenceItem[], step, factor, o.dpo)
-      : await languageModelStep(model, runtime, items as PackedSequence[], step, factor);
+    const r: StepSums = o.rm
+      ? await o.rm.step(model, runtime, items as PreferenceItem[], step, factor)
+      : o.dpo
+        ? await preferenceStep(model, runtime, items as PreferenceItem[], step, factor, o.dpo)
+        : await languageModelStep(model, runtime, items as PackedSequence[], step, factor);
     const { lossSum, localTokens, validTokens } = r;
     // NaN/Inf faults poison this rank's part before the reduction, so every replica sees them
     const train = model.trainable;
     o.chaos?.corruptGradients(train.grads, step);
     await o.chaos?.inCollective('reduceGradients', step);
     await runtime.reduceGradients(train.grads);
-    const totals = Float64Array.of(lossSum, localTokens, validTokens, ...(r.rewards ?? []));
+    if (o.rm) await runtime.reduceGradients(o.rm.set.grads);
+    const stageMetrics = r.metrics ?? {};
+    const metricNames = Object.keys(stageMetrics);
+    const totals = Float64Array.of(lossSum, localTokens, validTokens, ...metricNames.map((k) => stageMetrics[k]!));
     await runtime.allReduceSum(totals, 'world');
     const loss = totals[0]! / runtime.dp;
     o.gradientHook?.(train.grads, step);
@@ -286,10 +305,12 @@ export class Trainer {
       }
     } else {
       const fx = await this.optimizer.step(plan, stats, lr);
+      await o.rm?.update(plan, lr);
       if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
     }
     this.lastLr = plan.skipUpdate ? 0 : lr;
     await model.zeroGrad();
+    o.rm?.set.grads.fill(0);
     const stepMs = performance.now() - t0;
     return {
       step,
@@ -307,7 +328,7 @@ export class Trainer {
         interventions: this.policy.context.interventions,
         tokens_per_s: totals[1]! / Math.max(1e-9, stepMs / 1000),
         valid_tokens: totals[2]!,
-        ...(r.rewards ? Object.fromEntries(DPO_METRICS.map((k, i) => [k, totals[3 + i]! / runtime.dp])) : {}),
+        ...Object.fromEntries(metricNames.map((k, i) => [k, totals[3 + i]! / runtime.dp])),
       },
     };
   }

@@ -1,17 +1,18 @@
 /**
- * Direct preference optimization (stage `dpo`): the sigmoid loss of one optimizer step over
- * chosen/rejected pairs, its gradient pushed into the model through per-token loss weights,
- * and the rewards metrics LLaMA-Factory users read.
+ * Direct preference optimization (stage `dpo`): the preference loss (`pref_loss`, see
+ * preferenceLoss.ts) of one optimizer step over chosen/rejected pairs, its gradient pushed into
+ * the model through per-token loss weights, and the rewards metrics LLaMA-Factory users read.
  *
  * For a pair with policy log-probabilities πc, πr (sums of log p over response tokens) and
- * reference ones ρc, ρr:  z = β((πc − ρc) − (πr − ρr)),  L = −log σ(z), averaged over the pairs
- * of the optimizer step (gradients are then averaged over data-parallel replicas, so the whole
+ * reference ones ρc, ρr, the sigmoid loss is z = β((πc − ρc) − (πr − ρr)), L = −log σ(z); every
+ * loss is averaged over the pairs of the optimizer step (gradients are then averaged over data-parallel replicas, so the whole
  * world's mean results). Since π = −Σ token_loss, dL/d token_loss_t = −dL/dπ for every response
  * token t: the engine's weighted backward gives the exact gradient with no new kernel.
  *
  * Under sequence parallelism each rank holds part of every sequence: partial log-prob sums are
  * added over the SP group before the loss (one all-reduce for the whole step), so every member
- * computes the same loss and coefficients. The reference is a frozen copy of the initial weights
+ * computes the same loss and coefficients; the response token counts of the averaging losses are
+ * reduced the same way. The reference (never loaded for orpo and simpo) is a frozen copy of the initial weights
  * (full fine-tuning) or the same model with its adapters disabled (LoRA).
  *
  * Must never let the reference pass touch gradients, or compute a coefficient from unreduced
@@ -19,6 +20,7 @@
  */
 import type { ForwardInput, Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
+import { preferencePairTerms, sigmoidLoss, usesReference, type PairTerms, type PrefLoss, type PrefLossSettings, type SideLogps } from './preferenceLoss.js';
 import { IGNORE_INDEX, shardSequence, type PackedSequence, type SequenceShard } from './sequences.js';
 
 /** One preference pair as the loop reads it (both sides built by the data pipeline). */
@@ -47,23 +49,10 @@ export interface DpoPairTerms {
   rewardRejected: number;
 }
 
-/** log σ(x) without overflow for large |x|. */
-function logSigmoid(x: number): number {
-  return x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x));
-}
-
-function sigmoid(x: number): number {
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
-}
-
 /** The sigmoid DPO loss of one pair and its derivatives (pure; checked against hand values). */
 export function dpoPairTerms(policyChosen: number, policyRejected: number, refChosen: number, refRejected: number, beta: number): DpoPairTerms {
-  const rewardChosen = beta * (policyChosen - refChosen);
-  const rewardRejected = beta * (policyRejected - refRejected);
-  const z = rewardChosen - rewardRejected;
-  // dL/dz = −σ(−z)
-  const g = -sigmoid(-z);
-  return { loss: -logSigmoid(z), dChosen: beta * g, dRejected: -beta * g, rewardChosen, rewardRejected };
+  const t = preferencePairTerms(sigmoidLoss(beta), { policy: policyChosen, reference: refChosen, tokens: 1 }, { policy: policyRejected, reference: refRejected, tokens: 1 });
+  return { loss: t.loss, dChosen: t.dChosen, dRejected: t.dRejected, rewardChosen: t.rewardChosen, rewardRejected: t.rewardRejected };
 }
 
 export interface DpoStepResult {
@@ -84,6 +73,9 @@ export interface DpoSums {
   accuracy: number;
   logpChosen: number;
   logpRejected: number;
+  /** orpo only (zero otherwise): the SFT and odds-ratio parts of the loss */
+  sftLoss: number;
+  oddsRatioLoss: number;
 }
 
 /** Σ log p(label) over the supervised tokens of one shard (its part of the sequence's π). */
@@ -98,9 +90,10 @@ export function forwardInput(s: SequenceShard, tokenLoss: Float32Array, dropoutK
 }
 
 /**
- * Runs the DPO forward/backward of one optimizer step on this rank: reference and policy
- * log-probs of every side, one SP all-reduce, the loss, then weighted backwards accumulating
- * into the model's gradients (the caller reduces and applies them).
+ * Runs the preference forward/backward of one optimizer step on this rank: reference (when the
+ * loss has one) and policy log-probs of every side, one SP all-reduce of those partial sums and
+ * of the response token counts, the loss, then weighted backwards accumulating into the model's
+ * gradients (the caller reduces and applies them).
  *
  * Policy forwards run in order and backwards in reverse, so the last sequence forwarded is
  * backpropagated from its saved activations; the others are forwarded again (same inputs, same
@@ -108,10 +101,13 @@ export function forwardInput(s: SequenceShard, tokenLoss: Float32Array, dropoutK
  */
 export async function dpoStep(o: {
   model: Model;
-  reference: ReferenceModel;
+  /** required by the losses that use one (sigmoid, hinge, ipo); never read by orpo and simpo */
+  reference?: ReferenceModel;
   runtime: ParallelRuntime;
   items: readonly PreferenceItem[];
   beta: number;
+  /** pref_loss and its extras (default: the plain sigmoid loss with `beta`) */
+  loss?: Omit<PrefLossSettings, 'beta'>;
   /** multiplies the loss's gradient (loss-scaling switch and scaled-loss faults; 1: none) */
   scale?: number;
   /**
@@ -121,23 +117,16 @@ export async function dpoStep(o: {
    */
   dropoutKey?: (i: number) => number | undefined;
 }): Promise<DpoStepResult> {
-  const { model, reference, runtime, items, beta } = o;
+  const { model, runtime, items } = o;
+  const settings: PrefLossSettings = { ...(o.loss ?? sigmoidLoss(o.beta)), beta: o.beta };
   const scale = o.scale ?? 1;
   const seqs = items.flatMap((p) => [p.chosen, p.rejected]);
   const shards = seqs.map((s) => shardSequence(s, runtime.sp, runtime.spRank));
   const n = shards.length;
-  // [ref 0..n) [policy 0..n): partial sums, completed over the SP group below
-  const logps = new Float64Array(2 * n);
-  reference.enter?.();
-  try {
-    for (let i = 0; i < n; i++) {
-      const tl = new Float32Array(shards[i]!.tokens.length);
-      await reference.model.forward(forwardInput(shards[i]!, tl));
-      logps[i] = logProb(tl, shards[i]!);
-    }
-  } finally {
-    reference.exit?.();
-  }
+  // [ref 0..n) [policy 0..n) [response tokens 0..n): partial sums, completed over the SP group below
+  const logps = new Float64Array(3 * n);
+  for (let i = 0; i < n; i++) logps[2 * n + i] = shards[i]!.valid;
+  await referenceLogps(o.reference, settings.kind, shards, logps);
   for (let i = 0; i < n; i++) {
     const tl = new Float32Array(shards[i]!.tokens.length);
     await model.forward(forwardInput(shards[i]!, tl, o.dropoutKey?.(i)));
@@ -145,20 +134,15 @@ export async function dpoStep(o: {
   }
   await runtime.allReduceSum(logps, 'sp');
 
-  const sums: DpoSums = { loss: 0, rewardChosen: 0, rewardRejected: 0, accuracy: 0, logpChosen: 0, logpRejected: 0 };
+  const sums = emptySums();
   // dL/dπ per sequence, the step's loss being the mean over this replica's pairs
   const dPolicy = new Float64Array(n);
   for (let p = 0; p < items.length; p++) {
     const c = 2 * p, r = 2 * p + 1;
-    const t = dpoPairTerms(logps[n + c]!, logps[n + r]!, logps[c]!, logps[r]!, beta);
+    const t = preferencePairTerms(settings, sideOf(logps, n, c), sideOf(logps, n, r));
     dPolicy[c] = (scale * t.dChosen) / items.length;
     dPolicy[r] = (scale * t.dRejected) / items.length;
-    sums.loss += t.loss;
-    sums.rewardChosen += t.rewardChosen;
-    sums.rewardRejected += t.rewardRejected;
-    sums.accuracy += t.rewardChosen > t.rewardRejected ? 1 : 0;
-    sums.logpChosen += logps[n + c]!;
-    sums.logpRejected += logps[n + r]!;
+    addPair(sums, t);
   }
   let localTokens = 0;
   for (let i = n - 1; i >= 0; i--) {
@@ -172,4 +156,44 @@ export async function dpoStep(o: {
     localTokens += s.tokens.length - s.padding;
   }
   return { sums, pairs: items.length, localTokens, valid: shards.reduce((a, s) => a + s.valid, 0) };
+}
+
+/**
+ * The reference's partial log-prob sums of `shards` into logps[0..n) (nothing for the
+ * reference-free losses); forward only, adapters switched off and back by the reference's hooks.
+ */
+export async function referenceLogps(reference: ReferenceModel | undefined, kind: PrefLoss, shards: readonly SequenceShard[], logps: Float64Array): Promise<void> {
+  if (!usesReference(kind)) return;
+  if (!reference) throw Object.assign(new Error(`pref_loss ${kind} needs a reference model`), { code: 'ERR_STATE' });
+  reference.enter?.();
+  try {
+    for (const [i, s] of shards.entries()) {
+      const tl = new Float32Array(s.tokens.length);
+      await reference.model.forward(forwardInput(s, tl));
+      logps[i] = logProb(tl, s);
+    }
+  } finally {
+    reference.exit?.();
+  }
+}
+
+export function emptySums(): DpoSums {
+  return { loss: 0, rewardChosen: 0, rewardRejected: 0, accuracy: 0, logpChosen: 0, logpRejected: 0, sftLoss: 0, oddsRatioLoss: 0 };
+}
+
+/** Sequence i's side of a reduced [ref n][policy n][tokens n] array. */
+export function sideOf(logps: Float64Array, n: number, i: number): SideLogps {
+  return { reference: logps[i]!, policy: logps[n + i]!, tokens: logps[2 * n + i]! };
+}
+
+/** Adds one pair's terms to the running sums (accuracy: chosen's reward strictly above rejected's). */
+export function addPair(sums: DpoSums, t: PairTerms): void {
+  sums.loss += t.loss;
+  sums.rewardChosen += t.rewardChosen;
+  sums.rewardRejected += t.rewardRejected;
+  sums.accuracy += t.rewardChosen > t.rewardRejected ? 1 : 0;
+  sums.logpChosen += t.logpChosen;
+  sums.logpRejected += t.logpRejected;
+  sums.sftLoss += t.sftLoss;
+  sums.oddsRatioLoss += t.oddsRatioLoss;
 }

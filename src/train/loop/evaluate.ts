@@ -6,15 +6,17 @@
  *   (both summed over the SP group first); eval_loss is the mean of the batch losses weighted by
  *   their item counts (HF repeats each batch loss batch-size times). eval_accuracy (LLaMA-Factory's
  *   compute_accuracy) is the mean over items of each item's share of argmax == label.
- * - preference (dpo): the sigmoid loss and the rewards/logps metrics of every pair, from the
- *   policy's and the reference's log-probabilities summed over the SP group, as means over pairs.
+ * - preference (dpo): the `pref_loss` loss and the rewards/logps metrics of every pair, from the
+ *   policy's (and the reference's) log-probabilities summed over the SP group, as means over pairs.
  * Collectives: one SP all-reduce per batch (the members of an SP group hold the same items, so
  * they issue the same count), then one world all-reduce. Must never touch gradients or weights.
  */
 import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
-import { dpoPairTerms, forwardInput, logProb, type PreferenceItem, type ReferenceModel } from './dpo.js';
-import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js';
+import { addPair, emptySums, forwardInput, logProb, referenceLogps, sideOf, type PreferenceItem } from './dpo.js';
+import { preferencePairTerms, sigmoidLoss, type PrefLossSettings } from './preferenceLoss.js';
+import { preferenceMetrics, type PreferenceOptions } from './preferenceStep.js';
+import { IGNORE_INDEX, shardSequence, type PackedSequence, type SequenceShard } from './sequences.js';
 
 export interface LmEval {
   /** mean batch loss weighted by items (NaN when no item has a supervised token) */
@@ -87,56 +89,41 @@ export async function evaluateLanguageModel(model: Model, runtime: ParallelRunti
   };
 }
 
-export async function evaluatePreference(model: Model, runtime: ParallelRuntime, pairs: readonly PreferenceItem[], o: { batch: number; beta: number; reference: ReferenceModel }): Promise<PreferenceEval> {
-  // world sums over pairs: loss, reward chosen, reward rejected, accuracy, logp chosen, logp rejected, pairs
-  const totals = new Float64Array(7);
+export async function evaluatePreference(model: Model, runtime: ParallelRuntime, pairs: readonly PreferenceItem[], o: { batch: number } & PreferenceOptions): Promise<PreferenceEval> {
+  const settings: PrefLossSettings = { ...(o.loss ?? sigmoidLoss(o.beta)), beta: o.beta };
+  const sums = emptySums();
+  let count = 0;
   const batches = replicaBatches(pairs, runtime, o.batch);
-  const logps = async (m: Model, seqs: PackedSequence[], into: Float64Array, at: number) => {
-    for (const [i, seq] of seqs.entries()) {
-      const s = shardSequence(seq, runtime.sp, runtime.spRank);
+  const logps = async (m: Model, shards: SequenceShard[], into: Float64Array, at: number) => {
+    for (const [i, s] of shards.entries()) {
       const tl = new Float32Array(s.tokens.length);
       await m.forward(forwardInput(s, tl));
       into[at + i] = logProb(tl, s);
     }
   };
   for (const b of batches) {
-    const seqs = b.flatMap((p) => [p.chosen, p.rejected]);
-    const n = seqs.length;
-    // [reference 0..n) [policy 0..n): partial sums, completed over the SP group
-    const lp = new Float64Array(2 * n);
-    o.reference.enter?.();
-    try {
-      await logps(o.reference.model, seqs, lp, 0);
-    } finally {
-      o.reference.exit?.();
-    }
-    await logps(model, seqs, lp, n);
+    const shards = b.flatMap((p) => [p.chosen, p.rejected]).map((seq) => shardSequence(seq, runtime.sp, runtime.spRank));
+    const n = shards.length;
+    // [reference 0..n) [policy 0..n) [response tokens 0..n): partial sums, completed over the SP group
+    const lp = new Float64Array(3 * n);
+    for (let i = 0; i < n; i++) lp[2 * n + i] = shards[i]!.valid;
+    await referenceLogps(o.reference, settings.kind, shards, lp);
+    await logps(model, shards, lp, n);
     await runtime.allReduceSum(lp, 'sp');
     if (runtime.spRank !== 0) continue;
-    for (let p = 0; p < b.length; p++) {
-      const c = 2 * p, r = 2 * p + 1;
-      const t = dpoPairTerms(lp[n + c]!, lp[n + r]!, lp[c]!, lp[r]!, o.beta);
-      totals[0] += t.loss;
-      totals[1] += t.rewardChosen;
-      totals[2] += t.rewardRejected;
-      totals[3] += t.rewardChosen > t.rewardRejected ? 1 : 0;
-      totals[4] += lp[n + c]!;
-      totals[5] += lp[n + r]!;
-      totals[6]++;
-    }
+    for (let p = 0; p < b.length; p++) addPair(sums, preferencePairTerms(settings, sideOf(lp, n, 2 * p), sideOf(lp, n, 2 * p + 1)));
+    count += b.length;
   }
+  // world sums over pairs: the loss, then the metrics (the same names on every rank), then the count
+  const metrics = preferenceMetrics(sums, settings.kind, 1);
+  const names = Object.keys(metrics);
+  const totals = Float64Array.of(sums.loss, ...names.map((k) => metrics[k]!), count);
   await runtime.allReduceSum(totals, 'world');
-  const mean = (k: number) => (totals[6]! > 0 ? totals[k]! / totals[6]! : Number.NaN);
+  const pairsSeen = totals[names.length + 1]!;
+  const mean = (k: number) => (pairsSeen > 0 ? totals[k]! / pairsSeen : Number.NaN);
   return {
     loss: mean(0),
-    metrics: {
-      'rewards/chosen': mean(1),
-      'rewards/rejected': mean(2),
-      'rewards/accuracies': mean(3),
-      'rewards/margins': mean(1) - mean(2),
-      'logps/chosen': mean(4),
-      'logps/rejected': mean(5),
-    },
+    metrics: Object.fromEntries(names.map((k, i) => [k, mean(i + 1)])),
     samples: pairs.length,
     batches: batches.length,
   };

@@ -38,6 +38,8 @@ export interface SequenceShard {
   valid: number;
   /** padding tokens at the end of this shard */
   padding: number;
+  /** global index of this shard's first token */
+  offset: number;
 }
 
 export const IGNORE_INDEX = -100;
@@ -61,5 +63,5 @@ export function shardSequence(seq: PackedSequence, sp: number, spRank: number, p
   for (const l of shard.labels) if (l !== IGNORE_INDEX) valid++;
   const len = shard.tokens.length;
   const padding = Math.max(0, Math.min(len, shard.offset + len - n));
-  return { tokens: shard.tokens, labels: shard.labels, positions: shard.positions, docLens: shard.docLens, valid, padding };
+  return { tokens: shard.tokens, labels: shard.labels, positions: shard.positions, docLens: shard.docLens, valid, padding, offset: shard.offset };
 }

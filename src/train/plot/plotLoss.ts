@@ -13,10 +13,11 @@ import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 
 /** The series each stage plots (LLaMA-Factory's keys), in order. */
-export const PLOTTED_KEYS: Record<'pt' | 'sft' | 'dpo', readonly string[]> = {
+export const PLOTTED_KEYS: Record<'pt' | 'sft' | 'dpo' | 'rm', readonly string[]> = {
   pt: ['loss', 'eval_loss'],
   sft: ['loss', 'eval_loss', 'eval_accuracy'],
   dpo: ['loss', 'rewards/accuracies', 'eval_loss'],
+  rm: ['loss', 'accuracy', 'eval_loss'],
 };
 
 /** LLaMA-Factory's smoothing: EMA with weight 1.8 * (sigmoid(0.05 n) - 0.5). */
@@ -90,7 +91,7 @@ export async function renderPng(spec: TopLevelSpec): Promise<Buffer> {
  * Writes the stage's pictures into `outputDir`; returns the files written (keys with no data are
  * skipped). `title`: the run's name in the titles (LLaMA-Factory prints output_dir as configured).
  */
-export async function plotLoss(outputDir: string, stage: 'pt' | 'sft' | 'dpo', title = outputDir): Promise<string[]> {
+export async function plotLoss(outputDir: string, stage: keyof typeof PLOTTED_KEYS, title = outputDir): Promise<string[]> {
   const file = join(outputDir, 'metrics.jsonl');
   if (!existsSync(file)) return [];
   const text = readFileSync(file, 'utf8');

@@ -11,7 +11,7 @@ import type { ConfigProblem } from '../../config/ConfigError.js';
 import type { JobConfig } from '../../config/JobConfig.js';
 import { resolveDatasets } from '../data/datasetInfo.js';
 import { DataError } from '../data/DataError.js';
-import { toExamples, type Example } from '../data/formats.js';
+import { dataStage, toExamples, type Example } from '../data/formats.js';
 import { tokenizeExample } from '../data/prepareData.js';
 import { readRows } from '../data/readRows.js';
 import { encodePair } from '../data/templates.js';
@@ -52,7 +52,7 @@ export function dataPreflight(c: JobConfig, tok: TextTokenizer | null): DataPref
         const limit = Math.min(c.max_samples ?? ROWS_CHECKED, ROWS_CHECKED);
         const rows = readRows(spec.file, limit);
         if (rows.length === 0) throw new DataError('holds no rows', { file: spec.file });
-        const examples = toExamples(rows, spec, c.stage);
+        const examples = toExamples(rows, spec, dataStage(c.stage));
         if (tok) for (const ex of examples.slice(0, TOKENIZED)) tokenize(ex, tok, c);
         out.summary.push(`${spec.name}: ${spec.file}, ${rows.length} row${rows.length === 1 ? '' : 's'} checked${tok ? `, ${Math.min(TOKENIZED, examples.length)} tokenized` : ''}`);
       } catch (e) {
