@@ -67,6 +67,8 @@ export interface JobConfig {
   pref_loss: 'sigmoid';
   seed: number;
   bf16: boolean;
+  /** MLP over token tiles (engine Model.setMlpTiling) */
+  tiled_mlp: boolean;
   sequence_parallel_size: number;
   deepspeed: string | null;
   debug: boolean;

@@ -89,6 +89,7 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'pref_loss', kind: 'enum', values: ['sigmoid'], default: 'sigmoid', doc: 'DPO loss (sigmoid only)' },
   { path: 'seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: 42, doc: 'seed for data order, LoRA init and policy noise' },
   { path: 'bf16', kind: 'bool', default: false, doc: 'bf16 weights/activations with fp32 master weights' },
+  { path: 'tiled_mlp', kind: 'bool', default: false, doc: 'run each MLP over token tiles (ALST) so [tokens, intermediate_size] never exists whole; tile rows from the length; fp32 without MLP adapters' },
   // parallelism
   { path: 'sequence_parallel_size', kind: 'int', min: 1, default: 1, doc: 'ranks that split one sequence (Ulysses); must divide the world size' },
   { path: 'deepspeed', kind: 'string', default: null, nullable: true, doc: 'DeepSpeed JSON; its sequence_parallel_size and batch keys are honoured' },
