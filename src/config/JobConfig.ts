@@ -67,6 +67,8 @@ export interface JobConfig {
   pref_loss: 'sigmoid';
   seed: number;
   bf16: boolean;
+  /** ZeRO stage over the whole world: 0 or 1 (moments partitioned) */
+  zero_stage: number;
   /** MLP over token tiles (engine Model.setMlpTiling) */
   tiled_mlp: boolean;
   sequence_parallel_size: number;
