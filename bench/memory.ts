@@ -1,5 +1,5 @@
 /**
- * `bench memory [--model M] [--sp P] [--zero S] [--lengths a,b,c] [--tiled-mlp] [--checkpointing]`:
+ * `bench memory [--model M] [--sp P] [--zero S] [--lengths a,b,c] [--untiled-mlp] [--checkpointing]`:
  * one whole training step at three sequence lengths, each in fresh rank processes (peak RSS is a
  * process's lifetime high-water mark), P ranks splitting the sequence (Ulysses) with the AdamW
  * moments sharded as ZeRO S. Reports per rank the measured peak RSS and its parts (baseline
@@ -149,7 +149,7 @@ export const memoryBench: Benchmark = {
     sp: { type: 'string', default: '2' },
     zero: { type: 'string', default: '1' },
     lengths: { type: 'string' },
-    'tiled-mlp': { type: 'boolean', default: true },
+    'untiled-mlp': { type: 'boolean', default: false },
     checkpointing: { type: 'boolean', default: false },
   },
   async run(opts, log) {
@@ -159,6 +159,6 @@ export const memoryBench: Benchmark = {
     const seqs = typeof opts.lengths === 'string' ? opts.lengths.split(',').map((v) => positiveInt('--lengths', v.trim())) : [4096, 8192, 16384];
     if (seqs.length < 2) throw new Error('bench memory: --lengths needs at least two lengths for the fit');
     for (const s of seqs) if (s % sp !== 0) throw new Error(`bench memory: length ${s} must be a multiple of --sp ${sp}`);
-    return runMemory({ config: modelConfigPath(String(opts.model)), sp, zero, seqs, tiledMlp: opts['tiled-mlp'] !== false, checkpointing: opts.checkpointing === true }, log);
+    return runMemory({ config: modelConfigPath(String(opts.model)), sp, zero, seqs, tiledMlp: opts['untiled-mlp'] !== true, checkpointing: opts.checkpointing === true }, log);
   },
 };

@@ -9,7 +9,7 @@ import { estimateRankMemory, paramCount, type ModelDims } from '../../src/train/
 
 t.test('bench memory: three lengths, a fit and the plans', async (t) => {
   const lines: string[] = [];
-  const r = await memoryBench.run({ model: 'tiny', sp: '2', zero: '1', lengths: '128,256,512', 'tiled-mlp': true, checkpointing: false }, (l) => lines.push(l));
+  const r = await memoryBench.run({ model: 'tiny', sp: '2', zero: '1', lengths: '128,256,512', checkpointing: false }, (l) => lines.push(l));
   const lengths = r.lengths as { seq: number; peak_rss_bytes: number; ranks: { parts: Record<string, number> }[] }[];
   t.same(lengths.map((l) => l.seq), [128, 256, 512]);
   t.ok(lengths[2]!.peak_rss_bytes > lengths[0]!.peak_rss_bytes, `peak RSS grows: ${lengths.map((l) => l.peak_rss_bytes).join(' < ')}`);
