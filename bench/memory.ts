@@ -40,9 +40,15 @@ function runRanks(o: MemoryOptions, seq: number): Promise<RankResult[]> {
   const script = fileURLToPath(new URL('./memoryRank.js', import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), 'ua-bench-memory-'));
   const threads = Math.max(1, Math.floor(availableParallelism() / o.sp));
-  const done = Array.from({ length: o.sp }, (_, rank) => new Promise<RankResult>((resolve, reject) => {
+  const children = Array.from({ length: o.sp }, (_, rank) => {
     const arg = { rank, sp: o.sp, dir, config: o.config, seq, zero: o.zero, tiledMlp: o.tiledMlp, checkpointing: o.checkpointing, threads };
-    const child = spawn(process.execPath, [script, JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    return spawn(process.execPath, [script, JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  });
+  // a failed rank leaves its peers waiting in a collective: they are stopped with it
+  const stopAll = () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  const done = children.map((child, rank) => new Promise<RankResult>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.on('close', (code) => {
@@ -52,7 +58,10 @@ function runRanks(o: MemoryOptions, seq: number): Promise<RankResult[]> {
       else resolve(r);
     });
   }));
-  return Promise.all(done).finally(() => rmSync(dir, { recursive: true, force: true }));
+  return Promise.all(done).catch((e: unknown) => {
+    stopAll();
+    throw e;
+  }).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
 /** Least squares y = a + b x. */
