@@ -11,7 +11,7 @@ import { fileStore } from '../src/engine/stores.js';
 import { configureThreads } from '../src/engine/threads.js';
 import { createParallelRuntime } from '../src/train/createParallelRuntime.js';
 import { singleProcessRuntime, type ParallelRuntime } from '../src/train/ParallelRuntime.js';
-import { shardForSequenceParallel } from '../src/train/data/shard.js';
+import { benchSequenceShard } from './benchSequence.js';
 
 interface Args {
   rank: number;
@@ -35,15 +35,7 @@ async function main() {
   rt.attachModel(model);
   const s = args.seq;
   // The same sequence as `bench step`: pseudo-random tokens, labels shifted by one, one document.
-  let x = 12345;
-  const tokens = Int32Array.from({ length: s }, () => {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    return x % cfg.vocabSize;
-  });
-  const labels = Int32Array.from(tokens, (_, i) => (i + 1 < s ? tokens[i + 1]! : -100));
-  const positions = Int32Array.from({ length: s }, (_, i) => i);
-  const shard = shardForSequenceParallel({ tokens, labels, positions, docLens: Int32Array.of(s) }, args.sp, rt.spRank);
-  const input = { tokens: shard.tokens, labels: shard.labels, positions: shard.positions, docLens: shard.docLens, normalizer: s - 1 };
+  const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank);
 
   const step = async () => {
     await model.zeroGrad();
@@ -73,7 +65,7 @@ async function main() {
   const result = {
     rank: args.rank,
     threads,
-    localTokens: shard.tokens.length,
+    localTokens: input.tokens.length,
     warmSeconds: warm,
     stepSeconds: best.total,
     reduceSeconds: best.reduce,

@@ -116,6 +116,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("grads", &ModelWrap::Grads), InstanceMethod("numParams", &ModelWrap::NumParams),
                       InstanceMethod("init", &ModelWrap::Init), InstanceMethod("zeroGrad", &ModelWrap::ZeroGrad),
                       InstanceMethod("setCheckpointing", &ModelWrap::SetCheckpointing),
+                      InstanceMethod("setMlpTiling", &ModelWrap::SetMlpTiling),
+                      InstanceMethod("mlpTile", &ModelWrap::MlpTile),
                       InstanceMethod("setBf16", &ModelWrap::SetBf16), InstanceMethod("bf16", &ModelWrap::Bf16),
                       InstanceMethod("weightsChanged", &ModelWrap::WeightsChanged),
                       InstanceMethod("forward", &ModelWrap::Forward),
@@ -240,6 +242,23 @@ Napi::Value ModelWrap::SetCheckpointing(const Napi::CallbackInfo& info) {
     busy_->store(false);
     return info.Env().Undefined();
   });
+}
+
+// setMlpTiling(rows): 0 off, -1 tile rows from the length, > 0 rows per tile (llama.h). Takes
+// effect at the next forward (the activation buffers are laid out again).
+Napi::Value ModelWrap::SetMlpTiling(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const int64_t rows = GetInt(info, 0, "mlp tile rows", -1);
+    Claim("setMlpTiling");
+    model_->set_mlp_tiling(rows);
+    busy_->store(false);
+    return info.Env().Undefined();
+  });
+}
+
+// Rows per MLP tile of the last forward's buffers (0: untiled).
+Napi::Value ModelWrap::MlpTile(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(model_->mlp_tile()));
 }
 
 // setBf16(on): mixed precision (llama.h); frees the activation buffers and drops a pending backward.

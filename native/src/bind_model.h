@@ -59,6 +59,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value SetProfiling(const Napi::CallbackInfo& info);
   Napi::Value Profile(const Napi::CallbackInfo& info);
   Napi::Value SetCheckpointing(const Napi::CallbackInfo& info);
+  Napi::Value SetMlpTiling(const Napi::CallbackInfo& info);
+  Napi::Value MlpTile(const Napi::CallbackInfo& info);
   Napi::Value SetBf16(const Napi::CallbackInfo& info);
   Napi::Value Bf16(const Napi::CallbackInfo& info);
   Napi::Value WeightsChanged(const Napi::CallbackInfo& info);

@@ -70,6 +70,10 @@ export interface JobConfig {
   dpo_label_smoothing: number;
   seed: number;
   bf16: boolean;
+  /** ZeRO stage over the whole world: 0 or 1 (moments partitioned) */
+  zero_stage: number;
+  /** MLP over token tiles (engine Model.setMlpTiling) */
+  tiled_mlp: boolean;
   sequence_parallel_size: number;
   deepspeed: string | null;
   debug: boolean;

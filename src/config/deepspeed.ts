@@ -72,6 +72,8 @@ export function readDeepSpeedConfig(path: string, source: string): DeepSpeedMapp
       if (v === 'auto') continue;
       if (typeof v === 'number' && Number.isInteger(v) && v > 0) out.trainBatchSize = v;
       else out.problems.push({ key: `${path}: train_batch_size`, value: v, message: 'must be a positive whole number or "auto"', fix: 'use "auto"' });
+    } else if (k === 'zero_optimization') {
+      zeroStage(v);
     } else if (k in MAPPED) {
       take(k, v);
     } else {
@@ -79,6 +81,20 @@ export function readDeepSpeedConfig(path: string, source: string): DeepSpeedMapp
     }
   }
   return out;
+
+  // ZeRO's stage becomes zero_stage; stages 2 and 3 run as stage 1 (moments partitioned), which
+  // gives the same weights: gradients and parameters then stay replicated, as listed.
+  function zeroStage(v: unknown): void {
+    out.ignored.push({ key: 'deepspeed.zero_optimization', reason: IGNORED_DEEPSPEED_KEYS.zero_optimization! });
+    const stage = typeof v === 'object' && v !== null ? (v as Record<string, unknown>).stage : undefined;
+    if (stage === undefined || stage === 'auto') return;
+    if (stage !== 0 && stage !== 1 && stage !== 2 && stage !== 3) {
+      out.problems.push({ key: `${path}: zero_optimization.stage`, value: stage, message: 'must be 0, 1, 2 or 3', fix: 'use a DeepSpeed ZeRO stage' });
+      return;
+    }
+    out.values.zero_stage = Math.min(stage, 1);
+    if (stage > 1) out.ignored.push({ key: 'deepspeed.zero_optimization.stage', reason: `stage ${stage} runs as stage 1 here (AdamW moments partitioned over the world; gradients and parameters replicated; the same weights)` });
+  }
 
   function enabledValue(v: unknown): unknown {
     return typeof v === 'object' && v !== null ? (v as Record<string, unknown>).enabled : v;

@@ -173,7 +173,7 @@ export function isIgnoredKey(key: string): boolean {
 
 /** DeepSpeed JSON keys that only configure DeepSpeed's own engine. */
 export const IGNORED_DEEPSPEED_KEYS: Readonly<Record<string, string>> = {
-  zero_optimization: 'ZeRO sharding is not used: sequence parallelism splits activations, and replicas hold full weights',
+  zero_optimization: 'only its stage is read (as zero_stage); buckets, overlap, offload and stage-3 settings have no counterpart here',
   optimizer: 'the optimizer is AdamW set by learning_rate, weight_decay and adam_* keys',
   scheduler: 'the schedule is set by lr_scheduler_type, warmup_ratio and warmup_steps',
   fp16: 'fp16 is not supported; use bf16 or fp32',

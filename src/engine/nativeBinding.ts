@@ -145,6 +145,10 @@ export interface NativeModel {
   init(seed: number): Promise<void>;
   zeroGrad(): Promise<void>;
   setCheckpointing(on: boolean): void;
+  /** Tiled MLP: 0 off, -1 tile rows from the length, > 0 rows per tile (next forward). */
+  setMlpTiling(rows: number): void;
+  /** Rows per MLP tile of the last forward (0: untiled). */
+  mlpTile(): number;
   /** Mixed precision (REFERENCE §6): fp32 masters, bf16 weight copy and products. */
   setBf16(on: boolean): void;
   bf16(): boolean;

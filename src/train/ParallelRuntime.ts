@@ -29,6 +29,8 @@ export interface ParallelRuntime extends ParallelLayout {
   /** Root's buffer to every member of the group (root is a group-local index). */
   broadcast(buf: Float32Array | Float64Array | Int32Array | Uint8Array, group: Group, root?: number): Promise<void>;
   barrier(group: Group): Promise<void>;
+  /** Every member's buffer (same length everywhere) concatenated in group rank order. */
+  allGather(buf: Float32Array, group: Group): Promise<Float32Array>;
   /** Gradients of replicated parameters: SUM over the SP group, then MEAN over the DP replicas. */
   reduceGradients(grads: Float32Array): Promise<void>;
   /** Makes the model's attention sequence-parallel over the SP group (no-op when sp == 1). */
@@ -49,6 +51,7 @@ export function singleProcessRuntime(): ParallelRuntime {
     allReduceSum: async () => {},
     broadcast: async () => {},
     barrier: async () => {},
+    allGather: async (buf) => Float32Array.from(buf),
     reduceGradients: async () => {},
     attachModel: () => {},
     close: async () => {},

@@ -104,6 +104,11 @@ class GlooRuntime implements ParallelRuntime {
     await c.broadcast(buf, root);
   }
 
+  async allGather(buf: Float32Array, group: Group): Promise<Float32Array> {
+    const c = this.comm(group);
+    return c.size === 1 ? Float32Array.from(buf) : c.allGather(buf);
+  }
+
   async barrier(group: Group): Promise<void> {
     const c = this.comm(group);
     if (c.size === 1) return;

@@ -36,6 +36,14 @@ export interface EstimateInput {
   cutoffLen: number;
   sp: number;
   batch: number;
+  /** ZeRO stage over `world` ranks (REFERENCE §8): 1 divides the moments, 2 also the gradients, 3 also the weights (default 0) */
+  zeroStage?: number;
+  /** ranks that share the sharded state (default sp) */
+  world?: number;
+  /** tiled MLP: no saved [tokens, intermediate] blocks, a hidden x intermediate tile's scratch instead */
+  tiledMlp?: boolean;
+  /** the loss in token chunks of this size (the engine's fused LM head): logits for one chunk, not every token */
+  lossChunkTokens?: number;
 }
 
 export interface RankEstimate {
@@ -94,14 +102,24 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
   const tokens = Math.ceil(x.cutoffLen / x.sp) * x.batch * (x.stage === 'dpo' || x.stage === 'rm' ? 2 : 1);
   // what backward keeps per token and layer: norms and residuals, q/k/v, attention output and
   // its softmax statistics, the MLP's gate/up/activation/down input
-  const perTokenLayer = 4 * d.hidden + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + d.heads + 4 * d.intermediate;
-  const activations = tokens * (d.layers * perTokenLayer * act + 2 * d.vocab * 4); // + logits and their gradient (fp32)
-  const checkpointed = tokens * (d.layers * d.hidden * act + perTokenLayer * act + 2 * d.vocab * 4);
+  const perTokenLayer = 4 * d.hidden + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + d.heads + (x.tiledMlp ? 0 : 4 * d.intermediate);
+  const mlpTile = x.tiledMlp ? 5 * d.hidden * d.intermediate * 4 : 0;  // kernels/mlp_tiled.h: 5 fp32 [tile ~ hidden, I] blocks
+  // + logits and their gradient (fp32): per token, or for one chunk of the fused loss
+  const logits = x.lossChunkTokens ? 2 * Math.min(tokens, x.lossChunkTokens) * d.vocab * 4 : tokens * 2 * d.vocab * 4;
+  const activations = tokens * d.layers * perTokenLayer * act + logits + mlpTile;
+  const checkpointed = tokens * (d.layers * d.hidden * act + perTokenLayer * act) + logits + mlpTile;
+  // ZeRO: each sharded part is 1/world of the whole (stage 3 also holds one gathered layer)
+  const world = x.world ?? x.sp;
+  const stage = x.zeroStage ?? 0;
+  const share = (from: number) => (stage >= from ? world : 1);
+  const layerParams = (params - d.vocab * d.hidden * (d.tied ? 1 : 2)) / d.layers;
+  const weights = params / share(3) + (stage >= 3 ? layerParams : 0);
+  const zeroNote = (from: number) => (stage >= from && world > 1 ? `, ZeRO ${stage}: 1/${world}` : '');
   const parts = [
-    { name: 'weights (fp32)', bytes: params * 4 },
-    ...(x.bf16 ? [{ name: 'bf16 weight copies', bytes: params * 2 }] : []),
-    { name: `gradients (${trainable} trainable)`, bytes: trainable * 4 },
-    { name: 'AdamW moments', bytes: trainable * 8 },
+    { name: `weights (fp32${zeroNote(3)})`, bytes: weights * 4 },
+    ...(x.bf16 ? [{ name: `bf16 weight copies${zeroNote(3) ? ` (${zeroNote(3).slice(2)})` : ''}`, bytes: weights * 2 }] : []),
+    { name: `gradients (${trainable} trainable${zeroNote(2)})`, bytes: (trainable / share(2)) * 4 },
+    { name: `AdamW moments${zeroNote(1) ? ` (${zeroNote(1).slice(2)})` : ''}`, bytes: (trainable / share(1)) * 8 },
     ...(x.stage === 'dpo' && x.finetuning === 'full' ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
     { name: `activations (${tokens} tokens of cutoff_len ${x.cutoffLen} / sp ${x.sp}, no checkpointing)`, bytes: activations },
   ];

@@ -20,6 +20,7 @@
 #include "kernels/linear.h"
 #include "kernels/lm_head_ce.h"
 #include "kernels/matmul.h"
+#include "kernels/mlp_tiled.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -200,12 +201,13 @@ void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
 }
 
 // The fp32 backward scratch both precisions use, from the arena being laid out.
-void LlamaModel::take_scratch(flat::Cursor& c, int64_t n) {
+// rows_i: rows of the [rows, I] scratch (0 under the tiled MLP, which has its own).
+void LlamaModel::take_scratch(flat::Cursor& c, int64_t n, int64_t rows_i) {
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
-  scratch_act_ = c.take(n * I);
-  scratch_dg_ = c.take(n * I);
-  scratch_du_ = c.take(n * I);
+  scratch_act_ = rows_i ? c.take(rows_i * I) : nullptr;
+  scratch_dg_ = rows_i ? c.take(rows_i * I) : nullptr;
+  scratch_du_ = rows_i ? c.take(rows_i * I) : nullptr;
   scratch_dD_ = c.take(n * D);
   scratch_dq_ = c.take(n * QD);
   scratch_dq2_ = c.take(n * QD);
@@ -214,21 +216,33 @@ void LlamaModel::take_scratch(flat::Cursor& c, int64_t n) {
   scratch_dk2_ = cfg_.qk_norm ? c.take(n * KD) : nullptr;
 }
 
+int64_t LlamaModel::mlp_tile_for(int64_t n) const {
+  if (mlp_tile_request_ == 0 || bf16_) return 0;
+  if (lora_)
+    for (int m : {kLoraGate, kLoraUp, kLoraDown})
+      if (lora_->a_view[static_cast<size_t>(m)] >= 0) return 0;  // adapters see whole [n, I] blocks
+  return mlp_tile_request_ > 0 ? std::min(mlp_tile_request_, n) : mlp_tile_rows(n, cfg_.hidden);
+}
+
 void LlamaModel::ensure_buffers(int64_t n) {
-  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && arena_) return;
+  const int64_t tile = mlp_tile_for(n);
+  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && mlp_tile_ == tile && arena_) return;
+  mlp_tile_ = 0;
+  scratch_mlp_ = nullptr;
   if (bf16_) return ensure_buffers_bf16(n);
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
   const int64_t lse = attn_->lse_size(call);
-  // Floats of one full LayerActs set.
+  // Floats of one full LayerActs set (the tiled MLP saves no gate / up).
   const int64_t qk = cfg_.qk_norm ? RoundUp(n * QD) + RoundUp(n * KD) + RoundUp(n * cfg_.heads) + RoundUp(n * cfg_.kv_heads) : 0;
   const int64_t full = RoundUp(n * D) * 4 + RoundUp(n) * 2 + RoundUp(n * QD) * 2 + RoundUp(n * KD) * 2 +
-                       RoundUp(lse) + RoundUp(n * I) * 2 + qk;
+                       RoundUp(lse) + (tile ? 0 : RoundUp(n * I) * 2) + qk;
   const int64_t per_layer = checkpointing_ ? RoundUp(n * D) : full;
   int64_t total = per_layer * cfg_.layers + (checkpointing_ ? full : 0);
   total += RoundUp(n * D) * 3 + RoundUp(n) * 2;                      // xfinal, hn, dres, rstdf, lse_ce
-  total += RoundUp(n * I) * 3 + RoundUp(n * D) + RoundUp(n * QD) * 2 + RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);  // scratch
+  total += (tile ? RoundUp(mlp_tile_scratch(tile, I)) : RoundUp(n * I) * 3) + RoundUp(n * D) + RoundUp(n * QD) * 2 +
+           RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);  // scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
   flat::Cursor c(arena_->data);
@@ -240,10 +254,12 @@ void LlamaModel::ensure_buffers(int64_t n) {
   dres_ = c.take(n * D);
   rstdf_ = c.take(n);
   lse_ce_ = c.take(n);
-  take_scratch(c, n);
+  take_scratch(c, n, tile ? 0 : n);
+  if (tile) scratch_mlp_ = c.take(mlp_tile_scratch(tile, I));
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
   buf_bf16_ = false;
+  mlp_tile_ = tile;
 }
 
 LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
@@ -263,8 +279,10 @@ LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
   a.k = c.take(n * KD);
   a.v = c.take(n * KD);
   a.lse = c.take(attn_->lse_size(call));
-  a.gate = c.take(n * I);
-  a.up = c.take(n * I);
+  if (!mlp_tile_) {
+    a.gate = c.take(n * I);
+    a.up = c.take(n * I);
+  }
   if (cfg_.qk_norm) {
     a.qpre = c.take(n * QD);
     a.kpre = c.take(n * KD);
@@ -317,6 +335,13 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
   if (adapter_on(l, kLoraO)) adapter_forward(l, kLoraO, a.h, a.att, QD, D);
 
   timed(kProfNorm, [&] { rmsnorm_forward(a.xn2, a.rstd2, a.h, p.ln2, n, D, cfg_.rms_eps); });
+  if (mlp_tile_) {
+    // The backward recomputes gate and up per tile from xn2: a recomputation stops here.
+    if (!y) return;
+    timed(kProfCopy, [&] { ParallelCopy(y, a.h, n * D); });
+    timed(kProfGemm, [&] { mlp_forward_tiled(y, a.xn2, p.wg, p.wu, p.wd, n, D, I, mlp_tile_, scratch_mlp_); });
+    return;
+  }
   timed(kProfGemm, [&] {
     linear_forward(a.gate, a.xn2, p.wg, nullptr, n, D, I);
     linear_forward(a.up, a.xn2, p.wu, nullptr, n, D, I);
@@ -341,38 +366,46 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
   const AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, doc_lens_.data(),
                       static_cast<int64_t>(doc_lens_.size()), window_of(l)};
 
-  // MLP: y = h + act Wd^T (+ s Bd Ad drop(act))
-  float* act = scratch_act_;
-  timed(kProfSwiglu, [&] { swiglu_forward(act, a.gate, a.up, n * I); });
-  // The adapter's input gradient goes to scratch_dg_ for now: dact overwrites act below.
-  const bool down_on = adapter_on(l, kLoraDown);
-  if (down_on) {
-    timed(kProfCopy, [&] { ParallelZero(scratch_dg_, n * I); });
-    adapter_backward(l, kLoraDown, scratch_dg_, dres, act, I, D);
-  }
-  float* dact = scratch_act_;  // act is dead once dWd is accumulated
-  timed(kProfGemm, [&] {
-    if (train_base) linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
-    matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);                          // dact = dy Wd
-  });
-  if (down_on) timed(kProfCopy, [&] { ParallelAdd(dact, scratch_dg_, n * I); });
-  timed(kProfCopy, [&] {
-    ParallelZero(scratch_dg_, n * I);
-    ParallelZero(scratch_du_, n * I);
-  });
-  timed(kProfSwiglu, [&] { swiglu_backward(scratch_dg_, scratch_du_, dact, a.gate, a.up, n * I); });
-  float* dxn2 = scratch_dD_;
-  timed(kProfGemm, [&] {
-    matmul(dxn2, scratch_dg_, p.wg, n, D, I, false, false, 1.f, 0.f);
-    matmul(dxn2, scratch_du_, p.wu, n, D, I, false, false, 1.f, 1.f);
-    if (train_base) {
-      linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
-      linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
+  // MLP: y = h + act Wd^T (+ s Bd Ad drop(act)); the tiled MLP carries no adapter.
+  if (mlp_tile_) {
+    float* dxn2 = scratch_dD_;
+    timed(kProfGemm, [&] {
+      mlp_backward_tiled(dxn2, g.wg, g.wu, g.wd, dres, a.xn2, p.wg, p.wu, p.wd, n, D, I, mlp_tile_, scratch_mlp_);
+    });
+    timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
+  } else {
+    float* act = scratch_act_;
+    timed(kProfSwiglu, [&] { swiglu_forward(act, a.gate, a.up, n * I); });
+    // The adapter's input gradient goes to scratch_dg_ for now: dact overwrites act below.
+    const bool down_on = adapter_on(l, kLoraDown);
+    if (down_on) {
+      timed(kProfCopy, [&] { ParallelZero(scratch_dg_, n * I); });
+      adapter_backward(l, kLoraDown, scratch_dg_, dres, act, I, D);
     }
-  });
-  if (adapter_on(l, kLoraGate)) adapter_backward(l, kLoraGate, dxn2, scratch_dg_, a.xn2, D, I);
-  if (adapter_on(l, kLoraUp)) adapter_backward(l, kLoraUp, dxn2, scratch_du_, a.xn2, D, I);
-  timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
+    float* dact = scratch_act_;  // act is dead once dWd is accumulated
+    timed(kProfGemm, [&] {
+      if (train_base) linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
+      matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);                          // dact = dy Wd
+    });
+    if (down_on) timed(kProfCopy, [&] { ParallelAdd(dact, scratch_dg_, n * I); });
+    timed(kProfCopy, [&] {
+      ParallelZero(scratch_dg_, n * I);
+      ParallelZero(scratch_du_, n * I);
+    });
+    timed(kProfSwiglu, [&] { swiglu_backward(scratch_dg_, scratch_du_, dact, a.gate, a.up, n * I); });
+    float* dxn2 = scratch_dD_;
+    timed(kProfGemm, [&] {
+      matmul(dxn2, scratch_dg_, p.wg, n, D, I, false, false, 1.f, 0.f);
+      matmul(dxn2, scratch_du_, p.wu, n, D, I, false, false, 1.f, 1.f);
+      if (train_base) {
+        linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
+        linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
+      }
+    });
+    if (adapter_on(l, kLoraGate)) adapter_backward(l, kLoraGate, dxn2, scratch_dg_, a.xn2, D, I);
+    if (adapter_on(l, kLoraUp)) adapter_backward(l, kLoraUp, dxn2, scratch_du_, a.xn2, D, I);
+    timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
+  }
 
   // Attention: h = x + att Wo^T (+ bo)
   float* datt = scratch_dq2_;

@@ -132,6 +132,13 @@ class LlamaModel {
 
   void set_checkpointing(bool on) { checkpointing_ = on; }
   bool checkpointing() const { return checkpointing_; }
+  // Tiled MLP (kernels/mlp_tiled.h): 0 off, -1 tile rows chosen from the length, > 0 rows per
+  // tile. Applies to the fp32 model when no MLP module carries an adapter (otherwise the MLP runs
+  // untiled); the layer then saves no gate / up and recomputes them per tile in the backward.
+  void set_mlp_tiling(int64_t rows) { mlp_tile_request_ = rows; }
+  int64_t mlp_tiling() const { return mlp_tile_request_; }
+  // Rows per tile of the current activation buffers (0: untiled).
+  int64_t mlp_tile() const { return mlp_tile_; }
   // Replace the attention backend (nullptr restores the local flash attention).
   void set_attention_backend(std::shared_ptr<AttentionBackend> b);
   // What doc_lens must sum to when this rank holds n tokens (the backend decides; local: n).
@@ -233,7 +240,9 @@ class LlamaModel {
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
   void ensure_buffers(int64_t n);
-  void take_scratch(flat::Cursor& c, int64_t n);
+  void take_scratch(flat::Cursor& c, int64_t n, int64_t rows_i);
+  // The tile rows the next fp32 buffers of n tokens use (0: untiled).
+  int64_t mlp_tile_for(int64_t n) const;
   LayerActs acts_for(int64_t l);
   void layer_forward(int64_t l, LayerActs& a, float* y);
   void layer_backward(int64_t l, LayerActs& a, float* dres);
@@ -267,6 +276,9 @@ class LlamaModel {
   int64_t buf_n_ = -1;
   bool buf_ckpt_ = false;
   bool buf_bf16_ = false;
+  int64_t mlp_tile_request_ = 0;
+  int64_t mlp_tile_ = 0;            // tile rows of the current buffers (0: untiled)
+  float* scratch_mlp_ = nullptr;    // tiled: mlp_tile_scratch(mlp_tile_, I) floats
   std::unique_ptr<FloatStorage> arena_;
   std::vector<float*> layer_base_;  // per layer: saved activations (all, or only x when checkpointing)
   float* recompute_base_ = nullptr; // checkpointing: one full LayerActs set
@@ -274,9 +286,9 @@ class LlamaModel {
   float* hn_ = nullptr;             // [n, D] final norm output
   float* rstdf_ = nullptr;          // [n]
   float* lse_ce_ = nullptr;         // [n]
-  float* scratch_act_ = nullptr;    // [n, I] act (forward) / d_act (backward)
-  float* scratch_dg_ = nullptr;     // [n, I] d_gate
-  float* scratch_du_ = nullptr;     // [n, I] d_up
+  float* scratch_act_ = nullptr;    // [n, I] act (forward) / d_act (backward); tiled MLP: none
+  float* scratch_dg_ = nullptr;     // [n, I] d_gate; tiled MLP: none
+  float* scratch_du_ = nullptr;     // [n, I] d_up; tiled MLP: none
   float* scratch_dD_ = nullptr;     // [n, D] d of a normed input
   float* scratch_dq_ = nullptr;     // [n, H*d] d_att, then d_q
   float* scratch_dq2_ = nullptr;    // [n, H*d]

@@ -86,7 +86,7 @@ void LlamaModel::ensure_buffers_bf16(int64_t n) {
   lse_ce_ = c.take(n);
   hn_ = nullptr;
   hn16_ = c.take16(n * D);
-  take_scratch(c, n);
+  take_scratch(c, n, n);
   s16_i1_ = c.take16(n * I);
   s16_i2_ = c.take16(n * I);
   s16_d_ = c.take16(n * D);

@@ -14,6 +14,7 @@ const benches: Record<string, () => Promise<Benchmark>> = {
   kernels: async () => (await import('../../../bench/kernels.js')).kernelsBench,
   control: async () => (await import('../../../bench/control.js')).controlBench,
   data: async () => (await import('../../../bench/data.js')).dataBench,
+  memory: async () => (await import('../../../bench/memory.js')).memoryBench,
 };
 
 export async function benchCommand(argv: string[]): Promise<number> {

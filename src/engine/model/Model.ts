@@ -31,6 +31,8 @@ export interface ModelOptions {
   checkpointing?: boolean;
   /** Mixed precision: bf16 weight copy, products and saved activations, fp32 masters (default off). */
   bf16?: boolean;
+  /** Tiled MLP (ALST): true picks the tile from the length, a number is rows per tile (default off). */
+  tiledMlp?: boolean | number;
 }
 
 export class Model {
@@ -76,6 +78,7 @@ export class Model {
     const m = new Model(config, new (native().Model)(config));
     if (o.checkpointing) m.setCheckpointing(true);
     if (o.bf16) m.setBf16(true);
+    if (o.tiledMlp) m.setMlpTiling(o.tiledMlp);
     return m;
   }
 
@@ -124,6 +127,22 @@ export class Model {
 
   setCheckpointing(on: boolean): void {
     this.h.setCheckpointing(on);
+  }
+
+  /**
+   * Tiled MLP (kernels/mlp_tiled.h): the MLP runs over token tiles so [n, intermediate] never
+   * exists whole. true: tile rows from the length; a number: rows per tile; false: untiled. fp32
+   * models without adapters on the MLP only (others run untiled). Takes effect at the next forward.
+   */
+  setMlpTiling(tile: boolean | number): void {
+    if (typeof tile === 'number' && (!Number.isSafeInteger(tile) || tile < 1))
+      throw new EngineError('ERR_ARG', `MLP tile rows must be a positive integer, got ${tile}`);
+    this.h.setMlpTiling(tile === true ? -1 : tile === false ? 0 : tile);
+  }
+
+  /** Rows per MLP tile of the last forward's buffers (0: untiled). */
+  get mlpTile(): number {
+    return this.h.mlpTile();
   }
 
   /**

@@ -54,6 +54,7 @@ export type TrainConfig = Pick<
   | 'warmup_ratio'
   | 'warmup_steps'
   | 'max_grad_norm'
+  | 'zero_stage'
   | 'weight_decay'
   | 'adam_beta1'
   | 'adam_beta2'
@@ -152,7 +153,8 @@ export class Trainer {
     this.o = o;
     this.schedule = scheduleOf(o.config, o.data.batchesPerEpoch);
     // sized to what the optimizer updates: attach LoRA before constructing the trainer
-    this.optimizer = new Optimizer(o.model.trainable, o.config);
+    const rt = o.runtime;
+    this.optimizer = new Optimizer(o.model.trainable, o.config, { stage: o.config.zero_stage, rank: rt.rank, world: rt.world, allGather: (x) => rt.allGather(x, 'world') });
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }
@@ -215,11 +217,12 @@ export class Trainer {
   private async save(): Promise<void> {
     const { o } = this;
     o.hooks?.setPhase?.('checkpointing', true);
+    const moments = await this.optimizer.consolidatedMoments();  // a collective under ZeRO
     if (o.runtime.rank === 0) {
       const chaos = o.chaos;
       const w = await writeCheckpoint(
         o.config.output_dir,
-        { model: o.model, m: this.optimizer.m, v: this.optimizer.v, state: this.state() },
+        { model: o.model, m: moments.m, v: moments.v, state: this.state() },
         {
           beforeRename: async (tmp) => {
             // the value head lands inside the checkpoint before it becomes visible

@@ -50,7 +50,13 @@ export function trainerState(p: TrainerProgress): TrainerState {
  * settings (`configHash`): the run will then not match an uninterrupted one.
  */
 export async function restoreTrainer(path: string, model: Model, optimizer: Optimizer, configHash: string | undefined, logger: Logger): Promise<{ step: number; lastLr: number; policy: PolicyRunner }> {
-  const st = await loadCheckpoint(path, model, optimizer.m, optimizer.v);
+  // full moments (checkpoints hold them consolidated); under ZeRO this rank keeps its part
+  const full = optimizer.partition ? { m: new Float32Array(model.trainable.params.length), v: new Float32Array(model.trainable.params.length) } : optimizer;
+  const st = await loadCheckpoint(path, model, full.m, full.v);
+  if (optimizer.partition) {
+    optimizer.takeMoments(full.m, full.v);
+    logger.info(`ZeRO: optimizer state re-cut into ${optimizer.partition.world} parts`);
+  }
   if (configHash && st.config_hash && st.config_hash !== configHash) {
     logger.warn(`resuming ${path} under different settings (config hash ${st.config_hash.slice(0, 12)} != ${configHash.slice(0, 12)}): the run will not match an uninterrupted one`);
   }

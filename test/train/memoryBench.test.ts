@@ -1,0 +1,45 @@
+// `bench memory` on the tiny model at short lengths (seconds): per-rank peaks grow with the
+// length, the fitted line's slope is positive and predicts lengths beyond the measured ones, the
+// ZeRO-1 moments of each of 2 ranks are half of the full moments (the size of the parameters),
+// and the H200 plan comes from resourceEstimate.ts, whose ZeRO parts divide as REFERENCE §8 says.
+import t from 'tap';
+// the compiled bench: it spawns its rank processes from dist/bench
+import { memoryBench } from '../../dist/bench/memory.js';
+import { estimateRankMemory, paramCount, type ModelDims } from '../../src/train/resourceEstimate.js';
+
+t.test('bench memory: three lengths, a fit and the plans', async (t) => {
+  const lines: string[] = [];
+  const r = await memoryBench.run({ model: 'tiny', sp: '2', zero: '1', lengths: '128,256,512', checkpointing: false }, (l) => lines.push(l));
+  const lengths = r.lengths as { seq: number; peak_rss_bytes: number; ranks: { parts: Record<string, number> }[] }[];
+  t.same(lengths.map((l) => l.seq), [128, 256, 512]);
+  t.ok(lengths[2]!.peak_rss_bytes > lengths[0]!.peak_rss_bytes, `peak RSS grows: ${lengths.map((l) => l.peak_rss_bytes).join(' < ')}`);
+  const p = lengths[0]!.ranks[0]!.parts;
+  const ratio = p.optimizer! / (2 * p.parameters!);
+  t.ok(ratio > 0.45 && ratio <= 0.55, `ZeRO 1 over 2 ranks: moments ${p.optimizer} bytes = ${ratio.toFixed(3)} of the full moments`);
+  t.ok((r.fit_bytes_per_token as number) > 0, 'positive bytes per token');
+  t.ok((r.longest_24gib as number) > 512, `24 GiB holds ${String(r.longest_24gib)} tokens`);
+  const plan = r.h200_plan as { longest_tokens: number };
+  t.ok(plan.longest_tokens > 100_000, `H200 plan: ${plan.longest_tokens} tokens`);
+  t.ok(lines.some((l) => l.includes('ALST')), 'ALST figures printed beside the plan');
+  await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '2' }, () => {}), /--zero must be 0 or 1/);
+  await t.rejects(memoryBench.run({ model: 'no-such-model', sp: '2', zero: '1' }, () => {}), /--model no-such-model/);
+  await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '1', lengths: '127,256' }, () => {}), /multiple of --sp/);
+});
+
+t.test('resourceEstimate: ZeRO stages divide moments, gradients and weights over the world', async (t) => {
+  const dims: ModelDims = { vocab: 1000, hidden: 256, intermediate: 688, layers: 4, heads: 8, kvHeads: 4, headDim: 32, tied: false };
+  const state = (zeroStage: number) => {
+    const e = estimateRankMemory({ dims, finetuning: 'full', loraRank: 8, stage: 'pt', bf16: false, cutoffLen: 1024, sp: 2, batch: 1, zeroStage, world: 2 });
+    return e.parts.slice(0, 3).reduce((a, x) => a + x.bytes, 0);
+  };
+  const s0 = state(0);
+  t.ok(state(1) < s0 && state(2) < state(1) && state(3) < state(2), 'each stage holds less');
+  const P = paramCount(dims);
+  const layer = (P - 2 * dims.vocab * dims.hidden) / dims.layers;
+  t.equal(s0, 16 * P, 'stage 0: 16 bytes per parameter');
+  t.equal(state(1), 4 * P + 4 * P + 8 * P / 2, 'stage 1: moments halved');
+  t.equal(state(3), 4 * (P / 2 + layer) + 4 * P / 2 + 8 * P / 2, `stage 3: everything halved plus one gathered layer (${(state(3) / s0).toFixed(3)} x stage 0)`);
+  const tiled = estimateRankMemory({ dims, finetuning: 'full', loraRank: 8, stage: 'pt', bf16: false, cutoffLen: 65536, sp: 2, batch: 1, tiledMlp: true, lossChunkTokens: 512 });
+  const plain = estimateRankMemory({ dims, finetuning: 'full', loraRank: 8, stage: 'pt', bf16: false, cutoffLen: 65536, sp: 2, batch: 1 });
+  t.ok(tiled.totalBytes < plain.totalBytes, 'tiled MLP and chunked loss need less');
+});
