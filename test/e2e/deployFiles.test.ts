@@ -17,7 +17,8 @@ t.test('kubernetes manifest', async (t) => {
   const dir = t.testdir();
   writeFileSync(join(dir, 'job.yaml'), cm.data['job.yaml']);
   writeFileSync(join(dir, 'hosts.txt'), cm.data['hosts.txt']);
-  const r = runCli(['check-config', join(dir, 'job.yaml'), '--nodes', join(dir, 'hosts.txt')], { timeoutMs: 30_000 });
+  // as the coordinator Job runs it: external agents (pods), whose names resolve only inside the cluster
+  const r = runCli(['check-config', join(dir, 'job.yaml'), '--nodes', join(dir, 'hosts.txt'), '--launcher=external'], { timeoutMs: 30_000 });
   t.equal(r.status, 0, r.stderr);
   const up = byName('Job', 'ulysses-coordinator').spec.template.spec.containers[0].args as string[];
   t.same(up.slice(0, 1), ['up']);

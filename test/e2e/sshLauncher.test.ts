@@ -121,7 +121,8 @@ if (!sshd || !ssh || !keygen) {
       const secrets = new Set<string>();
       let scans = 0;
       let sawSsh = '';
-      let sawRemoteAgent = '';
+      // agents seen (other tests may run local agents meanwhile: this job's is the one joining the ssh command's URL)
+      const agents: string[] = [];
       const leaks: string[] = [];
       let done = false;
       void io.exit.then(() => (done = true));
@@ -136,7 +137,7 @@ if (!sshd || !ssh || !keygen) {
         }
         for (const { pid, cmd } of commandLines()) {
           if (cmd.includes('BatchMode=yes') && cmd.includes('--job-key')) sawSsh = cmd;
-          if (cmd.includes(' agent --join ') && cmd.includes('--exit-on-stdin-close') && !cmd.includes('BatchMode') && !cmd.startsWith('bash') && !cmd.startsWith('sh ')) sawRemoteAgent = cmd;
+          if (cmd.includes(' agent --join ') && cmd.includes('--exit-on-stdin-close') && !cmd.includes('BatchMode') && !cmd.startsWith('bash') && !cmd.startsWith('sh ')) agents.push(cmd);
           for (const s of secrets) if (cmd.includes(s)) leaks.push(`pid ${pid}: ${cmd.slice(0, 200)}`);
         }
         scans++;
@@ -150,6 +151,8 @@ if (!sshd || !ssh || !keygen) {
       t.match(sawSsh, /-o BatchMode=yes/, 'the ssh client ran in batch mode');
       t.match(sawSsh, /StrictHostKeyChecking=yes/);
       t.match(sawSsh, /--job-key -/, 'the remote agent reads the key from stdin');
+      const joinOf = (c: string) => /--join (\S+)/.exec(c)?.[1];
+      const sawRemoteAgent = agents.find((c) => joinOf(c) === joinOf(sawSsh)) ?? agents[agents.length - 1] ?? '';
       t.match(sawRemoteAgent, /agent --join tcp:\/\/127\.0\.0\.1:\d+ --job-key - /, `the agent ran under sshd: ${sawRemoteAgent}`);
       const events = readEvents(join(out, 'events.ndjson'));
       t.equal(events.filter((e) => e.type === 'rank.done').length, 2);

@@ -79,19 +79,12 @@ export class Coordinator {
     this.world = this.slots.length;
     this.steps = new StepAggregator({ world: this.world, metricsPath: join(out, 'metrics.jsonl'), logger: o.logger, restarts: () => this.supervisor?.restartCount ?? 0 });
     this.chart.subscribe((s) => this.events.emit(jobEvents.state({ state: String(s.value), attempt: s.context.attempt })));
-    this.agentSilence = new AgentSilence({
-      clock: this.clock,
-      logger: o.logger,
-      events: this.events,
-      graceMs: this.cluster.coordinatorGraceMs,
-      hostName: (i) => o.hosts[i]?.host ?? String(i),
-      closing: () => this.closing,
-      rewatch: (i) => {
-        const a = this.agents.get(i);
-        if (a) this.monitor?.watch(a.peer, this.cluster.heartbeatIntervalMs * 2);
-      },
-      fail: (reason) => this.fail(reason),
-    });
+    const rewatch = (i: number) => {
+      const a = this.agents.get(i);
+      if (a) this.monitor?.watch(a.peer, this.cluster.heartbeatIntervalMs * 2);
+    };
+    const hostName = (i: number) => o.hosts[i]?.host ?? String(i);
+    this.agentSilence = new AgentSilence({ clock: this.clock, logger: o.logger, events: this.events, graceMs: this.cluster.coordinatorGraceMs, hostName, closing: () => this.closing, rewatch, fail: (reason) => this.fail(reason) });
   }
 
   private get cluster() {
