@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ua::InitModel(env, exports);
   ua::InitConvert(env, exports);
   ua::InitComm(env, exports);
+  ua::InitCuda(env, exports);
   return exports;
 }
 }  // namespace

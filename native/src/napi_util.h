@@ -211,5 +211,6 @@ void InitAttention(Napi::Env env, Napi::Object exports);  // bind_attention.cc: 
 void InitModel(Napi::Env env, Napi::Object exports);      // bind_model*.cc: the Llama-family model
 void InitConvert(Napi::Env env, Napi::Object exports);    // bind_convert.cc: F16/BF16 -> F32
 void InitComm(Napi::Env env, Napi::Object exports);       // bind_comm.cc: Gloo communicator, Ulysses all-to-all
+void InitCuda(Napi::Env env, Napi::Object exports);       // bind_cuda.cc: CUDA availability, run-time library search
 
 }  // namespace ua
