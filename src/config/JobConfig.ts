@@ -45,6 +45,8 @@ export interface JobConfig {
   bf16: boolean;
   sequence_parallel_size: number;
   deepspeed: string | null;
+  /** null: cuda when a GPU is visible and the addon can run its CUDA model, else cpu */
+  device: 'cpu' | 'cuda' | null;
   debug: boolean;
   gradient_policy: {
     enabled: boolean;

@@ -71,6 +71,7 @@ export const LEAVES: readonly LeafSpec[] = [
   // parallelism
   { path: 'sequence_parallel_size', kind: 'int', min: 1, default: 1, doc: 'ranks that split one sequence (Ulysses); must divide the world size' },
   { path: 'deepspeed', kind: 'string', default: null, nullable: true, doc: 'DeepSpeed JSON; its sequence_parallel_size and batch keys are honoured' },
+  { path: 'device', kind: 'enum', values: ['cpu', 'cuda'], default: null, nullable: true, doc: 'compute backend; null: cuda when a GPU is visible and the addon can run its CUDA model, else cpu (LOCAL_RANK picks the GPU)' },
   { path: 'debug', kind: 'bool', default: false, doc: 'verbose logs and debug checks (--debug)' },
   // gradient policy (REFERENCE §5)
   { path: `${POLICY}.enabled`, kind: 'bool', default: P.enabled, doc: 'false: track phases but never intervene' },

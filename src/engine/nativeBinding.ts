@@ -242,4 +242,45 @@ export interface NativeBinding {
   commUlysses(kind: number, h: CommHandle, out: F32, x: F32, s: number, H: number, d: number, iters: number): Promise<number>;
   ulyssesKvHeadsPerRank(Hkv: number, P: number): number;
   memcpyGbps(bytes: number, minSeconds: number): Promise<number>;
+  // bind_cuda.cc
+  cudaAvailability(): CudaAvailability;
+  cudaDeviceInfo(device: number): CudaDeviceInfo;
+  cudaLibraries(): DeviceLibraryStatus[];
+  deviceLibraryCandidates(library: 'cublas' | 'nccl'): string[];
+  deviceLibraryLoad(library: 'cublas' | 'nccl'): { path: string; error: string; tried: string[] };
+  /** A fresh 128-byte NCCL unique id (ERR_DEVICE without CUDA or NCCL). */
+  ncclUniqueId(): Uint8Array;
+}
+
+/** What the addon says about CUDA; never throws (no GPU is an answer, not an error). */
+export interface CudaAvailability {
+  /** native/cuda was compiled into this addon (nvcc was found when it was built). */
+  built: boolean;
+  /** Visible CUDA devices (0: none, or no driver). */
+  devices: number;
+  /** Why devices is 0 (empty otherwise). */
+  reason: string;
+  runtimeVersion: number;
+  driverVersion: number;
+  /** Device code compiled in, e.g. "sm_90". */
+  arch: string;
+}
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  pciBusId: string;
+  major: number;
+  minor: number;
+  multiprocessors: number;
+  totalBytes: number;
+  freeBytes: number;
+}
+
+export interface DeviceLibraryStatus {
+  name: string;
+  path: string;
+  error: string;
+  tried: string[];
+  version: string;
 }

@@ -52,7 +52,7 @@ const RECALL_TRAIN_EXAMPLES = 1024;
 const RECALL_EVAL_EXAMPLES = 64;
 
 /** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
-const NON_MATH_KEYS = new Set(['output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed']);
+const NON_MATH_KEYS = new Set(['output_dir', 'logging_steps', 'save_steps', 'save_total_limit', 'resume_from_checkpoint', 'debug', 'cluster', 'deepspeed', 'device']);
 
 export function configHash(config: JobConfig): string {
   const canon = (v: unknown): unknown =>
@@ -69,10 +69,10 @@ export function resolveModelDir(spec: string): string {
 }
 
 /** An HF checkpoint directory is loaded; a directory with only config.json gets a seeded initialization. */
-export async function loadModel(dir: string, seed: number): Promise<Model> {
+export async function loadModel(dir: string, seed: number, device: JobConfig['device'] = 'cpu'): Promise<Model> {
   const hasWeights = existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
-  if (hasWeights) return Model.fromPretrained(dir);
-  return Model.create(await readModelConfig(join(dir, 'config.json')), { seed });
+  if (hasWeights) return Model.fromPretrained(dir, { device });
+  return Model.create(await readModelConfig(join(dir, 'config.json')), { seed, device });
 }
 
 interface JobData {
@@ -155,7 +155,7 @@ export const trainWorkload: Workload = async (ctx) => {
   const runtime = await buildRuntime(ctx);
   try {
     const modelDir = resolveModelDir(c.model_name_or_path);
-    const model = await loadModel(modelDir, c.seed);
+    const model = await loadModel(modelDir, c.seed, c.device);
     model.nameOrPath = c.model_name_or_path;
     // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen
     if (c.finetuning_type === 'lora') {
@@ -220,7 +220,7 @@ export const trainWorkload: Workload = async (ctx) => {
  */
 async function referenceModel(c: JobConfig, model: Model, modelDir: string, runtime: ParallelRuntime): Promise<ReferenceModel> {
   if (c.finetuning_type === 'lora') return { model, enter: () => model.setAdaptersEnabled(false), exit: () => model.setAdaptersEnabled(true) };
-  const ref = await loadModel(modelDir, c.seed);
+  const ref = await loadModel(modelDir, c.seed, c.device);
   runtime.attachModel(ref);
   return { model: ref };
 }

@@ -14,6 +14,7 @@ import { resolve, join } from 'node:path';
 import { Coordinator, type JobResult } from '../../actors/coordinator/index.js';
 import { bindProblem, createLaunchers, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
+import { deviceFacts, deviceProblem } from '../../engine/device/index.js';
 import { modelFamilyReport } from '../../train/modelFamilyReport.js';
 import { modelParallelProblems } from '../../train/modelParallelProblems.js';
 import { createLogger } from '../../util/Logger.js';
@@ -74,6 +75,11 @@ export async function upCommand(argv: string[]): Promise<number> {
   // the model must split over sequence_parallel_size (heads, kv replication) before anything starts
   const model = workload === 'train' ? modelFamilyReport(job.config.model_name_or_path) : null;
   if (workload === 'train') problems.push(...modelParallelProblems(job.config.model_name_or_path, job.config.sequence_parallel_size, world), ...model!.problems);
+  // device: cuda must be computable on this machine's ranks (remote hosts check their own at start)
+  if (job.config.device === 'cuda' && kinds.includes('local')) {
+    const p = deviceProblem('cuda', deviceFacts());
+    if (p) problems.push({ key: 'device', value: 'cuda', ...p });
+  }
   if (problems.length) throw new ConfigError(problems);
 
   const ignoredLine = formatIgnored(ignored);
