@@ -23,6 +23,7 @@ import { spansOf } from '../src/train/loop/applyPlan.js';
 import { Optimizer } from '../src/train/loop/Optimizer.js';
 import type { Benchmark } from './types.js';
 import { runStepSp } from './stepSp.js';
+import { runStepCuda } from './stepCuda.js';
 
 /**
  * The worker hops the same step took before the fused optimizer call: one per tensor and operation
@@ -44,8 +45,16 @@ export const stepBench: Benchmark = {
     threads: { type: 'string' },
     // > 1: the step split over that many local rank processes (Ulysses), next to sp = 1 (bench/stepSp.ts)
     sp: { type: 'string', default: '1' },
+    // cpu, or cuda: the step on the CUDA model against the card's measured bf16 GEMM rate (bench/stepCuda.ts)
+    device: { type: 'string', default: 'cpu' },
   },
   async run(opts, log) {
+    const device = opts.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${String(device)}`);
+    if (device === 'cuda') {
+      const config = typeof opts.config === 'string' ? opts.config : join(packageRoot(), 'examples', 'models', 'small', 'config.json');
+      return runStepCuda({ config, seq: Number(opts.seq), steps: Math.max(1, Number(opts.steps)), checkpointing: opts.checkpointing === true }, log);
+    }
     const sp = Number(opts.sp ?? 1);
     if (!Number.isInteger(sp) || sp < 1) throw new Error(`--sp must be a positive integer, got ${opts.sp}`);
     if (sp > 1) {

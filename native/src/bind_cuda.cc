@@ -108,6 +108,86 @@ Napi::Value NcclUniqueId(const Napi::CallbackInfo& info) {
   });
 }
 
+cuda::HostType TypeOf(const Napi::TypedArray& a) {
+  switch (a.TypedArrayType()) {
+    case napi_float32_array: return cuda::HostType::kF32;
+    case napi_int32_array: return cuda::HostType::kI32;
+    case napi_uint16_array: return cuda::HostType::kU16;
+    case napi_float64_array: return cuda::HostType::kF64;
+    default: Fail("ERR_DTYPE", "cuda op buffers: expected Float32Array, Int32Array, Uint16Array or Float64Array");
+  }
+}
+
+const char* TypeName(cuda::HostType t) {
+  switch (t) {
+    case cuda::HostType::kF32: return "Float32Array";
+    case cuda::HostType::kI32: return "Int32Array";
+    case cuda::HostType::kU16: return "Uint16Array";
+    case cuda::HostType::kF64: return "Float64Array";
+  }
+  return "?";
+}
+
+// cudaRunOp(name, device, buffers: (TypedArray|null)[], scalars: number[]) -> Promise<number[]>:
+// one CUDA kernel op over host buffers, laid out as the CPU binding of the same name (host_ops.cu)
+Napi::Value CudaRunOp(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    if (!info[0].IsString()) Fail("ERR_ARG", "name: expected a cuda op name");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    const int device = static_cast<int>(GetInt(info, 1, "device", 0, 1 << 16));
+    if (!info[2].IsArray() || !info[3].IsArray()) Fail("ERR_ARG", "cuda op '" + name + "': expected buffers[] and scalars[]");
+    Napi::Array jb = info[2].As<Napi::Array>(), js = info[3].As<Napi::Array>();
+    std::vector<double> scalars;
+    for (uint32_t i = 0; i < js.Length(); ++i) {
+      if (!js.Get(i).IsNumber()) Fail("ERR_ARG", "cuda op '" + name + "': scalars[" + std::to_string(i) + "] is not a number");
+      scalars.push_back(js.Get(i).As<Napi::Number>().DoubleValue());
+    }
+    const cuda::OpSignature sig = cuda::op_signature(name, scalars);
+    if (jb.Length() != sig.types.size())
+      Fail("ERR_ARG", "cuda op '" + name + "': expected " + std::to_string(sig.types.size()) + " buffers, got " + std::to_string(jb.Length()));
+    std::vector<cuda::HostBuf> bufs(sig.types.size());
+    std::vector<Napi::Value> pins;
+    for (uint32_t i = 0; i < jb.Length(); ++i) {
+      const std::string what = "cuda op '" + name + "': buffers[" + std::to_string(i) + "]";
+      Napi::Value v = jb.Get(i);
+      if (v.IsNull() || v.IsUndefined()) {
+        if (!sig.optional[i]) Fail("ERR_ARG", what + " is required");
+        continue;
+      }
+      if (!v.IsTypedArray()) Fail("ERR_ARG", what + ": expected a " + std::string(TypeName(sig.types[i])));
+      Napi::TypedArray a = v.As<Napi::TypedArray>();
+      if (TypeOf(a) != sig.types[i]) Fail("ERR_DTYPE", what + ": expected a " + std::string(TypeName(sig.types[i])));
+      const int64_t count = static_cast<int64_t>(a.ElementLength());
+      if (sig.counts[i] >= 0 && count != sig.counts[i])
+        Fail("ERR_SHAPE", what + ": expected " + std::to_string(sig.counts[i]) + " elements, got " + std::to_string(count));
+      bufs[i] = {static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), count, sig.types[i]};
+      pins.push_back(v);
+    }
+    auto out = std::make_shared<std::vector<double>>();
+    return RunAsync(
+        info.Env(), "cudaRunOp", [=] { *out = cuda::run_op(name, device, bufs, scalars); },
+        [out](Napi::Env env) -> Napi::Value {
+          Napi::Array a = Napi::Array::New(env, out->size());
+          for (size_t i = 0; i < out->size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, (*out)[i]));
+          return a;
+        },
+        pins);
+  });
+}
+
+// cudaGemmTflops(device, m, n, k, reps) -> Promise<number>: the cuBLAS bf16 (fp32 accumulate) rate
+Napi::Value CudaGemmTflops(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    const int device = static_cast<int>(GetInt(info, 0, "device", 0, 1 << 16));
+    const int64_t m = GetInt(info, 1, "m", 1), n = GetInt(info, 2, "n", 1), k = GetInt(info, 3, "k", 1);
+    const int reps = static_cast<int>(GetInt(info, 4, "reps", 1, 1000));
+    auto out = std::make_shared<double>(0);
+    return RunAsync(
+        info.Env(), "cudaGemmTflops", [=] { *out = cuda::gemm_tflops(device, m, n, k, reps); },
+        [out](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *out); }, {});
+  });
+}
+
 }  // namespace
 
 void InitCuda(Napi::Env env, Napi::Object exports) {
@@ -116,6 +196,8 @@ void InitCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaLibraries", Napi::Function::New(env, CudaLibraries, "cudaLibraries"));
   exports.Set("deviceLibraryCandidates", Napi::Function::New(env, DeviceLibraryCandidates, "deviceLibraryCandidates"));
   exports.Set("deviceLibraryLoad", Napi::Function::New(env, DeviceLibraryLoad, "deviceLibraryLoad"));
+  exports.Set("cudaRunOp", Napi::Function::New(env, CudaRunOp, "cudaRunOp"));
+  exports.Set("cudaGemmTflops", Napi::Function::New(env, CudaGemmTflops, "cudaGemmTflops"));
   exports.Set("ncclUniqueId", Napi::Function::New(env, NcclUniqueId, "ncclUniqueId"));
 }
 

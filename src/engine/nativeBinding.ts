@@ -248,6 +248,10 @@ export interface NativeBinding {
   cudaLibraries(): DeviceLibraryStatus[];
   deviceLibraryCandidates(library: 'cublas' | 'nccl'): string[];
   deviceLibraryLoad(library: 'cublas' | 'nccl'): { path: string; error: string; tried: string[] };
+  /** One CUDA kernel op over host buffers, laid out as the CPU binding of the same name (native/cuda/host_ops.cu); its scalar results. */
+  cudaRunOp(name: string, device: number, buffers: (F32 | I32 | Uint16Array | F64 | null)[], scalars: number[]): Promise<number[]>;
+  /** cuBLAS bf16 x bf16 -> fp32 GEMM rate of m x n x k products on `device`, TFLOP/s. */
+  cudaGemmTflops(device: number, m: number, n: number, k: number, reps: number): Promise<number>;
   /** A fresh 128-byte NCCL unique id (ERR_DEVICE without CUDA or NCCL). */
   ncclUniqueId(): Uint8Array;
 }
