@@ -130,11 +130,7 @@ __global__ void CentralizeKernel(float* g, int64_t cols) {
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) gr[j] -= mean;
 }
 
-struct StatsItem {
-  double sum_abs, sum_sq;
-  float max_abs;
-  int64_t nonfinite;
-};
+using StatsItem = GradBlockStats;
 
 // One block per (tensor, 16384-element block) item; non-finite values count and otherwise
 // contribute 0, as on the CPU.
@@ -245,28 +241,8 @@ GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const Tenso
     d_items.download(items.data(), nitems, s);
     UA_CUDA(cudaStreamSynchronize(s));
   }
-  // The CPU's combination (gradstats.cc grad_stats): tensors in order, blocks in order.
-  GradStats out;
-  double mean_sum = 0, sum_sq = 0;
-  int64_t counted = 0;
-  for (int64_t t = 0; t < ntensors; ++t) {
-    double sum_abs = 0;
-    for (int64_t k = first[t]; k < first[t + 1]; ++k) {
-      sum_abs += items[k].sum_abs;
-      sum_sq += items[k].sum_sq;
-      out.max_abs = std::max(out.max_abs, static_cast<double>(items[k].max_abs));
-      out.nonfinite += items[k].nonfinite;
-    }
-    const double mean_abs = tensors[t].numel > 0 ? sum_abs / static_cast<double>(tensors[t].numel) : 0.0;
-    if (per_tensor_mean_abs) per_tensor_mean_abs[t] = mean_abs;
-    if (tensors[t].numel > 0) {
-      mean_sum += mean_abs;
-      ++counted;
-    }
-  }
-  out.grad_mean = counted > 0 ? mean_sum / static_cast<double>(counted) : 0.0;
-  out.l2_norm = std::sqrt(sum_sq);
-  return out;
+  // the CPU's combination (gradstats.cc): tensors in order, blocks in order
+  return combine_grad_blocks(per_tensor_mean_abs, items.data(), first.data(), tensors, ntensors);
 }
 
 PlanEffects optimizer_step(float* grad, int64_t n, float* param, float* m, float* v, const OptimSpan* spans,
