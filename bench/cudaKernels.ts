@@ -4,8 +4,9 @@
  * the same name (native/cuda/host_ops.cu takes the CPU binding's arguments in its order: buffers,
  * then scalars); every buffer is then compared, inputs included (a kernel must not write what it
  * only reads). Tolerances, fp32 on both sides with reductions reordered on the GPU:
- * |gpu - cpu| <= 1e-6 + rtol * |cpu|, rtol 0 for copies and sums of two, 1e-5 for element-wise
- * transcendentals, 1e-4 for reductions (RMSNorm statistics) and AdamW's sqrt/division.
+ * |gpu - cpu| <= 1e-6 + rtol * |cpu|, rtol 0 for copies, sums of two and scaling, 1e-5 for
+ * element-wise transcendentals (SwiGLU, the Philox noise) and scattered sums of a few terms, 1e-4 for
+ * reductions (RMSNorm statistics, GEMMs in fp32, centralization) and AdamW's sqrt/division.
  * Must never compare a buffer with itself or report a case it did not run.
  */
 import { native } from '../src/engine/native.js';
@@ -50,6 +51,14 @@ export const KERNEL_CASES: readonly KernelCase[] = [
   { op: 'swigluForward', bufs: () => [zeros(count), rand(count, 9, 6), rand(count, 10)], scalars: [count], rtol: 1e-5 },
   { op: 'swigluBackward', bufs: () => [zeros(count), zeros(count), rand(count, 11), rand(count, 12, 6), rand(count, 13)], scalars: [count], rtol: 1e-5 },
   { op: 'residualForward', bufs: () => [zeros(count), rand(count, 14), rand(count, 15)], scalars: [count], rtol: 0 },
+  { op: 'embeddingBackward', bufs: () => [zeros(vocab * dim), rand(n * dim, 20), ids(n, vocab, 21)], scalars: [n, vocab, dim], rtol: 1e-5 },
+  { op: 'residualBackward', bufs: () => [rand(count, 22), zeros(count), rand(count, 23)], scalars: [count], rtol: 0 },
+  { op: 'linearForward', bufs: () => [zeros(n * 64), rand(n * dim, 24), rand(64 * dim, 25, 0.1), rand(64, 26)], scalars: [n, dim, 64], rtol: 1e-4 },
+  { op: 'linearBackward', bufs: () => [zeros(n * dim), zeros(64 * dim), zeros(64), rand(n * 64, 27), rand(n * dim, 28), rand(64 * dim, 29, 0.1)], scalars: [n, dim, 64], rtol: 1e-4 },
+  // the CPU's Philox stream: bit-identical normals where the GPU's fp32 log/sin/cos agree to an ulp or two
+  { op: 'addNoise', bufs: () => [rand(count, 30)], scalars: [count, 0.05, 42, 3, 5], rtol: 1e-5 },
+  { op: 'scale', bufs: () => [rand(count, 31)], scalars: [count, 0.37], rtol: 0 },
+  { op: 'centralize', bufs: () => [rand(41 * 67, 32)], scalars: [41, 67], rtol: 1e-4 },
   { op: 'adamwStep', bufs: () => [rand(count, 16), rand(count, 17, 1e-2), rand(count, 18, 1e-3).map(Math.abs), rand(count, 19, 1e-1)], scalars: [count, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7], rtol: 1e-4 },
 ];
 
