@@ -57,12 +57,6 @@ int Int(int64_t v, const char* what) {
 
 }  // namespace
 
-Blas::Blas(cudaStream_t stream) {
-  const CublasApi& a = Api();
-  Check(a.create(&handle_), "create");
-  Check(a.set_stream(handle_, stream), "set stream");
-}
-
 Blas::~Blas() {
   if (handle_) Api().destroy(handle_);
 }
@@ -71,6 +65,13 @@ void Blas::gemm(float* C, int64_t ldc, const void* A, int64_t lda, const void* B
                 int64_t K, bool transA, bool transB, float alpha, float beta, Precision p) {
   if (M < 0 || N < 0 || K < 0) throw ShapeError("gemm: negative dimension");
   if (M == 0 || N == 0 || (K == 0 && beta == 1.f)) return;  // k == 0 otherwise: cuBLAS scales C by beta
+  if (!handle_) {
+    const CublasApi& a = Api();
+    cublasHandle h = nullptr;
+    Check(a.create(&h), "create");
+    handle_ = h;
+    Check(a.set_stream(handle_, stream_), "set stream");
+  }
   const cudaDataType_t t = p == Precision::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B comes first.
   Check(Api().gemm_ex(handle_, transB ? kOpT : kOpN, transA ? kOpT : kOpN, Int(N, "N"), Int(M, "M"), Int(K, "K"), &alpha,

@@ -17,7 +17,9 @@ enum class Precision { kF32, kBF16 };
 
 class Blas {
  public:
-  explicit Blas(cudaStream_t stream);  // on the current device
+  // The cuBLAS handle is made at the first product, on the device current then: kernels that
+  // never multiply run where cuBLAS is absent.
+  explicit Blas(cudaStream_t stream) : stream_(stream) {}
   ~Blas();
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
@@ -27,6 +29,7 @@ class Blas {
             int64_t K, bool transA, bool transB, float alpha, float beta, Precision p);
 
  private:
+  cudaStream_t stream_;
   void* handle_ = nullptr;
 };
 
