@@ -30,6 +30,7 @@ import { Optimizer } from '../src/train/loop/Optimizer.js';
 import { formatPhases, modelFlopsPerToken, phasesOf, type Phases, type Precision } from './stepFigures.js';
 import type { Benchmark } from './types.js';
 import { runStepSp } from './stepSp.js';
+import { runStepCuda } from './stepCuda.js';
 
 /**
  * The worker hops the same step took before the fused optimizer call: one per tensor and operation
@@ -118,8 +119,16 @@ export const stepBench: Benchmark = {
     sp: { type: 'string', default: '1' },
     bf16: { type: 'boolean', default: false },
     'compare-precision': { type: 'boolean', default: false },
+    // cpu, or cuda: the step on the CUDA model against the card's measured bf16 GEMM rate (bench/stepCuda.ts)
+    device: { type: 'string', default: 'cpu' },
   },
   async run(opts, log) {
+    const device = opts.device ?? 'cpu';
+    if (device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${String(device)}`);
+    if (device === 'cuda') {
+      const config = typeof opts.config === 'string' ? opts.config : join(packageRoot(), 'examples', 'models', 'small', 'config.json');
+      return runStepCuda({ config, seq: Number(opts.seq), steps: Math.max(1, Number(opts.steps)), checkpointing: opts.checkpointing === true }, log);
+    }
     const sp = Number(opts.sp ?? 1);
     if (!Number.isInteger(sp) || sp < 1) throw new Error(`--sp must be a positive integer, got ${opts.sp}`);
     const configPath = typeof opts.config === 'string' ? opts.config : join(packageRoot(), 'examples', 'models', 'small', 'config.json');

@@ -46,11 +46,36 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# 3a. CUDA engine -------------------------------------------------------------
+# When nvcc is found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin) native/cuda is compiled for
+# sm_90 (CUDA_ARCH overrides) into native/build/cuda/libua_cuda.a, which binding.gyp links into
+# the addon; without nvcc, or with UA_CUDA=0, the addon holds the stub that says so. make is
+# incremental; a failing CUDA compile fails the setup (it is never silently left out).
+jobs=$(nproc 2>/dev/null || echo 2)
+cuda_lib=native/build/cuda/libua_cuda.a
+nvcc_bin=""
+if [ "${UA_CUDA:-1}" != "0" ]; then
+  for c in "$(command -v nvcc 2>/dev/null || true)" "${CUDA_HOME:-}/bin/nvcc" /usr/local/cuda/bin/nvcc; do
+    if [ -n "$c" ] && [ -x "$c" ]; then nvcc_bin=$c; break; fi
+  done
+fi
+if [ -n "$nvcc_bin" ]; then
+  cuda_make=(make -s -C native/cuda NVCC="$nvcc_bin" CUDA_ARCH="${CUDA_ARCH:-90}")
+  if ! "${cuda_make[@]}" -q 2>/dev/null; then
+    say "building the CUDA engine (sm_${CUDA_ARCH:-90}, $nvcc_bin)"
+    "${cuda_make[@]}" -j "$jobs" >&2
+  fi
+else
+  rm -f "$cuda_lib"
+fi
+
 # 3. Native addon -------------------------------------------------------------
 # Incremental: reconfigure only when binding.gyp or the set of sources changed, then `make`
 # through node-gyp (only changed files recompile). A lock keeps concurrent runs from colliding.
 addon=native/build/Release/ulysses_native.node
-sources=$(cd native && find src -name '*.cc' -o -name '*.h' | sort)
+sources=$(cd native && find src -name '*.cc' -o -name '*.h' | sort; [ -f build/cuda/libua_cuda.a ] && echo cuda=1 || echo cuda=0)
+# the CUDA archive is no gyp dependency: a newer one forces the relink
+if [ -f "$addon" ] && [ -f "$cuda_lib" ] && [ "$cuda_lib" -nt "$addon" ]; then rm -f "$addon"; fi
 if [ ! -f "$addon" ] || [ -n "$(find native/binding.gyp native/src -newer "$addon" -print -quit)" ] \
    || [ "$sources" != "$(cat native/build/sources.txt 2>/dev/null)" ]; then
   say "building the native addon"
@@ -61,7 +86,6 @@ if [ ! -f "$addon" ] || [ -n "$(find native/binding.gyp native/src -newer "$addo
   if [ -f "$node_prefix/include/node/node_api.h" ]; then
     gyp_args+=(--nodedir="$node_prefix")
   fi
-  jobs=$(nproc 2>/dev/null || echo 2)
   gyp="$root/node_modules/.bin/node-gyp"
   mkdir -p native/build
   (

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ua::InitConvert(env, exports);
   ua::InitComm(env, exports);
   ua::InitMmap(env, exports);
+  ua::InitCuda(env, exports);
   return exports;
 }
 }  // namespace

@@ -80,6 +80,80 @@ Napi::Value CachedFloats(Napi::Env env, Napi::Reference<Napi::Float32Array>& ref
   return ref.Value();
 }
 
+std::shared_ptr<LlamaModel> NewLlamaModel(const Napi::Value& config) {
+  if (!config.IsObject()) Fail("ERR_CONFIG", "Model: expected a config object");
+  Napi::Object o = config.As<Napi::Object>();
+  LlamaConfig c;
+  c.vocab = ConfigInt(o, "vocabSize");
+  c.hidden = ConfigInt(o, "hiddenSize");
+  c.intermediate = ConfigInt(o, "intermediateSize");
+  c.layers = ConfigInt(o, "numHiddenLayers");
+  c.heads = ConfigInt(o, "numAttentionHeads");
+  c.kv_heads = ConfigInt(o, "numKeyValueHeads");
+  c.head_dim = ConfigInt(o, "headDim");
+  c.rope_theta = static_cast<float>(ConfigNumber(o, "ropeTheta"));
+  c.rms_eps = static_cast<float>(ConfigNumber(o, "rmsNormEps"));
+  c.tie_embeddings = ConfigBool(o, "tieWordEmbeddings");
+  c.qkv_bias = ConfigBool(o, "qkvBias");
+  c.o_bias = ConfigBool(o, "oBias");
+  c.init_range = static_cast<float>(ConfigNumber(o, "initializerRange"));
+  ReadFamilyConfig(o, c);
+  try {
+    return std::make_shared<LlamaModel>(c);
+  } catch (const std::invalid_argument& e) {
+    Fail("ERR_CONFIG", e.what());
+  }
+}
+
+ForwardCall ReadForwardCall(const Napi::CallbackInfo& info, const LlamaConfig& c,
+                            const std::function<int64_t(int64_t)>& attended_tokens) {
+  ForwardCall f;
+  f.tokens = GetArray<int32_t>(info, 0, "tokens");
+  const int64_t n = f.n = f.tokens.length;
+  if (n < 1) Fail("ERR_SHAPE", "tokens: expected at least one token");
+  f.labels = GetArray<int32_t>(info, 1, "labels", n);
+  f.positions = GetArray<int32_t>(info, 2, "positions", n);
+  f.docs = GetArray<int32_t>(info, 3, "docLens", -1, true);
+  f.normalizer = GetNumber(info, 4, "normalizer");
+  if (!(f.normalizer > 0) || !std::isfinite(f.normalizer))
+    Fail("ERR_ARG", "normalizer: expected a finite number > 0, got " + std::to_string(f.normalizer));
+  f.tloss = GetArray<float>(info, 5, "tokenLoss", n, true);
+  // dropoutKey: undefined/null = no LoRA dropout (evaluation), else a uint32 mask key
+  f.dkey = info[6].IsUndefined() || info[6].IsNull() ? -1 : GetInt(info, 6, "dropoutKey", 0, 0xffffffffLL);
+  f.targmax = GetArray<int32_t>(info, 7, "tokenArgmax", n, true);
+  // Negative lengths mark padding runs (attend to nothing); the sum of |len| must be the
+  // attended length (n for local attention; the global length under sequence parallelism).
+  int64_t sum = 0;
+  for (int64_t i = 0; i < f.docs.length; ++i) sum += f.docs.data[i] < 0 ? -int64_t(f.docs.data[i]) : f.docs.data[i];
+  const int64_t attended = attended_tokens(n);
+  if (f.docs.data && sum != attended)
+    Fail("ERR_SHAPE", "docLens: lengths sum to " + std::to_string(sum) + ", expected " + std::to_string(attended) +
+                          " (the attended token count)");
+  for (int64_t i = 0; i < n; ++i) {
+    if (f.tokens.data[i] < 0 || f.tokens.data[i] >= c.vocab)
+      Fail("ERR_ARG", "tokens[" + std::to_string(i) + "]: id " + std::to_string(f.tokens.data[i]) +
+                          " is outside [0, " + std::to_string(c.vocab) + ")");
+    int32_t lb = f.labels.data[i];
+    if (lb >= c.vocab || (lb < 0 && lb != kIgnoreIndex))
+      Fail("ERR_ARG", "labels[" + std::to_string(i) + "]: " + std::to_string(lb) + " is neither -100 nor in [0, " +
+                          std::to_string(c.vocab) + ")");
+    if (f.positions.data[i] < 0)
+      Fail("ERR_ARG", "positions[" + std::to_string(i) + "]: expected >= 0, got " + std::to_string(f.positions.data[i]));
+  }
+  f.pins = {info.This(), f.tokens.js, f.labels.js, f.positions.js};
+  if (f.docs.data) f.pins.push_back(f.docs.js);
+  if (f.tloss.data) f.pins.push_back(f.tloss.js);
+  if (f.targmax.data) f.pins.push_back(f.targmax.js);
+  return f;
+}
+
+Napi::Value ForwardResultObject(Napi::Env env, const ForwardResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", Napi::Number::New(env, r.loss));
+  o.Set("valid", Napi::Number::New(env, static_cast<double>(r.valid)));
+  return o;
+}
+
 namespace {
 
 class ModelWorker : public PromiseWorker {
@@ -142,28 +216,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
   Guard(info, [&]() -> Napi::Value {
-    if (!info[0].IsObject()) Fail("ERR_CONFIG", "Model: expected a config object");
-    Napi::Object o = info[0].As<Napi::Object>();
-    LlamaConfig c;
-    c.vocab = ConfigInt(o, "vocabSize");
-    c.hidden = ConfigInt(o, "hiddenSize");
-    c.intermediate = ConfigInt(o, "intermediateSize");
-    c.layers = ConfigInt(o, "numHiddenLayers");
-    c.heads = ConfigInt(o, "numAttentionHeads");
-    c.kv_heads = ConfigInt(o, "numKeyValueHeads");
-    c.head_dim = ConfigInt(o, "headDim");
-    c.rope_theta = static_cast<float>(ConfigNumber(o, "ropeTheta"));
-    c.rms_eps = static_cast<float>(ConfigNumber(o, "rmsNormEps"));
-    c.tie_embeddings = ConfigBool(o, "tieWordEmbeddings");
-    c.qkv_bias = ConfigBool(o, "qkvBias");
-    c.o_bias = ConfigBool(o, "oBias");
-    c.init_range = static_cast<float>(ConfigNumber(o, "initializerRange"));
-    ReadFamilyConfig(o, c);
-    try {
-      model_ = std::make_shared<LlamaModel>(c);
-    } catch (const std::invalid_argument& e) {
-      Fail("ERR_CONFIG", e.what());
-    }
+    model_ = NewLlamaModel(info[0]);
     busy_ = std::make_shared<std::atomic<bool>>(false);
     return info.Env().Undefined();
   });
@@ -303,62 +356,19 @@ Napi::Value ModelWrap::ZeroGrad(const Napi::CallbackInfo& info) {
 //   -> Promise<{loss, valid}>
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
-    const LlamaConfig& c = model_->config();
-    auto tokens = GetArray<int32_t>(info, 0, "tokens");
-    const int64_t n = tokens.length;
-    if (n < 1) Fail("ERR_SHAPE", "tokens: expected at least one token");
-    auto labels = GetArray<int32_t>(info, 1, "labels", n);
-    auto positions = GetArray<int32_t>(info, 2, "positions", n);
-    auto docs = GetArray<int32_t>(info, 3, "docLens", -1, true);
-    double normalizer = GetNumber(info, 4, "normalizer");
-    if (!(normalizer > 0) || !std::isfinite(normalizer))
-      Fail("ERR_ARG", "normalizer: expected a finite number > 0, got " + std::to_string(normalizer));
-    auto tloss = GetArray<float>(info, 5, "tokenLoss", n, true);
-    // dropoutKey: undefined/null = no LoRA dropout (evaluation), else a uint32 mask key
-    const int64_t dkey = info[6].IsUndefined() || info[6].IsNull() ? -1 : GetInt(info, 6, "dropoutKey", 0, 0xffffffffLL);
-    auto targmax = GetArray<int32_t>(info, 7, "tokenArgmax", n, true);
-    // Negative lengths mark padding runs (attend to nothing); the sum of |len| must be the
-    // attended length (n for local attention; the global length under sequence parallelism).
-    int64_t sum = 0;
-    for (int64_t i = 0; i < docs.length; ++i) sum += docs.data[i] < 0 ? -int64_t(docs.data[i]) : docs.data[i];
-    const int64_t attended = model_->attended_tokens(n);
-    if (docs.data && sum != attended)
-      Fail("ERR_SHAPE", "docLens: lengths sum to " + std::to_string(sum) + ", expected " + std::to_string(attended) +
-                            " (the attended token count)");
-    for (int64_t i = 0; i < n; ++i) {
-      if (tokens.data[i] < 0 || tokens.data[i] >= c.vocab)
-        Fail("ERR_ARG", "tokens[" + std::to_string(i) + "]: id " + std::to_string(tokens.data[i]) +
-                            " is outside [0, " + std::to_string(c.vocab) + ")");
-      int32_t lb = labels.data[i];
-      if (lb >= c.vocab || (lb < 0 && lb != kIgnoreIndex))
-        Fail("ERR_ARG", "labels[" + std::to_string(i) + "]: " + std::to_string(lb) + " is neither -100 nor in [0, " +
-                            std::to_string(c.vocab) + ")");
-      if (positions.data[i] < 0)
-        Fail("ERR_ARG", "positions[" + std::to_string(i) + "]: expected >= 0, got " +
-                            std::to_string(positions.data[i]));
-    }
-    Claim("forward");
     auto m = model_;
+    const ForwardCall f = ReadForwardCall(info, m->config(), [&](int64_t n) { return m->attended_tokens(n); });
+    Claim("forward");
     auto result = std::make_shared<ForwardResult>();
-    const int32_t *tk = tokens.data, *lb = labels.data, *ps = positions.data, *dl = docs.data;
-    const int64_t nd = docs.length;
-    float* tl = tloss.data;
-    int32_t* am = targmax.data;
-    const float nz = static_cast<float>(normalizer);
+    const int32_t *tk = f.tokens.data, *lb = f.labels.data, *ps = f.positions.data, *dl = f.docs.data;
+    const int64_t n = f.n, nd = f.docs.length, dkey = f.dkey;
+    float* tl = f.tloss.data;
+    int32_t* am = f.targmax.data;
+    const float nz = static_cast<float>(f.normalizer);
     last_n_ = n;
-    std::vector<Napi::Value> pins{info.This(), tokens.js, labels.js, positions.js};
-    if (docs.data) pins.push_back(docs.js);
-    if (tloss.data) pins.push_back(tloss.js);
-    if (targmax.data) pins.push_back(targmax.js);
     return RunModelAsync(
         info.Env(), "model.forward", busy_, [=] { *result = m->forward(tk, lb, ps, n, dl, nd, nz, tl, dkey, am); },
-        [result](Napi::Env env) -> Napi::Value {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("loss", Napi::Number::New(env, result->loss));
-          o.Set("valid", Napi::Number::New(env, static_cast<double>(result->valid)));
-          return o;
-        },
-        pins);
+        [result](Napi::Env env) { return ForwardResultObject(env, *result); }, f.pins);
   });
 }
 

@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,6 +32,24 @@ Napi::Value CachedFloats(Napi::Env env, Napi::Reference<Napi::Float32Array>& ref
 Napi::Promise RunModelAsync(Napi::Env env, const char* name, const std::shared_ptr<std::atomic<bool>>& busy,
                             PromiseWorker::Work work, PromiseWorker::Result result, const std::vector<Napi::Value>& pins);
 
+// A LlamaModel from the JS config object (src/engine/modelConfig.ts ModelConfig); ERR_CONFIG
+// naming the key. The CPU model and the CUDA model's host side (bind_cuda_model.cc) both use it.
+std::shared_ptr<LlamaModel> NewLlamaModel(const Napi::Value& config);
+
+// forward(tokens, labels, positions, docLens|null, normalizer, tokenLoss|null, dropoutKey|null,
+// tokenArgmax|null), validated against the model's config and attended token count; `pins`
+// holds every JS input the work reads or writes.
+struct ForwardCall {
+  ArrayArg<int32_t> tokens, labels, positions, docs, targmax;
+  ArrayArg<float> tloss;
+  double normalizer = 1;
+  int64_t dkey = -1, n = 0;
+  std::vector<Napi::Value> pins;
+};
+ForwardCall ReadForwardCall(const Napi::CallbackInfo& info, const LlamaConfig& c,
+                            const std::function<int64_t(int64_t)>& attended_tokens);
+Napi::Value ForwardResultObject(Napi::Env env, const ForwardResult& r);
+
 // loraDropoutMask(seed, stepKey, layer, module, count, p) (bind_model_lora.cc).
 Napi::Value LoraDropoutMask(const Napi::CallbackInfo& info);
 
@@ -38,6 +57,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info);
+  // The JS view table ({name, offset, numel, shape}[]); the CUDA model's binding shares it.
+  static Napi::Array ViewArray(Napi::Env env, const std::vector<ParamView>& vs);
 
   // For the inference session (bind_generate.cc), which shares the model and its busy flag.
   const std::shared_ptr<LlamaModel>& model() const { return model_; }
@@ -46,7 +67,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  private:
   // Claims the model for one call (ERR_STATE if another call is running).
   void Claim(const char* what);
-  static Napi::Array ViewArray(Napi::Env env, const std::vector<ParamView>& vs);
 
   // core (bind_model.cc)
   Napi::Value Views(const Napi::CallbackInfo& info);

@@ -213,5 +213,6 @@ void InitConvert(Napi::Env env, Napi::Object exports);    // bind_convert.cc: F1
 void InitComm(Napi::Env env, Napi::Object exports);       // bind_comm.cc: Gloo communicator, Ulysses all-to-all
 void InitGenerate(Napi::Env env, Napi::Object exports);   // bind_generate.cc: KV-cache inference sessions (after InitModel)
 void InitMmap(Napi::Env env, Napi::Object exports);       // bind_mmap.cc: read-only file mappings (token cache)
+void InitCuda(Napi::Env env, Napi::Object exports);       // bind_cuda.cc: CUDA availability, run-time library search
 
 }  // namespace ua

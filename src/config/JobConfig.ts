@@ -76,6 +76,8 @@ export interface JobConfig {
   tiled_mlp: boolean;
   sequence_parallel_size: number;
   deepspeed: string | null;
+  /** null: cuda when a GPU is visible and the addon can run its CUDA model, else cpu */
+  device: 'cpu' | 'cuda' | null;
   debug: boolean;
   /** PEFT adapter directories (null: none) */
   adapter_name_or_path: string[] | null;

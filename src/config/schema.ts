@@ -97,6 +97,7 @@ export const LEAVES: readonly LeafSpec[] = [
   // parallelism
   { path: 'sequence_parallel_size', kind: 'int', min: 1, default: 1, doc: 'ranks that split one sequence (Ulysses); must divide the world size' },
   { path: 'deepspeed', kind: 'string', default: null, nullable: true, doc: 'DeepSpeed JSON; its sequence_parallel_size and batch keys are honoured' },
+  { path: 'device', kind: 'enum', values: ['cpu', 'cuda'], default: null, nullable: true, doc: 'compute backend; null: cuda when a GPU is visible and the addon can run its CUDA model, else cpu (LOCAL_RANK picks the GPU)' },
   { path: 'debug', kind: 'bool', default: false, doc: 'verbose logs and debug checks (--debug)' },
   // continuing from adapters, export (`ulysses-actors export`) and generation (`ulysses-actors chat`): LLaMA-Factory's keys
   { path: 'adapter_name_or_path', kind: 'list', default: null, nullable: true, doc: 'PEFT LoRA adapter directories, comma separated: training merges all but the last into the base and continues the last; export and chat merge them all' },

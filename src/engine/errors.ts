@@ -13,7 +13,8 @@ export type EngineErrorCode =
   | 'ERR_NATIVE'
   | 'ERR_NO_MEMORY'
   | 'ERR_STATE'
-  | 'ERR_ADDON';
+  | 'ERR_ADDON'
+  | 'ERR_DEVICE';
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;

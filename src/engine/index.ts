@@ -22,3 +22,4 @@ export * from './safetensors.js';
 export * from './Communicator.js';
 export * from './headSplit.js';
 export * from './stores.js';
+export * from './device/index.js';

@@ -289,4 +289,49 @@ export interface NativeBinding {
   mapFile(path: string, offset: number, length: number): ArrayBuffer;
   /** Detaches and unmaps a buffer of mapFile now; false when it was already released. */
   unmapFile(buffer: ArrayBuffer): boolean;
+  // bind_cuda.cc
+  cudaAvailability(): CudaAvailability;
+  cudaDeviceInfo(device: number): CudaDeviceInfo;
+  cudaLibraries(): DeviceLibraryStatus[];
+  deviceLibraryCandidates(library: 'cublas' | 'nccl'): string[];
+  deviceLibraryLoad(library: 'cublas' | 'nccl'): { path: string; error: string; tried: string[] };
+  /** One CUDA kernel op over host buffers, laid out as the CPU binding of the same name (native/cuda/host_ops.cu); its scalar results. */
+  cudaRunOp(name: string, device: number, buffers: (F32 | I32 | Uint16Array | F64 | null)[], scalars: number[]): Promise<number[]>;
+  /** cuBLAS bf16 x bf16 -> fp32 GEMM rate of m x n x k products on `device`, TFLOP/s. */
+  cudaGemmTflops(device: number, m: number, n: number, k: number, reps: number): Promise<number>;
+  /** A fresh 128-byte NCCL unique id (ERR_DEVICE without CUDA or NCCL). */
+  ncclUniqueId(): Uint8Array;
+}
+
+/** What the addon says about CUDA; never throws (no GPU is an answer, not an error). */
+export interface CudaAvailability {
+  /** native/cuda was compiled into this addon (nvcc was found when it was built). */
+  built: boolean;
+  /** Visible CUDA devices (0: none, or no driver). */
+  devices: number;
+  /** Why devices is 0 (empty otherwise). */
+  reason: string;
+  runtimeVersion: number;
+  driverVersion: number;
+  /** Device code compiled in, e.g. "sm_90". */
+  arch: string;
+}
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  pciBusId: string;
+  major: number;
+  minor: number;
+  multiprocessors: number;
+  totalBytes: number;
+  freeBytes: number;
+}
+
+export interface DeviceLibraryStatus {
+  name: string;
+  path: string;
+  error: string;
+  tried: string[];
+  version: string;
 }

@@ -23,6 +23,8 @@ const NON_MATH_KEYS = new Set([
   'do_eval', 'eval_dataset', 'eval_strategy', 'eval_steps', 'per_device_eval_batch_size', 'compute_accuracy', 'eval_on_each_dataset',
   // the token cache's location and workers change where the tokens are kept, not what they are
   'tokenized_path', 'overwrite_cache', 'preprocessing_num_workers',
+  // the backend computes the same math (a checkpoint moves between cpu and cuda)
+  'device',
 ]);
 
 /** sha256 over the settings that change the math (keys sorted, so the order of a YAML file does not matter). */

@@ -79,10 +79,10 @@ export function resolveModelDir(spec: string): string {
  * An HF checkpoint directory is loaded; a directory with only config.json gets a seeded
  * initialization. `bf16`: the job's mixed precision (REFERENCE §6; fp32 masters either way).
  */
-export async function loadModel(dir: string, seed: number, bf16 = false, tiledMlp = false): Promise<Model> {
+export async function loadModel(dir: string, seed: number, bf16 = false, tiledMlp = false, device: JobConfig['device'] = 'cpu'): Promise<Model> {
   const hasWeights = existsSync(join(dir, 'model.safetensors')) || existsSync(join(dir, 'model.safetensors.index.json'));
-  if (hasWeights) return Model.fromPretrained(dir, { bf16, tiledMlp });
-  return Model.create(await readModelConfig(join(dir, 'config.json')), { seed, bf16, tiledMlp });
+  if (hasWeights) return Model.fromPretrained(dir, { bf16, tiledMlp, device });
+  return Model.create(await readModelConfig(join(dir, 'config.json')), { seed, bf16, tiledMlp, device });
 }
 
 interface JobData {
@@ -196,7 +196,7 @@ export const trainWorkload: Workload = async (ctx) => {
   try {
     const modelDir = resolveModelDir(c.model_name_or_path);
     assertFits(c, modelDir, ctx.localRanks);
-    const model = await loadModel(modelDir, c.seed, c.bf16, c.tiled_mlp);
+    const model = await loadModel(modelDir, c.seed, c.bf16, c.tiled_mlp, c.device);
     model.nameOrPath = c.model_name_or_path;
     // LoRA: adapters (seeded by the job's seed) on the loaded base, which stays frozen; with
     // adapter_name_or_path, as LLaMA-Factory: all but the last merged into the base, the last continued
@@ -309,7 +309,7 @@ export const trainWorkload: Workload = async (ctx) => {
  */
 async function referenceModel(c: JobConfig, model: Model, modelDir: string, runtime: ParallelRuntime): Promise<ReferenceModel> {
   if (c.finetuning_type === 'lora') return { model, enter: () => model.setAdaptersEnabled(false), exit: () => model.setAdaptersEnabled(true) };
-  const ref = await loadModel(modelDir, c.seed, c.bf16);
+  const ref = await loadModel(modelDir, c.seed, c.bf16, false, c.device);
   runtime.attachModel(ref);
   return { model: ref };
 }

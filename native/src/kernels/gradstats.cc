@@ -19,12 +19,7 @@ namespace {
 
 constexpr int64_t kBlock = 16384;
 
-struct BlockStats {
-  double sum_abs = 0;
-  double sum_sq = 0;
-  float max_abs = 0;
-  int64_t nonfinite = 0;
-};
+using BlockStats = GradBlockStats;
 
 // Sixteen independent lanes of double accumulators (a fixed order, so fixed bits), with the
 // finite test and |g| done on the integer bits: written this way the loop vectorizes, which the
@@ -226,6 +221,11 @@ GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const Tenso
     const int64_t start = (k - first[owner[k]]) * kBlock;
     items[k] = block_stats(grad + s.offset + start, std::min(kBlock, s.numel - start));
   }
+  return combine_grad_blocks(per_tensor_mean_abs, items.data(), first.data(), tensors, ntensors);
+}
+
+GradStats combine_grad_blocks(double* per_tensor_mean_abs, const GradBlockStats* items, const int64_t* first,
+                              const TensorSpan* tensors, int64_t ntensors) {
   GradStats out;
   double mean_sum = 0, sum_sq = 0;
   int64_t counted = 0;

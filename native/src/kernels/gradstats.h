@@ -23,6 +23,19 @@ struct GradStats {
 // per_tensor_mean_abs [ntensors] (nullable).
 GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors);
 
+// The partial sums of one (tensor, block) item of grad_stats, and their combination in tensor
+// order then block order (items first[t] .. first[t + 1] - 1 belong to tensor t): the one
+// combination every engine uses (the CUDA one too), so the statistics agree bitwise wherever the
+// partial sums do.
+struct GradBlockStats {
+  double sum_abs = 0;
+  double sum_sq = 0;
+  float max_abs = 0;
+  int64_t nonfinite = 0;
+};
+GradStats combine_grad_blocks(double* per_tensor_mean_abs, const GradBlockStats* items, const int64_t* first,
+                              const TensorSpan* tensors, int64_t ntensors);
+
 // Counter-based Gaussian noise (Philox4x32-10, Box-Muller), keyed by (seed, step, tensor index):
 // g[i] = fma(std, N(0,1)_i, g[i]). Identical on every process and for any thread count.
 // Stream: element i uses Philox block b = i / 4 with counter (b lo32, b hi32, step lo32, tensor lo32)

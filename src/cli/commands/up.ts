@@ -18,6 +18,7 @@ import { DETERMINISTIC_EXIT_CODE, failureClassOf } from '../../actors/failureCla
 import { bindProblem, createLaunchers, isThisMachine, launcherKinds } from '../../actors/launchers/index.js';
 import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, resolveJob, withOutputDir, type ConfigProblem, type JobSpec } from '../../config/index.js';
 import { clearOutputDir } from '../../config/outputDir.js';
+import { deviceFacts, deviceProblem } from '../../engine/device/index.js';
 import { jobResourceProblems } from '../../train/jobResourceProblems.js';
 import { outputDirState } from '../../train/outputDirState.js';
 import { plotLoss } from '../../train/plot/plotLoss.js';
@@ -81,6 +82,11 @@ export async function upCommand(argv: string[]): Promise<number> {
   // memory first, from config.json's numbers alone: a model that cannot fit is refused before any parser allocates for it
   const ranksHere = hostList.reduce((n, h) => n + (isThisMachine(h.host) ? h.slots.length : 0), 0);
   if (workload === 'train' && ranksHere > 0) problems.push(...jobResourceProblems(job.config, ranksHere));
+  // device: cuda must be computable on this machine's ranks (remote hosts check their own at start)
+  if (job.config.device === 'cuda' && kinds.includes('local')) {
+    const p = deviceProblem('cuda', deviceFacts());
+    if (p) problems.push({ key: 'device', value: 'cuda', ...p });
+  }
   if (problems.length) throw new ConfigError(problems);
   // the model (heads vs sequence_parallel_size, tokenizer), the data, output_dir and the hosts, before anything starts
   const checked = await preflight({ job, hosts: hostList, hostfile: typeof command.nodes === 'string' ? command.nodes : undefined, kinds, workload });

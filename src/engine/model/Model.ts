@@ -13,6 +13,8 @@
  */
 import { join } from 'node:path';
 import type { Communicator } from '../Communicator.js';
+import { deviceFacts } from '../device/deviceFacts.js';
+import { selectDevice, type DeviceKind } from '../device/selectDevice.js';
 import { EngineError } from '../errors.js';
 import { resolveLora, writeAdapter, type LoraOptions } from '../lora.js';
 import { readModelConfig, type ModelConfig } from '../modelConfig.js';
@@ -33,6 +35,8 @@ export interface ModelOptions {
   bf16?: boolean;
   /** Tiled MLP (ALST): true picks the tile from the length, a number is rows per tile (default off). */
   tiledMlp?: boolean | number;
+  /** Compute backend (default cpu; null: chosen by device/selectDevice.ts from the addon and LOCAL_RANK). */
+  device?: DeviceKind | null;
 }
 
 export class Model {
@@ -75,6 +79,10 @@ export class Model {
   }
 
   private static allocate(config: ModelConfig, o: ModelOptions): Model {
+    // the device seam's selection point: cpu (the default) never asks the addon about CUDA;
+    // selectDevice refuses cuda with ERR_DEVICE wherever the addon binds no CUDA model
+    if (o.device !== undefined && o.device !== 'cpu' && selectDevice(o.device, deviceFacts()).kind !== 'cpu')
+      throw new EngineError('ERR_DEVICE', 'device: cuda: this addon binds no CUDA model; use device: cpu');
     const m = new Model(config, new (native().Model)(config));
     if (o.checkpointing) m.setCheckpointing(true);
     if (o.bf16) m.setBf16(true);
