@@ -3,7 +3,8 @@
  * heartbeat settings are parsed from it), starts the rank processes of its host when told to,
  * watches them, and reports every exit with its exit code, signal and the tail of stderr. It
  * owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). On start it sweeps what
- * dead jobs left on this host (sweepStale.ts). It never outlives the coordinator: without a
+ * dead jobs left on this host (sweepStale.ts). With cluster.standby_ranks it keeps a warm standby
+ * process per rank (StandbyRanks.ts) so a restarted group skips the process start-up. It never outlives the coordinator: without a
  * welcome, when its lifeline closes (the launcher or `up` is gone: its ranks are stopped at once),
  * or when the coordinator stays silent beyond `cluster.coordinator_grace_s`, it stops its ranks
  * and exits; a shorter silence (a paused coordinator) costs nothing.
@@ -17,7 +18,11 @@ import { DealerEndpoint } from '../transport/ZmqEndpoints.js';
 import { createLogger, type Logger } from '../util/Logger.js';
 import { closeLink, coordinatorGraceMs, CoordinatorWatch, WELCOME_TIMEOUT_MS } from './coordinatorLink.js';
 import { ProcessChild } from './ProcessChild.js';
+import { StandbyRanks } from './StandbyRanks.js';
 import { sweepDeadOwners } from './sweepStale.js';
+
+/** A rank's standby starts this long after the rank, so the two do not share the start-up's cores. */
+const STANDBY_DELAY_MS = 3000;
 
 export interface AgentOptions {
   coordUrl: string;
@@ -58,9 +63,27 @@ export async function runAgent(o: AgentOptions): Promise<number> {
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((r) => (finish = r));
 
+  /** A rank process of this host (`lifeline`: a standby, told its rank later over stdin). */
+  const rankProcess = (rank: number, env: NodeJS.ProcessEnv, args: string[], lifeline = false) =>
+    new ProcessChild({
+      command: rankCmd.command,
+      args: [...rankCmd.args, ...args],
+      env,
+      // the coordinator has already asked the rank to abort over the control plane
+      requestAbort: () => {},
+      abortWaitMs: 2000,
+      graceMs: 3000,
+      killWaitMs: 3000,
+      lifeline,
+      onOutput: (stream, chunk) => (stream === 'stderr' ? process.stderr : process.stdout).write(chunk),
+      onUnkillable: (pid) => log.error('a rank process could not be killed', { rank, pid }),
+    });
+  // warm standbys (cluster.standby_ranks) only for this package's own rank command, which knows --standby
+  let standbys: StandbyRanks | null = null;
+
   /** `now`: nobody asked the ranks to abort (the coordinator is gone): skip straight to the signals */
   const stopAll = async (reason: string, now = false) => {
-    await Promise.all([...ranks.values()].map((r) => r.child.stop(reason, now)));
+    await Promise.all([...ranks.values()].map((r) => r.child.stop(reason, now)).concat(standbys ? [standbys.close()] : []));
   };
 
   ep.onFrame((f) => {
@@ -76,6 +99,10 @@ export async function runAgent(o: AgentOptions): Promise<number> {
           break;
         }
         startHeartbeats(cluster);
+        if (cluster.standbyRanks && !o.rankCommand && !standbys) {
+          const base = { ...process.env, ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile };
+          standbys = new StandbyRanks((rank) => rankProcess(rank, base, ['--standby'], true), STANDBY_DELAY_MS);
+        }
         break;
       }
       case 'agent.spawn': {
@@ -85,18 +112,8 @@ export async function runAgent(o: AgentOptions): Promise<number> {
           log.error('asked to start a rank that is still running; stopping the old one first', { rank });
           void prev.child.stop('replaced');
         }
-        const child = new ProcessChild({
-          command: rankCmd.command,
-          args: [...rankCmd.args, ...f.body.args],
-          env: { ...process.env, ...f.body.env, ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile },
-          // the coordinator has already asked the rank to abort over the control plane
-          requestAbort: () => {},
-          abortWaitMs: 2000,
-          graceMs: 3000,
-          killWaitMs: 3000,
-          onOutput: (stream, chunk) => (stream === 'stderr' ? process.stderr : process.stdout).write(chunk),
-          onUnkillable: (pid) => log.error('a rank process could not be killed', { rank, pid }),
-        });
+        const env = { ...f.body.env, ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile };
+        const child = standbys?.assign(rank, { env, args: f.body.args }) ?? rankProcess(rank, { ...process.env, ...env }, f.body.args);
         ranks.set(rank, { child, incarnation });
         if (child.pid !== undefined) ep.send('coord', 'agent.rank.started', { rank, incarnation, pid: child.pid });
         void child.exited.then((exit) => {

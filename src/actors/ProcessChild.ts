@@ -6,7 +6,8 @@
  *   6. if it is still there, report it as unkillable and stop waiting (never wait forever).
  * The child runs in its own process group (detached) so its helpers die with it; it is still
  * killed when the parent exits normally. With `lifeline` its stdin is a pipe that this process
- * holds open: the child sees it close when this process dies in any way (a SIGKILL included).
+ * holds open: the child sees it close when this process dies in any way (a SIGKILL included);
+ * `send` writes to it (a standby rank takes its assignment that way).
  * Signals go only to pids this object started.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
@@ -46,7 +47,7 @@ export class ProcessChild implements ChildHandle {
   constructor(private readonly o: ProcessChildOptions) {
     const opts: SpawnOptions = { env: o.env, cwd: o.cwd, detached: true, stdio: [o.lifeline ? 'pipe' : 'ignore', 'pipe', 'pipe'] };
     this.proc = spawn(o.command, o.args, opts);
-    // nothing is written to the lifeline; a child that exits first must not break it
+    // a child that exits first must not break the lifeline (nor a write to it)
     this.proc.stdin?.on('error', () => {});
     const keep = o.stderrTailBytes ?? 8192;
     this.proc.stderr!.on('data', (b: Buffer) => {
@@ -82,6 +83,17 @@ export class ProcessChild implements ChildHandle {
 
   get alive(): boolean {
     return this.exitInfo === null && this.proc.pid !== undefined;
+  }
+
+  /**
+   * Writes `text` to the child's stdin (a `lifeline` child only). False when there is no pipe or
+   * the child is gone: the caller starts another process instead.
+   */
+  send(text: string): boolean {
+    const stdin = this.proc.stdin;
+    if (!this.alive || !stdin || stdin.destroyed || !stdin.writable) return false;
+    stdin.write(text);
+    return true;
   }
 
   stderrTail(): string {

@@ -32,11 +32,20 @@ export interface Preflight {
   model: string | null;
   /** `tokenizer: ...`, `data: ...`, `output_dir: ...` lines */
   notes: string[];
+  /** the run of this same job that output_dir holds and `up` continues by itself (null: none) */
+  continued: Continued | null;
+}
+
+/** A run of this same job in output_dir, continued from one of its checkpoints. */
+export interface Continued {
+  checkpoint: string;
+  /** its newest checkpoint is at max_steps: the run had finished */
+  finished: boolean;
 }
 
 export async function preflight(o: PreflightOptions): Promise<Preflight> {
   const c = o.job.config;
-  const out: Preflight = { problems: [], model: null, notes: [] };
+  const out: Preflight = { problems: [], model: null, notes: [], continued: null };
   if (o.workload === 'train') {
     const world = o.hostfile !== undefined ? o.hosts.reduce((n, h) => n + h.slots.length, 0) : undefined;
     const m = await modelPreflight(c, world);
@@ -51,10 +60,11 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
     }
   }
   const continued = await continuesItself(o.job);
+  out.continued = continued;
   if (continued === null) out.problems.push(...outputDirProblems(c, o.job.sources.output_dir));
   const st = inspectOutputDir(c.output_dir);
   out.notes.push(
-    `output_dir: ${st.path} ${!st.exists ? '(new)' : st.entries.length === 0 ? '(empty)' : c.overwrite_output_dir ? `(${st.entries.length} entries, cleared first: overwrite_output_dir)` : c.resume_from_checkpoint !== null ? '(resumed)' : continued !== null ? `(a run of this job: continued from ${basename(continued)})` : `(${st.entries.length} entries)`}`,
+    `output_dir: ${st.path} ${!st.exists ? '(new)' : st.entries.length === 0 ? '(empty)' : c.overwrite_output_dir ? `(${st.entries.length} entries, cleared first: overwrite_output_dir)` : c.resume_from_checkpoint !== null ? '(resumed)' : continued !== null ? `(a run of this job: continued from ${basename(continued.checkpoint)})` : `(${st.entries.length} entries)`}`,
   );
   if (o.hostfile !== undefined) out.problems.push(...(await unresolvedHostProblems(o.hosts.filter((_, i) => o.kinds[i] === 'ssh'), o.hostfile)));
   return out;
@@ -68,7 +78,7 @@ export async function preflight(o: PreflightOptions): Promise<Preflight> {
  * keeps every step; the weights are the same either way. Null: output_dir's contents are the
  * user's to decide.
  */
-export async function continuesItself(job: ResolvedJob): Promise<string | null> {
+export async function continuesItself(job: ResolvedJob): Promise<Continued | null> {
   const c = job.config;
   if (c.overwrite_output_dir || c.resume_from_checkpoint !== null) return null;
   const dir = resolve(c.output_dir);
@@ -80,5 +90,5 @@ export async function continuesItself(job: ResolvedJob): Promise<string | null> 
   if (names.length === 0) return null;
   const logged = await loggedStep(dir);
   const pick = names.filter((n) => stepOf(n) <= logged).at(-1) ?? names.at(-1)!;
-  return join(dir, pick);
+  return { checkpoint: join(dir, pick), finished: state.finished };
 }

@@ -36,6 +36,8 @@ export interface ClusterSettings {
    * network) before they stop; the coordinator gives a silent node agent as long
    */
   coordinatorGraceMs: number;
+  /** node agents keep a warm standby process per rank for restarts */
+  standbyRanks: boolean;
   bindHost: string;
   /** the address agents and ranks dial (MASTER_ADDR), as seen from the coordinator's host */
   advertiseHost: string;
@@ -62,6 +64,7 @@ export function clusterSettingsOf(c: JobConfig['cluster']): ClusterSettings {
     shutdownGraceMs: c.shutdown_grace_s * 1000,
     startupGraceMs: c.startup_grace_s * 1000,
     coordinatorGraceMs: c.coordinator_grace_s * 1000,
+    standbyRanks: c.standby_ranks,
     bindHost: c.bind_address,
     // a wildcard bind is dialled through this host's name unless an address is advertised
     advertiseHost: c.advertise_address ?? (WILDCARD.has(c.bind_address) ? hostname() : c.bind_address),

@@ -116,6 +116,7 @@ export interface JobConfig {
     shutdown_grace_s: number;
     startup_grace_s: number;
     coordinator_grace_s: number;
+    standby_ranks: boolean;
     coordinator_port: number;
     bind_address: string;
     advertise_address: string | null;

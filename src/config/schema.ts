@@ -144,6 +144,7 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'cluster.shutdown_grace_s', kind: 'number', min: 0, default: 10, doc: 'SIGTERM to SIGKILL grace period' },
   { path: 'cluster.startup_grace_s', kind: 'number', above: 0, default: 30, doc: 'a newly started rank may stay silent this long before missed heartbeats count' },
   { path: 'cluster.coordinator_grace_s', kind: 'number', above: 0, default: 30, doc: 'agents and ranks keep training through a silent coordinator (paused, cut off) this long, then stop (never less than heartbeat_interval_s x (heartbeat_miss_limit + 2)); the coordinator waits as long for a silent node agent' },
+  { path: 'cluster.standby_ranks', kind: 'bool', default: true, doc: 'each node agent keeps a warm standby process per rank (started, code loaded, waiting) so a restarted group skips the process start-up; costs one idle process per rank' },
   { path: 'cluster.coordinator_port', kind: 'int', min: 0, max: 65535, default: 0, doc: 'coordinator ROUTER port (0: ephemeral)' },
   { path: 'cluster.bind_address', kind: 'string', default: '127.0.0.1', doc: 'address the coordinator binds (0.0.0.0 for multi-host)' },
   { path: 'cluster.advertise_address', kind: 'string', default: null, nullable: true, doc: 'address agents dial (null: bind_address, or this host name when binding 0.0.0.0)' },

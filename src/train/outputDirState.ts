@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobConfig } from '../config/JobConfig.js';
+import { metricsRowSteps } from './metricsRows.js';
 
 /** Keys that do not change the math of a run (excluded from the config hash of checkpoints). */
 const NON_MATH_KEYS = new Set([
@@ -125,14 +126,5 @@ export async function loggedStep(dir: string): Promise<number> {
   } catch {
     return 0;
   }
-  let max = 0;
-  for (const line of text.split('\n')) {
-    try {
-      const step = (JSON.parse(line) as { step?: unknown }).step;
-      if (typeof step === 'number' && step > max) max = step;
-    } catch {
-      /* a torn or blank line */
-    }
-  }
-  return max;
+  return metricsRowSteps(text).reduce((m, r) => Math.max(m, r.step), 0);
 }

@@ -12,6 +12,7 @@
 import { appendFile, readFile, rename, writeFile } from 'node:fs/promises';
 import type { BodyOf } from '../../transport/messages.js';
 import type { Logger } from '../../util/Logger.js';
+import { metricsRowSteps, type MetricsRowStep } from '../../train/metricsRows.js';
 
 type StepReport = BodyOf<'rank.step.done'>;
 
@@ -36,22 +37,9 @@ export interface EvalRow {
 
 export type StepOutcome = { kind: 'pending' } | { kind: 'duplicate' } | { kind: 'diverged'; reason: string } | { kind: 'complete'; row: MetricsRow };
 
-/** The steps of metrics.jsonl's rows (unparseable lines are skipped). */
-function rowSteps(text: string): { step: number; line: string }[] {
-  return text.split('\n').flatMap((line) => {
-    if (!line.trim()) return [];
-    try {
-      const step = (JSON.parse(line) as { step?: unknown }).step;
-      return typeof step === 'number' ? [{ step, line }] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
-async function readRows(path: string): Promise<{ step: number; line: string }[]> {
+async function readRows(path: string): Promise<MetricsRowStep[]> {
   try {
-    return rowSteps(await readFile(path, 'utf8'));
+    return metricsRowSteps(await readFile(path, 'utf8'));
   } catch {
     return [];
   }
@@ -185,7 +173,7 @@ export class StepAggregator {
       await rename(tmp, path);
       text = whole;
     }
-    return Math.max(0, ...rowSteps(text).map((r) => r.step));
+    return metricsRowSteps(text).reduce((m, r) => Math.max(m, r.step), 0);
   }
 
   /**

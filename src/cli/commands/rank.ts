@@ -1,15 +1,32 @@
 /**
  * `ulysses-actors rank`: a rank process, started by its node agent (environment ULYSSES_*). The
  * composition root of a rank: the workload registry and, when the chaos harness set a fault plan
- * (ULYSSES_CHAOS), the plan's hooks go into the rank runtime from here.
+ * (ULYSSES_CHAOS), the plan's hooks go into the rank runtime from here. `rank --standby` is a warm
+ * standby (actors/StandbyRanks.ts): it loads the code first and takes its environment from the one
+ * line its agent writes on stdin.
  */
 import { rankEnvFromProcess, RankEnvError, runRank } from '../../actors/rank/RankRuntime.js';
 import { CHAOS_ENV } from '../../chaos/chaosEnv.js';
 import { createLogger } from '../../util/Logger.js';
 import { UsageError } from '../UsageError.js';
-import { workloads } from '../workloads.js';
+import { preloadWorkloads, workloads } from '../workloads.js';
+import { readStandbyAssignment, StandbyAssignmentError } from '../../actors/rank/standbyAssignment.js';
 
-export async function rankCommand(_argv: string[]): Promise<number> {
+export async function rankCommand(argv: string[]): Promise<number> {
+  if (argv[0] === '--standby') {
+    // a warm standby: load everything a rank needs, then wait for the rank this process becomes
+    await preloadWorkloads();
+    let a;
+    try {
+      a = await readStandbyAssignment(process.stdin);
+    } catch (e) {
+      if (e instanceof StandbyAssignmentError) throw new UsageError(e.message);
+      throw e;
+    }
+    if (a === null) return 0;
+    Object.assign(process.env, a.env);
+    return rankCommand(a.args);
+  }
   let env;
   try {
     env = rankEnvFromProcess();

@@ -20,12 +20,11 @@ import { ConfigError, formatIgnored, localHostsForJob, parseSyntheticSettings, r
 import { clearOutputDir } from '../../config/outputDir.js';
 import { deviceFacts, deviceProblem } from '../../engine/device/index.js';
 import { jobResourceProblems } from '../../train/jobResourceProblems.js';
-import { outputDirState } from '../../train/outputDirState.js';
 import { plotLoss } from '../../train/plot/plotLoss.js';
 import { createLogger } from '../../util/Logger.js';
 import { cliEntry } from '../../util/packageRoot.js';
 import { startVizServer } from '../../viz/startVizServer.js';
-import { continuesItself, preflight } from '../preflight.js';
+import { preflight } from '../preflight.js';
 import { ProgressDisplay, evalLine, logSink } from '../progress.js';
 import { resultLines } from '../resultLines.js';
 import { workloads } from '../workloads.js';
@@ -102,10 +101,8 @@ export async function upCommand(argv: string[]): Promise<number> {
   let spec: JobSpec = { ...withOutputDir(job, outputDir), ...(synthetic ? { synthetic } : {}) };
   // a run of this same job (same config hash) with a checkpoint in output_dir: go on from its newest
   // checkpoint (preflight refused any other content unless overwrite_output_dir or a resume says what to do)
-  const previous = await outputDirState(outputDir, spec.config);
-  const continued = await continuesItself(job);
-  const resuming = continued !== null;
-  if (resuming) spec = { ...spec, config: { ...spec.config, resume_from_checkpoint: continued } };
+  const continued = checked.continued;
+  if (continued !== null) spec = { ...spec, config: { ...spec.config, resume_from_checkpoint: continued.checkpoint } };
   const tty = process.stdout.isTTY === true;
   const out = (text: string) => process.stdout.write(text);
   const total = job.config.max_steps > 0 ? job.config.max_steps : null;
@@ -119,9 +116,9 @@ export async function upCommand(argv: string[]): Promise<number> {
       `workload ${workload}; output ${outputDir}\n`,
   );
   if (model?.description) out(`model: ${model.description}\n`);
-  if (resuming && previous.kind === 'same-job') {
-    const run = previous.finished ? 'a finished run' : 'an interrupted run';
-    out(`resuming: ${outputDir} holds ${run} of this job (same config hash); it continues from ${continued} (the newest checkpoint whose steps metrics.jsonl logs)\n`);
+  if (continued !== null) {
+    const run = continued.finished ? 'a finished run' : 'an interrupted run';
+    out(`resuming: ${outputDir} holds ${run} of this job (same config hash); it continues from ${continued.checkpoint} (the newest checkpoint whose steps metrics.jsonl logs)\n`);
   }
 
   const coord = new Coordinator({
