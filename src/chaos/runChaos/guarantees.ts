@@ -135,7 +135,9 @@ function recoverGuarantees(plan: FaultPlan, run: RunOnce, reference: ReferenceRu
   // errors, a second rank found hung at the same step) must not restart the fresh group again
   // and spend the restart intensity. Dropped heartbeats may legitimately add a failure.
   if (r.ok && !harmless && !plan.faults.some((f) => f.kind === 'net_drop')) {
-    g.push({ name: 'one restart per failure', ok: r.restarts === expectedFailures, detail: `${r.restarts} restart(s) for ${expectedFailures} failing fault(s)` });
+    const causes = eventsOf(run.events, 'job.restarted').map((e) => `${e.cause}: ${e.reason}`);
+    const detail = `${r.restarts} restart(s) for ${expectedFailures} failing fault(s)`;
+    g.push({ name: 'one restart per failure', ok: r.restarts === expectedFailures, detail: r.restarts === expectedFailures ? detail : `${detail}; restarted for: ${causes.join('; ')}` });
   }
   return g;
 }
