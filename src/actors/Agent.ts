@@ -22,7 +22,7 @@ import { StandbyRanks } from './StandbyRanks.js';
 import { sweepDeadOwners } from './sweepStale.js';
 
 /** A rank's standby starts this long after the rank, so the two do not share the start-up's cores. */
-const STANDBY_DELAY_MS = 3000;
+const STANDBY_DELAY_MS = 1000;
 
 export interface AgentOptions {
   coordUrl: string;
