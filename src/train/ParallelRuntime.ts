@@ -31,6 +31,13 @@ export interface ParallelRuntime extends ParallelLayout {
   barrier(group: Group): Promise<void>;
   /** Every member's buffer (same length everywhere) concatenated in group rank order. */
   allGather(buf: Float32Array, group: Group): Promise<Float32Array>;
+  /**
+   * Member i gets the sum over members of chunk i of every member's `buf` (buf.length / group size
+   * elements each), added in group rank order within blocks of `block` members (default 1), then
+   * over the blocks: ZeRO stage 2's gradient reduction, with block sp on the world (the SP sum,
+   * then the replicas', as reduceGradients adds them).
+   */
+  reduceScatterSum(buf: Float32Array, group: Group, block?: number): Promise<Float32Array>;
   /** Gradients of replicated parameters: SUM over the SP group, then MEAN over the DP replicas. */
   reduceGradients(grads: Float32Array): Promise<void>;
   /** Makes the model's attention sequence-parallel over the SP group (no-op when sp == 1). */
@@ -52,6 +59,7 @@ export function singleProcessRuntime(): ParallelRuntime {
     broadcast: async () => {},
     barrier: async () => {},
     allGather: async (buf) => Float32Array.from(buf),
+    reduceScatterSum: async (buf) => Float32Array.from(buf),
     reduceGradients: async () => {},
     attachModel: () => {},
     close: async () => {},

@@ -109,6 +109,11 @@ class GlooRuntime implements ParallelRuntime {
     return c.size === 1 ? Float32Array.from(buf) : c.allGather(buf);
   }
 
+  async reduceScatterSum(buf: Float32Array, group: Group, block = 1): Promise<Float32Array> {
+    const c = this.comm(group);
+    return c.size === 1 ? Float32Array.from(buf) : c.reduceScatterSum(buf, block);
+  }
+
   async barrier(group: Group): Promise<void> {
     const c = this.comm(group);
     if (c.size === 1) return;

@@ -271,6 +271,57 @@ void add_noise(float* g, int64_t n, float std, uint64_t seed, uint64_t step, uin
   }
 }
 
+void add_noise_from(float* g, int64_t n, uint64_t first, float std, uint64_t seed, uint64_t step, uint64_t tensor) {
+  if (n < 0) throw ShapeError("add_noise_from: negative n");
+  if (n == 0) return;
+  constexpr int64_t kBatch = 4 * kLanes;
+  // batches of the whole tensor's stream that [first, first + n) touches
+  const uint64_t k0 = first / kBatch, k1 = (first + static_cast<uint64_t>(n) - 1) / kBatch;
+  const int64_t batches = static_cast<int64_t>(k1 - k0 + 1);
+#pragma omp parallel for num_threads(threads_for(n * 8)) schedule(static)
+  for (int64_t b = 0; b < batches; ++b) {
+    const uint64_t k = k0 + static_cast<uint64_t>(b);
+    float z[kBatch];
+    normals_batch(z, seed, step, tensor, k * kLanes);
+    const uint64_t lo = std::max<uint64_t>(first, k * kBatch);
+    const uint64_t hi = std::min<uint64_t>(first + static_cast<uint64_t>(n), (k + 1) * kBatch);
+    for (uint64_t i = lo; i < hi; ++i) g[i - first] = std::fma(std, z[i - k * kBatch], g[i - first]);
+  }
+}
+
+void grad_partial_sums(GradBlockStats* out, const float* grad, const TensorSpan* spans, int64_t nspans) {
+  if (nspans < 0) throw ShapeError("grad_partial_sums: negative span count");
+  std::vector<int64_t> first(static_cast<size_t>(nspans) + 1, 0);
+  for (int64_t t = 0; t < nspans; ++t) {
+    if (spans[t].numel < 0 || spans[t].offset < 0) throw ShapeError("grad_partial_sums: negative span");
+    first[t + 1] = first[t] + (spans[t].numel + kBlock - 1) / kBlock;
+  }
+  const int64_t nitems = first[nspans];
+  std::vector<BlockStats> items(static_cast<size_t>(nitems));
+  std::vector<int64_t> owner(static_cast<size_t>(nitems));
+  int64_t total = 0;
+  for (int64_t t = 0; t < nspans; ++t) {
+    total += spans[t].numel;
+    for (int64_t k = first[t]; k < first[t + 1]; ++k) owner[k] = t;
+  }
+#pragma omp parallel for num_threads(threads_for(total)) schedule(dynamic, 4)
+  for (int64_t k = 0; k < nitems; ++k) {
+    const TensorSpan& s = spans[owner[k]];
+    const int64_t start = (k - first[owner[k]]) * kBlock;
+    items[k] = block_stats(grad + s.offset + start, std::min(kBlock, s.numel - start));
+  }
+  for (int64_t t = 0; t < nspans; ++t) {
+    GradBlockStats r;
+    for (int64_t k = first[t]; k < first[t + 1]; ++k) {
+      r.sum_abs += items[k].sum_abs;
+      r.sum_sq += items[k].sum_sq;
+      r.max_abs = std::max(r.max_abs, items[k].max_abs);
+      r.nonfinite += items[k].nonfinite;
+    }
+    out[t] = r;
+  }
+}
+
 void scale(float* g, int64_t n, float factor) {
   if (n < 0) throw ShapeError("scale: negative n");
 #pragma omp parallel for num_threads(threads_for(n)) schedule(static)
