@@ -7,18 +7,25 @@
 // Stage 2 (gradients reduce-scattered): in one process over a world of virtual ranks, every plan
 // operation (noise, scaling, centralization, clip) on the parts against the fused stage-0 step on
 // the whole gradient; then the same jobs as stage 1: weights within 1e-6 of stage 0's, the same
-// plan digests, bitwise the same run to run, and a resume on another world size.
+// plan digests, bitwise the same run to run, and a resume on another world size. Checkpoints: one
+// optimizer file per rank with the partition map, in the checksums; a resume on the same cut
+// (bitwise), across the consolidated layout of older checkpoints in both directions, and in
+// process the path each rank takes and its log line.
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Model } from '../../src/engine/model/index.js';
 import type { ParamView } from '../../src/engine/nativeBinding.js';
 import { readSafetensors } from '../../src/engine/safetensors.js';
 import { addNoise } from '../../src/engine/ops/optim.js';
 import type { PolicyPlan } from '../../src/statecharts/trainingPolicy.js';
+import { verifyCheckpoint } from '../../src/train/checkpoint.js';
 import { Optimizer } from '../../src/train/loop/Optimizer.js';
-import { readAllParts, readPartitionMap } from '../../src/train/zero/optimizerParts.js';
+import { restoreTrainer } from '../../src/train/loop/trainerState.js';
+import { PARTITION_MAP_FILE, readAllParts, readPartitionMap } from '../../src/train/zero/optimizerParts.js';
 import { Partition } from '../../src/train/zero/partition.js';
 import type { ZeroGroup } from '../../src/train/zero/ZeroGroup.js';
+import { createLogger } from '../../src/util/Logger.js';
 import { runCoordinatedJob } from './helpers/coordinatedJob.js';
 import { writeSpModel } from './helpers/spJob.js';
 
@@ -259,4 +266,71 @@ t.test('zero_stage 2 gives stage 0\'s weights (1e-6) and plans (DP 2 and SP 2 x 
   const tail = w2z2!.metrics.filter((m) => m.step > 2);
   const rel = Math.max(...tail.map((m, i) => Math.abs(resumed.metrics[i]!.loss - m.loss) / Math.abs(m.loss)));
   t.ok(rel <= 1e-5, `stage-2 checkpoint of world 2 resumed on world 4: losses within ${rel.toExponential(2)} <= 1e-5 relative`);
+});
+
+t.test('ZeRO checkpoints: one optimizer file per rank and the partition map, checksummed; resumed on the same cut, on another world, from and to consolidated moments', async (t) => {
+  const root = t.testdir();
+  const model = writeSpModel(root);
+  const lines = Array.from({ length: 48 }, (_, i) => `line ${i}: the quick brown fox ${'jumps '.repeat(1 + (i % 5))}over the lazy dog number ${i * 7}.`);
+  writeFileSync(join(root, 'corpus.txt'), lines.join('\n') + '\n');
+  const run = async (name: string, extra: string[]) => {
+    const r = await runCoordinatedJob(name, jobYaml(root, model, name, ['sequence_parallel_size: 1', ...extra]), 2);
+    t.equal(r.result.ok, true, `${name}: ${String(r.result.reason ?? 'ok')}`);
+    return { ...r, dir: join(root, name) };
+  };
+  const z2 = await run('z2', ['zero_stage: 2']);
+  const z0 = await run('z0', ['zero_stage: 0']);
+  const ck = join(z2.dir, 'checkpoint-2');
+  const sums = readFileSync(join(ck, 'checksums.sha256'), 'utf8');
+  for (const f of ['optimizer-part-00000-of-00002.safetensors', 'optimizer-part-00001-of-00002.safetensors', PARTITION_MAP_FILE]) t.match(sums, new RegExp(`  ${f.replace(/\./g, '\\.')}\n`), `${f} is listed in the checksums`);
+  const opt = await readSafetensors(join(ck, 'optimizer.safetensors'));
+  t.equal([...opt.tensors.keys()].filter((k) => k.includes('exp_avg')).length, 0, 'optimizer.safetensors holds no moments: they are in the parts');
+  t.equal(opt.metadata.step, '2', 'and still the step');
+  const map = (await readPartitionMap(ck))!;
+  t.same([map.world, map.step, map.files.length], [2, 2, 2], 'the map: world 2, step 2, two part files');
+  // a flipped byte in a part makes the checkpoint invalid
+  const bad = join(root, 'bad');
+  cpSync(ck, bad, { recursive: true });
+  const part = join(bad, map.files[1]!);
+  const b = readFileSync(part);
+  b[b.length - 1] = b[b.length - 1]! ^ 1;
+  writeFileSync(part, b);
+  t.match(await verifyCheckpoint(bad), /optimizer-part-00001-of-00002\.safetensors: sha256/, 'a corrupted part fails the checksums');
+
+  // the same cut (world 2): each rank reads its own part, and the run continues bitwise
+  const same = await run('same', ['zero_stage: 2', `resume_from_checkpoint: ${ck}`]);
+  t.ok(bytes(same.dir, 'model.safetensors').equals(bytes(z2.dir, 'model.safetensors')), 'resumed on the same cut: the final weights of the uninterrupted run, bitwise');
+  const rel = (a: { metrics: { step: number; loss: number }[] }, b: { metrics: { step: number; loss: number }[] }) =>
+    Math.max(...a.metrics.map((m) => Math.abs(m.loss - b.metrics.find((x) => x.step === m.step)!.loss) / Math.abs(m.loss)));
+  // consolidated moments (a stage-0 checkpoint, the layout of checkpoints written before parts) into stage 2, and parts into stage 0
+  const fromOld = await run('fromOld', ['zero_stage: 2', `resume_from_checkpoint: ${join(z0.dir, 'checkpoint-2')}`]);
+  t.same(fromOld.metrics.map((m) => m.step), [3, 4], 'stage 2 resumed from consolidated moments at step 3');
+  t.ok(rel(fromOld, z0) <= 1e-5, `and continues with stage 0's losses (within ${rel(fromOld, z0).toExponential(2)})`);
+  const toZero = await run('toZero', ['zero_stage: 0', `resume_from_checkpoint: ${ck}`]);
+  t.ok(rel(toZero, z2) <= 1e-5, `stage 0 resumed from parts: the losses of the stage-2 run (within ${rel(toZero, z2).toExponential(2)})`);
+
+  // in process: which path a resume takes, and that it says so
+  const m = await Model.fromPretrained(ck);
+  try {
+    const n = m.trainable.params.length;
+    const full = { m: new Float32Array(n), v: new Float32Array(n) };
+    await readAllParts(ck, map, m.trainable.views, full.m, full.v);
+    const config = { weight_decay: 0.01, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 };
+    for (const world of [2, 3]) {
+      const groups = localWorld(world, world);
+      for (let rank = 0; rank < world; rank++) {
+        const logs: string[] = [];
+        const o = new Optimizer(m.trainable, config, groups[rank]!);
+        await restoreTrainer(ck, m, o, undefined, createLogger('info', (r) => void logs.push(r.msg)));
+        const p = o.partition!;
+        const [pm, pv] = [p.pack(full.m, rank), p.pack(full.v, rank)];
+        t.ok(o.m.every((x, i) => x === pm[i]) && o.v.every((x, i) => x === pv[i]), `world ${world} rank ${rank}: its part of the moments, bitwise`);
+        t.equal(o.adamStep, 2, 'and the update count');
+        const said = world === 2 ? /each rank read its own part of the optimizer state \(2 parts/ : /of 2 parts re-cut by its partition map into 3 parts/;
+        t.ok(logs.some((l) => said.test(l)), `world ${world}: says ${said.source}`);
+      }
+    }
+  } finally {
+    m.close();
+  }
 });
