@@ -118,13 +118,13 @@ export class Communicator {
     return this.enqueue('barrier', (h) => native().commBarrier(h));
   }
 
-  /** Concatenation of every rank's x (same length everywhere), in rank order. */
-  allGather<T extends CommArray>(x: T): Promise<T> {
+  /** Concatenation of every rank's x (same length everywhere), in rank order; `out` (size x x.length) avoids allocating it. */
+  allGather<T extends CommArray>(x: T, out?: T): Promise<T> {
     const Ctor = x.constructor as new (n: number) => T;
-    const out = new Ctor(x.length * this.size);
+    const o = out ?? new Ctor(x.length * this.size);
     return this.enqueue('allGather', async (h) => {
-      await native().commAllGather(h, x, out);
-      return out;
+      await native().commAllGather(h, x, o);
+      return o;
     });
   }
 

@@ -145,8 +145,9 @@ t.test('noise from an element index: a part gets what the whole tensor would', a
 /** A world of `n` ranks in this process: each collective resolves once every rank called it (in the same order). */
 function localWorld(n: number, dp: number): ZeroGroup[] {
   let pending: { rank: number; x: Float32Array; done: (v: Float32Array) => void; kind: string }[] = [];
-  const call = (rank: number, kind: string, x: Float32Array) => new Promise<Float32Array>((done) => {
-    pending.push({ rank, x, done, kind });
+  const call = (rank: number, kind: string, x: Float32Array, into?: Float32Array) => new Promise<Float32Array>((resolve) => {
+    const done = (v: Float32Array) => resolve(into ? (into.set(v), into) : v);
+    pending.push({ rank, x: Float32Array.from(x), done, kind });
     if (pending.length < n) return;
     const calls = pending.sort((a, b) => a.rank - b.rank);
     pending = [];
@@ -164,7 +165,7 @@ function localWorld(n: number, dp: number): ZeroGroup[] {
       }
     }
   });
-  return Array.from({ length: n }, (_, rank) => ({ stage: 2, rank, world: n, dp, allGather: (x) => call(rank, 'gather', x), reduceScatterSum: (x) => call(rank, 'scatter', x) }));
+  return Array.from({ length: n }, (_, rank) => ({ stage: 2, rank, world: n, dp, allGather: (x, out) => call(rank, 'gather', x, out), reduceScatterSum: (x, out) => call(rank, 'scatter', x, out) }));
 }
 
 t.test('stage 2 on 3 virtual ranks: the reduce-scatter, statistics and every plan operation on the parts give stage 0\'s step', async (t) => {

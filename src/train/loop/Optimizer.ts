@@ -21,7 +21,7 @@ import { adamwStep, gradStats, optimizerStep, type GradStats, type PlanEffects, 
 import type { CentralizeScope } from '../../statecharts/policyConfig.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import { Partition, type PartSegment } from '../zero/partition.js';
-import { gatherParts, partitionedStats, planOnPart, reduceScatterGradients, scatterScratchLength } from '../zero/shardedGradients.js';
+import { bucketBuffers, gatherParts, partitionedStats, planOnPart, reduceScatterGradients, type BucketBuffers } from '../zero/shardedGradients.js';
 import type { ZeroGroup } from '../zero/ZeroGroup.js';
 import { decays, spanTableOf, spansOf, stepPlanOf } from './applyPlan.js';
 
@@ -40,8 +40,10 @@ interface Shard {
   partition: Partition;
   segments: readonly PartSegment[];
   decay: boolean[];
-  /** stage 2: the reduce-scatter's send buffer (one bucket of every rank's parts) */
-  scratch: Float32Array | null;
+  /** the bucketed collectives' buffers */
+  bufs: BucketBuffers;
+  /** stage 2: the gradients are partitioned */
+  grads: boolean;
 }
 
 export class Optimizer {
@@ -58,8 +60,7 @@ export class Optimizer {
   constructor(private readonly set: TrainableSet, private readonly config: AdamWConfig, zero?: ZeroGroup) {
     if (zero && zero.stage >= 1) {
       const partition = new Partition(set.views, zero.world);
-      const scratch = zero.stage >= 2 ? new Float32Array(scatterScratchLength(partition)) : null;
-      this.shard = { group: zero, partition, segments: partition.segments(zero.rank), decay: set.views.map(decays), scratch };
+      this.shard = { group: zero, partition, segments: partition.segments(zero.rank), decay: set.views.map(decays), bufs: bucketBuffers(partition), grads: zero.stage >= 2 };
       this.m = new Float32Array(partition.partLength);
       this.v = new Float32Array(partition.partLength);
     } else {
@@ -85,14 +86,14 @@ export class Optimizer {
    */
   async reduceGradients(): Promise<void> {
     const sh = this.shard;
-    if (!sh || !sh.scratch) throw new Error('Optimizer.reduceGradients: the gradients are not partitioned (zero_stage < 2): reduce them with the runtime');
-    await reduceScatterGradients(this.set.grads, sh.partition, sh.group, sh.scratch);
+    if (!sh || !sh.grads) throw new Error('Optimizer.reduceGradients: the gradients are not partitioned (zero_stage < 2): reduce them with the runtime');
+    await reduceScatterGradients(this.set.grads, sh.partition, sh.group, sh.bufs);
   }
 
   /** The statistics of the reduced gradients (stage 2: a collective combining every rank's part). */
   async gradStats(): Promise<GradStats> {
     const sh = this.shard;
-    if (sh?.scratch) return partitionedStats(this.set.grads, this.set.views, sh.partition, sh.group);
+    if (sh?.grads) return partitionedStats(this.set.grads, this.set.views, sh.partition, sh.group);
     return gradStats(this.set.grads, spansOf(this.set));
   }
 
@@ -161,7 +162,7 @@ export class Optimizer {
   /** Stages 1 and 2: the plan (on the whole gradient, or on the part), AdamW on this rank's segments, then the all-gather. */
   private async shardedStep(sh: Shard, table: SpanTable, plan: PolicyPlan, stats: GradStats, adam: { lr: number; beta1: number; beta2: number; eps: number; step: number }): Promise<PlanEffects> {
     const { set } = this;
-    const fx = sh.scratch
+    const fx = sh.grads
       ? await planOnPart(set.grads, set.views, sh.partition, sh.group, plan, stats)
       : await optimizerStep(set.grads, table, stepPlanOf(plan, stats));
     for (const s of sh.segments) {
@@ -169,7 +170,7 @@ export class Optimizer {
       const part = (x: Float32Array) => x.subarray(s.packed, s.packed + s.numel);
       await adamwStep(at(set.params), part(this.m), part(this.v), at(set.grads), { ...adam, weightDecay: sh.decay[s.tensor] ? this.config.weight_decay : 0 });
     }
-    await gatherParts(set.params, sh.partition, sh.group);
+    await gatherParts(set.params, sh.partition, sh.group, sh.bufs);
     return fx;
   }
 }

@@ -13,10 +13,10 @@ export interface ZeroGroup {
   world: number;
   /** data-parallel replicas: stage 2 divides the world sum by it (MEAN over replicas, REFERENCE §2) */
   dp: number;
-  /** every rank's `part` concatenated in rank order (a collective: every rank calls it) */
-  allGather(part: Float32Array): Promise<Float32Array>;
-  /** rank r gets the sum of chunk r of every rank's `full`, in a fixed order (a collective) */
-  reduceScatterSum(full: Float32Array): Promise<Float32Array>;
+  /** every rank's `part` concatenated in rank order (a collective: every rank calls it); into `out` when given */
+  allGather(part: Float32Array, out?: Float32Array): Promise<Float32Array>;
+  /** rank r gets the sum of chunk r of every rank's `full`, in a fixed order (a collective); into `out` when given */
+  reduceScatterSum(full: Float32Array, out?: Float32Array): Promise<Float32Array>;
 }
 
 /** The ZeRO group of `rt` (the world) at `stage`. */
@@ -26,8 +26,8 @@ export function zeroGroupOf(rt: ParallelRuntime, stage: number): ZeroGroup {
     rank: rt.rank,
     world: rt.world,
     dp: rt.dp,
-    allGather: (x) => rt.allGather(x, 'world'),
+    allGather: (x, out) => rt.allGather(x, 'world', out),
     // summed over each SP block first, then over the replicas: the order of the runtime's reduceGradients
-    reduceScatterSum: (x) => rt.reduceScatterSum(x, 'world', rt.sp),
+    reduceScatterSum: (x, out) => rt.reduceScatterSum(x, 'world', rt.sp, out),
   };
 }

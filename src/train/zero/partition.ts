@@ -36,7 +36,10 @@ export interface Bucket {
   hi: number;
 }
 
-/** Elements per rank moved by one bucketed collective (16 MiB of fp32 per rank at most, unless one tensor's part is larger). */
+/**
+ * Elements of every rank's slices together in one bucketed collective (16 MiB of fp32: the size of
+ * its world-sized buffers), unless one tensor's part alone is larger.
+ */
 export const BUCKET_ELEMENTS = 1 << 22;
 
 export class Partition {
@@ -85,7 +88,7 @@ export class Partition {
   }
 
   /** Runs of whole tensors whose packed parts hold at most `maxElements` each (a larger single part is a bucket alone). */
-  buckets(maxElements = BUCKET_ELEMENTS): Bucket[] {
+  buckets(maxElements = Math.max(1 << 16, Math.floor(BUCKET_ELEMENTS / this.world))): Bucket[] {
     const out: Bucket[] = [];
     const n = this.tensors.length;
     let first = 0;

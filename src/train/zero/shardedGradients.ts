@@ -14,25 +14,33 @@ import type { ParamView } from '../../engine/model/index.js';
 import { addNoise, centralize, clipByGlobalNorm, gradPartialSums, scale, type GradStats, type PartialSums, type PlanEffects } from '../../engine/ops/optim.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import { centralizes } from '../loop/applyPlan.js';
-import type { Partition, PartSegment } from './partition.js';
+import type { Bucket, Partition, PartSegment } from './partition.js';
 import type { ZeroGroup } from './ZeroGroup.js';
 
 const part = (x: Float32Array, s: PartSegment) => x.subarray(s.offset, s.offset + s.numel);
 
+/** The buffers the bucketed collectives reuse step after step: one bucket of every rank's slices, and one rank's slice. */
+export interface BucketBuffers {
+  buckets: Bucket[];
+  all: Float32Array;
+  one: Float32Array;
+}
+
+export function bucketBuffers(partition: Partition): BucketBuffers {
+  const buckets = partition.buckets();
+  const len = Math.max(0, ...buckets.map((b) => b.hi - b.lo));
+  return { buckets, all: new Float32Array(len * partition.world), one: new Float32Array(len) };
+}
+
 /** Reduce-scatter of `grads` over the group, bucket by bucket; this rank's part lands at its own offsets. */
-export async function reduceScatterGradients(grads: Float32Array, partition: Partition, group: ZeroGroup, scratch: Float32Array): Promise<void> {
-  for (const b of partition.buckets()) {
+export async function reduceScatterGradients(grads: Float32Array, partition: Partition, group: ZeroGroup, bufs: BucketBuffers): Promise<void> {
+  for (const b of bufs.buckets) {
     const len = b.hi - b.lo;
-    const mine = await group.reduceScatterSum(partition.packRankMajor(grads, b, scratch.subarray(0, len * group.world)));
+    const mine = await group.reduceScatterSum(partition.packRankMajor(grads, b, bufs.all.subarray(0, len * group.world)), bufs.one.subarray(0, len));
     // MEAN over the replicas: the quotient rounded by the Float32Array store, as stage 0 does it
     if (group.dp > 1) for (let i = 0; i < len; i++) mine[i] = mine[i]! / group.dp;
     for (const s of partition.segments(group.rank, b)) grads.set(mine.subarray(s.packed - b.lo, s.packed - b.lo + s.numel), s.offset);
   }
-}
-
-/** Elements of the scratch buffer reduceScatterGradients needs. */
-export function scatterScratchLength(partition: Partition): number {
-  return Math.max(0, ...partition.buckets().map((b) => b.hi - b.lo)) * partition.world;
 }
 
 /** Every rank's per-tensor partial sums (4 numbers per tensor, zero where a rank holds nothing), in rank order. */
@@ -121,6 +129,10 @@ export async function planOnPart(grads: Float32Array, views: readonly ParamView[
 }
 
 /** Every rank's part of `full` (its segments) shared with every rank, bucket by bucket. */
-export async function gatherParts(full: Float32Array, partition: Partition, group: ZeroGroup): Promise<void> {
-  for (const b of partition.buckets()) partition.unpackAll(await group.allGather(partition.pack(full, group.rank, undefined, b)), full, b);
+export async function gatherParts(full: Float32Array, partition: Partition, group: ZeroGroup, bufs: BucketBuffers): Promise<void> {
+  for (const b of bufs.buckets) {
+    const len = b.hi - b.lo;
+    const mine = partition.pack(full, group.rank, bufs.one.subarray(0, len), b);
+    partition.unpackAll(await group.allGather(mine, bufs.all.subarray(0, len * group.world)), full, b);
+  }
 }
