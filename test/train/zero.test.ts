@@ -11,7 +11,7 @@
 // optimizer file per rank with the partition map, in the checksums; a resume on the same cut
 // (bitwise), across the consolidated layout of older checkpoints in both directions, and in
 // process the path each rank takes and its log line.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '../../src/engine/model/index.js';
@@ -38,6 +38,21 @@ function jobYaml(root: string, model: string, name: string, extra: string[]): st
 }
 
 const bytes = (dir: string, file: string) => readFileSync(join(dir, file));
+
+/** A directory with the SP test model and a corpus, and a runner of jobs on it (each must succeed; `four`: and run steps 1-4). */
+function jobsIn(t: Test) {
+  const root = t.testdir();
+  const model = writeSpModel(root);
+  const lines = Array.from({ length: 48 }, (_, i) => `line ${i}: the quick brown fox ${'jumps '.repeat(1 + (i % 5))}over the lazy dog number ${i * 7}.`);
+  writeFileSync(join(root, 'corpus.txt'), lines.join('\n') + '\n');
+  const run = async (name: string, world: number, extra: string[], four = true) => {
+    const r = await runCoordinatedJob(name, jobYaml(root, model, name, extra), world);
+    t.equal(r.result.ok, true, `${name}: ${String(r.result.reason ?? 'ok')}`);
+    if (four) t.same(r.metrics.map((m) => m.step), [1, 2, 3, 4], `${name}: four steps`);
+    return { ...r, dir: join(root, name) };
+  };
+  return { root, model, run };
+}
 
 /** The full moments of a checkpoint (consolidated, or rebuilt from its ZeRO parts), m then v of every tensor in order, as bytes. */
 async function momentsOf(dir: string): Promise<Buffer> {
@@ -76,16 +91,7 @@ t.test('partition map: contiguous per-tensor parts in rank order, packed and gat
 });
 
 t.test('zero_stage 1 gives the weights, losses and plans of stage 0 (DP 2 and SP 2 x DP 2), bitwise run to run', async (t) => {
-  const root = t.testdir();
-  const model = writeSpModel(root);
-  const lines = Array.from({ length: 48 }, (_, i) => `line ${i}: the quick brown fox ${'jumps '.repeat(1 + (i % 5))}over the lazy dog number ${i * 7}.`);
-  writeFileSync(join(root, 'corpus.txt'), lines.join('\n') + '\n');
-  const run = async (name: string, world: number, extra: string[]) => {
-    const r = await runCoordinatedJob(name, jobYaml(root, model, name, extra), world);
-    t.equal(r.result.ok, true, `${name}: ${String(r.result.reason ?? 'ok')}`);
-    t.same(r.metrics.map((m) => m.step), [1, 2, 3, 4], `${name}: four steps`);
-    return { ...r, dir: join(root, name) };
-  };
+  const { root, model, run } = jobsIn(t);
   let w2z1: Awaited<ReturnType<typeof run>> | undefined;
   for (const [world, sp] of [[2, 1], [4, 2]] as const) {
     const z0 = await run(`w${world}z0`, world, [`sequence_parallel_size: ${sp}`, 'zero_stage: 0']);
@@ -227,16 +233,7 @@ async function weightsOf(dir: string): Promise<Float32Array[]> {
 }
 
 t.test('zero_stage 2 gives stage 0\'s weights (1e-6) and plans (DP 2 and SP 2 x DP 2), bitwise run to run, and resumes on another world size', async (t) => {
-  const root = t.testdir();
-  const model = writeSpModel(root);
-  const lines = Array.from({ length: 48 }, (_, i) => `line ${i}: the quick brown fox ${'jumps '.repeat(1 + (i % 5))}over the lazy dog number ${i * 7}.`);
-  writeFileSync(join(root, 'corpus.txt'), lines.join('\n') + '\n');
-  const run = async (name: string, world: number, extra: string[]) => {
-    const r = await runCoordinatedJob(name, jobYaml(root, model, name, extra), world);
-    t.equal(r.result.ok, true, `${name}: ${String(r.result.reason ?? 'ok')}`);
-    t.same(r.metrics.map((m) => m.step), [1, 2, 3, 4], `${name}: four steps`);
-    return { ...r, dir: join(root, name) };
-  };
+  const { root, model, run } = jobsIn(t);
   let w2z2: Awaited<ReturnType<typeof run>> | undefined;
   for (const [world, sp] of [[2, 1], [4, 2]] as const) {
     const z0 = await run(`w${world}z0`, world, [`sequence_parallel_size: ${sp}`, 'zero_stage: 0']);
@@ -270,15 +267,9 @@ t.test('zero_stage 2 gives stage 0\'s weights (1e-6) and plans (DP 2 and SP 2 x 
 });
 
 t.test('ZeRO checkpoints: one optimizer file per rank and the partition map, checksummed; resumed on the same cut, on another world, from and to consolidated moments', async (t) => {
-  const root = t.testdir();
-  const model = writeSpModel(root);
-  const lines = Array.from({ length: 48 }, (_, i) => `line ${i}: the quick brown fox ${'jumps '.repeat(1 + (i % 5))}over the lazy dog number ${i * 7}.`);
-  writeFileSync(join(root, 'corpus.txt'), lines.join('\n') + '\n');
-  const run = async (name: string, extra: string[]) => {
-    const r = await runCoordinatedJob(name, jobYaml(root, model, name, ['sequence_parallel_size: 1', ...extra]), 2);
-    t.equal(r.result.ok, true, `${name}: ${String(r.result.reason ?? 'ok')}`);
-    return { ...r, dir: join(root, name) };
-  };
+  const jobs = jobsIn(t);
+  const root = jobs.root;
+  const run = (name: string, extra: string[]) => jobs.run(name, 2, ['sequence_parallel_size: 1', ...extra], false);
   const z2 = await run('z2', ['zero_stage: 2']);
   const z0 = await run('z0', ['zero_stage: 0']);
   const ck = join(z2.dir, 'checkpoint-2');

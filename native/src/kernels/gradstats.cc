@@ -200,12 +200,17 @@ void philox4x32_10(uint32_t out[4], const uint32_t ctr[4], const uint32_t key[2]
   philox(out, key[0], key[1]);
 }
 
-GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors) {
-  if (ntensors < 0) throw ShapeError("grad_stats: negative tensor count");
-  // One work item per (tensor, block), in tensor order then block order.
-  std::vector<int64_t> first(static_cast<size_t>(ntensors) + 1, 0);
+namespace {
+
+// The partial sums of every (tensor, block) item, in tensor order then block order; first[t] ..
+// first[t + 1] - 1 are tensor t's items. Computed in parallel, each item on its own: the bits do
+// not depend on the thread count.
+std::vector<BlockStats> block_items(const char* what, const float* grad, const TensorSpan* tensors, int64_t ntensors,
+                                    std::vector<int64_t>& first) {
+  if (ntensors < 0) throw ShapeError(std::string(what) + ": negative tensor count");
+  first.assign(static_cast<size_t>(ntensors) + 1, 0);
   for (int64_t t = 0; t < ntensors; ++t) {
-    if (tensors[t].numel < 0 || tensors[t].offset < 0) throw ShapeError("grad_stats: negative span");
+    if (tensors[t].numel < 0 || tensors[t].offset < 0) throw ShapeError(std::string(what) + ": negative span");
     first[t + 1] = first[t] + (tensors[t].numel + kBlock - 1) / kBlock;
   }
   const int64_t nitems = first[ntensors];
@@ -221,6 +226,14 @@ GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const Tenso
     const int64_t start = (k - first[owner[k]]) * kBlock;
     items[k] = block_stats(grad + s.offset + start, std::min(kBlock, s.numel - start));
   }
+  return items;
+}
+
+}  // namespace
+
+GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors) {
+  std::vector<int64_t> first;
+  const std::vector<BlockStats> items = block_items("grad_stats", grad, tensors, ntensors, first);
   return combine_grad_blocks(per_tensor_mean_abs, items.data(), first.data(), tensors, ntensors);
 }
 
@@ -290,26 +303,8 @@ void add_noise_from(float* g, int64_t n, uint64_t first, float std, uint64_t see
 }
 
 void grad_partial_sums(GradBlockStats* out, const float* grad, const TensorSpan* spans, int64_t nspans) {
-  if (nspans < 0) throw ShapeError("grad_partial_sums: negative span count");
-  std::vector<int64_t> first(static_cast<size_t>(nspans) + 1, 0);
-  for (int64_t t = 0; t < nspans; ++t) {
-    if (spans[t].numel < 0 || spans[t].offset < 0) throw ShapeError("grad_partial_sums: negative span");
-    first[t + 1] = first[t] + (spans[t].numel + kBlock - 1) / kBlock;
-  }
-  const int64_t nitems = first[nspans];
-  std::vector<BlockStats> items(static_cast<size_t>(nitems));
-  std::vector<int64_t> owner(static_cast<size_t>(nitems));
-  int64_t total = 0;
-  for (int64_t t = 0; t < nspans; ++t) {
-    total += spans[t].numel;
-    for (int64_t k = first[t]; k < first[t + 1]; ++k) owner[k] = t;
-  }
-#pragma omp parallel for num_threads(threads_for(total)) schedule(dynamic, 4)
-  for (int64_t k = 0; k < nitems; ++k) {
-    const TensorSpan& s = spans[owner[k]];
-    const int64_t start = (k - first[owner[k]]) * kBlock;
-    items[k] = block_stats(grad + s.offset + start, std::min(kBlock, s.numel - start));
-  }
+  std::vector<int64_t> first;
+  const std::vector<BlockStats> items = block_items("grad_partial_sums", grad, spans, nspans, first);
   for (int64_t t = 0; t < nspans; ++t) {
     GradBlockStats r;
     for (int64_t k = first[t]; k < first[t + 1]; ++k) {
