@@ -105,10 +105,7 @@ export interface CheckpointPayload {
   m: Float32Array | null;
   v: Float32Array | null;
   state: TrainerState;
-  /**
-   * ZeRO: the optimizer parts every rank already wrote into `dir` (checkpointTmpDir), with the
-   * partition map; the checkpoint is completed in that directory and lists them in its checksums.
-   */
+  /** ZeRO: the part files and map every rank already wrote into `dir` (checkpointTmpDir), completed there and checksummed */
   parts?: { dir: string; files: string[] };
 }
 
