@@ -164,7 +164,7 @@ export const memoryBench: Benchmark = {
   async run(opts, log) {
     const sp = positiveInt('--sp', String(opts.sp));
     const zero = Number(opts.zero);
-    if (zero !== 0 && zero !== 1) throw new Error(`bench memory: --zero must be 0 or 1 (stage 1 partitions the AdamW moments; 2 and 3 are not implemented), got ${String(opts.zero)}`);
+    if (zero !== 0 && zero !== 1 && zero !== 2) throw new Error(`bench memory: --zero must be 0, 1 or 2 (1 partitions the AdamW moments, 2 the gradients too; 3 is not implemented), got ${String(opts.zero)}`);
     const seqs = typeof opts.lengths === 'string' ? opts.lengths.split(',').map((v) => positiveInt('--lengths', v.trim())) : [4096, 8192, 16384];
     if (seqs.length < 2) throw new Error('bench memory: --lengths needs at least two lengths for the fit');
     for (const s of seqs) if (s % sp !== 0) throw new Error(`bench memory: length ${s} must be a multiple of --sp ${sp}`);

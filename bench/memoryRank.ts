@@ -1,20 +1,19 @@
 /**
  * One rank process of `bench memory` (spawned by bench/memory.ts, never run by hand): one whole
  * training step (forward, backward, gradient reduction, statistics, the policy's plan and the
- * AdamW update with the moments sharded as ZeRO `zero` over the SP group) on this rank's shard of
+ * AdamW update with the state sharded as ZeRO `zero` over the SP group) on this rank's shard of
  * one sequence, then its peak RSS and the named parts of its memory. Prints one `result <json>`
  * line. Must never call process.exit.
  */
 import { Model } from '../src/engine/model/index.js';
 import { readModelConfig } from '../src/engine/modelConfig.js';
-import { gradStats } from '../src/engine/ops/optim.js';
 import { fileStore } from '../src/engine/stores.js';
 import { configureThreads } from '../src/engine/threads.js';
 import { PolicyRunner } from '../src/statecharts/policyRunner.js';
 import { createParallelRuntime } from '../src/train/createParallelRuntime.js';
-import { spansOf } from '../src/train/loop/applyPlan.js';
 import { Optimizer } from '../src/train/loop/Optimizer.js';
 import { singleProcessRuntime, type ParallelRuntime } from '../src/train/ParallelRuntime.js';
+import { zeroGroupOf } from '../src/train/zero/ZeroGroup.js';
 import { benchSequenceShard } from './benchSequence.js';
 
 interface Args {
@@ -38,14 +37,14 @@ async function main() {
   const cfg = await readModelConfig(args.config);
   const model = await Model.create(cfg, { seed: 1, checkpointing: args.checkpointing, tiledMlp: args.tiledMlp });
   rt.attachModel(model);
-  const optimizer = new Optimizer(model.trainable, { weight_decay: 0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 }, { stage: args.zero, rank: rt.rank, world: rt.world, allGather: (x) => rt.allGather(x, 'world') });
+  const optimizer = new Optimizer(model.trainable, { weight_decay: 0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 }, zeroGroupOf(rt, args.zero));
   const policy = new PolicyRunner();
   const s = args.seq;
   const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank);
   const t0 = performance.now();
   await model.forwardBackward(input);
-  await rt.reduceGradients(model.grads);
-  const stats = await gradStats(model.grads, spansOf(model.trainable));
+  await (optimizer.shardsGradients ? optimizer.reduceGradients() : rt.reduceGradients(model.grads));
+  const stats = await optimizer.gradStats();
   const t = policy.step({ step: 1, totalSteps: 10, warmupSteps: 0, maxGradNorm: 1, seed: 1, stats: { gradMean: stats.gradMean, l2Norm: stats.l2Norm, maxAbs: stats.maxAbs, nonfinite: stats.nonfinite } });
   await optimizer.step(t.plan, stats, 1e-4);
   const stepSeconds = (performance.now() - t0) / 1e3;
@@ -57,7 +56,9 @@ async function main() {
     parts: {
       baseline: baseRss,
       parameters: model.params.byteLength,
-      gradients: model.grads.byteLength,
+      // stage 2 keeps only its reduced part; the backward still writes the full-size buffer (listed apart)
+      gradients: optimizer.shardsGradients ? optimizer.partition!.partLength * 4 : model.grads.byteLength,
+      ...(optimizer.shardsGradients ? { backward_gradient_buffer: model.grads.byteLength } : {}),
       optimizer: optimizer.m.byteLength + optimizer.v.byteLength,
       activations: model.activationBytes,
       communication: model.sequenceParallelStats()?.bufferBytes ?? 0,

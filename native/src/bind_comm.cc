@@ -309,6 +309,27 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
   });
 }
 
+// commReduceScatterSum(handle, input: Float32Array, output: Float32Array[, block]): input holds
+// size x output.length elements; output gets the sum of every rank's chunk `rank`, in rank order
+// within blocks of `block` consecutive ranks (default 1), then over the blocks.
+Napi::Value ReduceScatterSum(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    auto c = GetComm(info, 0);
+    auto in = GetArray<float>(info, 1, "input"), out = GetArray<float>(info, 2, "output");
+    const size_t P = size_t(c->size()), n = static_cast<size_t>(out.length);
+    if (static_cast<size_t>(in.length) != n * P)
+      Fail("ERR_SHAPE", "reduceScatterSum: input must hold size (" + std::to_string(P) + ") x output (" +
+                            std::to_string(n) + ") elements, got " + std::to_string(in.length));
+    const float* pi = in.data;
+    float* po = out.data;
+    if (n && pi < po + n && po < pi + n * P) Fail("ERR_ARG", "reduceScatterSum: input and output must not share memory");
+    const int block = info.Length() > 3 && !info[3].IsUndefined() ? static_cast<int>(GetInt(info, 3, "block", 1, c->size())) : 1;
+    if (c->size() % block != 0)
+      Fail("ERR_COMM_ARG", "reduceScatterSum: block " + std::to_string(block) + " does not divide the size " + std::to_string(c->size()));
+    return RunAsync(info.Env(), "commReduceScatterSum", [=] { c->reduce_scatter_sum(pi, po, n, block); }, nullptr, {in.js, out.js});
+  });
+}
+
 Napi::Value AllToAll(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto c = GetComm(info, 0);
@@ -425,6 +446,7 @@ void InitComm(Napi::Env env, Napi::Object exports) {
   exports.Set("commBarrier", Napi::Function::New(env, Barrier, "commBarrier"));
   exports.Set("commAllGather", Napi::Function::New(env, AllGather, "commAllGather"));
   exports.Set("commAllToAll", Napi::Function::New(env, AllToAll, "commAllToAll"));
+  exports.Set("commReduceScatterSum", Napi::Function::New(env, ReduceScatterSum, "commReduceScatterSum"));
   exports.Set("commUlysses", Napi::Function::New(env, Ulysses, "commUlysses"));
   exports.Set("ulyssesKvHeadsPerRank", Napi::Function::New(env, KvHeadsPerRank, "ulyssesKvHeadsPerRank"));
   exports.Set("memcpyGbps", Napi::Function::New(env, MemcpyGbps, "memcpyGbps"));

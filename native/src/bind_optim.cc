@@ -55,28 +55,37 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   });
 }
 
+// Spans as the statistics bindings take them: Float64Array [offset0, numel0, offset1, numel1, ...],
+// each inside the gradient of `length` elements.
+std::shared_ptr<std::vector<TensorSpan>> GetStatSpans(const Napi::CallbackInfo& info, size_t i, int64_t length) {
+  auto spans = GetArray<double>(info, i, "spans");
+  if (spans.length % 2 != 0) Fail("ERR_SHAPE", "spans: expected [offset, numel] pairs (an even length)");
+  const int64_t nt = spans.length / 2;
+  auto tensors = std::make_shared<std::vector<TensorSpan>>(static_cast<size_t>(nt));
+  for (int64_t t = 0; t < nt; ++t) {
+    const double off = spans.data[2 * t], num = spans.data[2 * t + 1];
+    if (!(off >= 0 && num >= 0) || off != std::floor(off) || num != std::floor(num) ||
+        off + num > static_cast<double>(length))
+      Fail("ERR_SHAPE", "spans[" + std::to_string(t) + "]: offset " + std::to_string(off) + " + numel " +
+                            std::to_string(num) + " must be non-negative integers inside the gradient of " +
+                            std::to_string(length) + " elements");
+    TensorSpan& s = (*tensors)[t];
+    s.offset = static_cast<int64_t>(off);
+    s.numel = static_cast<int64_t>(num);
+    s.rows = s.numel;
+    s.cols = 1;
+  }
+  return tensors;
+}
+
 // gradStats(grad, spans: Float64Array [offset0, numel0, offset1, numel1, ...])
 //   -> Promise<{ gradMean, l2Norm, maxAbs, nonfinite, perTensorMeanAbs: Float64Array }>
 Napi::Value GradStatsBinding(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     auto grad = GetArray<float>(info, 0, "grad");
     auto spans = GetArray<double>(info, 1, "spans");
-    if (spans.length % 2 != 0) Fail("ERR_SHAPE", "spans: expected [offset, numel] pairs (an even length)");
-    const int64_t nt = spans.length / 2;
-    auto tensors = std::make_shared<std::vector<TensorSpan>>(static_cast<size_t>(nt));
-    for (int64_t t = 0; t < nt; ++t) {
-      const double off = spans.data[2 * t], num = spans.data[2 * t + 1];
-      if (!(off >= 0 && num >= 0) || off != std::floor(off) || num != std::floor(num) ||
-          off + num > static_cast<double>(grad.length))
-        Fail("ERR_SHAPE", "spans[" + std::to_string(t) + "]: offset " + std::to_string(off) + " + numel " +
-                              std::to_string(num) + " must be non-negative integers inside the gradient of " +
-                              std::to_string(grad.length) + " elements");
-      TensorSpan& s = (*tensors)[t];
-      s.offset = static_cast<int64_t>(off);
-      s.numel = static_cast<int64_t>(num);
-      s.rows = s.numel;
-      s.cols = 1;
-    }
+    auto tensors = GetStatSpans(info, 1, grad.length);
+    const int64_t nt = static_cast<int64_t>(tensors->size());
     auto per = std::make_shared<std::vector<double>>(static_cast<size_t>(nt));
     auto stats = std::make_shared<GradStats>();
     const float* pg = grad.data;
@@ -97,7 +106,35 @@ Napi::Value GradStatsBinding(const Napi::CallbackInfo& info) {
   });
 }
 
-// addNoise(g, n, std, seed, step, tensor): step and tensor are < 2^32 (they key the counter).
+// gradPartialSums(grad, spans) -> Promise<Float64Array [sumAbs, sumSq, maxAbs, nonfinite] per span>
+Napi::Value GradPartialSums(const Napi::CallbackInfo& info) {
+  return Guard(info, [&]() -> Napi::Value {
+    auto grad = GetArray<float>(info, 0, "grad");
+    auto spans = GetArray<double>(info, 1, "spans");
+    auto tensors = GetStatSpans(info, 1, grad.length);
+    const int64_t nt = static_cast<int64_t>(tensors->size());
+    auto out = std::make_shared<std::vector<GradBlockStats>>(static_cast<size_t>(nt));
+    const float* pg = grad.data;
+    return RunAsync(
+        info.Env(), "gradPartialSums", [=] { grad_partial_sums(out->data(), pg, tensors->data(), nt); },
+        [=](Napi::Env env) -> Napi::Value {
+          Napi::Float64Array arr = Napi::Float64Array::New(env, static_cast<size_t>(4 * nt));
+          for (int64_t t = 0; t < nt; ++t) {
+            const GradBlockStats& r = (*out)[static_cast<size_t>(t)];
+            arr[static_cast<size_t>(4 * t)] = r.sum_abs;
+            arr[static_cast<size_t>(4 * t + 1)] = r.sum_sq;
+            arr[static_cast<size_t>(4 * t + 2)] = r.max_abs;
+            arr[static_cast<size_t>(4 * t + 3)] = static_cast<double>(r.nonfinite);
+          }
+          return arr;
+        },
+        {grad.js, spans.js});
+  });
+}
+
+// addNoise(g, n, std, seed, step, tensor[, first]): first (default 0) is the stream index of g[0]
+// (a part of a tensor).
+// step and tensor are < 2^32 (they key the counter).
 Napi::Value AddNoise(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     const int64_t n = GetInt(info, 1, "n", 0, kMaxElems);
@@ -105,10 +142,14 @@ Napi::Value AddNoise(const Napi::CallbackInfo& info) {
     const uint64_t seed = static_cast<uint64_t>(GetInt(info, 3, "seed", 0, kMaxKey));
     const uint64_t step = static_cast<uint64_t>(GetInt(info, 4, "step", 0, kMaxU32));
     const uint64_t tensor = static_cast<uint64_t>(GetInt(info, 5, "tensor", 0, kMaxU32));
+    const uint64_t first = info.Length() > 6 && !info[6].IsUndefined() ? static_cast<uint64_t>(GetInt(info, 6, "first", 0, kMaxKey)) : 0;
     auto g = GetArray<float>(info, 0, "g", n);
     float* pg = g.data;
     return RunAsync(
-        info.Env(), "addNoise", [=] { add_noise(pg, n, std, seed, step, tensor); }, nullptr, {g.js});
+        info.Env(), "addNoise", [=] {
+          if (first == 0) add_noise(pg, n, std, seed, step, tensor);
+          else add_noise_from(pg, n, first, std, seed, step, tensor);
+        }, nullptr, {g.js});
   });
 }
 
@@ -315,6 +356,7 @@ void InitOptim(Napi::Env env, Napi::Object exports) {
   exports.Set("adamwStep", Napi::Function::New(env, AdamwStep, "adamwStep"));
   exports.Set("gradStats", Napi::Function::New(env, GradStatsBinding, "gradStats"));
   exports.Set("addNoise", Napi::Function::New(env, AddNoise, "addNoise"));
+  exports.Set("gradPartialSums", Napi::Function::New(env, GradPartialSums, "gradPartialSums"));
   exports.Set("philoxNormal", Napi::Function::New(env, PhiloxNormal, "philoxNormal"));
   exports.Set("philox4x32", Napi::Function::New(env, Philox4x32, "philox4x32"));
   exports.Set("scale", Napi::Function::New(env, Scale, "scale"));

@@ -173,12 +173,12 @@ export function isIgnoredKey(key: string): boolean {
 
 /** DeepSpeed JSON keys that only configure DeepSpeed's own engine. */
 export const IGNORED_DEEPSPEED_KEYS: Readonly<Record<string, string>> = {
-  zero_optimization: 'only its stage is read (as zero_stage); buckets, overlap, offload and stage-3 settings have no counterpart here',
+  zero_optimization: 'only its stage is read (as zero_stage); buckets (fixed here), overlap, offload and stage-3 settings have no counterpart here',
   optimizer: 'the optimizer is AdamW set by learning_rate, weight_decay and adam_* keys',
   scheduler: 'the schedule is set by lr_scheduler_type, warmup_ratio and warmup_steps',
   fp16: 'fp16 is not supported; use bf16 or fp32',
-  zero_allow_untested_optimizer: 'ZeRO is not used',
-  zero_force_ds_cpu_optimizer: 'ZeRO is not used',
+  zero_allow_untested_optimizer: 'the optimizer is always AdamW, which zero_stage supports',
+  zero_force_ds_cpu_optimizer: 'the optimizer always runs on the CPU here',
   steps_per_print: 'logging follows logging_steps',
   wall_clock_breakdown: 'step timings are always in metrics.jsonl',
   activation_checkpointing: 'activation memory is managed by the engine',

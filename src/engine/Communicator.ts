@@ -118,13 +118,29 @@ export class Communicator {
     return this.enqueue('barrier', (h) => native().commBarrier(h));
   }
 
-  /** Concatenation of every rank's x (same length everywhere), in rank order. */
-  allGather<T extends CommArray>(x: T): Promise<T> {
+  /** Concatenation of every rank's x (same length everywhere), in rank order; `out` (size x x.length) avoids allocating it. */
+  allGather<T extends CommArray>(x: T, out?: T): Promise<T> {
     const Ctor = x.constructor as new (n: number) => T;
-    const out = new Ctor(x.length * this.size);
+    const o = out ?? new Ctor(x.length * this.size);
     return this.enqueue('allGather', async (h) => {
-      await native().commAllGather(h, x, out);
-      return out;
+      await native().commAllGather(h, x, o);
+      return o;
+    });
+  }
+
+  /**
+   * The sum over ranks of chunk `rank` of x (x.length / size elements), added in rank order within
+   * blocks of `block` consecutive ranks, then over the blocks (block 2 on 4 ranks: (x0 + x1) +
+   * (x2 + x3), as a sum over SP pairs then over replicas): the same bits run to run, over shared
+   * memory or TCP. `out` avoids allocating the result.
+   */
+  reduceScatterSum(x: Float32Array, block = 1, out?: Float32Array): Promise<Float32Array> {
+    if (x.length % this.size !== 0) throw new CommError('ERR_COMM_ARG', `reduceScatterSum: input length ${x.length} is not a multiple of the size ${this.size}`);
+    if (!Number.isInteger(block) || block < 1 || this.size % block !== 0) throw new CommError('ERR_COMM_ARG', `reduceScatterSum: block ${block} does not divide the size ${this.size}`);
+    const o = out ?? new Float32Array(x.length / this.size);
+    return this.enqueue('reduceScatterSum', async (h) => {
+      await native().commReduceScatterSum(h, x, o, block);
+      return o;
     });
   }
 

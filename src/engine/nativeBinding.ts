@@ -243,7 +243,10 @@ export interface NativeBinding {
   adamwStep(param: F32, m: F32, v: F32, grad: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): Promise<void>;
   /** spans: [offset, numel] pairs */
   gradStats(grad: F32, spans: F64): Promise<GradStats>;
-  addNoise(g: F32, n: number, std: number, seed: number, step: number, tensor: number): Promise<void>;
+  /** first (default 0): the stream index of g[0], for a part of a tensor */
+  addNoise(g: F32, n: number, std: number, seed: number, step: number, tensor: number, first?: number): Promise<void>;
+  /** per span [sumAbs, sumSq, maxAbs, nonfinite] over finite values (spans: [offset, numel] pairs) */
+  gradPartialSums(grad: F32, spans: F64): Promise<Float64Array>;
   philoxNormal(seed: number, step: number, tensor: number, i: number): number;
   philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[];
   scale(g: F32, n: number, factor: number): Promise<void>;
@@ -278,6 +281,8 @@ export interface NativeBinding {
   commBarrier(h: CommHandle): Promise<void>;
   commAllGather(h: CommHandle, input: TypedArray, output: TypedArray): Promise<void>;
   commAllToAll(h: CommHandle, input: TypedArray, output: TypedArray): Promise<void>;
+  /** output <- sum of chunk `rank` (output.length elements) of every rank's input: rank order within blocks of `block` ranks (default 1), then over the blocks */
+  commReduceScatterSum(h: CommHandle, input: F32, output: F32, block?: number): Promise<void>;
   /** kind 0 seqToHead, 1 headToSeq, 2 seqToHeadKv, 3 headToSeqKvSum; with iters: the seconds of `iters` back-to-back calls. */
   commUlysses(kind: number, h: CommHandle, out: F32, x: F32, s: number, H: number, d: number): Promise<void>;
   commUlysses(kind: number, h: CommHandle, out: F32, x: F32, s: number, H: number, d: number, iters: number): Promise<number>;

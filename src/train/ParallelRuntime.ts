@@ -29,8 +29,15 @@ export interface ParallelRuntime extends ParallelLayout {
   /** Root's buffer to every member of the group (root is a group-local index). */
   broadcast(buf: Float32Array | Float64Array | Int32Array | Uint8Array, group: Group, root?: number): Promise<void>;
   barrier(group: Group): Promise<void>;
-  /** Every member's buffer (same length everywhere) concatenated in group rank order. */
-  allGather(buf: Float32Array, group: Group): Promise<Float32Array>;
+  /** Every member's buffer (same length everywhere) concatenated in group rank order (into `out` when given). */
+  allGather(buf: Float32Array, group: Group, out?: Float32Array): Promise<Float32Array>;
+  /**
+   * Member i gets the sum over members of chunk i of every member's `buf` (buf.length / group size
+   * elements each), added in group rank order within blocks of `block` members (default 1), then
+   * over the blocks: ZeRO stage 2's gradient reduction, with block sp on the world (the SP sum,
+   * then the replicas', as reduceGradients adds them). Into `out` when given.
+   */
+  reduceScatterSum(buf: Float32Array, group: Group, block?: number, out?: Float32Array): Promise<Float32Array>;
   /** Gradients of replicated parameters: SUM over the SP group, then MEAN over the DP replicas. */
   reduceGradients(grads: Float32Array): Promise<void>;
   /** Makes the model's attention sequence-parallel over the SP group (no-op when sp == 1). */
@@ -51,7 +58,8 @@ export function singleProcessRuntime(): ParallelRuntime {
     allReduceSum: async () => {},
     broadcast: async () => {},
     barrier: async () => {},
-    allGather: async (buf) => Float32Array.from(buf),
+    allGather: async (buf, _group, out) => (out ? (out.set(buf), out) : Float32Array.from(buf)),
+    reduceScatterSum: async (buf, _group, _block, out) => (out ? (out.set(buf), out) : Float32Array.from(buf)),
     reduceGradients: async () => {},
     attachModel: () => {},
     close: async () => {},

@@ -7,7 +7,10 @@
  * and `checksums.sha256` (sha256sum format, one line per file). With LoRA attached the frozen base
  * is not copied: `adapter_model.safetensors` + `adapter_config.json` (PEFT's layout) replace
  * `model.safetensors`, and the moments are the adapters' (same suffixes, PEFT names).
- * A checkpoint is written into a
+ * Under ZeRO (REFERENCE §8) the moments are not consolidated: every rank's part is its own file
+ * with the partition map beside it (zero/optimizerParts.ts; optimizer.safetensors then keeps the
+ * step and any fp32 masters), listed in the checksums like every other file; checkpoints written
+ * with consolidated moments are still read. A checkpoint is written into a
  * temporary sibling directory, every file fsynced, checksummed, then renamed into place and the
  * parent directory fsynced: a torn write leaves only a `.tmp-` directory, which is never taken
  * for a checkpoint. Readers verify every checksum before trusting a directory.
@@ -25,6 +28,8 @@ import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../engin
 import type { PersistedPolicy } from '../statecharts/policyRunner.js';
 import { copyTokenizerFiles } from './tokenizer/tokenizerFiles.js';
 import { pidAlive } from '../util/pidAlive.js';
+import { CheckpointError } from './checkpointError.js';
+import { PARTITION_MAP_FILE, readAllParts, readPartitionMap } from './zero/optimizerParts.js';
 
 export const CHECKSUMS_FILE = 'checksums.sha256';
 /** Files every complete checkpoint holds (besides the checksums). */
@@ -63,13 +68,7 @@ export interface TrainerState {
   config_hash: string;
 }
 
-export class CheckpointError extends Error {
-  readonly code = 'ERR_CHECKPOINT';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CheckpointError';
-  }
-}
+export { CheckpointError };
 
 export function checkpointDir(outputDir: string, step: number): string {
   return join(outputDir, `checkpoint-${step}`);
@@ -102,10 +101,26 @@ export async function sha256File(path: string): Promise<string> {
 
 export interface CheckpointPayload {
   model: Model;
-  /** AdamW first and second moments, flat like model.trainable.params */
-  m: Float32Array;
-  v: Float32Array;
+  /** AdamW first and second moments, flat like model.trainable.params (null: written as ZeRO parts, see `parts`) */
+  m: Float32Array | null;
+  v: Float32Array | null;
   state: TrainerState;
+  /** ZeRO: the part files and map every rank already wrote into `dir` (checkpointTmpDir), completed there and checksummed */
+  parts?: { dir: string; files: string[] };
+}
+
+/** The temporary directory of checkpoint-<step>, named after the writing process (rank 0's pid). */
+export function checkpointTmpDir(outputDir: string, step: number, pid: number = process.pid): string {
+  return join(outputDir, `.checkpoint-${step}.tmp-${pid}`);
+}
+
+/** Makes the empty temporary directory of checkpoint-<step> (rank 0, before the ranks write their parts). */
+export async function prepareCheckpointTmp(outputDir: string, step: number): Promise<string> {
+  const tmp = checkpointTmpDir(outputDir, step);
+  await mkdir(outputDir, { recursive: true });
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp);
+  return tmp;
 }
 
 export interface WrittenCheckpoint {
@@ -126,10 +141,7 @@ export interface WriteCheckpointOptions {
 export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
   const step = p.state.step;
   const final = checkpointDir(outputDir, step);
-  const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
-  await mkdir(outputDir, { recursive: true });
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp);
+  const tmp = p.parts?.dir ?? (await prepareCheckpointTmp(outputDir, step));
   try {
     const lora = p.model.lora;
     const { params, views } = p.model.trainable;
@@ -142,16 +154,21 @@ export async function writeCheckpoint(outputDir: string, p: CheckpointPayload, o
     } else {
       await writeSafetensors(join(tmp, 'model.safetensors'), await weightTensors(views, params, dtype), { format: 'pt' });
     }
+    const { m, v } = p;
+    if (!p.parts && (!m || !v)) throw new Error('writeCheckpoint: the moments or their parts are needed');
+    // with ZeRO parts the moments are in the part files; the fp32 masters (replicated) stay here
     const moments = views.flatMap((w) => [
-      { name: `${w.name}.exp_avg`, shape: w.shape, data: p.m.subarray(w.offset, w.offset + w.numel) },
-      { name: `${w.name}.exp_avg_sq`, shape: w.shape, data: p.v.subarray(w.offset, w.offset + w.numel) },
+      ...(m && v && !p.parts ? [
+        { name: `${w.name}.exp_avg`, shape: w.shape, data: m.subarray(w.offset, w.offset + w.numel) },
+        { name: `${w.name}.exp_avg_sq`, shape: w.shape, data: v.subarray(w.offset, w.offset + w.numel) },
+      ] : []),
       ...(dtype === 'BF16' ? [{ name: `${w.name}${MASTER_SUFFIX}`, shape: w.shape, data: params.subarray(w.offset, w.offset + w.numel) }] : []),
     ]);
-    await writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { optimizer: 'adamw', step: String(step) });
+    await writeSafetensors(join(tmp, 'optimizer.safetensors'), moments, { optimizer: 'adamw', step: String(step), ...(p.parts ? { zero_parts: PARTITION_MAP_FILE } : {}) });
     await writeFileSynced(join(tmp, 'config.json'), JSON.stringify(toHfConfig(p.model.config, dtype === 'BF16' ? 'bfloat16' : 'float32'), null, 2) + '\n');
     await writeFileSynced(join(tmp, 'trainer_state.json'), JSON.stringify(p.state, null, 2) + '\n');
     const lines: string[] = [];
-    for (const f of lora ? LORA_CHECKPOINT_FILES : CHECKPOINT_FILES) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
+    for (const f of [...(lora ? LORA_CHECKPOINT_FILES : CHECKPOINT_FILES), ...(p.parts?.files ?? [])]) lines.push(`${await sha256File(join(tmp, f))}  ${f}`);
     const sums = lines.join('\n') + '\n';
     await writeFileSynced(join(tmp, CHECKSUMS_FILE), sums);
     await fsyncPath(tmp);
@@ -252,7 +269,7 @@ export async function resolveResume(spec: string | true, outputDir: string, warn
  * settings must match the checkpoint's) and the AdamW moments from a verified checkpoint; returns
  * its state. A full-weight checkpoint cannot resume a LoRA run, nor the reverse (ERR_CHECKPOINT).
  */
-export async function loadCheckpoint(path: string, model: Model, m: Float32Array, v: Float32Array): Promise<TrainerState> {
+export async function loadCheckpoint(path: string, model: Model, m: Float32Array | null, v: Float32Array | null): Promise<TrainerState> {
   let state: TrainerState;
   try {
     state = JSON.parse(await readFile(join(path, 'trainer_state.json'), 'utf8')) as TrainerState;
@@ -278,9 +295,17 @@ export async function loadCheckpoint(path: string, model: Model, m: Float32Array
     throw new CheckpointError(`${path}: optimizer.safetensors is for step ${header.metadata.step}, trainer_state.json for step ${state.step}`);
   }
   const train = model.trainable;
+  // ZeRO parts (zero_partition.json): the full moments rebuilt from every rank's part
+  const map = m && v ? await readPartitionMap(path) : null;
+  if (map) {
+    if (map.step !== state.step) throw new CheckpointError(`${path}: ${PARTITION_MAP_FILE} is for step ${map.step}, trainer_state.json for step ${state.step}`);
+    await readAllParts(path, map, train.views, m!, v!);
+  }
   for (const w of train.views) {
-    await readTensorF32(header, `${w.name}.exp_avg`, m.subarray(w.offset, w.offset + w.numel));
-    await readTensorF32(header, `${w.name}.exp_avg_sq`, v.subarray(w.offset, w.offset + w.numel));
+    if (m && v && !map) {
+      await readTensorF32(header, `${w.name}.exp_avg`, m.subarray(w.offset, w.offset + w.numel));
+      await readTensorF32(header, `${w.name}.exp_avg_sq`, v.subarray(w.offset, w.offset + w.numel));
+    }
     // BF16 weights were rounded: the exact fp32 masters replace them (a bitwise resume).
     if (header.tensors.has(`${w.name}${MASTER_SUFFIX}`)) await readTensorF32(header, `${w.name}${MASTER_SUFFIX}`, train.params.subarray(w.offset, w.offset + w.numel));
   }

@@ -104,9 +104,20 @@ class GlooRuntime implements ParallelRuntime {
     await c.broadcast(buf, root);
   }
 
-  async allGather(buf: Float32Array, group: Group): Promise<Float32Array> {
+  async allGather(buf: Float32Array, group: Group, out?: Float32Array): Promise<Float32Array> {
     const c = this.comm(group);
-    return c.size === 1 ? Float32Array.from(buf) : c.allGather(buf);
+    if (c.size > 1) return c.allGather(buf, out);
+    if (!out) return Float32Array.from(buf);
+    out.set(buf);
+    return out;
+  }
+
+  async reduceScatterSum(buf: Float32Array, group: Group, block = 1, out?: Float32Array): Promise<Float32Array> {
+    const c = this.comm(group);
+    if (c.size > 1) return c.reduceScatterSum(buf, block, out);
+    if (!out) return Float32Array.from(buf);
+    out.set(buf);
+    return out;
   }
 
   async barrier(group: Group): Promise<void> {

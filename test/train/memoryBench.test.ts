@@ -1,6 +1,7 @@
 // `bench memory` on the tiny model at short lengths (seconds): per-rank peaks grow with the
 // length, the fitted line's slope is positive and predicts lengths beyond the measured ones, the
-// ZeRO-1 moments of each of 2 ranks are half of the full moments (the size of the parameters),
+// ZeRO-1 moments of each of 2 ranks are half of the full moments (the size of the parameters), at
+// ZeRO 2 the reduced gradient each rank keeps is half the parameters' size,
 // and the H200 plan comes from resourceEstimate.ts, whose ZeRO parts divide as REFERENCE §8 says.
 import t from 'tap';
 // the compiled bench: it spawns its rank processes from dist/bench
@@ -21,7 +22,13 @@ t.test('bench memory: three lengths, a fit and the plans', async (t) => {
   const plan = r.h200_plan as { longest_tokens: number };
   t.ok(plan.longest_tokens > 100_000, `H200 plan: ${plan.longest_tokens} tokens`);
   t.ok(lines.some((l) => l.includes('ALST')), 'ALST figures printed beside the plan');
-  await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '2' }, () => {}), /--zero must be 0 or 1/);
+  const z2 = await memoryBench.run({ model: 'tiny', sp: '2', zero: '2', lengths: '128,256', checkpointing: false }, () => {});
+  const q = (z2.lengths as { ranks: { parts: Record<string, number> }[] }[])[0]!.ranks[0]!.parts;
+  const g = q.gradients! / q.parameters!;
+  t.ok(g > 0.45 && g <= 0.55, `ZeRO 2 over 2 ranks: the reduced gradient kept is ${g.toFixed(3)} of the parameters' size`);
+  t.equal(q.backward_gradient_buffer, q.parameters, 'the full-size buffer the backward writes is listed apart');
+  t.ok(q.optimizer! / (2 * q.parameters!) <= 0.55, 'and the moments are halved as in stage 1');
+  await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '3' }, () => {}), /--zero must be 0, 1 or 2/);
   await t.rejects(memoryBench.run({ model: 'no-such-model', sp: '2', zero: '1' }, () => {}), /--model no-such-model/);
   await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '1', lengths: '127,256' }, () => {}), /multiple of --sp/);
 });

@@ -257,6 +257,48 @@ void Communicator::all_to_all(const void* in, void* out, size_t bytes_per_rank) 
       src, dst);
 }
 
+void Communicator::reduce_scatter_sum(const float* in, float* out, size_t n, int block) {
+  if (block < 1 || size_ % block != 0)
+    throw CodedError("ERR_COMM_ARG", "reduceScatterSum: block " + std::to_string(block) + " does not divide the size " + std::to_string(size_));
+  if (n == 0) return;
+  if (size_ == 1) {
+    std::memmove(out, in, n * sizeof(float));
+    return;
+  }
+  const size_t chunk = n * sizeof(float);
+  // Rows of 1024 floats (the last one shorter) let the shared-memory path pipeline the chunk.
+  const size_t row = 1024, rows = (n + row - 1) / row;
+  auto span = [n](size_t r0, size_t r1) { return std::make_pair(r0 * row, std::min(r1 * row, n)); };
+  const uint8_t* src = reinterpret_cast<const uint8_t*>(in);
+  // blocks after the first are summed apart (block > 1), then added to out
+  if (block > 1 && block < size_ && block_sum_.size() < n) block_sum_.resize(n);
+  float* acc = block_sum_.data();
+  exchange(
+      chunk, rows,
+      [&](int j, uint8_t* d, Copy copy, size_t r0, size_t r1) {
+        auto [a, b] = span(r0, r1);
+        copy(d + a * sizeof(float), src + j * chunk + a * sizeof(float), (b - a) * sizeof(float));
+      },
+      // sources come in ascending rank order (each one's rows ascending): the sum's order is fixed
+      [&](int i, const uint8_t* data, size_t r0, size_t r1) {
+        auto [a, b] = span(r0, r1);
+        const float* x = reinterpret_cast<const float*>(data);
+        if (i == 0) {
+          std::memcpy(out + a, x + a, (b - a) * sizeof(float));
+        } else if (i < block || block == 1) {
+          for (size_t k = a; k < b; k++) out[k] += x[k];
+        } else {
+          if (i % block == 0)
+            std::memcpy(acc + a, x + a, (b - a) * sizeof(float));
+          else
+            for (size_t k = a; k < b; k++) acc[k] += x[k];
+          if (i % block == block - 1)
+            for (size_t k = a; k < b; k++) out[k] += acc[k];
+        }
+      },
+      src, nullptr);
+}
+
 void Communicator::exchange(size_t chunk, size_t rows, const Pack& pack, const Consume& consume,
                             const uint8_t* send_direct, uint8_t* recv_direct) {
   if (chunk == 0) return;

@@ -74,6 +74,15 @@ class Communicator {
   void barrier();
   // out[size * bytes]: rank i's `in` at offset i * bytes.
   void all_gather(const void* in, void* out, size_t bytes);
+  // in[size * n], out[n]: out <- the sum over ranks of chunk `rank` of every rank's `in`, added in
+  // rank order, first within each block of `block` consecutive ranks, then the block sums in
+  // order: block 1 gives (((r0 + r1) + r2) + ...); block 2 on 4 ranks ((r0 + r1) + (r2 + r3)), the
+  // order of a sum over SP pairs then over their replicas. The bits are the same run to run and
+  // on either path. Through the all-to-all's exchange (shared memory on one host, else Gloo's
+  // TCP all-to-all): every rank sends chunk j of its input to rank j and sums what it receives,
+  // as ZeRO stage 2 reduces each gradient part on its owner (REFERENCE §8). `in` is left
+  // unchanged. `block` must divide the size.
+  void reduce_scatter_sum(const float* in, float* out, size_t n, int block = 1);
   // in/out[size * bytes]: chunk j of `in` goes to rank j; chunk i of `out` came from rank i.
   void all_to_all(const void* in, void* out, size_t bytes_per_rank);
 
@@ -131,6 +140,7 @@ class Communicator {
   uint32_t tag_ = 1;
   uint32_t splits_ = 0;
   std::vector<uint8_t> send_scratch_, recv_scratch_;
+  std::vector<float> block_sum_;  // reduce_scatter_sum's partial sum of the current block
   std::unique_ptr<ShmExchange> shm_;
   bool want_shm_ = true;
   int parity_ = 0;

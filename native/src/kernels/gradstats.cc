@@ -200,12 +200,17 @@ void philox4x32_10(uint32_t out[4], const uint32_t ctr[4], const uint32_t key[2]
   philox(out, key[0], key[1]);
 }
 
-GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors) {
-  if (ntensors < 0) throw ShapeError("grad_stats: negative tensor count");
-  // One work item per (tensor, block), in tensor order then block order.
-  std::vector<int64_t> first(static_cast<size_t>(ntensors) + 1, 0);
+namespace {
+
+// The partial sums of every (tensor, block) item, in tensor order then block order; first[t] ..
+// first[t + 1] - 1 are tensor t's items. Computed in parallel, each item on its own: the bits do
+// not depend on the thread count.
+std::vector<BlockStats> block_items(const char* what, const float* grad, const TensorSpan* tensors, int64_t ntensors,
+                                    std::vector<int64_t>& first) {
+  if (ntensors < 0) throw ShapeError(std::string(what) + ": negative tensor count");
+  first.assign(static_cast<size_t>(ntensors) + 1, 0);
   for (int64_t t = 0; t < ntensors; ++t) {
-    if (tensors[t].numel < 0 || tensors[t].offset < 0) throw ShapeError("grad_stats: negative span");
+    if (tensors[t].numel < 0 || tensors[t].offset < 0) throw ShapeError(std::string(what) + ": negative span");
     first[t + 1] = first[t] + (tensors[t].numel + kBlock - 1) / kBlock;
   }
   const int64_t nitems = first[ntensors];
@@ -221,6 +226,14 @@ GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const Tenso
     const int64_t start = (k - first[owner[k]]) * kBlock;
     items[k] = block_stats(grad + s.offset + start, std::min(kBlock, s.numel - start));
   }
+  return items;
+}
+
+}  // namespace
+
+GradStats grad_stats(double* per_tensor_mean_abs, const float* grad, const TensorSpan* tensors, int64_t ntensors) {
+  std::vector<int64_t> first;
+  const std::vector<BlockStats> items = block_items("grad_stats", grad, tensors, ntensors, first);
   return combine_grad_blocks(per_tensor_mean_abs, items.data(), first.data(), tensors, ntensors);
 }
 
@@ -268,6 +281,39 @@ void add_noise(float* g, int64_t n, float std, uint64_t seed, uint64_t step, uin
     const int64_t i0 = k * kBatch, len = std::min<int64_t>(kBatch, n - i0);
     // Explicit fma: one rounding, whatever the compiler's contraction settings.
     for (int64_t j = 0; j < len; ++j) g[i0 + j] = std::fma(std, z[j], g[i0 + j]);
+  }
+}
+
+void add_noise_from(float* g, int64_t n, uint64_t first, float std, uint64_t seed, uint64_t step, uint64_t tensor) {
+  if (n < 0) throw ShapeError("add_noise_from: negative n");
+  if (n == 0) return;
+  constexpr int64_t kBatch = 4 * kLanes;
+  // batches of the whole tensor's stream that [first, first + n) touches
+  const uint64_t k0 = first / kBatch, k1 = (first + static_cast<uint64_t>(n) - 1) / kBatch;
+  const int64_t batches = static_cast<int64_t>(k1 - k0 + 1);
+#pragma omp parallel for num_threads(threads_for(n * 8)) schedule(static)
+  for (int64_t b = 0; b < batches; ++b) {
+    const uint64_t k = k0 + static_cast<uint64_t>(b);
+    float z[kBatch];
+    normals_batch(z, seed, step, tensor, k * kLanes);
+    const uint64_t lo = std::max<uint64_t>(first, k * kBatch);
+    const uint64_t hi = std::min<uint64_t>(first + static_cast<uint64_t>(n), (k + 1) * kBatch);
+    for (uint64_t i = lo; i < hi; ++i) g[i - first] = std::fma(std, z[i - k * kBatch], g[i - first]);
+  }
+}
+
+void grad_partial_sums(GradBlockStats* out, const float* grad, const TensorSpan* spans, int64_t nspans) {
+  std::vector<int64_t> first;
+  const std::vector<BlockStats> items = block_items("grad_partial_sums", grad, spans, nspans, first);
+  for (int64_t t = 0; t < nspans; ++t) {
+    GradBlockStats r;
+    for (int64_t k = first[t]; k < first[t + 1]; ++k) {
+      r.sum_abs += items[k].sum_abs;
+      r.sum_sq += items[k].sum_sq;
+      r.max_abs = std::max(r.max_abs, items[k].max_abs);
+      r.nonfinite += items[k].nonfinite;
+    }
+    out[t] = r;
   }
 }
 

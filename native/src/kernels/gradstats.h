@@ -44,6 +44,16 @@ GradStats combine_grad_blocks(double* per_tensor_mean_abs, const GradBlockStats*
 // (fp32 math; |z| <= 5.77 by construction). Bindings limit step and tensor to 32 bits.
 void add_noise(float* g, int64_t n, float std, uint64_t seed, uint64_t step, uint64_t tensor);
 
+// The same stream from element `first` on: g[j] gets normal first + j, so a part of a tensor
+// (ZeRO's partitioned gradients, REFERENCE §8) receives exactly what add_noise adds to those
+// elements of the whole tensor. add_noise_from(g, n, 0, ...) == add_noise(g, n, ...).
+void add_noise_from(float* g, int64_t n, uint64_t first, float std, uint64_t seed, uint64_t step, uint64_t tensor);
+
+// Each span's partial sums (finite |g| and g^2 in double, max finite |g|, non-finite count) over
+// blocks of the span in block order: what a rank holding only those elements contributes to the
+// statistics, to be combined across ranks in a fixed order. out: [nspans].
+void grad_partial_sums(GradBlockStats* out, const float* grad, const TensorSpan* spans, int64_t nspans);
+
 // The i-th standard normal of the stream keyed by (seed, step, tensor): exposed for tests.
 float philox_normal(uint64_t seed, uint64_t step, uint64_t tensor, uint64_t i);
 

@@ -37,17 +37,36 @@ export interface GradSpan {
 
 export async function gradStats(grad: F32, spans: readonly GradSpan[]): Promise<GradStats> {
   const g = flat('gradStats grad', grad);
+  return native().gradStats(g, encodeSpans('gradStats', g, spans));
+}
+
+/** One span's partial sums of the statistics (finite values only), to be combined across ranks. */
+export interface PartialSums {
+  sumAbs: number;
+  sumSq: number;
+  maxAbs: number;
+  nonfinite: number;
+}
+
+function encodeSpans(op: string, g: Float32Array, spans: readonly GradSpan[]): Float64Array {
   const s = new Float64Array(spans.length * 2);
   spans.forEach((sp, i) => {
-    int('gradStats', `spans[${i}].offset`, sp.offset);
-    int('gradStats', `spans[${i}].numel`, sp.numel);
+    int(op, `spans[${i}].offset`, sp.offset);
+    int(op, `spans[${i}].numel`, sp.numel);
     if (sp.offset + sp.numel > g.length) {
-      throw new EngineError('ERR_SHAPE', `gradStats: spans[${i}] [${sp.offset}, ${sp.offset + sp.numel}) is outside the gradient of ${g.length} elements`);
+      throw new EngineError('ERR_SHAPE', `${op}: spans[${i}] [${sp.offset}, ${sp.offset + sp.numel}) is outside the gradient of ${g.length} elements`);
     }
     s[2 * i] = sp.offset;
     s[2 * i + 1] = sp.numel;
   });
-  return native().gradStats(g, s);
+  return s;
+}
+
+/** Each span's partial sums, in the fixed block order of gradStats (bitwise the same on every process). */
+export async function gradPartialSums(grad: F32, spans: readonly GradSpan[]): Promise<PartialSums[]> {
+  const g = flat('gradPartialSums grad', grad);
+  const raw = await native().gradPartialSums(g, encodeSpans('gradPartialSums', g, spans));
+  return spans.map((_, i) => ({ sumAbs: raw[4 * i]!, sumSq: raw[4 * i + 1]!, maxAbs: raw[4 * i + 2]!, nonfinite: raw[4 * i + 3]! }));
 }
 
 /** Keys one noise stream: same key -> same bits on every process, for any thread count. */
@@ -67,12 +86,17 @@ function checkKey(op: string, k: NoiseKey): void {
   int(op, 'tensor', k.tensor, U32);
 }
 
-/** g[i] += std * philoxNormal(key, i). */
-export async function addNoise(g: F32, std: number, key: NoiseKey): Promise<void> {
+/**
+ * g[i] += std * philoxNormal(key, first + i): `first` > 0 when g is a part of the tensor that
+ * starts at its element `first` (ZeRO's partitioned gradients), so the part gets the values the
+ * whole tensor would.
+ */
+export async function addNoise(g: F32, std: number, key: NoiseKey, first = 0): Promise<void> {
   checkKey('addNoise', key);
   finite('addNoise', 'std', std);
+  int('addNoise', 'first', first);
   const d = flat('addNoise g', g);
-  await native().addNoise(d, d.length, std, key.seed, key.step, key.tensor);
+  await native().addNoise(d, d.length, std, key.seed, key.step, key.tensor, first);
 }
 
 /** The i-th standard normal of the stream `key` (synchronous: a few nanoseconds). */

@@ -9,15 +9,21 @@
  * ZeRO stage 1 (REFERENCE §8, `zero`): the moments exist only for this rank's part of every
  * tensor (zero/partition.ts). The plan runs on the whole reduced gradient exactly as in stage 0
  * (the same native call without the update), AdamW updates this rank's segments with the same
- * elementwise kernel, and one all-gather of the packed parts gives every rank the updated
- * parameters: the same bits as stage 0.
+ * elementwise kernel, and an all-gather of the packed parts (bucket by bucket) gives every rank
+ * the updated parameters: the same bits as stage 0.
+ * Stage 2: the gradients too (zero/shardedGradients.ts): reduceGradients() reduce-scatters them
+ * so this rank holds only its part reduced, gradStats() combines the parts' partial sums, the
+ * plan runs on the part; then AdamW and the all-gather as in stage 1. The weights equal stage 0's
+ * up to the summation order of the reduction and the statistics.
  */
 import type { TrainableSet } from '../../engine/model/index.js';
-import { adamwStep, optimizerStep, type GradStats, type PlanEffects, type SpanTable } from '../../engine/ops/optim.js';
+import { adamwStep, gradStats, optimizerStep, type GradStats, type PlanEffects, type SpanTable } from '../../engine/ops/optim.js';
 import type { CentralizeScope } from '../../statecharts/policyConfig.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import { Partition, type PartSegment } from '../zero/partition.js';
-import { decays, spanTableOf, stepPlanOf } from './applyPlan.js';
+import { bucketBuffers, gatherParts, partitionedStats, planOnPart, reduceScatterGradients, type BucketBuffers } from '../zero/shardedGradients.js';
+import type { ZeroGroup } from '../zero/ZeroGroup.js';
+import { decays, spanTableOf, spansOf, stepPlanOf } from './applyPlan.js';
 
 /** AdamW's hyper-parameters (job keys; the LR comes per step). */
 export interface AdamWConfig {
@@ -27,21 +33,17 @@ export interface AdamWConfig {
   adam_epsilon: number;
 }
 
-/** The sharding group of ZeRO (the whole world) as the optimizer needs it. */
-export interface ZeroGroup {
-  /** 0: replicated state; 1: moments partitioned */
-  stage: number;
-  rank: number;
-  world: number;
-  /** every rank's `part` concatenated in rank order (a collective: every rank calls it) */
-  allGather(part: Float32Array): Promise<Float32Array>;
-}
+export type { ZeroGroup };
 
 interface Shard {
   group: ZeroGroup;
   partition: Partition;
-  segments: PartSegment[];
+  segments: readonly PartSegment[];
   decay: boolean[];
+  /** the bucketed collectives' buffers */
+  bufs: BucketBuffers;
+  /** stage 2: the gradients are partitioned */
+  grads: boolean;
 }
 
 export class Optimizer {
@@ -58,7 +60,7 @@ export class Optimizer {
   constructor(private readonly set: TrainableSet, private readonly config: AdamWConfig, zero?: ZeroGroup) {
     if (zero && zero.stage >= 1) {
       const partition = new Partition(set.views, zero.world);
-      this.shard = { group: zero, partition, segments: partition.segments(zero.rank), decay: set.views.map(decays) };
+      this.shard = { group: zero, partition, segments: partition.segments(zero.rank), decay: set.views.map(decays), bufs: bucketBuffers(partition), grads: zero.stage >= 2 };
       this.m = new Float32Array(partition.partLength);
       this.v = new Float32Array(partition.partLength);
     } else {
@@ -73,25 +75,47 @@ export class Optimizer {
     return this.shard ? this.shard.group.stage : 0;
   }
 
+  /** Whether the gradients are partitioned (stage 2): reduceGradients() replaces the runtime's all-reduce. */
+  get shardsGradients(): boolean {
+    return this.zeroStage >= 2;
+  }
+
+  /**
+   * Stage 2: the reduce-scatter of the backward's gradients over the world (a collective); this
+   * rank's part of `set.grads` then holds the reduced values, the rest is stale.
+   */
+  async reduceGradients(): Promise<void> {
+    const sh = this.shard;
+    if (!sh || !sh.grads) throw new Error('Optimizer.reduceGradients: the gradients are not partitioned (zero_stage < 2): reduce them with the runtime');
+    await reduceScatterGradients(this.set.grads, sh.partition, sh.group, sh.bufs);
+  }
+
+  /** The statistics of the reduced gradients (stage 2: a collective combining every rank's part). */
+  async gradStats(): Promise<GradStats> {
+    const sh = this.shard;
+    if (sh?.grads) return partitionedStats(this.set.grads, this.set.views, sh.partition, sh.group);
+    return gradStats(this.set.grads, spansOf(this.set));
+  }
+
   /** The partition map of the moments (null: replicated). */
   get partition(): Partition | null {
     return this.shard?.partition ?? null;
   }
 
+  /** This rank's place in the ZeRO group (0 when replicated). */
+  get zeroRank(): number {
+    return this.shard?.group.rank ?? 0;
+  }
+
   /**
-   * The full moments, flat like the parameters, for a checkpoint: under ZeRO a collective (every
-   * rank calls it, in the same order) that gathers the parts; otherwise m and v themselves.
+   * Every rank's packed moments in rank order (a collective: every rank calls it), for a
+   * checkpoint whose ranks cannot each write their own part.
    */
-  async consolidatedMoments(): Promise<{ m: Float32Array; v: Float32Array }> {
+  async gatheredParts(): Promise<{ m: Float32Array; v: Float32Array }> {
     const sh = this.shard;
-    if (!sh) return { m: this.m, v: this.v };
-    const full = async (part: Float32Array): Promise<Float32Array> => {
-      const out = new Float32Array(this.set.params.length);
-      sh.partition.unpackAll(await sh.group.allGather(part), out);
-      return out;
-    };
-    const m = await full(this.m);
-    return { m, v: await full(this.v) };
+    if (!sh) throw new Error('Optimizer.gatheredParts: the moments are not partitioned');
+    const m = await sh.group.allGather(this.m);
+    return { m, v: await sh.group.allGather(this.v) };
   }
 
   /** After a checkpoint's full moments were read: this rank keeps its part (re-cut for any world). */
@@ -128,23 +152,25 @@ export class Optimizer {
     const step = this.updates + 1;
     const adam = { lr, beta1: c.adam_beta1, beta2: c.adam_beta2, eps: c.adam_epsilon, step };
     const fx = this.shard
-      ? await this.shardedStep(this.shard, table, stepPlanOf(plan, stats), adam)
+      ? await this.shardedStep(this.shard, table, plan, stats, adam)
       : await optimizerStep(set.grads, table, stepPlanOf(plan, stats), { params: set.params, m: this.m, v: this.v, weightDecay: c.weight_decay, ...adam });
     this.updates = step;
     set.updated?.();  // e.g. the bf16 weight copy of a bf16 model
     return fx;
   }
 
-  /** Stage 1: the plan on the whole gradient, AdamW on this rank's segments, then the all-gather. */
-  private async shardedStep(sh: Shard, table: SpanTable, plan: ReturnType<typeof stepPlanOf>, adam: { lr: number; beta1: number; beta2: number; eps: number; step: number }): Promise<PlanEffects> {
+  /** Stages 1 and 2: the plan (on the whole gradient, or on the part), AdamW on this rank's segments, then the all-gather. */
+  private async shardedStep(sh: Shard, table: SpanTable, plan: PolicyPlan, stats: GradStats, adam: { lr: number; beta1: number; beta2: number; eps: number; step: number }): Promise<PlanEffects> {
     const { set } = this;
-    const fx = await optimizerStep(set.grads, table, plan);
+    const fx = sh.grads
+      ? await planOnPart(set.grads, set.views, sh.partition, sh.group, plan, stats)
+      : await optimizerStep(set.grads, table, stepPlanOf(plan, stats));
     for (const s of sh.segments) {
       const at = (x: Float32Array) => x.subarray(s.offset, s.offset + s.numel);
       const part = (x: Float32Array) => x.subarray(s.packed, s.packed + s.numel);
       await adamwStep(at(set.params), part(this.m), part(this.v), at(set.grads), { ...adam, weightDecay: sh.decay[s.tensor] ? this.config.weight_decay : 0 });
     }
-    sh.partition.unpackAll(await sh.group.allGather(sh.partition.pack(set.params, sh.group.rank)), set.params);
+    await gatherParts(set.params, sh.partition, sh.group, sh.bufs);
     return fx;
   }
 }

@@ -17,7 +17,7 @@
 import type { ChaosHooks } from '../ChaosHooks.js';
 import type { JobConfig } from '../../config/JobConfig.js';
 import type { Model } from '../../engine/model/index.js';
-import { gradStats, zero } from '../../engine/ops/optim.js';
+import { zero } from '../../engine/ops/optim.js';
 import type { PolicyConfig } from '../../statecharts/policyConfig.js';
 import { PolicyRunner, planDigest } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
@@ -25,7 +25,8 @@ import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { StepReport } from '../Workload.js';
 import { pruneCheckpoints, writeCheckpoint, writeFinalAdapter, writeFinalModel, type TrainerState } from '../checkpoint.js';
 import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
-import { spansOf } from './applyPlan.js';
+import { writeOptimizerParts } from '../zero/saveParts.js';
+import { zeroGroupOf } from '../zero/ZeroGroup.js';
 import type { PreferenceItem } from './dpo.js';
 import { languageModelStep } from './languageModelStep.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
@@ -154,7 +155,7 @@ export class Trainer {
     this.schedule = scheduleOf(o.config, o.data.batchesPerEpoch);
     // sized to what the optimizer updates: attach LoRA before constructing the trainer
     const rt = o.runtime;
-    this.optimizer = new Optimizer(o.model.trainable, o.config, { stage: o.config.zero_stage, rank: rt.rank, world: rt.world, allGather: (x) => rt.allGather(x, 'world') });
+    this.optimizer = new Optimizer(o.model.trainable, o.config, zeroGroupOf(rt, o.config.zero_stage));
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }
@@ -217,12 +218,14 @@ export class Trainer {
   private async save(): Promise<void> {
     const { o } = this;
     o.hooks?.setPhase?.('checkpointing', true);
-    const moments = await this.optimizer.consolidatedMoments();  // a collective under ZeRO
+    // ZeRO: every rank writes its own part of the moments first (a collective)
+    const opt = this.optimizer;
+    const parts = opt.partition ? await writeOptimizerParts(o.runtime, opt, o.model.trainable.views, o.config.output_dir, this.step) : undefined;
     if (o.runtime.rank === 0) {
       const chaos = o.chaos;
       const w = await writeCheckpoint(
         o.config.output_dir,
-        { model: o.model, m: moments.m, v: moments.v, state: this.state() },
+        { model: o.model, m: parts ? null : opt.m, v: parts ? null : opt.v, state: this.state(), parts },
         {
           beforeRename: async (tmp) => {
             // the value head lands inside the checkpoint before it becomes visible
@@ -279,7 +282,8 @@ export class Trainer {
     const train = model.trainable;
     o.chaos?.corruptGradients(train.grads, step);
     await o.chaos?.inCollective('reduceGradients', step);
-    await runtime.reduceGradients(train.grads);
+    // ZeRO 2: a reduce-scatter leaves each rank its part of the reduced gradient
+    await (this.optimizer.shardsGradients ? this.optimizer.reduceGradients() : runtime.reduceGradients(train.grads));
     if (o.rm) await runtime.reduceGradients(o.rm.set.grads);
     const stageMetrics = r.metrics ?? {};
     const metricNames = Object.keys(stageMetrics);
@@ -288,7 +292,7 @@ export class Trainer {
     const loss = totals[0]! / runtime.dp;
     o.gradientHook?.(train.grads, step);
 
-    const stats = await gradStats(train.grads, spansOf(train));
+    const stats = await this.optimizer.gradStats();
     const t = this.policy.step({
       step,
       totalSteps: this.schedule.totalSteps,

@@ -7,7 +7,8 @@
 import type { Model } from '../../engine/model/index.js';
 import { PolicyRunner } from '../../statecharts/policyRunner.js';
 import type { Logger } from '../../util/Logger.js';
-import { loadCheckpoint, type TrainerState } from '../checkpoint.js';
+import { CheckpointError, loadCheckpoint, type TrainerState } from '../checkpoint.js';
+import { PARTITION_MAP_FILE, readOwnPart, readPartitionMap, sameCut } from '../zero/optimizerParts.js';
 import type { ScheduleConfig } from '../schedule.js';
 import type { Optimizer } from './Optimizer.js';
 
@@ -50,12 +51,24 @@ export function trainerState(p: TrainerProgress): TrainerState {
  * settings (`configHash`): the run will then not match an uninterrupted one.
  */
 export async function restoreTrainer(path: string, model: Model, optimizer: Optimizer, configHash: string | undefined, logger: Logger): Promise<{ step: number; lastLr: number; policy: PolicyRunner }> {
-  // full moments (checkpoints hold them consolidated); under ZeRO this rank keeps its part
-  const full = optimizer.partition ? { m: new Float32Array(model.trainable.params.length), v: new Float32Array(model.trainable.params.length) } : optimizer;
-  const st = await loadCheckpoint(path, model, full.m, full.v);
-  if (optimizer.partition) {
-    optimizer.takeMoments(full.m, full.v);
-    logger.info(`ZeRO: optimizer state re-cut into ${optimizer.partition.world} parts`);
+  // Under ZeRO on the checkpoint's own cut each rank reads only its part; otherwise the full
+  // moments (consolidated, or rebuilt from the parts by their map) are read and this rank keeps
+  // its part of them (re-cut for any world size).
+  const partition = optimizer.partition;
+  const map = partition ? await readPartitionMap(path) : null;
+  let st: TrainerState;
+  if (partition && map && sameCut(map, partition)) {
+    st = await loadCheckpoint(path, model, null, null);
+    if (map.step !== st.step) throw new CheckpointError(`${path}: ${PARTITION_MAP_FILE} is for step ${map.step}, trainer_state.json for step ${st.step}`);
+    await readOwnPart(path, map, optimizer.zeroRank, optimizer.m, optimizer.v);
+    logger.info(`ZeRO: each rank read its own part of the optimizer state (${map.world} parts, the same cut)`);
+  } else {
+    const full = partition ? { m: new Float32Array(model.trainable.params.length), v: new Float32Array(model.trainable.params.length) } : optimizer;
+    st = await loadCheckpoint(path, model, full.m, full.v);
+    if (partition) {
+      optimizer.takeMoments(full.m, full.v);
+      logger.info(`ZeRO: optimizer state ${map ? `of ${map.world} parts re-cut by its partition map` : '(consolidated) cut'} into ${partition.world} parts`);
+    }
   }
   if (configHash && st.config_hash && st.config_hash !== configHash) {
     logger.warn(`resuming ${path} under different settings (config hash ${st.config_hash.slice(0, 12)} != ${configHash.slice(0, 12)}): the run will not match an uninterrupted one`);
