@@ -270,10 +270,18 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
     problems.push({ key: 'adapter_name_or_path', source: s('adapter_name_or_path').source, value: v('adapter_name_or_path'), message: `needs finetuning_type: lora (it is ${v('finetuning_type')}), as in LLaMA-Factory`, fix: 'set finetuning_type: lora, or remove adapter_name_or_path' });
   // the loss extras at their defaults change nothing (LLaMA-Factory configs often spell them out)
   const changed = (k: string) => s(k).explicit && v(k) !== LEAF_BY_PATH.get(k)!.default;
-  if (v('stage') !== 'dpo') {
+  const stage = v<string>('stage');
+  if (stage !== 'kto')
+    for (const k of ['kto_chosen_weight', 'kto_rejected_weight'])
+      if (changed(k)) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: kto (it is ${stage})`, fix: 'remove it or set stage: kto' });
+  if (stage === 'kto') {
+    // kto reads pref_beta and pref_ftx; the pairwise losses' keys do not apply
+    for (const k of ['pref_loss', 'simpo_gamma', 'dpo_label_smoothing'])
+      if (changed(k)) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is kto, whose loss is KTO's)`, fix: 'remove it or set stage: dpo' });
+  } else if (stage !== 'dpo') {
     for (const k of ['pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing'])
       if (k === 'pref_beta' || k === 'pref_loss' ? s(k).explicit : changed(k))
-        problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });
+        problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo${k === 'pref_beta' || k === 'pref_ftx' ? ' or kto' : ''} (it is ${stage})`, fix: 'remove it or set stage: dpo' });
   } else {
     if (v('pref_loss') !== 'simpo' && changed('simpo_gamma'))
       problems.push({ key: 'simpo_gamma', source: s('simpo_gamma').source, value: v('simpo_gamma'), message: `only has an effect with pref_loss: simpo (it is ${v('pref_loss')})`, fix: 'remove it or set pref_loss: simpo' });

@@ -62,10 +62,14 @@ export function tokenizeExample(ex: Example, tok: TextTokenizer, template: Templ
       return encodeSft(tok, template, ex, cutoffLen, o);
     case 'pair':
       throw new DataError('a preference pair cannot be used for pt/sft', where(ex));
+    case 'feedback':
+      throw new DataError('a KTO example (kto_tag) cannot be used for pt/sft', where(ex));
   }
 }
 
+/** One pt/sft/dpo example (kto examples are encoded a batch at a time: feedback.ts). */
 export function encodeExample(ex: Example, tok: TextTokenizer, o: EncodeOptions): EncodedSample {
+  if (o.stage === 'kto') throw new DataError('stage kto encodes its examples a preprocessing batch at a time (encodeFeedbackBatch)', where(ex));
   if (o.stage === 'dpo') {
     if (ex.kind !== 'pair') throw new DataError('stage dpo needs chosen/rejected pairs', where(ex));
     return { kind: 'pair', ...encodePair(tok, o.template, ex, o.cutoffLen, o.templateOptions) };

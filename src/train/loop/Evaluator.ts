@@ -13,13 +13,17 @@ import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { PreferenceItem } from './dpo.js';
 import { evaluateLanguageModel, evaluatePreference } from './evaluate.js';
+import { evaluateKto, type KtoItem, type KtoOptions } from './kto.js';
 import type { PreferenceOptions } from './preferenceStep.js';
 import type { RewardHead } from './rewardHead.js';
 import { evaluateRewardModel } from './rm.js';
 import type { PackedSequence } from './sequences.js';
 
 /** One held-out set: `name` null for the single set (metrics eval_loss), else eval_<name>_loss. */
-export type EvalSet = { name: string | null; kind: 'lm'; items: PackedSequence[] } | { name: string | null; kind: 'preference'; items: PreferenceItem[] };
+export type EvalSet =
+  | { name: string | null; kind: 'lm'; items: PackedSequence[] }
+  | { name: string | null; kind: 'preference'; items: PreferenceItem[] }
+  | { name: string | null; kind: 'feedback'; items: KtoItem[] };
 
 export type EvalMetrics = Record<string, number>;
 
@@ -37,6 +41,8 @@ export interface EvaluatorOptions {
   dpo?: PreferenceOptions;
   /** rm: the value head (eval_loss, eval_accuracy, eval_chosen_score, eval_rejected_score) */
   rm?: RewardHead;
+  /** kto: its settings and reference (eval_loss, eval_rewards/chosen, ..., eval_kl) */
+  kto?: KtoOptions;
   now?: () => number;
 }
 
@@ -88,6 +94,13 @@ export class Evaluator {
         const r = await evaluateLanguageModel(model, runtime, set.items, { batch: c.per_device_eval_batch_size, accuracy: c.compute_accuracy });
         out[key('loss')] = r.loss;
         if (r.accuracy !== undefined) out[key('accuracy')] = r.accuracy;
+        samples += r.samples;
+        batches += r.batches;
+      } else if (set.kind === 'feedback') {
+        if (!this.o.kto) throw Object.assign(new Error('KTO evaluation needs the KTO settings'), { code: 'ERR_STATE' });
+        const r = await evaluateKto(model, runtime, set.items, { ...this.o.kto, batch: c.per_device_eval_batch_size });
+        out[key('loss')] = r.loss;
+        for (const [k, v] of Object.entries(r.metrics)) out[key(k)] = v;
         samples += r.samples;
         batches += r.batches;
       } else {

@@ -13,11 +13,12 @@ import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 
 /** The series each stage plots (LLaMA-Factory's keys), in order. */
-export const PLOTTED_KEYS: Record<'pt' | 'sft' | 'dpo' | 'rm', readonly string[]> = {
+export const PLOTTED_KEYS: Record<'pt' | 'sft' | 'dpo' | 'rm' | 'kto', readonly string[]> = {
   pt: ['loss', 'eval_loss'],
   sft: ['loss', 'eval_loss', 'eval_accuracy'],
   dpo: ['loss', 'rewards/accuracies', 'eval_loss'],
   rm: ['loss', 'accuracy', 'eval_loss'],
+  kto: ['loss', 'eval_loss', 'rewards/chosen'],
 };
 
 /** LLaMA-Factory's smoothing: EMA with weight 1.8 * (sigmoid(0.05 n) - 0.5). */
