@@ -12,12 +12,15 @@ import { runSpDegrees, sameMetrics, writeSpModel } from './helpers/spJob.js';
 
 const KEYS = ['loss', 'grad_norm', 'max_abs_grad', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'kl'];
 
-/** 8 tagged answers of different lengths (shards cut prompts and answers at different places). */
+/**
+ * 8 answers of different lengths (shards cut prompts and answers at different places), tags
+ * alternating, read in file order: every micro-batch holds both kinds.
+ */
 function writeKtoRows(root: string): string {
   const rows = Array.from({ length: 8 }, (_, i) => ({
     instruction: `Question ${i}: what comes after ${i * 3}?`,
-    output: (i % 3 === 1 ? `I think it is ${i * 5} or so` : `${i * 3 + 1}, because counting goes up by one.`).slice(0, 11 + 2 * i),
-    kto_tag: i % 3 !== 1,
+    output: (i % 2 === 1 ? `I think it is ${i * 5} or so` : `${i * 3 + 1}, because counting goes up by one.`).slice(0, 11 + 2 * i),
+    kto_tag: i % 2 === 0,
   }));
   const path = join(root, 'kto.jsonl');
   writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
@@ -27,7 +30,7 @@ function writeKtoRows(root: string): string {
 const jobLines = (model: string, data: string, extra: string[]) => [
   `model_name_or_path: ${model}`, 'stage: kto', 'finetuning_type: full', `dataset: ${data}`, 'cutoff_len: 64',
   'pref_beta: 0.5', 'kto_chosen_weight: 1.2', 'kto_rejected_weight: 0.8',
-  'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', ...extra,
+  'logging_steps: 1', 'save_steps: 100', 'max_steps: 3', 'learning_rate: 1.0e-2', 'lr_scheduler_type: constant', 'disable_shuffling: true', ...extra,
 ];
 
 t.test('sp 1, 2 and 4 give the same KTO losses, metrics and gradient statistics at every step', async (t) => {
