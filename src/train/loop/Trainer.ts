@@ -294,7 +294,8 @@ export class Trainer {
     const loss = totals[0]! / runtime.dp;
     o.gradientHook?.(train.grads, step);
 
-    const stats = await gradStats(train.grads, spansOf(train));
+    // rm: the model's and the value head's gradients are one gradient to the policy (one global norm)
+    const stats = o.rm ? await o.rm.jointStats(train) : await gradStats(train.grads, spansOf(train));
     const t = this.policy.step({
       step,
       totalSteps: this.schedule.totalSteps,
@@ -313,8 +314,7 @@ export class Trainer {
         throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
       }
     } else {
-      const fx = await this.optimizer.step(plan, stats, lr);
-      await o.rm?.update(plan, lr);
+      const fx = o.rm ? await o.rm.updateWithModel(this.optimizer, train, plan, lr) : await this.optimizer.step(plan, stats, lr);
       if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
     }
     this.lastLr = plan.skipUpdate ? 0 : lr;
