@@ -32,4 +32,6 @@ t.test('keys that would do nothing, or out of range, are problems naming the fix
   p = one('dataset: a\nstage: sft\npref_beta: 0.2\n');
   t.match([p.key, p.message], ['pref_beta', /only has an effect with stage: dpo or kto \(it is sft\)/]);
   t.doesNotThrow(() => load('dataset: a\nstage: sft\nkto_chosen_weight: 1\n'), 'the default spelled out changes nothing');
+  p = one(lfKto + 'compute_accuracy: true\n');
+  t.match([p.key, p.message], ['compute_accuracy', /kto reports eval_rewards\/chosen/]);
 });

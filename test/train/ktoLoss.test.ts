@@ -8,7 +8,7 @@ import { Model } from '../../src/engine/model/index.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { ktoStep, KTO_METRICS, type KtoItem } from '../../src/train/loop/kto.js';
 import { ktoBatchTerms, ktoKl, type KtoExample, type KtoSettings } from '../../src/train/loop/ktoLoss.js';
-import { lcg, logProb, pair } from './helpers/preferenceFixtures.js';
+import { checkAgainstDifferences, lcg, logProb, pair } from './helpers/preferenceFixtures.js';
 import { microConfig } from './helpers/trainFixtures.js';
 
 const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-300);
@@ -135,27 +135,7 @@ t.test('ktoStep accumulates the gradient of the step loss (finite differences, K
   const direct = await lossOf();
   t.ok(close(r.lossSum, direct, 1e-6), `step loss ${r.lossSum} equals the definition's ${direct}`);
   t.ok(close(r.metrics!.kl!, (kls[0]! + kls[1]!) / 2, 1e-6), `kl metric ${r.metrics!.kl} is the mean of the micro-batch estimates ${kls.join(', ')}`);
-  const eps = 1e-2;
-  const rnd = lcg(9);
-  const lines: string[] = [];
-  let ok = true;
-  for (const view of policy.views.filter((_, i) => i % 3 === 0)) {
-    const g = policy.grad(view.name);
-    const p = policy.param(view.name);
-    let gmax = 0, imax = 0;
-    for (let i = 0; i < g.length; i++) if (Math.abs(g[i]!) > gmax) { gmax = Math.abs(g[i]!); imax = i; }
-    for (const i of new Set([imax, Math.floor(rnd() * g.length)])) {
-      const old = p[i]!;
-      p[i] = old + eps;
-      const lp = await lossOf();
-      p[i] = old - eps;
-      const lm = await lossOf();
-      p[i] = old;
-      const fd = (lp - lm) / (2 * eps);
-      if (Math.abs(fd - g[i]!) > 2e-5 + 2e-2 * gmax) ok = false;
-      lines.push(`${view.name}[${i}] ${g[i]!.toExponential(3)}/${fd.toExponential(3)}`);
-    }
-  }
+  const { ok, lines } = await checkAgainstDifferences(policy, lossOf);
   t.ok(ok, `analytic/fd ${lines.join('; ')}`);
   t.ok(policy.grads.some((x) => x !== 0), 'the policy got gradients');
   t.ok(ref.grads.every((x) => x === 0), 'the reference got none');

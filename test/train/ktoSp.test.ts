@@ -2,7 +2,7 @@
 // unequal weights) at sequence_parallel_size 1, 2 and 4 logs the same loss, gradient statistics,
 // rewards, log-probs and KL estimate at every step (every log-prob sum, of the trained and of
 // the KL sequences, is added over the SP group before any nonlinearity); and 2 data-parallel
-// replicas (sp 1 and sp 2) train as one replica with their global batch, the KL estimate being
+// replicas (sp 1 and sp 2; and with ZeRO stage 1) train as one replica with their global batch, the KL estimate being
 // the mean over the world's micro-batches as TRL gathers it.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
@@ -45,16 +45,16 @@ t.test('sp 1, 2 and 4 give the same KTO losses, metrics and gradient statistics 
   t.ok(one[2].loss < one[0].loss, `the loss falls (${one.map((m) => m.loss.toFixed(4)).join(' -> ')})`);
 });
 
-t.test('2 data-parallel replicas train as one with their global batch (sp 1 x dp 2, sp 2 x dp 2)', async (t) => {
+t.test('2 data-parallel replicas train as one with their global batch (sp 1 x dp 2, sp 2 x dp 2, and with zero_stage 1)', async (t) => {
   const root = t.testdir();
   const model = writeSpModel(root, { kvHeads: 4 });
   const data = writeKtoRows(root);
-  const run = (name: string, sp: number, world: number, batch: number) =>
-    runCoordinatedJob(name, [...jobLines(model, data, [`per_device_train_batch_size: ${batch}`]), `output_dir: ${join(root, name)}`, `sequence_parallel_size: ${sp}`].join('\n'), world);
-  const runs = [await run('dp1', 1, 1, 4), await run('dp2', 1, 2, 2), await run('sp2dp2', 2, 4, 2)];
+  const run = (name: string, sp: number, world: number, batch: number, zero = 0) =>
+    runCoordinatedJob(name, [...jobLines(model, data, [`per_device_train_batch_size: ${batch}`, `zero_stage: ${zero}`]), `output_dir: ${join(root, name)}`, `sequence_parallel_size: ${sp}`].join('\n'), world);
+  const runs = [await run('dp1', 1, 1, 4), await run('dp2', 1, 2, 2), await run('sp2dp2', 2, 4, 2), await run('dp2z1', 1, 2, 2, 1)];
   for (const [i, r] of runs.entries()) {
     t.equal(r.result.ok, true, `job ${i}: ${String(r.result.reason)}`);
     t.same(r.metrics.map((m) => m.step), [1, 2, 3]);
   }
-  sameMetrics(t, runs, KEYS, ['dp 1 (batch 4)', 'sp 1 x dp 2', 'sp 2 x dp 2']);
+  sameMetrics(t, runs, KEYS, ['dp 1 (batch 4)', 'sp 1 x dp 2', 'sp 2 x dp 2', 'sp 1 x dp 2, zero_stage 1']);
 });

@@ -1,5 +1,5 @@
 // Stage kto through the Trainer: with a frozen copy (full fine-tuning) or the adapters switched off
-// (LoRA) as reference, step 1 sits at the tie value (the policy is the reference: every reward and
+// (LoRA) as reference, in fp32 and bf16, step 1 sits at the tie value (the policy is the reference: every reward and
 // the KL are 0), the loss falls, the desirable rewards rise above the undesirable ones, TRL's
 // metrics are reported every step, the reference stays frozen, and a run stopped after a checkpoint
 // and resumed from it ends with the same bits as an uninterrupted one (gradient accumulation 2).
@@ -22,9 +22,9 @@ const items: KtoItem[] = Array.from({ length: 8 }, (_, i) => {
   return { target: p.chosen, kl: p.rejected, desirable: i % 3 !== 1 };
 });
 
-async function run(dir: string, o: { stopAfter?: number; resume?: boolean; lora?: boolean } = {}) {
-  const model = await Model.create(microConfig, { seed: 5 });
-  const ref = o.lora ? model : await Model.create(microConfig, { seed: 5 });
+async function run(dir: string, o: { stopAfter?: number; resume?: boolean; lora?: boolean; bf16?: boolean } = {}) {
+  const model = await Model.create(microConfig, { seed: 5, bf16: o.bf16 });
+  const ref = o.lora ? model : await Model.create(microConfig, { seed: 5, bf16: o.bf16 });
   if (o.lora) await model.attachLora({ rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'down_proj'], seed: 3 });
   const refBefore = Float32Array.from(ref.params);
   const config = trainConfig(dir, { max_steps: 8, save_steps: 4, learning_rate: o.lora ? 3e-2 : 1e-2, gradient_accumulation_steps: 2, lr_scheduler_type: 'constant', warmup_steps: 0 });
@@ -63,6 +63,17 @@ for (const lora of [false, true]) {
     if (lora) t.equal(full.adapters, true, 'adapters back on after the reference passes');
   });
 }
+
+t.test('bf16 KTO (full and LoRA) tracks the fp32 run and its loss falls', async (t) => {
+  for (const lora of [false, true]) {
+    const f = await run(t.testdir(), { lora });
+    const b = await run(t.testdir(), { lora, bf16: true });
+    const worst = Math.max(...b.steps.map((s, i) => Math.abs(s.loss - f.steps[i]!.loss)));
+    t.ok(worst < 0.02, `${lora ? 'LoRA' : 'full'}: bf16 losses within 0.02 of fp32 at every step (worst ${worst.toFixed(4)}; ${b.steps.map((s) => s.loss.toFixed(3)).join(' ')})`);
+    t.ok(b.steps.at(-1)!.loss < b.steps[0]!.loss - 0.02, `${lora ? 'LoRA' : 'full'}: the bf16 loss falls`);
+    t.ok(b.refUnchanged, 'the reference is unchanged');
+  }
+});
 
 t.test('a KTO run stopped after a checkpoint and resumed ends with the same bits', async (t) => {
   const dir = t.testdir();

@@ -3,7 +3,7 @@
  * LLaMA-Factory do it: eval_strategy `steps` (every eval_steps optimizer steps; eval_steps null
  * means logging_steps, below 1 a fraction of the total steps), `epoch` (at the end of every epoch
  * and at the last step) or `no`; metrics `eval_loss`, `eval_accuracy` (compute_accuracy; rm: pairwise accuracy), for dpo
- * `eval_rewards/chosen` ... (DPO_METRICS), one set per eval dataset with eval_on_each_dataset
+ * `eval_rewards/chosen` ... (DPO_METRICS), for kto `eval_rewards/chosen`, ..., `eval_kl` (kto.ts), one set per eval dataset with eval_on_each_dataset
  * (`eval_<name>_loss`), plus eval_runtime, eval_samples_per_second, eval_steps_per_second and epoch.
  * Every rank runs the same evaluations at the same steps (a pure function of the config and
  * the step). Must never change weights, gradients or the data order.
