@@ -68,6 +68,7 @@ export interface JobConfig {
   pref_ftx: number;
   kto_chosen_weight: number;
   kto_rejected_weight: number;
+  preprocessing_batch_size: number;
   simpo_gamma: number;
   dpo_label_smoothing: number;
   seed: number;

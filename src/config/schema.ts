@@ -53,6 +53,7 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'data_seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: null, nullable: true, doc: 'seed of the data order (null: seed)' },
   { path: 'tokenized_path', kind: 'string', default: null, nullable: true, doc: 'token cache directory: loaded as it is when it holds one (the data keys are then ignored, as in LLaMA-Factory), else built there (null: output_dir/token_cache/<digest>)' },
   { path: 'overwrite_cache', kind: 'bool', default: false, doc: 'rebuild the token cache in output_dir even when one of the same digest exists' },
+  { path: 'preprocessing_batch_size', kind: 'int', min: 1, default: 1000, doc: 'kto: rows per preprocessing batch, within which each example\'s KL sequence takes the previous example\'s answer (LLaMA-Factory\'s map batch size); no effect on other stages' },
   { path: 'preprocessing_num_workers', kind: 'int', min: 1, default: null, nullable: true, doc: 'tokenizer threads that build the token cache (null: cores - 1, at least 1)' },
   // evaluation
   { path: 'do_eval', kind: 'bool', default: false, doc: 'evaluate once more after training and write eval_results.json (needs val_size or eval_dataset)' },

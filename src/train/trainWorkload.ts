@@ -136,12 +136,12 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
   // Built once (rank 0, tokenizer threads) into a mapped cache that every rank reads by index.
   const templateOptions = templateOptionsOf(c);
   const { cache } = await prepareTokenCache(
-    { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize },
+    { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize, feedbackBatchRows: c.preprocessing_batch_size },
     party,
   );
   const close = () => cache.close();
   // eval_dataset: small held-out sets, prepared in memory as the training data is
-  const base: DataConfig = { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions };
+  const base: DataConfig = { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions, feedbackBatchRows: c.preprocessing_batch_size };
   const evalSets = c.eval_dataset.length ? prepareEvalDatasets(c, base, await loadTokenizer(modelDir, vocabSize)) : [];
   if (cache.kind === 'feedback') {
     const s = splitValidation(cache.feedback(), c.val_size, c.seed);

@@ -12,7 +12,8 @@ const load = (text: string) => loadJobConfig({ configPath: 'j.yaml', configText:
 
 t.test('LLaMA-Factory\'s KTO example resolves, with the weights and pref_ftx', async (t) => {
   const c = load(lfKto).config;
-  t.same([c.stage, c.pref_beta, c.kto_chosen_weight, c.kto_rejected_weight, c.pref_ftx], ['kto', 0.1, 1, 1, 0], 'LLaMA-Factory\'s defaults');
+  t.same([c.stage, c.pref_beta, c.kto_chosen_weight, c.kto_rejected_weight, c.pref_ftx, c.preprocessing_batch_size], ['kto', 0.1, 1, 1, 0, 1000], 'LLaMA-Factory\'s defaults');
+  t.equal(load(lfKto + 'preprocessing_batch_size: 64\n').config.preprocessing_batch_size, 64, 'preprocessing_batch_size sets the KL pairing batches');
   const w = load(lfKto + 'kto_chosen_weight: 1.33\nkto_rejected_weight: 0.5\npref_ftx: 0.2\n').config;
   t.same([w.kto_chosen_weight, w.kto_rejected_weight, w.pref_ftx], [1.33, 0.5, 0.2]);
 });

@@ -100,6 +100,37 @@ t.test('pairing stays within preprocessing batches of 1000 rows; alpaca rows; ea
   }
 });
 
+t.test('preprocessing_batch_size sets the pairing batches, in memory and in the token cache (and the cache key)', async (t) => {
+  const dir = join(root, 'small');
+  require_dir(dir);
+  writeFileSync(join(dir, 'fb.jsonl'), Array.from({ length: 5 }, (_, i) => JSON.stringify({ instruction: `q${i}`, output: `answer ${i}`, kto_tag: i % 2 === 0 })).join('\n') + '\n');
+  const cfg = { ...cfgOf(join(dir, 'fb.jsonl'), dir, 64), feedbackBatchRows: 2 };
+  const items = prepared(cfg);
+  const text = (a: number[]) => tok.decode(Int32Array.from(a));
+  // batches [0, 1] [2, 3] [4]: 0 takes 1's answer, 1 takes 0's, 4 its own
+  t.same(items.map((it) => text(answer(it.kl)).match(/answer (\d)/)![1]), ['1', '0', '3', '2', '4']);
+  const specs = resolveDatasets(cfg.dataset, cfg.datasetDir);
+  const pack = packOptions(cfg);
+  const keyOf = (rows?: number) => cacheKeyOf({ stage: 'kto', template: cfg.template, templateOptions: {}, specs, pack, maxSamples: null, modelDir: null, vocabSize: 256, feedbackBatchRows: rows });
+  t.not(cacheDigest(keyOf(2)), cacheDigest(keyOf(1000)), 'the batch size is part of the cache key');
+  t.equal(cacheDigest(keyOf(undefined)), cacheDigest(keyOf(1000)), 'unset: the default 1000');
+  const key = keyOf(2);
+  const out = join(root, 'cache-small');
+  const req: BuildRequest = {
+    dir: out + '.tmp', key, digest: cacheDigest(key), specs, pack, maxSamples: null, tokenDtype: tokenDtypeFor(256),
+    opts: { stage: 'kto', template: cfg.template, cutoffLen: cfg.cutoffLen, templateOptions: {}, feedbackBatchRows: 2 }, tokenizer: { modelDir: null, vocabSize: 256 }, workers: 0,
+  };
+  await buildCache(req);
+  publishCache(req.dir, out, false);
+  const cache = TokenCache.open(out, { vocabSize: 256 });
+  try {
+    const src = cache.feedback();
+    t.same(Array.from({ length: src.length }, (_, i) => Array.from(src.at(i)!.kl.tokens)), items.map((it) => Array.from(it.kl.tokens)), 'the cache pairs the same way');
+  } finally {
+    cache.close();
+  }
+});
+
 t.test('bad tags and preference datasets are errors naming the field', async (t) => {
   const dir = join(root, 'bad');
   require_dir(dir);

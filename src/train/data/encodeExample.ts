@@ -16,6 +16,8 @@ export interface EncodeOptions {
   cutoffLen: number;
   /** default_system, enable_thinking, train_on_prompt, mask_history */
   templateOptions?: SftOptions;
+  /** kto: rows per preprocessing batch (preprocessing_batch_size; default FEEDBACK_BATCH_ROWS) */
+  feedbackBatchRows?: number;
 }
 
 export type EncodedSample = ({ kind: 'doc' } & TokenizedSample) | ({ kind: 'pair' } & TokenizedPair);

@@ -2,9 +2,9 @@
  * KTO data (LLaMA-Factory's feedback processor): every example is its prompt and answer, tagged
  * desirable or not, plus a mismatched sequence for the KL estimate: the same prompt with the
  * answer of the example before it in its preprocessing batch (the first takes the last's),
- * LLaMA-Factory's "+1 offset of the completions". Batches are LLaMA-Factory's default
- * preprocessing_batch_size of rows, within one dataset, so the pairing is a pure function of the
- * row order. Each sequence is truncated on its own (infer_seqlen). Pure and synchronous (the
+ * LLaMA-Factory's "+1 offset of the completions". Batches are preprocessing_batch_size rows
+ * (LLaMA-Factory's map batches: 1000 by default) within one dataset, so the pairing is a pure
+ * function of the row order. Each sequence is truncated on its own (infer_seqlen). Pure and synchronous (the
  * token cache's threads and the in-memory path share it); it must never pair rows across
  * datasets or depend on how many threads encode.
  */

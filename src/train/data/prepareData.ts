@@ -30,6 +30,8 @@ export interface DataConfig {
   packing?: boolean | null;
   /** default_system, enable_thinking, train_on_prompt, mask_history */
   templateOptions?: SftOptions;
+  /** kto: rows per preprocessing batch (default FEEDBACK_BATCH_ROWS) */
+  feedbackBatchRows?: number;
 }
 
 export interface DataStats {
@@ -77,7 +79,7 @@ export function prepareData(cfg: DataConfig, tok: TextTokenizer): PreparedData {
       n++;
       if (cfg.stage === 'kto') {
         batch.push(toExample(row, format, spec));
-        if (batch.length === FEEDBACK_BATCH_ROWS) flush();
+        if (batch.length === (cfg.feedbackBatchRows ?? FEEDBACK_BATCH_ROWS)) flush();
         continue;
       }
       const enc = encodeExample(toExample(row, format, spec), tok, opts);

@@ -1,7 +1,7 @@
 /**
  * Builds one token cache into a directory: streams every dataset's rows (max_samples per
  * dataset), decides each dataset's row format from its first row, sends rows in batches of about
- * 1 MiB to the encoder (tokenizer threads; KTO: exactly FEEDBACK_BATCH_ROWS rows, the batches its
+ * 1 MiB to the encoder (tokenizer threads; KTO: exactly preprocessing_batch_size rows, the batches its
  * KL pairing runs within) and writes the encoded batches in row order. Memory is
  * bounded by the batches in flight, never by the data. Runs on the preparing worker thread
  * (prepareWorker.ts) or, for tests, on the calling thread with the inline encoder. It must never
@@ -60,7 +60,7 @@ export async function buildCache(req: BuildRequest, onProgress?: (p: BuildProgre
   const writer = new CacheWriter(req.dir, cacheKindOf(req.opts.stage), req.tokenDtype, req.pack);
   // KTO batches are cut by rows only: their size decides which answers the KL sequences borrow
   const kto = req.opts.stage === 'kto';
-  const batchRows = kto ? FEEDBACK_BATCH_ROWS : BATCH_ROWS;
+  const batchRows = kto ? req.opts.feedbackBatchRows ?? FEEDBACK_BATCH_ROWS : BATCH_ROWS;
   let encoder: Encoder | null = null;
   try {
     if (req.workers > 0) {

@@ -73,6 +73,8 @@ export interface CacheKey {
   cutoffLen: number;
   packing: boolean;
   maxSamples: number | null;
+  /** kto only: rows per preprocessing batch (they decide the KL pairing) */
+  feedbackBatchRows?: number;
   /** each dataset as resolved (columns, tags, format) and its file's identity */
   datasets: (Omit<DatasetSpec, 'file'> & { file: string; size: number; mtimeMs: number })[];
   tokenizer: { kind: 'byte' | 'hf'; vocabSize: number; files: { name: string; sha256: string }[] };

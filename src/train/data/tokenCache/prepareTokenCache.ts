@@ -50,6 +50,8 @@ export interface TokenCacheJob {
   /** the model directory (its tokenizer.json, if any, is the tokenizer) */
   modelDir: string | null;
   vocabSize: number;
+  /** kto: rows per preprocessing batch (preprocessing_batch_size) */
+  feedbackBatchRows?: number;
 }
 
 export interface CacheParty {
@@ -79,14 +81,14 @@ export async function prepareTokenCache(job: TokenCacheJob, party: CacheParty): 
   checkCutoff(job.cutoffLen);
   const specs = resolveDatasets(job.dataset, job.datasetDir);
   const pack = packOptions(job);
-  const key = cacheKeyOf({ stage: job.stage, template: job.template, templateOptions: job.templateOptions ?? {}, specs, pack, maxSamples: job.maxSamples, modelDir: job.modelDir, vocabSize: job.vocabSize });
+  const key = cacheKeyOf({ stage: job.stage, template: job.template, templateOptions: job.templateOptions ?? {}, specs, pack, maxSamples: job.maxSamples, modelDir: job.modelDir, vocabSize: job.vocabSize, feedbackBatchRows: job.feedbackBatchRows });
   const digest = cacheDigest(key);
   const request: BuildRequest = {
     dir: job.tokenizedPath ?? cacheDirFor(job.outputDir, digest),
     key,
     digest,
     specs,
-    opts: { stage: job.stage, template: job.template, cutoffLen: job.cutoffLen, templateOptions: job.templateOptions ?? {} },
+    opts: { stage: job.stage, template: job.template, cutoffLen: job.cutoffLen, templateOptions: job.templateOptions ?? {}, feedbackBatchRows: job.feedbackBatchRows },
     pack,
     maxSamples: job.maxSamples,
     tokenDtype: tokenDtypeFor(job.vocabSize),
