@@ -6,7 +6,7 @@
 import t from 'tap';
 import { Model } from '../../src/engine/model/index.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
-import { ktoStep, KTO_METRICS, type KtoItem } from '../../src/train/loop/kto.js';
+import { evaluateKto, ktoStep, KTO_METRICS, type KtoItem } from '../../src/train/loop/kto.js';
 import { ktoBatchTerms, ktoKl, type KtoExample, type KtoSettings } from '../../src/train/loop/ktoLoss.js';
 import { checkAgainstDifferences, lcg, logProb, pair } from './helpers/preferenceFixtures.js';
 import { microConfig } from './helpers/trainFixtures.js';
@@ -139,4 +139,35 @@ t.test('ktoStep accumulates the gradient of the step loss (finite differences, K
   t.ok(ok, `analytic/fd ${lines.join('; ')}`);
   t.ok(policy.grads.some((x) => x !== 0), 'the policy got gradients');
   t.ok(ref.grads.every((x) => x === 0), 'the reference got none');
+});
+
+t.test('evaluateKto: per batch its own KL estimate, eval_loss weighted by batch sizes, metrics over examples', async (t) => {
+  const cfg = { ...microConfig, initializerRange: 0.1 };
+  const ref = await Model.create(cfg, { seed: 12 });
+  const policy = await Model.create(cfg, { seed: 11 });
+  const v = cfg.vocabSize;
+  const items = [item(v, 51, true, [6, 5, 8]), item(v, 52, false, [4, 7, 3]), item(v, 53, true, [5, 3, 6])];
+  const s = settings(0.8, { ftx: 0.2 });
+  const r = await evaluateKto(policy, singleProcessRuntime(), items, { ...s, reference: { model: ref }, batch: 2 });
+  const tokens = (it: KtoItem) => it.target.labels.filter((x) => x !== -100).length;
+  let loss = 0, kl = 0;
+  const rewards: number[][] = [[], []];
+  for (const b of [items.slice(0, 2), items.slice(2)]) {
+    const batch: KtoExample[] = [];
+    const pk: number[] = [], rk: number[] = [];
+    for (const it of b) {
+      batch.push(ex(await logProb(policy, it.target), await logProb(ref, it.target), tokens(it), it.desirable));
+      pk.push(await logProb(policy, it.kl));
+      rk.push(await logProb(ref, it.kl));
+    }
+    const want = llamaFactoryKto(s, batch, pk, rk);
+    loss += want.loss * b.length;
+    kl += want.kl * b.length;
+    for (const e of batch) rewards[e.desirable ? 0 : 1]!.push(s.beta * (e.policy - e.reference));
+  }
+  t.ok(close(r.loss, loss / 3, 1e-6), `eval_loss ${r.loss} vs ${loss / 3}`);
+  t.ok(close(r.metrics.kl!, kl / 3, 1e-6), `eval_kl ${r.metrics.kl} vs ${kl / 3}`);
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  t.ok(close(r.metrics['rewards/chosen']!, mean(rewards[0]!), 1e-6) && close(r.metrics['rewards/rejected']!, mean(rewards[1]!), 1e-6), 'rewards: means over each kind');
+  t.same([r.samples, r.batches], [3, 2]);
 });

@@ -1,11 +1,12 @@
 // KTO, ORPO and SimPO under Ulysses sequence parallelism: 2 and 4 real rank processes on loopback,
 // each with its shards of every sequence (prompts and answers cut at different places), against one
-// process: the loss, every metric and every gradient tensor within 1e-4 (prefSpCase.ts).
+// process: the loss, every metric and every gradient tensor within 1e-4, and KTO's evaluation
+// metrics (prefSpCase.ts).
 import t from 'tap';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
-import { prefModels, runStep, STEPS } from './fixtures/prefSpCase.js';
+import { prefModels, runKtoEval, runStep, STEPS } from './fixtures/prefSpCase.js';
 import { runRanks } from './helpers/rankProcesses.js';
 
 const RTOL = 1e-4;
@@ -39,6 +40,12 @@ for (const world of [2, 4]) {
       }
       t.ok(worst < RTOL, `${kind}: every gradient (${model.views.length} tensors) within ${RTOL}: worst ${worstName} ${worst.toExponential(2)}`);
       t.ok(model.grads.some((x) => x !== 0), `${kind}: the gradient is not zero`);
+    }
+    // KTO evaluation: every rank holds the world's means
+    for (const [name, v] of Object.entries(await runKtoEval(model, ref, singleProcessRuntime()))) {
+      const got = run.results.map((res) => (res.kto_eval as Record<string, number>)[name]!);
+      const err = Math.max(...got.map((x) => Math.abs(x - v) / Math.max(1e-3, Math.abs(v))));
+      t.ok(err < RTOL, `kto eval ${name}: ranks ${got.map((x) => x.toFixed(6)).join(', ')} vs one process ${v.toFixed(6)} (worst ${err.toExponential(2)})`);
     }
   });
 }
