@@ -32,5 +32,10 @@ export function checkPrepared(p: PreparedData, cutoffLen: number, vocab: number)
       checkSequence(pair.chosen, cutoffLen, vocab, `pair ${i} chosen`);
       checkSequence(pair.rejected, cutoffLen, vocab, `pair ${i} rejected`);
     });
+  } else if (p.kind === 'feedback') {
+    p.items.forEach((it, i) => {
+      checkSequence(it.target, cutoffLen, vocab, `kto example ${i}`);
+      checkSequence(it.kl, cutoffLen, vocab, `kto example ${i} KL`);
+    });
   } else p.items.forEach((s, i) => checkSequence(s, cutoffLen, vocab, `sequence ${i}`));
 }

@@ -4,7 +4,7 @@
  */
 export interface JobConfig {
   model_name_or_path: string;
-  stage: 'pt' | 'sft' | 'dpo' | 'rm';
+  stage: 'pt' | 'sft' | 'dpo' | 'rm' | 'kto';
   finetuning_type: 'full' | 'lora';
   lora_rank: number;
   /** resolved: 2 * lora_rank when not given */
@@ -66,6 +66,9 @@ export interface JobConfig {
   pref_beta: number;
   pref_loss: 'sigmoid' | 'orpo' | 'simpo' | 'ipo' | 'hinge';
   pref_ftx: number;
+  kto_chosen_weight: number;
+  kto_rejected_weight: number;
+  preprocessing_batch_size: number;
   simpo_gamma: number;
   dpo_label_smoothing: number;
   seed: number;

@@ -45,6 +45,8 @@ export function evalKeyProblems(s: (path: string) => KeySetting): ConfigProblem[
     problems.push({ key: 'eval_steps', source: s('eval_steps').source, value: evalSteps, message: 'must be a whole number of steps, or a fraction below 1 of the total steps', fix: `e.g. ${Math.round(evalSteps)}` });
   if (v('compute_accuracy') === true && stage === 'dpo')
     problems.push({ key: 'compute_accuracy', source: s('compute_accuracy').source, value: true, message: 'is token accuracy of pt/sft; dpo reports eval_rewards/accuracies', fix: 'remove it' });
+  if (v('compute_accuracy') === true && stage === 'kto')
+    problems.push({ key: 'compute_accuracy', source: s('compute_accuracy').source, value: true, message: 'is token accuracy of pt/sft; kto reports eval_rewards/chosen, eval_rewards/rejected and eval_kl', fix: 'remove it' });
   if (v('eval_on_each_dataset') === true && evalSets.length === 0)
     problems.push({ key: 'eval_on_each_dataset', source: s('eval_on_each_dataset').source, value: true, message: 'needs eval_dataset (the datasets to evaluate one by one)', fix: 'name eval_dataset or remove it' });
   if (v('overwrite_output_dir') === true && v('resume_from_checkpoint') === true)

@@ -34,7 +34,6 @@ export const IGNORED_KEYS: Readonly<Record<string, string>> = {
   ddp_timeout: 'collective timeouts are set by cluster.collective_timeout_s',
   ddp_find_unused_parameters: 'gradient reduction is explicit; there is no DDP wrapper',
   ddp_broadcast_buffers: 'gradient reduction is explicit; there is no DDP wrapper',
-  preprocessing_batch_size: WORKERS,
   dataloader_num_workers: WORKERS,
   dataloader_pin_memory: WORKERS,
   dataloader_persistent_workers: WORKERS,

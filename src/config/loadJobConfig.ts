@@ -270,10 +270,18 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
     problems.push({ key: 'adapter_name_or_path', source: s('adapter_name_or_path').source, value: v('adapter_name_or_path'), message: `needs finetuning_type: lora (it is ${v('finetuning_type')}), as in LLaMA-Factory`, fix: 'set finetuning_type: lora, or remove adapter_name_or_path' });
   // the loss extras at their defaults change nothing (LLaMA-Factory configs often spell them out)
   const changed = (k: string) => s(k).explicit && v(k) !== LEAF_BY_PATH.get(k)!.default;
-  if (v('stage') !== 'dpo') {
+  const stage = v<string>('stage');
+  if (stage !== 'kto')
+    for (const k of ['kto_chosen_weight', 'kto_rejected_weight'])
+      if (changed(k)) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: kto (it is ${stage})`, fix: 'remove it or set stage: kto' });
+  if (stage === 'kto') {
+    // kto reads pref_beta and pref_ftx; the pairwise losses' keys do not apply
+    for (const k of ['pref_loss', 'simpo_gamma', 'dpo_label_smoothing'])
+      if (changed(k)) problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is kto, whose loss is KTO's)`, fix: 'remove it or set stage: dpo' });
+  } else if (stage !== 'dpo') {
     for (const k of ['pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing'])
       if (k === 'pref_beta' || k === 'pref_loss' ? s(k).explicit : changed(k))
-        problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo (it is ${v('stage')})`, fix: 'remove it or set stage: dpo' });
+        problems.push({ key: k, source: s(k).source, value: v(k), message: `only has an effect with stage: dpo${k === 'pref_beta' || k === 'pref_ftx' ? ' or kto' : ''} (it is ${stage})`, fix: 'remove it or set stage: dpo' });
   } else {
     if (v('pref_loss') !== 'simpo' && changed('simpo_gamma'))
       problems.push({ key: 'simpo_gamma', source: s('simpo_gamma').source, value: v('simpo_gamma'), message: `only has an effect with pref_loss: simpo (it is ${v('pref_loss')})`, fix: 'remove it or set pref_loss: simpo' });
@@ -281,6 +289,9 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
       problems.push({ key: 'dpo_label_smoothing', source: s('dpo_label_smoothing').source, value: v('dpo_label_smoothing'), message: `only has an effect with pref_loss: sigmoid (it is ${v('pref_loss')})`, fix: 'set it to 0 or use pref_loss: sigmoid' });
   }
   problems.push(...evalKeyProblems((p) => values.get(p)!));
+  // the value head's statistics join the model's over whole gradients; ZeRO 2 keeps only a part of them
+  if (stage === 'rm' && v<number>('zero_stage') >= 2)
+    problems.push({ key: 'zero_stage', source: s('zero_stage').source, value: v('zero_stage'), message: 'stage rm runs with zero_stage 0 or 1 (ZeRO 2 partitions the gradients the value head is judged with)', fix: 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' });
   const sp = v<number>('sequence_parallel_size');
   if (worldSize !== undefined && worldSize % sp !== 0)
     problems.push({ key: 'sequence_parallel_size', source: s('sequence_parallel_size').source, value: sp, message: `must divide the world size ${worldSize}`, fix: `use one of ${divisors(worldSize).join(', ')} or change the hosts' slots` });

@@ -31,7 +31,7 @@ const POLICY = 'gradient_policy';
 export const LEAVES: readonly LeafSpec[] = [
   // model and method
   { path: 'model_name_or_path', kind: 'string', default: 'examples/models/tiny', doc: 'directory with config.json, model.safetensors and tokenizer.json' },
-  { path: 'stage', kind: 'enum', values: ['pt', 'sft', 'dpo', 'rm'], default: 'sft', doc: 'pt: pre-training, sft: supervised fine-tuning, dpo: preference training, rm: reward modelling (a value head on preference pairs)' },
+  { path: 'stage', kind: 'enum', values: ['pt', 'sft', 'dpo', 'rm', 'kto'], default: 'sft', doc: 'pt: pre-training, sft: supervised fine-tuning, dpo: preference training, rm: reward modelling (a value head on preference pairs), kto: KTO on answers tagged desirable or not (kto_tag)' },
   { path: 'finetuning_type', kind: 'enum', values: ['full', 'lora'], default: 'lora', doc: 'train all weights or LoRA adapters' },
   { path: 'lora_rank', kind: 'int', min: 1, default: 8, doc: 'LoRA rank r' },
   { path: 'lora_alpha', kind: 'number', above: 0, default: null, nullable: true, doc: 'LoRA scale numerator (null: 2 * lora_rank, as LLaMA-Factory)' },
@@ -53,6 +53,7 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'data_seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: null, nullable: true, doc: 'seed of the data order (null: seed)' },
   { path: 'tokenized_path', kind: 'string', default: null, nullable: true, doc: 'token cache directory: loaded as it is when it holds one (the data keys are then ignored, as in LLaMA-Factory), else built there (null: output_dir/token_cache/<digest>)' },
   { path: 'overwrite_cache', kind: 'bool', default: false, doc: 'rebuild the token cache in output_dir even when one of the same digest exists' },
+  { path: 'preprocessing_batch_size', kind: 'int', min: 1, default: 1000, doc: 'kto: rows per preprocessing batch, within which each example\'s KL sequence takes the previous example\'s answer (LLaMA-Factory\'s map batch size); no effect on other stages' },
   { path: 'preprocessing_num_workers', kind: 'int', min: 1, default: null, nullable: true, doc: 'tokenizer threads that build the token cache (null: cores - 1, at least 1)' },
   // evaluation
   { path: 'do_eval', kind: 'bool', default: false, doc: 'evaluate once more after training and write eval_results.json (needs val_size or eval_dataset)' },
@@ -85,9 +86,11 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'adam_beta1', kind: 'number', min: 0, max: 0.999999, default: 0.9, doc: 'AdamW beta1' },
   { path: 'adam_beta2', kind: 'number', min: 0, max: 0.999999, default: 0.999, doc: 'AdamW beta2' },
   { path: 'adam_epsilon', kind: 'number', above: 0, default: 1e-8, doc: 'AdamW epsilon' },
-  { path: 'pref_beta', kind: 'number', above: 0, default: 0.1, doc: 'beta of the preference loss' },
+  { path: 'pref_beta', kind: 'number', above: 0, default: 0.1, doc: 'beta of the preference loss (dpo, kto)' },
   { path: 'pref_loss', kind: 'enum', values: ['sigmoid', 'orpo', 'simpo', 'ipo', 'hinge'], default: 'sigmoid', doc: 'dpo loss: sigmoid (DPO), ipo, hinge (against a reference model), orpo, simpo (reference-free, no reference model loaded)' },
-  { path: 'pref_ftx', kind: 'number', min: 0, default: 0, doc: 'dpo: weight of an SFT term (mean token NLL of the chosen response) added to the preference loss' },
+  { path: 'pref_ftx', kind: 'number', min: 0, default: 0, doc: 'dpo, kto: weight of an SFT term (mean token NLL of the chosen / desirable responses) added to the preference loss' },
+  { path: 'kto_chosen_weight', kind: 'number', above: 0, default: 1, doc: 'kto: weight of the desirable examples\' loss' },
+  { path: 'kto_rejected_weight', kind: 'number', above: 0, default: 1, doc: 'kto: weight of the undesirable examples\' loss' },
   { path: 'simpo_gamma', kind: 'number', min: 0, default: 0.5, doc: 'pref_loss simpo: target reward margin gamma' },
   { path: 'dpo_label_smoothing', kind: 'number', min: 0, max: 0.5, default: 0, doc: 'pref_loss sigmoid: label smoothing epsilon of robust DPO (cDPO), 0..0.5' },
   { path: 'seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: 42, doc: 'seed for data order, LoRA init and policy noise' },

@@ -35,6 +35,7 @@ export function splitValidation<T>(items: ItemSource<T>, valSize: number, seed: 
 }
 
 function asSet(name: string | null, p: PreparedData): EvalSet {
+  if (p.kind === 'feedback') return { name, kind: 'feedback', items: p.items };
   return p.kind === 'pairs' ? { name, kind: 'preference', items: p.items } : { name, kind: 'lm', items: p.items };
 }
 

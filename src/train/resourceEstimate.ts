@@ -31,7 +31,7 @@ export interface EstimateInput {
   dims: ModelDims;
   finetuning: 'full' | 'lora';
   loraRank: number;
-  stage: 'pt' | 'sft' | 'dpo' | 'rm';
+  stage: 'pt' | 'sft' | 'dpo' | 'rm' | 'kto';
   bf16: boolean;
   cutoffLen: number;
   sp: number;
@@ -99,7 +99,7 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
   const act = x.bf16 ? 2 : 4;
   // this rank's tokens: the sequence split over sp (Ulysses keeps every activation sharded:
   // attention sees the whole sequence but heads / sp of it); dpo runs chosen and rejected
-  const tokens = Math.ceil(x.cutoffLen / x.sp) * x.batch * (x.stage === 'dpo' || x.stage === 'rm' ? 2 : 1);
+  const tokens = Math.ceil(x.cutoffLen / x.sp) * x.batch * (x.stage === 'dpo' || x.stage === 'rm' || x.stage === 'kto' ? 2 : 1);
   // what backward keeps per token and layer: norms and residuals, q/k/v, attention output and
   // its softmax statistics, the MLP's gate/up/activation/down input
   const perTokenLayer = 4 * d.hidden + 2 * d.heads * d.headDim + 2 * d.kvHeads * d.headDim + d.heads + (x.tiledMlp ? 0 : 4 * d.intermediate);
@@ -120,7 +120,7 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
     ...(x.bf16 ? [{ name: `bf16 weight copies${zeroNote(3) ? ` (${zeroNote(3).slice(2)})` : ''}`, bytes: weights * 2 }] : []),
     { name: `gradients (${trainable} trainable${zeroNote(2)})`, bytes: (trainable / share(2)) * 4 },
     { name: `AdamW moments${zeroNote(1) ? ` (${zeroNote(1).slice(2)})` : ''}`, bytes: (trainable / share(1)) * 8 },
-    ...(x.stage === 'dpo' && x.finetuning === 'full' ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
+    ...((x.stage === 'dpo' || x.stage === 'kto') && x.finetuning === 'full' ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
     { name: `activations (${tokens} tokens of cutoff_len ${x.cutoffLen} / sp ${x.sp}, no checkpointing)`, bytes: activations },
   ];
   return { params, trainable, parts, totalBytes: parts.reduce((a, p) => a + p.bytes, 0), checkpointedActivationBytes: checkpointed };

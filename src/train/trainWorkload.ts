@@ -35,6 +35,7 @@ import { replicaData } from './loop/replicaData.js';
 import type { PackedSequence } from './loop/sequences.js';
 import { PolicyEscalation, Trainer } from './loop/index.js';
 import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
+import type { KtoItem } from './loop/kto.js';
 import { usesReference } from './loop/preferenceLoss.js';
 import { RewardHead } from './loop/rewardHead.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
@@ -90,6 +91,8 @@ interface JobData {
   items: ItemSource<PackedSequence>;
   /** dpo: chosen/rejected pairs */
   pairs?: ItemSource<PreferenceItem>;
+  /** kto: tagged examples with their KL sequences */
+  feedback?: ItemSource<KtoItem>;
   /** unmaps the token cache (absent for built-in tasks) */
   close?: () => void;
   /** held-out items of a built-in task (absent for other datasets) */
@@ -133,13 +136,17 @@ export async function loadJobData(c: JobConfig, modelDir: string, vocabSize: num
   // Built once (rank 0, tokenizer threads) into a mapped cache that every rank reads by index.
   const templateOptions = templateOptionsOf(c);
   const { cache } = await prepareTokenCache(
-    { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize },
+    { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, templateOptions, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, outputDir: c.output_dir, tokenizedPath: c.tokenized_path, overwriteCache: c.overwrite_cache, workers: c.preprocessing_num_workers, modelDir, vocabSize, feedbackBatchRows: c.preprocessing_batch_size },
     party,
   );
   const close = () => cache.close();
   // eval_dataset: small held-out sets, prepared in memory as the training data is
-  const base: DataConfig = { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions };
+  const base: DataConfig = { stage: dataStage(c.stage), dataset: c.dataset, datasetDir: c.dataset_dir, template: c.template, cutoffLen: c.cutoff_len, maxSamples: c.max_samples, packing: c.packing, templateOptions, feedbackBatchRows: c.preprocessing_batch_size };
   const evalSets = c.eval_dataset.length ? prepareEvalDatasets(c, base, await loadTokenizer(modelDir, vocabSize)) : [];
+  if (cache.kind === 'feedback') {
+    const s = splitValidation(cache.feedback(), c.val_size, c.seed);
+    return { items: [], feedback: s.train, close, evalSets: s.held.length ? [{ name: null, kind: 'feedback', items: s.held }] : evalSets };
+  }
   if (cache.kind === 'pairs') {
     const s = splitValidation(cache.pairs(), c.val_size, c.seed);
     return { items: [], pairs: s.train, close, evalSets: s.held.length ? [{ name: null, kind: 'preference', items: s.held }] : evalSets };
@@ -223,11 +230,14 @@ export const trainWorkload: Workload = async (ctx) => {
     closeData = data.close;
     const resumeFrom = await chooseStart(ctx, c, runtime);
     const split = { seed: c.data_seed ?? c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size, shuffle: !c.disable_shuffling };
-    const trainData = data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
+    const trainData = data.feedback ? replicaData(data.feedback, split) : data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
     const loss = { kind: c.pref_loss, simpoGamma: c.simpo_gamma, ftx: c.pref_ftx, labelSmoothing: c.dpo_label_smoothing };
     // orpo and simpo are reference-free: no frozen copy is loaded for them
     const dpo = data.pairs && c.stage === 'dpo' ? { beta: c.pref_beta, loss, reference: usesReference(c.pref_loss) ? await referenceModel(c, model, modelDir, runtime) : undefined } : undefined;
     const rm = c.stage === 'rm' ? new RewardHead(model.config.hiddenSize, c.seed, c) : undefined;
+    const kto = data.feedback
+      ? { beta: c.pref_beta, desirableWeight: c.kto_chosen_weight, undesirableWeight: c.kto_rejected_weight, ftx: c.pref_ftx, batch: c.per_device_train_batch_size, reference: await referenceModel(c, model, modelDir, runtime) }
+      : undefined;
     let evaluation: JobEvaluation | null = null;
     const trainer = new Trainer({
       model,
@@ -235,6 +245,7 @@ export const trainWorkload: Workload = async (ctx) => {
       data: trainData,
       dpo,
       rm,
+      kto,
       afterStep: async (step) => evaluation?.afterStep(step),
       config: c,
       policy,
@@ -248,11 +259,11 @@ export const trainWorkload: Workload = async (ctx) => {
       baseModelDir: modelDir,
     });
     if (data.evalSets.length) {
-      const evaluator = new Evaluator({ model, runtime, sets: data.evalSets, config: c, totalSteps: trainer.schedule.totalSteps, batchesPerEpoch: trainData.batchesPerEpoch, dpo, rm });
+      const evaluator = new Evaluator({ model, runtime, sets: data.evalSets, config: c, totalSteps: trainer.schedule.totalSteps, batchesPerEpoch: trainData.batchesPerEpoch, dpo, rm, kto });
       evaluation = new JobEvaluation(evaluator, ctx, runtime.rank);
     }
     if (runtime.rank === 0) {
-      log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.pairs ? `${data.pairs.length} preference pairs` : `${data.items.length} sequences`} of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);
+      log.info(`training ${modelDir}: ${model.numParams} parameters, ${data.feedback ? `${data.feedback.length} KTO examples` : data.pairs ? `${data.pairs.length} preference pairs` : `${data.items.length} sequences`} of up to ${c.cutoff_len} tokens, ${trainer.schedule.totalSteps} steps (warmup ${trainer.schedule.warmupSteps}), world ${runtime.world} = sp ${runtime.sp} x dp ${runtime.dp}`);
     }
     let before: RecallEval | undefined;
     if (data.evalItems && !resumeFrom) {

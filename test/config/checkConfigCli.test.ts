@@ -42,7 +42,7 @@ t.test('every example config resolves; YAML output lists the ignored keys', asyn
   for (const f of exampleJobs) {
     const r = cli([f, '--nodes', 'examples/hosts.txt']);
     t.equal(r.code, 0, `${f} exits 0: ${r.err}`);
-    t.match(r.out, /^stage: (sft|dpo|pt|rm)$/m);
+    t.match(r.out, /^stage: (sft|dpo|pt|rm|kto)$/m);
     t.match(r.out, /world: 4 ranks/);
   }
   const r = cli(['examples/train_lora/llama3_lora_sft_ulysses.yaml']);

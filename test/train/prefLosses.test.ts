@@ -8,7 +8,7 @@ import { Model } from '../../src/engine/model/index.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { dpoStep, type PreferenceItem, type ReferenceModel } from '../../src/train/loop/dpo.js';
 import { preferencePairTerms, usesReference, type PrefLoss, type PrefLossSettings, type SideLogps } from '../../src/train/loop/preferenceLoss.js';
-import { lcg, logProb, pair } from './helpers/preferenceFixtures.js';
+import { checkAgainstDifferences, lcg, logProb, pair } from './helpers/preferenceFixtures.js';
 import { microConfig } from './helpers/trainFixtures.js';
 
 const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-300);
@@ -138,27 +138,7 @@ t.test('dpoStep accumulates the gradient of every loss (finite differences); orp
     const r = await dpoStep({ model: policy, reference, runtime: singleProcessRuntime(), items, beta, loss });
     const direct = await lossOf(s, policy, reference ? ref : null, items);
     t.ok(close(r.sums.loss / 2, direct, 1e-6), `${kind}: step loss ${r.sums.loss / 2} equals the definition's ${direct}`);
-    const eps = 1e-2;
-    const rnd = lcg(9);
-    const lines: string[] = [];
-    let ok = true;
-    for (const v of policy.views.filter((_, i) => i % 3 === 0)) {
-      const g = policy.grad(v.name);
-      const p = policy.param(v.name);
-      let gmax = 0, imax = 0;
-      for (let i = 0; i < g.length; i++) if (Math.abs(g[i]!) > gmax) { gmax = Math.abs(g[i]!); imax = i; }
-      for (const i of new Set([imax, Math.floor(rnd() * g.length)])) {
-        const old = p[i]!;
-        p[i] = old + eps;
-        const lp = await lossOf(s, policy, reference ? ref : null, items);
-        p[i] = old - eps;
-        const lm = await lossOf(s, policy, reference ? ref : null, items);
-        p[i] = old;
-        const fd = (lp - lm) / (2 * eps);
-        if (Math.abs(fd - g[i]!) > 2e-5 + 2e-2 * gmax) ok = false;
-        lines.push(`${v.name}[${i}] ${g[i]!.toExponential(3)}/${fd.toExponential(3)}`);
-      }
-    }
+    const { ok, lines } = await checkAgainstDifferences(policy, () => lossOf(s, policy, reference ? ref : null, items));
     t.ok(ok, `${kind}: analytic/fd ${lines.join('; ')}`);
     t.ok(policy.grads.some((x) => x !== 0), `${kind}: the policy got gradients`);
   }

@@ -1,7 +1,8 @@
 // Stage rm through the Trainer: the pairwise loss falls and accuracy / chosen_score /
 // rejected_score are reported every step, value_head.safetensors (LLaMA-Factory's tensor names
 // and shapes) lands in each checkpoint and in output_dir, and a run stopped after a checkpoint and
-// resumed from it ends with the same model and value head bits as an uninterrupted one.
+// resumed from it ends with the same model and value head bits as an uninterrupted one; a bf16
+// run tracks the fp32 one.
 import t from 'tap';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,8 +20,8 @@ import { microConfig, trainConfig } from './helpers/trainFixtures.js';
 
 const items = Array.from({ length: 4 }, (_, i) => pair(microConfig.vocabSize, 5, 4 + i, 6 - i, 50 + i));
 
-async function run(dir: string, o: { stopAfter?: number; resume?: boolean } = {}) {
-  const model = await Model.create(microConfig, { seed: 5 });
+async function run(dir: string, o: { stopAfter?: number; resume?: boolean; bf16?: boolean } = {}) {
+  const model = await Model.create(microConfig, { seed: 5, bf16: o.bf16 });
   const config = trainConfig(dir, { max_steps: 8, save_steps: 4, learning_rate: 1e-2 });
   const rm = new RewardHead(microConfig.hiddenSize, 42, config);
   const steps: StepInfo[] = [];
@@ -65,4 +66,12 @@ t.test('the Trainer trains a reward model, saves the value head, and resumes it 
   t.equal(resumed.finalHash, full.finalHash, 'the model ends with the same bits');
   t.equal(Buffer.compare(Buffer.from(resumed.head.buffer), Buffer.from(full.head.buffer)), 0, 'the value head ends with the same bits');
   t.same(resumed.steps.map((s) => s.loss), full.steps.slice(4).map((s) => s.loss), 'the resumed steps repeat the uninterrupted losses');
+});
+
+t.test('a bf16 reward model (bf16 weights, fp32 head and masters) tracks the fp32 run', async (t) => {
+  const f = await run(t.testdir());
+  const b = await run(t.testdir(), { bf16: true });
+  const worst = Math.max(...b.steps.map((s, i) => Math.abs(s.loss - f.steps[i]!.loss)));
+  t.ok(worst < 0.02, `bf16 losses within 0.02 of fp32 at every step (worst ${worst.toFixed(4)}; ${b.steps.map((s) => s.loss.toFixed(3)).join(' ')})`);
+  t.ok(b.steps.at(-1)!.loss < b.steps[0]!.loss, 'the bf16 loss falls');
 });

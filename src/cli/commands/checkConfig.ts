@@ -23,12 +23,14 @@ ULYSSES_CLUSTER_HEARTBEAT_INTERVAL_S) < flags (--learning_rate 1e-4, --cluster.m
 
 /**
  * The YAML view leaves out keys that do not apply (LoRA keys without LoRA, preference keys
- * outside DPO), so the printed file can be fed back as a job config unchanged.
+ * outside DPO and KTO), so the printed file can be fed back as a job config unchanged.
  */
 export function printableConfig(c: JobConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { ...c };
   if (c.finetuning_type !== 'lora') for (const k of ['lora_rank', 'lora_alpha', 'lora_dropout', 'lora_target']) delete out[k];
-  if (c.stage !== 'dpo') for (const k of ['pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing']) delete out[k];
+  const kto = c.stage === 'kto';
+  if (c.stage !== 'dpo') for (const k of ['pref_loss', 'simpo_gamma', 'dpo_label_smoothing', ...(kto ? [] : ['pref_beta', 'pref_ftx'])]) delete out[k];
+  if (!kto) for (const k of ['kto_chosen_weight', 'kto_rejected_weight']) delete out[k];
   return out;
 }
 

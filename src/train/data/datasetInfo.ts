@@ -19,6 +19,8 @@ export interface Columns {
   rejected: string;
   /** PT text column: LLaMA-Factory spells it `columns.prompt: text`; we default to `text`. */
   text: string;
+  /** KTO: the boolean column telling a desirable answer (true) from an undesirable one */
+  kto_tag: string;
 }
 
 export interface Tags {
@@ -42,7 +44,7 @@ export interface DatasetSpec {
 
 const ALPACA_COLUMNS: Columns = {
   prompt: 'instruction', query: 'input', response: 'output', history: 'history', messages: 'conversations',
-  system: 'system', chosen: 'chosen', rejected: 'rejected', text: 'text',
+  system: 'system', chosen: 'chosen', rejected: 'rejected', text: 'text', kto_tag: 'kto_tag',
 };
 export const SHAREGPT_TAGS: Tags = { role: 'from', content: 'value', user: 'human', assistant: 'gpt', system: 'system' };
 export const OPENAI_TAGS: Tags = { role: 'role', content: 'content', user: 'user', assistant: 'assistant', system: 'system' };
@@ -104,7 +106,7 @@ function fromInfo(name: string, entry: unknown, dir: string, infoPath: string): 
   const cols = (e.columns ?? {}) as Record<string, unknown>;
   if (typeof cols !== 'object' || Array.isArray(cols)) throw new DataError('must be an object', { file: infoPath, field: `${name}.columns` });
   for (const key of Object.keys(cols)) {
-    if (!isColumn(key)) continue; // tools, images, kto_tag, ...: not used by these formats
+    if (!isColumn(key)) continue; // tools, images, ...: not used by these formats
     const v = str(cols, key, `${name}.columns`, infoPath);
     if (v !== undefined) columns[key] = v;
   }

@@ -16,6 +16,8 @@ export interface EncodeOptions {
   cutoffLen: number;
   /** default_system, enable_thinking, train_on_prompt, mask_history */
   templateOptions?: SftOptions;
+  /** kto: rows per preprocessing batch (preprocessing_batch_size; default FEEDBACK_BATCH_ROWS) */
+  feedbackBatchRows?: number;
 }
 
 export type EncodedSample = ({ kind: 'doc' } & TokenizedSample) | ({ kind: 'pair' } & TokenizedPair);
@@ -62,10 +64,14 @@ export function tokenizeExample(ex: Example, tok: TextTokenizer, template: Templ
       return encodeSft(tok, template, ex, cutoffLen, o);
     case 'pair':
       throw new DataError('a preference pair cannot be used for pt/sft', where(ex));
+    case 'feedback':
+      throw new DataError('a KTO example (kto_tag) cannot be used for pt/sft', where(ex));
   }
 }
 
+/** One pt/sft/dpo example (kto examples are encoded a batch at a time: feedback.ts). */
 export function encodeExample(ex: Example, tok: TextTokenizer, o: EncodeOptions): EncodedSample {
+  if (o.stage === 'kto') throw new DataError('stage kto encodes its examples a preprocessing batch at a time (encodeFeedbackBatch)', where(ex));
   if (o.stage === 'dpo') {
     if (ex.kind !== 'pair') throw new DataError('stage dpo needs chosen/rejected pairs', where(ex));
     return { kind: 'pair', ...encodePair(tok, o.template, ex, o.cutoffLen, o.templateOptions) };

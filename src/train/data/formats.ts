@@ -1,6 +1,7 @@
 /**
  * Turns raw rows into canonical examples: alpaca and ShareGPT (from/value or role/content) for
- * SFT, `text` for PT, chosen/rejected pairs for DPO, and pre-tokenized `input_ids`/`labels` rows.
+ * SFT, `text` for PT, chosen/rejected pairs for DPO, single answers tagged desirable or not
+ * (`kto_tag`) for KTO, and pre-tokenized `input_ids`/`labels` rows.
  * Every problem is a DataError naming file, row and field; it must never silently drop or
  * repair a malformed row.
  */
@@ -9,7 +10,7 @@ import { OPENAI_TAGS, SHAREGPT_TAGS } from './datasetInfo.js';
 import { DataError } from './DataError.js';
 import type { Row } from './rows/decodeRow.js';
 
-export type Stage = 'pt' | 'sft' | 'dpo';
+export type Stage = 'pt' | 'sft' | 'dpo' | 'kto';
 
 /** The data a job stage reads: rm trains on the same preference (ranking) pairs as dpo. */
 export function dataStage(stage: Stage | 'rm'): Stage {
@@ -28,10 +29,14 @@ export interface TextExample { kind: 'text'; text: string; origin: Origin }
 export interface PairExample {
   kind: 'pair'; system: string | null; history: Turn[]; prompt: string; chosen: string; rejected: string; origin: Origin;
 }
+/** History turns, then the last user prompt and one answer, desirable or not (LLaMA-Factory's kto_tag). */
+export interface FeedbackExample {
+  kind: 'feedback'; system: string | null; history: Turn[]; prompt: string; response: string; desirable: boolean; origin: Origin;
+}
 /** Pre-tokenized: used as is (labels default to input_ids); only cutoff_len is applied. */
 export interface TokensExample { kind: 'tokens'; inputIds: number[]; labels: number[] | null; origin: Origin }
 
-export type Example = SftExample | TextExample | PairExample | TokensExample;
+export type Example = SftExample | TextExample | PairExample | FeedbackExample | TokensExample;
 
 type Obj = Record<string, unknown>;
 
@@ -69,6 +74,12 @@ class RowCtx {
     }
     return a as number[];
   }
+  /** The kto_tag column: true (desirable) or false, as LLaMA-Factory reads only booleans there. */
+  tag(o: Obj, field: string): boolean {
+    const v = o[field];
+    if (typeof v !== 'boolean') this.fail(field, v === undefined ? 'is missing (the kto_tag column: true for a desirable answer, false for an undesirable one)' : `must be true or false, got ${JSON.stringify(v)}`);
+    return v as boolean;
+  }
   origin(): Origin { return { file: this.r.file, row: this.r.row, rowKind: this.r.rowKind }; }
 }
 
@@ -85,11 +96,11 @@ export function isTokensRow(row: Row): boolean {
 export type RowFormat =
   | { kind: 'tokens' }
   | { kind: 'text' }
-  | { kind: 'alpaca' | 'sharegpt'; ranking: boolean };
+  | { kind: 'alpaca' | 'sharegpt'; ranking: boolean; feedback?: boolean };
 
 export function detectFormat(first: Row, spec: DatasetSpec, stage: Stage): RowFormat {
   if (isTokensRow(first)) {
-    if (stage === 'dpo') throw new DataError('pre-tokenized rows are not supported for dpo', { file: spec.file });
+    if (stage === 'dpo' || stage === 'kto') throw new DataError(`pre-tokenized rows are not supported for ${stage}`, { file: spec.file });
     return { kind: 'tokens' };
   }
   if (stage === 'pt') return { kind: 'text' };
@@ -99,6 +110,10 @@ export function detectFormat(first: Row, spec: DatasetSpec, stage: Stage): RowFo
   const ranking = spec.ranking === 'auto' ? obj !== null && spec.columns.chosen in obj && spec.columns.rejected in obj : spec.ranking;
   if (stage === 'dpo' && !ranking) {
     throw new DataError(`dataset '${spec.name}' is not a preference dataset (set "ranking": true and give chosen/rejected)`, { file: spec.file });
+  }
+  if (stage === 'kto') {
+    if (ranking) throw new DataError(`dataset '${spec.name}' is a preference (ranking) dataset; stage kto reads single answers tagged by a kto_tag column (true: desirable, false: undesirable)`, { file: spec.file });
+    return { kind: sharegpt ? 'sharegpt' : 'alpaca', ranking: false, feedback: true };
   }
   if (stage === 'sft' && ranking) {
     throw new DataError(`dataset '${spec.name}' is a preference (ranking) dataset; use it with stage dpo`, { file: spec.file });
@@ -115,9 +130,9 @@ export function toExample(row: Row, format: RowFormat, spec: DatasetSpec): Examp
     case 'text':
       return textRow(c, spec);
     case 'sharegpt':
-      return sharegptRow(c, spec, format.ranking);
+      return format.feedback ? sharegptFeedbackRow(c, spec) : sharegptRow(c, spec, format.ranking);
     case 'alpaca':
-      return alpacaRow(c, spec, format.ranking);
+      return format.feedback ? alpacaFeedbackRow(c, spec) : alpacaRow(c, spec, format.ranking);
   }
 }
 
@@ -156,15 +171,25 @@ function alpacaHistory(c: RowCtx, o: Obj, spec: DatasetSpec): Turn[] {
   });
 }
 
-function alpacaRow(c: RowCtx, spec: DatasetSpec, ranking: boolean): SftExample | PairExample {
-  const o = c.obj();
+/** An alpaca row's prompt (LLaMA-Factory joins instruction and a non-empty input with a newline), system and history. */
+function alpacaContext(c: RowCtx, o: Obj, spec: DatasetSpec): { prompt: string; system: string | null; history: Turn[] } {
   const k = spec.columns;
   const instruction = c.str(o, k.prompt, true)!;
   const query = c.str(o, k.query, false);
-  // LLaMA-Factory joins instruction and input with a newline when the input is not empty.
-  const prompt = query ? `${instruction}\n${query}` : instruction;
-  const system = c.str(o, k.system, false);
-  const history = alpacaHistory(c, o, spec);
+  return { prompt: query ? `${instruction}\n${query}` : instruction, system: c.str(o, k.system, false), history: alpacaHistory(c, o, spec) };
+}
+
+function alpacaFeedbackRow(c: RowCtx, spec: DatasetSpec): FeedbackExample {
+  const o = c.obj();
+  const { prompt, system, history } = alpacaContext(c, o, spec);
+  const response = c.str(o, spec.columns.response, true)!;
+  return { kind: 'feedback', system, history, prompt, response, desirable: c.tag(o, spec.columns.kto_tag), origin: c.origin() };
+}
+
+function alpacaRow(c: RowCtx, spec: DatasetSpec, ranking: boolean): SftExample | PairExample {
+  const o = c.obj();
+  const k = spec.columns;
+  const { prompt, system, history } = alpacaContext(c, o, spec);
   if (ranking) {
     const chosen = c.str(o, k.chosen, true)!;
     const rejected = c.str(o, k.rejected, true)!;
@@ -185,6 +210,14 @@ function parseMessage(c: RowCtx, m: unknown, path: string, tags: Tags): Msg {
   if (role === tags.assistant) return { role: 'assistant', content };
   if (role === tags.system) return { role: 'system', content };
   return c.fail(`${path}.${tags.role}`, `unknown role '${role}' (expected ${tags.user}, ${tags.assistant} or ${tags.system})`);
+}
+
+/** A KTO conversation: user/assistant turns whose last answer is the tagged response. */
+function sharegptFeedbackRow(c: RowCtx, spec: DatasetSpec): FeedbackExample {
+  const sft = sharegptRow(c, spec, false);
+  if (sft.kind !== 'sft') return c.fail(spec.columns.messages, 'must be a conversation');
+  const last = sft.turns[sft.turns.length - 1]!;
+  return { kind: 'feedback', system: sft.system, history: sft.turns.slice(0, -1), prompt: last.user, response: last.assistant, desirable: c.tag(c.obj(), spec.columns.kto_tag), origin: c.origin() };
 }
 
 function sharegptRow(c: RowCtx, spec: DatasetSpec, ranking: boolean): SftExample | PairExample {

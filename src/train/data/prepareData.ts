@@ -10,7 +10,8 @@ import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
 import { resolveDatasets } from './datasetInfo.js';
 import { DataError } from './DataError.js';
 import { encodeExample } from './encodeExample.js';
-import { detectFormat, toExample, type RowFormat, type Stage } from './formats.js';
+import { encodeFeedbackBatch, FEEDBACK_BATCH_ROWS, feedbackItem, type FeedbackItem } from './feedback.js';
+import { detectFormat, toExample, type Example, type RowFormat, type Stage } from './formats.js';
 import { streamRows } from './readRows.js';
 import { buildSequences, preferencePair, type PackOptions, type PreferencePair, type Sequence } from './sequences.js';
 import { IGNORE_INDEX, type SftOptions, type TemplateName, type TokenizedSample } from './templates.js';
@@ -29,6 +30,8 @@ export interface DataConfig {
   packing?: boolean | null;
   /** default_system, enable_thinking, train_on_prompt, mask_history */
   templateOptions?: SftOptions;
+  /** kto: rows per preprocessing batch (default FEEDBACK_BATCH_ROWS) */
+  feedbackBatchRows?: number;
 }
 
 export interface DataStats {
@@ -41,7 +44,8 @@ export interface DataStats {
 
 export type PreparedData =
   | { stage: 'pt' | 'sft'; kind: 'sequences'; items: Sequence[]; stats: DataStats }
-  | { stage: 'dpo'; kind: 'pairs'; items: PreferencePair[]; stats: DataStats };
+  | { stage: 'dpo'; kind: 'pairs'; items: PreferencePair[]; stats: DataStats }
+  | { stage: 'kto'; kind: 'feedback'; items: FeedbackItem[]; stats: DataStats };
 
 /** The packing a job's data uses (LLaMA-Factory's defaults: pt packs and splits long documents). */
 export function packOptions(cfg: Pick<DataConfig, 'stage' | 'cutoffLen' | 'packing'>): PackOptions {
@@ -57,19 +61,32 @@ export function prepareData(cfg: DataConfig, tok: TextTokenizer): PreparedData {
   const specs = resolveDatasets(cfg.dataset, cfg.datasetDir);
   const docs: TokenizedSample[] = [];
   const pairs: PreferencePair[] = [];
+  const feedback: FeedbackItem[] = [];
   const datasets: DataStats['datasets'] = [];
   const opts = { stage: cfg.stage, template: cfg.template, cutoffLen: cfg.cutoffLen, templateOptions: cfg.templateOptions };
   let examples = 0;
   for (const spec of specs) {
     let format: RowFormat | null = null;
     let n = 0;
+    // kto: examples are encoded a preprocessing batch at a time (their KL sequences pair within it)
+    let batch: Example[] = [];
+    const flush = () => {
+      for (const e of encodeFeedbackBatch(batch, tok, opts)) feedback.push(feedbackItem(e));
+      batch = [];
+    };
     for (const row of streamRows(spec.file, cfg.maxSamples ?? null)) {
       format ??= detectFormat(row, spec, cfg.stage);
+      n++;
+      if (cfg.stage === 'kto') {
+        batch.push(toExample(row, format, spec));
+        if (batch.length === (cfg.feedbackBatchRows ?? FEEDBACK_BATCH_ROWS)) flush();
+        continue;
+      }
       const enc = encodeExample(toExample(row, format, spec), tok, opts);
       if (enc.kind === 'pair') pairs.push(preferencePair(enc.prompt, enc.chosen, enc.rejected));
       else docs.push(enc);
-      n++;
     }
+    if (batch.length) flush();
     datasets.push({ name: spec.name, file: spec.file, examples: n });
     examples += n;
   }
@@ -79,6 +96,11 @@ export function prepareData(cfg: DataConfig, tok: TextTokenizer): PreparedData {
     stats.tokens += labels.length;
     for (const l of labels) if (l !== IGNORE_INDEX) stats.supervisedTokens++;
   };
+  if (cfg.stage === 'kto') {
+    for (const it of feedback) { count(it.target.labels); count(it.kl.labels); }
+    stats.items = feedback.length;
+    return { stage: 'kto', kind: 'feedback', items: feedback, stats };
+  }
   if (cfg.stage === 'dpo') {
     for (const it of pairs) { count(it.chosen.labels); count(it.rejected.labels); }
     stats.items = pairs.length;

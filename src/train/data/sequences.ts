@@ -96,12 +96,14 @@ export function buildSequences(samples: Iterable<TokenizedSample>, opt: PackOpti
   return out;
 }
 
+/** Prompt + answer as one sequence, the answer's tokens supervised (a DPO side, a KTO example). */
+export function answerSequence(prompt: readonly number[], answer: readonly number[]): PreferenceSequence {
+  const inputIds = [...prompt, ...answer];
+  const labels = [...prompt.map(() => IGNORE_INDEX), ...answer];
+  return { ...sequenceFromDocs([{ inputIds, labels }]), promptLen: prompt.length };
+}
+
 /** A DPO pair: prompt + answer for each side, answer tokens supervised. */
 export function preferencePair(prompt: readonly number[], chosen: readonly number[], rejected: readonly number[]): PreferencePair {
-  const side = (answer: readonly number[]): PreferenceSequence => {
-    const inputIds = [...prompt, ...answer];
-    const labels = [...prompt.map(() => IGNORE_INDEX), ...answer];
-    return { ...sequenceFromDocs([{ inputIds, labels }]), promptLen: prompt.length };
-  };
-  return { chosen: side(chosen), rejected: side(rejected) };
+  return { chosen: answerSequence(prompt, chosen), rejected: answerSequence(prompt, rejected) };
 }

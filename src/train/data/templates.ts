@@ -1,6 +1,6 @@
 /**
  * Chat templates `default`, `llama3`, `qwen`, `qwen3`, `qwen3_nothink`, `chatml` and `mistral`,
- * laid out as LLaMA-Factory's templates of those names produce them, and the SFT/DPO encoders
+ * laid out as LLaMA-Factory's templates of those names produce them, and the SFT/DPO/KTO encoders
  * with LLaMA-Factory's truncation (`infer_seqlen`: each turn's source and target keep a share of
  * the remaining budget in proportion to their lengths; turns after the budget is spent are
  * dropped) and its SFT masking options: prompt tokens get label -100 unless `trainOnPrompt`;
@@ -213,19 +213,31 @@ export function encodeSft(tok: TextTokenizer, name: TemplateName, ex: Pick<SftEx
 /** Prompt (history + last user turn) and both answers, truncated together as LLaMA-Factory's pairwise processor does. */
 export interface TokenizedPair { prompt: number[]; chosen: number[]; rejected: number[] }
 
-export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt' | 'chosen' | 'rejected'>, cutoffLen: number, o: TemplateOptions = {}): TokenizedPair {
-  const turnsC = [...ex.history, { user: ex.prompt, assistant: ex.chosen }];
-  const turnsR = [...ex.history, { user: ex.prompt, assistant: ex.rejected }];
-  const encC = encodeTurns(tok, name, ex.system, turnsC, true, o);
-  const encR = encodeTurns(tok, name, ex.system, turnsR, true, o);
+/**
+ * LLaMA-Factory's encode_oneturn: the history turns and the last user message as one prompt
+ * (history answers are context, never trained), and the final answer's ids.
+ */
+function encodeOneTurn(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt'>, answer: string, o: TemplateOptions): [number[], number[]] {
+  const enc = encodeTurns(tok, name, ex.system, [...ex.history, { user: ex.prompt, assistant: answer }], true, o);
   const prompt: number[] = [];
-  // History turns are prompt: their answers are context, never trained in DPO.
-  for (const [s, r] of encC) appendAll(appendAll(prompt, s), r);
-  prompt.splice(prompt.length - encC[encC.length - 1]![1].length);
-  let chosen = encC[encC.length - 1]![1];
-  let rejected = encR[encR.length - 1]![1];
-  const [ns, nt] = inferSeqLen(prompt.length, Math.max(chosen.length, rejected.length), cutoffLen);
-  chosen = chosen.slice(0, nt);
-  rejected = rejected.slice(0, nt);
-  return { prompt: prompt.slice(0, ns), chosen, rejected };
+  for (const [s, r] of enc) appendAll(appendAll(prompt, s), r);
+  const last = enc[enc.length - 1]![1];
+  prompt.splice(prompt.length - last.length);
+  return [prompt, last];
+}
+
+export function encodePair(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt' | 'chosen' | 'rejected'>, cutoffLen: number, o: TemplateOptions = {}): TokenizedPair {
+  const [prompt, chosenIds] = encodeOneTurn(tok, name, ex, ex.chosen, o);
+  const rejectedIds = encodeOneTurn(tok, name, ex, ex.rejected, o)[1];
+  const [ns, nt] = inferSeqLen(prompt.length, Math.max(chosenIds.length, rejectedIds.length), cutoffLen);
+  return { prompt: prompt.slice(0, ns), chosen: chosenIds.slice(0, nt), rejected: rejectedIds.slice(0, nt) };
+}
+
+/** Prompt and one answer (KTO), truncated together as LLaMA-Factory's feedback processor does. */
+export interface TokenizedAnswer { prompt: number[]; response: number[] }
+
+export function encodeAnswer(tok: TextTokenizer, name: TemplateName, ex: Pick<PairExample, 'system' | 'history' | 'prompt'>, response: string, cutoffLen: number, o: TemplateOptions = {}): TokenizedAnswer {
+  const [prompt, ids] = encodeOneTurn(tok, name, ex, response, o);
+  const [ns, nt] = inferSeqLen(prompt.length, ids.length, cutoffLen);
+  return { prompt: prompt.slice(0, ns), response: ids.slice(0, nt) };
 }

@@ -3,7 +3,7 @@
  * LLaMA-Factory do it: eval_strategy `steps` (every eval_steps optimizer steps; eval_steps null
  * means logging_steps, below 1 a fraction of the total steps), `epoch` (at the end of every epoch
  * and at the last step) or `no`; metrics `eval_loss`, `eval_accuracy` (compute_accuracy; rm: pairwise accuracy), for dpo
- * `eval_rewards/chosen` ... (DPO_METRICS), one set per eval dataset with eval_on_each_dataset
+ * `eval_rewards/chosen` ... (DPO_METRICS), for kto `eval_rewards/chosen`, ..., `eval_kl` (kto.ts), one set per eval dataset with eval_on_each_dataset
  * (`eval_<name>_loss`), plus eval_runtime, eval_samples_per_second, eval_steps_per_second and epoch.
  * Every rank runs the same evaluations at the same steps (a pure function of the config and
  * the step). Must never change weights, gradients or the data order.
@@ -13,13 +13,17 @@ import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { PreferenceItem } from './dpo.js';
 import { evaluateLanguageModel, evaluatePreference } from './evaluate.js';
+import { evaluateKto, type KtoItem, type KtoOptions } from './kto.js';
 import type { PreferenceOptions } from './preferenceStep.js';
 import type { RewardHead } from './rewardHead.js';
 import { evaluateRewardModel } from './rm.js';
 import type { PackedSequence } from './sequences.js';
 
 /** One held-out set: `name` null for the single set (metrics eval_loss), else eval_<name>_loss. */
-export type EvalSet = { name: string | null; kind: 'lm'; items: PackedSequence[] } | { name: string | null; kind: 'preference'; items: PreferenceItem[] };
+export type EvalSet =
+  | { name: string | null; kind: 'lm'; items: PackedSequence[] }
+  | { name: string | null; kind: 'preference'; items: PreferenceItem[] }
+  | { name: string | null; kind: 'feedback'; items: KtoItem[] };
 
 export type EvalMetrics = Record<string, number>;
 
@@ -37,6 +41,8 @@ export interface EvaluatorOptions {
   dpo?: PreferenceOptions;
   /** rm: the value head (eval_loss, eval_accuracy, eval_chosen_score, eval_rejected_score) */
   rm?: RewardHead;
+  /** kto: its settings and reference (eval_loss, eval_rewards/chosen, ..., eval_kl) */
+  kto?: KtoOptions;
   now?: () => number;
 }
 
@@ -88,6 +94,13 @@ export class Evaluator {
         const r = await evaluateLanguageModel(model, runtime, set.items, { batch: c.per_device_eval_batch_size, accuracy: c.compute_accuracy });
         out[key('loss')] = r.loss;
         if (r.accuracy !== undefined) out[key('accuracy')] = r.accuracy;
+        samples += r.samples;
+        batches += r.batches;
+      } else if (set.kind === 'feedback') {
+        if (!this.o.kto) throw Object.assign(new Error('KTO evaluation needs the KTO settings'), { code: 'ERR_STATE' });
+        const r = await evaluateKto(model, runtime, set.items, { ...this.o.kto, batch: c.per_device_eval_batch_size });
+        out[key('loss')] = r.loss;
+        for (const [k, v] of Object.entries(r.metrics)) out[key(k)] = v;
         samples += r.samples;
         batches += r.batches;
       } else {

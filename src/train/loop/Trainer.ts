@@ -4,7 +4,8 @@
  * forward), gradient reduction, the gradient policy (once per optimizer step, after reduction),
  * the plan and AdamW (scheduled LR times the plan's multiplier) in one native call of the
  * Optimizer, checkpoints (rank 0 writes, everybody waits at a barrier) and exact resume. The
- * per-stage work of a step is languageModelStep (pt/sft) or preferenceStep (dpo); the checkpointed
+ * per-stage work of a step is languageModelStep (pt/sft), preferenceStep (dpo), the value head's
+ * step (rm) or ktoStep (kto); the checkpointed
  * state is trainerState.ts's. The optimizer side (reduction, statistics, plan, AdamW, hash,
  * checkpointed moments) works on `model.trainable`: the whole model, or only the LoRA adapters
  * when they are attached (the base model is then frozen).
@@ -28,6 +29,7 @@ import { scheduleOf, scheduledLr, type ScheduleConfig } from '../schedule.js';
 import { writeOptimizerParts } from '../zero/saveParts.js';
 import { zeroGroupOf } from '../zero/ZeroGroup.js';
 import type { PreferenceItem } from './dpo.js';
+import { ktoStep, type KtoItem, type KtoOptions } from './kto.js';
 import { languageModelStep } from './languageModelStep.js';
 import { lossScaleAt, parseLossScale } from './lossScale.js';
 import { Optimizer } from './Optimizer.js';
@@ -96,7 +98,7 @@ export interface TrainerHooks {
 export interface TrainerOptions {
   model: Model;
   runtime: ParallelRuntime;
-  data: TrainData | TrainData<PreferenceItem>;
+  data: TrainData | TrainData<PreferenceItem> | TrainData<KtoItem>;
   config: TrainConfig;
   policy: PolicyConfig;
   logger: Logger;
@@ -126,6 +128,8 @@ export interface TrainerOptions {
   dpo?: PreferenceOptions;
   /** stage rm: `data` yields PreferenceItems; the value head trains with the model (rewardHead.ts) */
   rm?: RewardHead;
+  /** stage kto: `data` yields KtoItems (kto.ts) */
+  kto?: KtoOptions;
   /** the base model's directory: full fine-tuning's final model gets its tokenizer and generation files */
   baseModelDir?: string;
 }
@@ -267,14 +271,16 @@ export class Trainer {
     // a vanishing/exploding fault scales it further (times 1 without one: the same bits)
     const factor = lossScaleAt(this.lossScale, step) * (o.chaos?.lossScale(step) ?? 1);
     // This step's items, all of them first: the loss is normalized over every micro-batch of the step.
-    const items: (PackedSequence | PreferenceItem)[] = [];
+    const items: (PackedSequence | PreferenceItem | KtoItem)[] = [];
     for (let j = 0; j < gas; j++) {
       const mb = (step - 1) * gas + j;
       items.push(...(await o.data.microBatch(Math.floor(mb / bpe), mb % bpe)));
     }
     const r: StepSums = o.rm
       ? await o.rm.step(model, runtime, items as PreferenceItem[], step, factor)
-      : o.dpo
+      : o.kto
+        ? await ktoStep(model, runtime, items as KtoItem[], step, factor, o.kto)
+        : o.dpo
         ? await preferenceStep(model, runtime, items as PreferenceItem[], step, factor, o.dpo)
         : await languageModelStep(model, runtime, items as PackedSequence[], step, factor);
     const { lossSum, localTokens, validTokens } = r;
@@ -292,7 +298,8 @@ export class Trainer {
     const loss = totals[0]! / runtime.dp;
     o.gradientHook?.(train.grads, step);
 
-    const stats = await this.optimizer.gradStats();
+    // rm: the model's and the value head's gradients are one gradient to the policy (one global norm)
+    const stats = o.rm ? await o.rm.jointStats(train) : await this.optimizer.gradStats();
     const t = this.policy.step({
       step,
       totalSteps: this.schedule.totalSteps,
@@ -311,8 +318,7 @@ export class Trainer {
         throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
       }
     } else {
-      const fx = await this.optimizer.step(plan, stats, lr);
-      await o.rm?.update(plan, lr);
+      const fx = o.rm ? await o.rm.updateWithModel(this.optimizer, train, plan, lr) : await this.optimizer.step(plan, stats, lr);
       if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
     }
     this.lastLr = plan.skipUpdate ? 0 : lr;

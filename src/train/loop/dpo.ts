@@ -127,11 +127,7 @@ export async function dpoStep(o: {
   const logps = new Float64Array(3 * n);
   for (let i = 0; i < n; i++) logps[2 * n + i] = shards[i]!.valid;
   await referenceLogps(o.reference, settings.kind, shards, logps);
-  for (let i = 0; i < n; i++) {
-    const tl = new Float32Array(shards[i]!.tokens.length);
-    await model.forward(forwardInput(shards[i]!, tl, o.dropoutKey?.(i)));
-    logps[n + i] = logProb(tl, shards[i]!);
-  }
+  await forwardLogps(model, shards, logps, n, o.dropoutKey);
   await runtime.allReduceSum(logps, 'sp');
 
   const sums = emptySums();
@@ -144,10 +140,22 @@ export async function dpoStep(o: {
     dPolicy[r] = (scale * t.dRejected) / items.length;
     addPair(sums, t);
   }
+  const localTokens = await backwardInReverse(model, shards, dPolicy, o.dropoutKey);
+  return { sums, pairs: items.length, localTokens, valid: shards.reduce((a, s) => a + s.valid, 0) };
+}
+
+/**
+ * The weighted backwards of `shards` (policy sequences whose loss derivative with respect to
+ * their log-prob sums is `dPolicy`), last to first: the last one was the latest forward, so its
+ * saved activations serve; the others are forwarded again (same inputs and dropout key, same
+ * bits) right before their backward. Returns the tokens processed (padding excluded).
+ */
+export async function backwardInReverse(model: Model, shards: readonly SequenceShard[], dPolicy: Float64Array, dropoutKey?: (i: number) => number | undefined): Promise<number> {
+  const n = shards.length;
   let localTokens = 0;
   for (let i = n - 1; i >= 0; i--) {
     const s = shards[i]!;
-    if (i !== n - 1) await model.forward(forwardInput(s, new Float32Array(s.tokens.length), o.dropoutKey?.(i)));
+    if (i !== n - 1) await model.forward(forwardInput(s, new Float32Array(s.tokens.length), dropoutKey?.(i)));
     // π = −Σ token_loss  =>  dL/d token_loss_t = −dL/dπ on supervised tokens, 0 elsewhere
     const w = new Float32Array(s.tokens.length);
     const coef = -dPolicy[i]!;
@@ -155,7 +163,16 @@ export async function dpoStep(o: {
     await model.backward(w);
     localTokens += s.tokens.length - s.padding;
   }
-  return { sums, pairs: items.length, localTokens, valid: shards.reduce((a, s) => a + s.valid, 0) };
+  return localTokens;
+}
+
+/** Writes the partial log-prob sum of shard i into into[at + i], forward only. */
+export async function forwardLogps(model: Model, shards: readonly SequenceShard[], into: Float64Array, at: number, dropoutKey?: (i: number) => number | undefined): Promise<void> {
+  for (const [i, s] of shards.entries()) {
+    const tl = new Float32Array(s.tokens.length);
+    await model.forward(forwardInput(s, tl, dropoutKey?.(i)));
+    into[at + i] = logProb(tl, s);
+  }
 }
 
 /**
@@ -167,11 +184,7 @@ export async function referenceLogps(reference: ReferenceModel | undefined, kind
   if (!reference) throw Object.assign(new Error(`pref_loss ${kind} needs a reference model`), { code: 'ERR_STATE' });
   reference.enter?.();
   try {
-    for (const [i, s] of shards.entries()) {
-      const tl = new Float32Array(s.tokens.length);
-      await reference.model.forward(forwardInput(s, tl));
-      logps[i] = logProb(tl, s);
-    }
+    await forwardLogps(reference.model, shards, logps, 0);
   } finally {
     reference.exit?.();
   }

@@ -13,10 +13,10 @@
  */
 import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
-import { addPair, emptySums, forwardInput, logProb, referenceLogps, sideOf, type PreferenceItem } from './dpo.js';
+import { addPair, emptySums, forwardLogps, referenceLogps, sideOf, type PreferenceItem } from './dpo.js';
 import { preferencePairTerms, sigmoidLoss, type PrefLossSettings } from './preferenceLoss.js';
 import { preferenceMetrics, type PreferenceOptions } from './preferenceStep.js';
-import { IGNORE_INDEX, shardSequence, type PackedSequence, type SequenceShard } from './sequences.js';
+import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js';
 
 export interface LmEval {
   /** mean batch loss weighted by items (NaN when no item has a supervised token) */
@@ -38,7 +38,7 @@ export interface PreferenceEval {
 }
 
 /** This replica's share of `items`, cut into batches. */
-function replicaBatches<T>(items: readonly T[], runtime: ParallelRuntime, batch: number): T[][] {
+export function replicaBatches<T>(items: readonly T[], runtime: ParallelRuntime, batch: number): T[][] {
   const mine = items.filter((_, i) => i % runtime.dp === runtime.dpRank);
   const out: T[][] = [];
   for (let i = 0; i < mine.length; i += batch) out.push(mine.slice(i, i + batch));
@@ -94,13 +94,6 @@ export async function evaluatePreference(model: Model, runtime: ParallelRuntime,
   const sums = emptySums();
   let count = 0;
   const batches = replicaBatches(pairs, runtime, o.batch);
-  const logps = async (m: Model, shards: SequenceShard[], into: Float64Array, at: number) => {
-    for (const [i, s] of shards.entries()) {
-      const tl = new Float32Array(s.tokens.length);
-      await m.forward(forwardInput(s, tl));
-      into[at + i] = logProb(tl, s);
-    }
-  };
   for (const b of batches) {
     const shards = b.flatMap((p) => [p.chosen, p.rejected]).map((seq) => shardSequence(seq, runtime.sp, runtime.spRank));
     const n = shards.length;
@@ -108,7 +101,7 @@ export async function evaluatePreference(model: Model, runtime: ParallelRuntime,
     const lp = new Float64Array(3 * n);
     for (let i = 0; i < n; i++) lp[2 * n + i] = shards[i]!.valid;
     await referenceLogps(o.reference, settings.kind, shards, lp);
-    await logps(model, shards, lp, n);
+    await forwardLogps(model, shards, lp, n);
     await runtime.allReduceSum(lp, 'sp');
     if (runtime.spRank !== 0) continue;
     for (let p = 0; p < b.length; p++) addPair(sums, preferencePairTerms(settings, sideOf(lp, n, 2 * p), sideOf(lp, n, 2 * p + 1)));

@@ -5,19 +5,21 @@
  * `value_head.safetensors` (LLaMA-Factory's layout: v_head.summary.weight [1, hidden],
  * v_head.summary.bias [1]) in every checkpoint and in output_dir, and its AdamW moments in
  * `value_head_optimizer.safetensors` beside it so a resume continues the head exactly.
- * The head trains in full fine-tuning and with LoRA alike. Must never step the head with a plan
- * or learning rate other than the model's.
+ * The head trains in full fine-tuning and with LoRA alike. The gradient policy sees the model's
+ * trainable tensors and the head's as one gradient (jointStats), and the clip uses one global L2
+ * norm over both (updateWithModel). Must never step the head with a plan, learning rate or clip
+ * factor other than the model's.
  */
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../engine/safetensors.js';
 import type { Model, TrainableSet } from '../../engine/model/index.js';
-import { gradStats, type PlanEffects } from '../../engine/ops/optim.js';
+import { gradStats, type GradStats, type PlanEffects } from '../../engine/ops/optim.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { PreferenceItem } from './dpo.js';
 import { Optimizer, type AdamWConfig } from './Optimizer.js';
 import { rmStep, valueHead } from './rm.js';
-import { spansOf } from './applyPlan.js';
+import { applyPlan, spansOf } from './applyPlan.js';
 import { dropoutKeyOf, type StepSums } from './StepSums.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
@@ -26,9 +28,36 @@ export const VALUE_HEAD_OPTIMIZER_FILE = 'value_head_optimizer.safetensors';
 /** The metrics.jsonl names of stage rm (per-replica means over pairs). */
 export const RM_METRICS = ['accuracy', 'chosen_score', 'rejected_score'] as const;
 
+/**
+ * The statistics of two gradients taken as one (their tensors in order): the L2 norm over both,
+ * the largest |g|, the non-finite count, the per-tensor means, and grad_mean over every non-empty
+ * tensor of both. `aTensors`/`bTensors`: the tensors' element counts.
+ */
+export function jointStats(a: GradStats, aTensors: readonly number[], b: GradStats, bTensors: readonly number[]): GradStats {
+  const perTensorMeanAbs = Float64Array.of(...a.perTensorMeanAbs, ...b.perTensorMeanAbs);
+  const sizes = [...aTensors, ...bTensors];
+  let sum = 0, counted = 0;
+  for (const [t, n] of sizes.entries()) if (n > 0) { sum += perTensorMeanAbs[t]!; counted++; }
+  return {
+    gradMean: counted > 0 ? sum / counted : 0,
+    l2Norm: Math.hypot(a.l2Norm, b.l2Norm),
+    maxAbs: Math.max(a.maxAbs, b.maxAbs),
+    nonfinite: a.nonfinite + b.nonfinite,
+    perTensorMeanAbs,
+  };
+}
+
+/** Both update's effects: the model's and the head's (the same clip factor and norm). */
+export interface JointEffects {
+  model: PlanEffects;
+  head: PlanEffects;
+}
+
 export class RewardHead {
   readonly set: TrainableSet;
   readonly optimizer: Optimizer;
+  /** the statistics of the model's and the head's reduced gradients of this step (jointStats) */
+  private parts: { model: GradStats; head: GradStats } | null = null;
 
   /**
    * A head of `hidden` inputs initialised as TRL's ValueHead (a torch Linear: uniform in
@@ -57,15 +86,42 @@ export class RewardHead {
   }
 
   /**
-   * AdamW on the reduced head gradients with the model's plan and LR, then clears them. The
-   * plan's per-tensor operations and clipping read the head's own statistics (its tensors are
-   * not among the model's).
+   * The statistics the gradient policy judges for stage rm: the model's trainable tensors (`train`,
+   * reduced) and the head's (reduced) as one gradient; kept for updateWithModel.
    */
-  async update(plan: PolicyPlan, lr: number): Promise<PlanEffects> {
-    const stats = await gradStats(this.set.grads, spansOf(this.set));
-    const fx = await this.optimizer.step(plan, stats, lr);
+  async jointStats(train: TrainableSet): Promise<GradStats> {
+    const model = await gradStats(train.grads, spansOf(train));
+    const head = await gradStats(this.set.grads, spansOf(this.set));
+    this.parts = { model, head };
+    return jointStats(model, train.views.map((v) => v.numel), head, this.set.views.map((v) => v.numel));
+  }
+
+  /**
+   * The model's update (its `optimizer` over `train`) and the head's with the same plan and LR
+   * and one global clip: first the plan's other operations on each set (noise, scaling judged on
+   * each tensor's own mean |g|, centralization), then the L2 norm over both sets after them, the
+   * clip factor from that norm and AdamW, each set by its own optimizer. Clears the head's
+   * gradients. Needs this step's jointStats first.
+   */
+  async updateWithModel(optimizer: Optimizer, train: TrainableSet, plan: PolicyPlan, lr: number): Promise<JointEffects> {
+    const parts = this.parts;
+    if (!parts) throw Object.assign(new Error('RewardHead.updateWithModel before jointStats'), { code: 'ERR_STATE' });
+    this.parts = null;
+    const before = { ...plan, clipNorm: 0 };
+    const fm = await applyPlan(train, before, parts.model);
+    const fh = await applyPlan(this.set, before, parts.head);
+    const changed = (f: PlanEffects) => f.noised + f.scaled + f.centralized > 0;
+    // unchanged gradients keep the reduced norms the policy saw
+    const nm = changed(fm) ? (await gradStats(train.grads, spansOf(train))).l2Norm : parts.model.l2Norm;
+    const nh = changed(fh) ? (await gradStats(this.set.grads, spansOf(this.set))).l2Norm : parts.head.l2Norm;
+    const norm = Math.hypot(nm, nh);
+    // the operations are done: the second pass clips by the global norm and steps AdamW
+    const clipOnly: PolicyPlan = { ...plan, noiseStd: 0, scaleFactor: 1, centralize: 'none' };
+    const merge = (a: PlanEffects, b: PlanEffects): PlanEffects => ({ ...b, noised: a.noised, scaled: a.scaled, centralized: a.centralized });
+    const model = merge(fm, await optimizer.step(clipOnly, { ...parts.model, l2Norm: norm }, lr));
+    const head = merge(fh, await this.optimizer.step(clipOnly, { ...parts.head, l2Norm: norm }, lr));
     this.set.grads.fill(0);
-    return fx;
+    return { model, head };
   }
 
   private tensors(data: Float32Array, suffix = ''): { name: string; shape: number[]; data: Float32Array }[] {

@@ -1,7 +1,8 @@
 /**
  * `plot_loss: true`: the PNG pictures LLaMA-Factory's plot_loss writes into output_dir, from the
  * run's metrics.jsonl: `training_loss.png`, and when the run has them `training_eval_loss.png`,
- * `training_eval_accuracy.png` (sft) and `training_rewards_accuracies.png` (dpo), each the
+ * `training_eval_accuracy.png` (sft), `training_rewards_accuracies.png` (dpo) and
+ * `training_rewards_chosen.png` (kto), each the
  * original series and its smoothed curve (an exponential moving average whose weight grows with
  * the number of points, LLaMA-Factory's rule) against the step. Charts are Vega-Lite specs
  * rendered to SVG by Vega, then to PNG by resvg (system fonts): no pixels drawn by hand. Rows of
@@ -13,11 +14,12 @@ import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 
 /** The series each stage plots (LLaMA-Factory's keys), in order. */
-export const PLOTTED_KEYS: Record<'pt' | 'sft' | 'dpo' | 'rm', readonly string[]> = {
+export const PLOTTED_KEYS: Record<'pt' | 'sft' | 'dpo' | 'rm' | 'kto', readonly string[]> = {
   pt: ['loss', 'eval_loss'],
   sft: ['loss', 'eval_loss', 'eval_accuracy'],
   dpo: ['loss', 'rewards/accuracies', 'eval_loss'],
   rm: ['loss', 'accuracy', 'eval_loss'],
+  kto: ['loss', 'eval_loss', 'rewards/chosen'],
 };
 
 /** LLaMA-Factory's smoothing: EMA with weight 1.8 * (sigmoid(0.05 n) - 0.5). */

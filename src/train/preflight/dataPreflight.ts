@@ -14,7 +14,7 @@ import { DataError } from '../data/DataError.js';
 import { dataStage, toExamples, type Example } from '../data/formats.js';
 import { tokenizeExample } from '../data/prepareData.js';
 import { readRows } from '../data/readRows.js';
-import { encodePair } from '../data/templates.js';
+import { encodeAnswer, encodePair } from '../data/templates.js';
 import type { TextTokenizer } from '../tokenizer/TextTokenizer.js';
 import { templateOptionsOf } from '../trainWorkload.js';
 
@@ -65,5 +65,6 @@ export function dataPreflight(c: JobConfig, tok: TextTokenizer | null): DataPref
 
 function tokenize(ex: Example, tok: TextTokenizer, c: JobConfig): void {
   if (ex.kind === 'pair') encodePair(tok, c.template, ex, c.cutoff_len, templateOptionsOf(c));
+  else if (ex.kind === 'feedback') encodeAnswer(tok, c.template, ex, ex.response, c.cutoff_len, templateOptionsOf(c));
   else tokenizeExample(ex, tok, c.template, c.cutoff_len, templateOptionsOf(c));
 }

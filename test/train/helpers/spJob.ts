@@ -13,11 +13,44 @@ function runSpJob(root: string, name: string, sp: number, yaml: string[]) {
 }
 
 /**
- * Writes the equivalence tests' model (a small GQA Llama: 2 kv heads split over 2 ranks) to
+ * Writes the equivalence tests' model (a small GQA Llama: 2 kv heads split over 2 ranks; with
+ * `kvHeads: 4` every head has its own kv head, so 4 ranks can split them) to
  * root/model/config.json (random weights from the job's seed) and returns the directory.
  */
-export function writeSpModel(root: string): string {
-  return writeMicroModelDir(root, { vocab_size: 260 });
+export function writeSpModel(root: string, o: { kvHeads?: 2 | 4 } = {}): string {
+  return writeMicroModelDir(root, { vocab_size: 260, num_key_value_heads: o.kvHeads ?? 2 });
+}
+
+/**
+ * The same job at each degree of `sps` (one data-parallel replica each; `yaml` as for
+ * runSpJob); checks that each succeeded and logged every one of `steps` steps, and returns them
+ * in the order of `sps`.
+ */
+export async function runSpDegrees(t: Test, root: string, yaml: string[], steps: number, sps: readonly number[]) {
+  const want = Array.from({ length: steps }, (_, i) => i + 1);
+  const out = [];
+  for (const sp of sps) {
+    const r = await runSpJob(root, `sp${sp}`, sp, yaml);
+    t.equal(r.result.ok, true, `sp ${sp}: ${String(r.result.reason)}`);
+    t.same(r.metrics.map((m) => m.step), want, `sp ${sp}: every step logged`);
+    out.push(r);
+  }
+  return out;
+}
+
+/**
+ * Checks that every job of `runs` logged `keys` at every step as the first one did, within 1e-4
+ * relative (1e-3 absolute floor: values that are 0 in exact arithmetic), naming the worst.
+ */
+export function sameMetrics(t: Test, runs: { metrics: Record<string, number>[] }[], keys: readonly string[], names: readonly string[]): void {
+  const [base, ...rest] = runs;
+  for (const k of keys) {
+    t.ok(base!.metrics.every((m) => Number.isFinite(m[k])), `${k} logged at every step`);
+    for (const [j, r] of rest.entries()) {
+      const worst = Math.max(...base!.metrics.map((m, i) => Math.abs(r.metrics[i]![k]! - m[k]!) / Math.max(1e-3, Math.abs(m[k]!))));
+      t.ok(worst < 1e-4, `${k}: ${names[j + 1]} agrees with ${names[0]} at every step, worst difference ${worst.toExponential(3)} (${names[0]}: ${base!.metrics.map((m) => Number(m[k]).toFixed(6)).join(', ')})`);
+    }
+  }
 }
 
 /**

@@ -11,7 +11,7 @@ import type { DataStats } from '../prepareData.js';
 import { Packer } from '../Packer.js';
 import type { PackOptions } from '../sequences.js';
 import { BinWriter } from './BinWriter.js';
-import { CACHE_FILES, CACHE_FORMAT, CACHE_VERSION, MASK_IGNORE, type CacheKey, type CacheMeta, type TokenDtype } from './cacheLayout.js';
+import { CACHE_FILES, CACHE_FORMAT, CACHE_VERSION, isTwoSided, MASK_IGNORE, type CacheKey, type CacheKind, type CacheMeta, type TokenDtype } from './cacheLayout.js';
 import type { EncodedBatch } from './encodeBatch.js';
 
 export class CacheWriter {
@@ -22,6 +22,7 @@ export class CacheWriter {
   private readonly docs: BinWriter;
   private readonly items: BinWriter | null;
   private readonly prompts: BinWriter | null;
+  private readonly tags: BinWriter | null;
   private readonly packer: Packer | null;
   private total = 0;
   private docCount = 0;
@@ -32,7 +33,7 @@ export class CacheWriter {
 
   constructor(
     readonly dir: string,
-    readonly kind: 'sequences' | 'pairs',
+    readonly kind: CacheKind,
     readonly tokenDtype: TokenDtype,
     readonly pack: PackOptions,
   ) {
@@ -44,7 +45,8 @@ export class CacheWriter {
     this.xval = w(CACHE_FILES.explicitVal);
     this.docs = w(CACHE_FILES.docs);
     this.items = kind === 'sequences' ? w(CACHE_FILES.items) : null;
-    this.prompts = kind === 'pairs' ? w(CACHE_FILES.prompts) : null;
+    this.prompts = isTwoSided(kind) ? w(CACHE_FILES.prompts) : null;
+    this.tags = kind === 'feedback' ? w(CACHE_FILES.tags) : null;
     this.packer = kind === 'sequences' ? new Packer(pack) : null;
     this.items?.writeF64(0);
   }
@@ -60,6 +62,7 @@ export class CacheWriter {
       this.explicit += pos.length;
     }
     if (b.prompts) this.prompts!.write(b.prompts);
+    if (b.tags) this.tags!.write(b.tags);
     this.supervised += b.supervised;
     let at = 0;
     for (let k = 0; k < b.lens.length; k++) {
@@ -115,7 +118,7 @@ export class CacheWriter {
     if (this.closed) return;
     this.closed = true;
     let first: unknown;
-    for (const w of [this.tokens, this.mask, this.xpos, this.xval, this.docs, this.items, this.prompts]) {
+    for (const w of [this.tokens, this.mask, this.xpos, this.xval, this.docs, this.items, this.prompts, this.tags]) {
       try {
         w?.close(sync);
       } catch (e) {

@@ -1,5 +1,6 @@
 /**
- * A finished token cache, mapped read-only: its sequences (pt/sft) or preference pairs (dpo) as
+ * A finished token cache, mapped read-only: its sequences (pt/sft), preference pairs (dpo) or KTO
+ * examples (kto) as
  * item sources that build item i from the mapped arrays when the training loop asks for it, so a
  * host keeps one copy of the data in its page cache for all its ranks, and no rank holds more
  * than the micro-batch it trains on. Opening checks the layout (sizes, offsets); reading checks
@@ -10,9 +11,10 @@ import { join } from 'node:path';
 import { MappedFile } from '../../../engine/mappedFile.js';
 import { DataError } from '../DataError.js';
 import type { ItemSource } from '../ItemSource.js';
+import type { FeedbackItem } from '../feedback.js';
 import type { PreferencePair, PreferenceSequence, Sequence } from '../sequences.js';
 import { IGNORE_INDEX } from '../templates.js';
-import { CACHE_FILES, MASK_EXPLICIT, MASK_IGNORE, MASK_TOKEN, type CacheMeta } from './cacheLayout.js';
+import { CACHE_FILES, isTwoSided, MASK_EXPLICIT, MASK_IGNORE, MASK_TOKEN, type CacheMeta } from './cacheLayout.js';
 import { readCacheMeta } from './cacheStore.js';
 import { MappedArray, type ElementKind } from './MappedArray.js';
 
@@ -25,6 +27,7 @@ export class TokenCache {
   private readonly docs: MappedArray;
   private readonly items: MappedArray | null;
   private readonly prompts: MappedArray | null;
+  private readonly tags: MappedArray | null;
 
   private constructor(
     readonly dir: string,
@@ -46,7 +49,8 @@ export class TokenCache {
       this.xval = open(CACHE_FILES.explicitVal, 'i32', c.explicit);
       this.docs = open(CACHE_FILES.docs, 'f64', c.docs + 1);
       this.items = meta.kind === 'sequences' ? open(CACHE_FILES.items, 'f64', c.items + 1) : null;
-      this.prompts = meta.kind === 'pairs' ? open(CACHE_FILES.prompts, 'i32', c.docs) : null;
+      this.prompts = isTwoSided(meta.kind) ? open(CACHE_FILES.prompts, 'i32', c.docs) : null;
+      this.tags = meta.kind === 'feedback' ? open(CACHE_FILES.tags, 'u8', c.items) : null;
       this.checkOffsets(CACHE_FILES.docs, this.docs, c.tokens);
       if (this.items) this.checkOffsets(CACHE_FILES.items, this.items, c.tokens);
     } catch (e) {
@@ -95,9 +99,17 @@ export class TokenCache {
 
   /** The dpo pairs. */
   pairs(): ItemSource<PreferencePair> {
-    if (!this.prompts) throw new DataError(`holds sequences (stage pt or sft), not preference pairs`, { file: this.dir });
+    if (this.meta.kind !== 'pairs') throw new DataError(`holds ${this.meta.kind === 'feedback' ? 'KTO examples (stage kto)' : 'sequences (stage pt or sft)'}, not preference pairs`, { file: this.dir });
     const n = this.meta.counts.items;
     return { length: n, at: (i) => (Number.isInteger(i) && i >= 0 && i < n ? { chosen: this.side(2 * i), rejected: this.side(2 * i + 1) } : undefined) };
+  }
+
+  /** The kto examples: each one's sequence, its KL sequence and its tag. */
+  feedback(): ItemSource<FeedbackItem> {
+    const tags = this.tags;
+    if (!tags) throw new DataError(`holds ${this.meta.kind === 'pairs' ? 'preference pairs (stage dpo)' : 'sequences (stage pt or sft)'}, not KTO examples`, { file: this.dir });
+    const n = this.meta.counts.items;
+    return { length: n, at: (i) => (Number.isInteger(i) && i >= 0 && i < n ? { target: this.side(2 * i), kl: this.side(2 * i + 1), desirable: tags.get(i) === 1 } : undefined) };
   }
 
   private side(d: number): PreferenceSequence {

@@ -1,7 +1,8 @@
 /**
  * Builds one token cache into a directory: streams every dataset's rows (max_samples per
  * dataset), decides each dataset's row format from its first row, sends rows in batches of about
- * 1 MiB to the encoder (tokenizer threads) and writes the encoded batches in row order. Memory is
+ * 1 MiB to the encoder (tokenizer threads; KTO: exactly preprocessing_batch_size rows, the batches its
+ * KL pairing runs within) and writes the encoded batches in row order. Memory is
  * bounded by the batches in flight, never by the data. Runs on the preparing worker thread
  * (prepareWorker.ts) or, for tests, on the calling thread with the inline encoder. It must never
  * publish the directory (the caller renames it into place) nor leave a file open on failure.
@@ -11,13 +12,14 @@ import { loadTokenizer } from '../../tokenizer/index.js';
 import type { DatasetSpec } from '../datasetInfo.js';
 import { DataError } from '../DataError.js';
 import type { EncodeOptions } from '../encodeExample.js';
+import { FEEDBACK_BATCH_ROWS } from '../feedback.js';
 import { detectFormat, type RowFormat } from '../formats.js';
 import type { DataStats } from '../prepareData.js';
 import { decodeRow } from '../rows/decodeRow.js';
 import { fileKind, rawRows } from '../rows/fileRows.js';
 import type { RawRow } from '../rows/RawRow.js';
 import type { PackOptions } from '../sequences.js';
-import type { CacheKey, CacheMeta, TokenDtype } from './cacheLayout.js';
+import { cacheKindOf, type CacheKey, type CacheMeta, type TokenDtype } from './cacheLayout.js';
 import { CacheWriter } from './CacheWriter.js';
 import { packRows } from './encodeBatch.js';
 import { inlineEncoder, threadEncoder, type Encoder, type TokenizerInit } from './encoders.js';
@@ -55,7 +57,10 @@ export function defaultWorkers(): number {
 
 export async function buildCache(req: BuildRequest, onProgress?: (p: BuildProgress) => void): Promise<CacheMeta> {
   const t0 = performance.now();
-  const writer = new CacheWriter(req.dir, req.opts.stage === 'dpo' ? 'pairs' : 'sequences', req.tokenDtype, req.pack);
+  const writer = new CacheWriter(req.dir, cacheKindOf(req.opts.stage), req.tokenDtype, req.pack);
+  // KTO batches are cut by rows only: their size decides which answers the KL sequences borrow
+  const kto = req.opts.stage === 'kto';
+  const batchRows = kto ? req.opts.feedbackBatchRows ?? FEEDBACK_BATCH_ROWS : BATCH_ROWS;
   let encoder: Encoder | null = null;
   try {
     if (req.workers > 0) {
@@ -66,7 +71,7 @@ export async function buildCache(req: BuildRequest, onProgress?: (p: BuildProgre
       encoder = inlineEncoder({ specs: req.specs, tok, opts: req.opts, pack: req.pack, tokenDtype: req.tokenDtype }, (b) => writer.add(b));
     }
     const datasets: DataStats['datasets'] = [];
-    const batchBytes = req.batchBytes ?? BATCH_BYTES;
+    const batchBytes = kto ? Infinity : req.batchBytes ?? BATCH_BYTES;
     let id = 0;
     let rowsDone = 0;
     let bytesDone = 0;
@@ -92,7 +97,7 @@ export async function buildCache(req: BuildRequest, onProgress?: (p: BuildProgre
           pendingBytes += raw.bytes.length;
           n++;
           bytesDone += raw.bytes.length;
-          if (pendingBytes >= batchBytes || pending.length >= BATCH_ROWS) await flush();
+          if (pendingBytes >= batchBytes || pending.length >= batchRows) await flush();
           if (onProgress && performance.now() - lastReport > 2000) {
             lastReport = performance.now();
             onProgress({ rows: rowsDone + n, bytes: bytesDone, seconds: (lastReport - t0) / 1e3 });

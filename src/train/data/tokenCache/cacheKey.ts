@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import type { DatasetSpec } from '../datasetInfo.js';
 import { DataError } from '../DataError.js';
 import type { PackOptions } from '../sequences.js';
+import { FEEDBACK_BATCH_ROWS } from '../feedback.js';
 import { CACHE_VERSION, type CacheKey } from './cacheLayout.js';
 
 export interface CacheKeyInput {
@@ -21,6 +22,8 @@ export interface CacheKeyInput {
   specs: readonly DatasetSpec[];
   pack: PackOptions;
   maxSamples: number | null;
+  /** kto: rows per preprocessing batch */
+  feedbackBatchRows?: number;
   /** the model directory whose tokenizer files are used (null: the byte tokenizer) */
   modelDir: string | null;
   vocabSize: number;
@@ -55,6 +58,8 @@ export function cacheKeyOf(o: CacheKeyInput): CacheKey {
     cutoffLen: o.pack.cutoffLen,
     packing: o.pack.packing,
     maxSamples: o.maxSamples,
+    // only kto's key has it: the other stages' keys (and their caches) stay as they were
+    ...(o.stage === 'kto' ? { feedbackBatchRows: o.feedbackBatchRows ?? FEEDBACK_BATCH_ROWS } : {}),
     datasets,
     tokenizer: { kind: hf ? 'hf' : 'byte', vocabSize: o.vocabSize, files },
   };

@@ -12,8 +12,10 @@
  *   items.bin         sequences (pt/sft): f64 sequence start offsets, then the stream length
  *                     (items + 1); a sequence is a token range, its documents the pieces of the
  *                     documents it cuts (Packer.ts)
- *   prompts.bin       pairs (dpo): i32 prompt length of each document; pair i is documents 2i
- *                     (chosen) and 2i + 1 (rejected)
+ *   prompts.bin       pairs (dpo) and feedback (kto): i32 prompt length of each document; pair i
+ *                     is documents 2i (chosen) and 2i + 1 (rejected); KTO example i is documents
+ *                     2i (its prompt and answer) and 2i + 1 (its KL sequence: another answer)
+ *   tags.bin          feedback (kto): u8 per example, 1 desirable, 0 undesirable
  *   meta.json         what built it (the key and its digest), the counts and the stats; written
  *                     last, so a directory without it is not a cache
  *
@@ -38,7 +40,18 @@ export const CACHE_FILES = {
   docs: 'docs.bin',
   items: 'items.bin',
   prompts: 'prompts.bin',
+  tags: 'tags.bin',
 } as const;
+
+export type CacheKind = 'sequences' | 'pairs' | 'feedback';
+
+/** What a stage's cache holds. */
+export function cacheKindOf(stage: CacheKey['stage']): CacheKind {
+  return stage === 'dpo' ? 'pairs' : stage === 'kto' ? 'feedback' : 'sequences';
+}
+
+/** Whether a kind stores two documents (with prompt lengths) per item. */
+export const isTwoSided = (k: CacheKind): boolean => k !== 'sequences';
 
 export const MASK_IGNORE = 0;
 export const MASK_TOKEN = 1;
@@ -54,12 +67,14 @@ export function tokenDtypeFor(vocabSize: number): TokenDtype {
 /** What decides a cache's content: equal keys give identical caches. */
 export interface CacheKey {
   version: number;
-  stage: 'pt' | 'sft' | 'dpo';
+  stage: 'pt' | 'sft' | 'dpo' | 'kto';
   template: string;
   templateOptions: Record<string, unknown>;
   cutoffLen: number;
   packing: boolean;
   maxSamples: number | null;
+  /** kto only: rows per preprocessing batch (they decide the KL pairing) */
+  feedbackBatchRows?: number;
   /** each dataset as resolved (columns, tags, format) and its file's identity */
   datasets: (Omit<DatasetSpec, 'file'> & { file: string; size: number; mtimeMs: number })[];
   tokenizer: { kind: 'byte' | 'hf'; vocabSize: number; files: { name: string; sha256: string }[] };
@@ -68,7 +83,7 @@ export interface CacheKey {
 export interface CacheCounts {
   tokens: number;
   docs: number;
-  /** sequences (pt/sft) or pairs (dpo) */
+  /** sequences (pt/sft), pairs (dpo) or examples (kto) */
   items: number;
   explicit: number;
 }
@@ -79,7 +94,7 @@ export interface CacheMeta {
   digest: string;
   /** the key it was built from (as written; compared field by field when a job reuses it) */
   key: CacheKey | Record<string, unknown>;
-  kind: 'sequences' | 'pairs';
+  kind: CacheKind;
   tokenDtype: TokenDtype;
   pack: PackOptions;
   counts: CacheCounts;
@@ -102,7 +117,7 @@ export function parseCacheMeta(json: unknown, file: string): CacheMeta {
   if (m.version !== CACHE_VERSION) bad('version', `is ${JSON.stringify(m.version)}; this build reads version ${CACHE_VERSION} (delete the directory or set overwrite_cache: true to rebuild it)`);
   const digest = str(m.digest, 'digest');
   if (!/^[0-9a-f]{64}$/.test(digest)) bad('digest', 'must be a sha256 hex digest');
-  const kind = m.kind === 'sequences' || m.kind === 'pairs' ? m.kind : bad('kind', "must be 'sequences' or 'pairs'");
+  const kind = m.kind === 'sequences' || m.kind === 'pairs' || m.kind === 'feedback' ? m.kind : bad('kind', "must be 'sequences', 'pairs' or 'feedback'");
   const tokenDtype = m.tokenDtype === 'u8' || m.tokenDtype === 'u16' || m.tokenDtype === 'i32' ? m.tokenDtype : bad('tokenDtype', "must be 'u8', 'u16' or 'i32'");
   const p = obj(m.pack, 'pack');
   if (typeof p.packing !== 'boolean') bad('pack.packing', 'must be a boolean');
@@ -110,7 +125,7 @@ export function parseCacheMeta(json: unknown, file: string): CacheMeta {
   const pack: PackOptions = { cutoffLen: count(p.cutoffLen, 'pack.cutoffLen'), packing: p.packing === true, overflow };
   const c = obj(m.counts, 'counts');
   const counts: CacheCounts = { tokens: count(c.tokens, 'counts.tokens'), docs: count(c.docs, 'counts.docs'), items: count(c.items, 'counts.items'), explicit: count(c.explicit, 'counts.explicit') };
-  if (kind === 'pairs' && counts.docs !== 2 * counts.items) bad('counts', 'a pairs cache holds two documents per pair');
+  if (isTwoSided(kind) && counts.docs !== 2 * counts.items) bad('counts', `a ${kind} cache holds two documents per item`);
   const st = obj(m.stats, 'stats');
   if (!Array.isArray(st.datasets)) bad('stats.datasets', 'must be an array');
   const datasets = (st.datasets as unknown[]).map((d, i) => {

@@ -1,7 +1,7 @@
 /**
  * The work of a tokenizer thread: one batch of raw rows (their bytes packed into one buffer) to
  * the cache's arrays for those rows (tokens in the cache's dtype, label masks, explicit labels,
- * document lengths, prompt lengths for pairs). Rows are decoded, checked against their dataset's
+ * document lengths, prompt lengths for pairs and KTO examples, KTO tags). Rows are decoded, checked against their dataset's
  * format, and encoded exactly as prepareData does (same functions), documents cut as the packing
  * keeps them. A pure function of the batch and the tokenizer; the first bad row throws its
  * DataError. It must never reorder rows.
@@ -9,6 +9,7 @@
 import type { TextTokenizer } from '../../tokenizer/TextTokenizer.js';
 import type { DatasetSpec } from '../datasetInfo.js';
 import { encodeExample, type EncodeOptions } from '../encodeExample.js';
+import { encodeFeedbackBatch } from '../feedback.js';
 import { toExample, type RowFormat } from '../formats.js';
 import { decodeRow } from '../rows/decodeRow.js';
 import type { FileKind } from '../rows/fileRows.js';
@@ -41,8 +42,10 @@ export interface EncodedBatch {
   explicitVal: Int32Array;
   /** stored length of each document (pairs: chosen, rejected, chosen, ...) */
   lens: Int32Array;
-  /** pairs only: the prompt length of each document */
+  /** pairs and KTO examples only: the prompt length of each document */
   prompts: Int32Array | null;
+  /** KTO only: 1 for a desirable example, 0 for an undesirable one (one per example) */
+  tags: Uint8Array | null;
   /** supervised targets inside the documents (mask != 0 after each document's first token) */
   supervised: number;
   rows: number;
@@ -90,7 +93,9 @@ export function encodeBatch(b: RowBatch, ctx: EncodeContext): EncodedBatch {
   const xpos = new TypedBuilder(Float64Array, 16);
   const xval = new TypedBuilder(Int32Array, 16);
   const lens = new TypedBuilder(Int32Array, b.rows.length * 2);
-  const prompts = ctx.opts.stage === 'dpo' ? new TypedBuilder(Int32Array, b.rows.length * 2) : null;
+  const twoSided = ctx.opts.stage === 'dpo' || ctx.opts.stage === 'kto';
+  const prompts = twoSided ? new TypedBuilder(Int32Array, b.rows.length * 2) : null;
+  const tags = ctx.opts.stage === 'kto' ? new TypedBuilder(Uint8Array, b.rows.length) : null;
   let supervised = 0;
   const doc = (ids: ArrayLike<number>, labels: ArrayLike<number>, n: number): void => {
     for (let i = 0; i < n; i++) {
@@ -125,9 +130,20 @@ export function encodeBatch(b: RowBatch, ctx: EncodeContext): EncodedBatch {
     prompts!.push(prompt.length);
   };
   const n = b.rows.length;
-  for (let k = 0; k < n; k++) {
+  const example = (k: number) => {
     const raw: RawRow = { bytes: b.bytes.subarray(b.starts[k]!, b.starts[k + 1]!), row: b.rows[k]!, rowKind: b.rowKind, offset: b.offsets[k]! };
-    const enc = encodeExample(toExample(decodeRow(raw, b.kind, spec.file), b.format, spec), ctx.tok, ctx.opts);
+    return toExample(decodeRow(raw, b.kind, spec.file), b.format, spec);
+  };
+  // KTO: the batch is one preprocessing batch; its examples borrow each other's answers (feedback.ts)
+  if (tags) {
+    for (const e of encodeFeedbackBatch(Array.from({ length: n }, (_, k) => example(k)), ctx.tok, ctx.opts)) {
+      side(e.target.prompt, e.target.response);
+      side(e.kl.prompt, e.kl.response);
+      tags.push(e.desirable ? 1 : 0);
+    }
+  }
+  for (let k = 0; k < n && !tags; k++) {
+    const enc = encodeExample(example(k), ctx.tok, ctx.opts);
     if (enc.kind === 'pair') {
       side(enc.prompt, enc.chosen);
       side(enc.prompt, enc.rejected);
@@ -144,6 +160,7 @@ export function encodeBatch(b: RowBatch, ctx: EncodeContext): EncodedBatch {
     explicitVal: xval.take(),
     lens: lens.take(),
     prompts: prompts ? prompts.take() : null,
+    tags: tags ? tags.take() : null,
     supervised,
     rows: n,
   };
@@ -151,6 +168,6 @@ export function encodeBatch(b: RowBatch, ctx: EncodeContext): EncodedBatch {
 
 /** The buffers of an encoded batch, for a zero-copy postMessage. */
 export function transferList(e: EncodedBatch): ArrayBuffer[] {
-  const views = [e.tokens, e.mask, e.explicitPos, e.explicitVal, e.lens, ...(e.prompts ? [e.prompts] : [])];
+  const views = [e.tokens, e.mask, e.explicitPos, e.explicitVal, e.lens, ...(e.prompts ? [e.prompts] : []), ...(e.tags ? [e.tags] : [])];
   return views.map((v) => v.buffer as ArrayBuffer);
 }

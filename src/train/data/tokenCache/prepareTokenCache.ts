@@ -27,7 +27,7 @@ import type { SftOptions, TemplateName } from '../templates.js';
 import { defaultWorkers, type BuildProgress, type BuildRequest } from './buildCache.js';
 import { buildTokenCache } from './buildTokenCache.js';
 import { cacheDigest, cacheKeyOf, keyDifferences } from './cacheKey.js';
-import { tokenDtypeFor, type CacheMeta } from './cacheLayout.js';
+import { cacheKindOf, tokenDtypeFor, type CacheKind, type CacheMeta } from './cacheLayout.js';
 import { cacheDirFor, foreignContent, readCacheMeta } from './cacheStore.js';
 import { TokenCache } from './TokenCache.js';
 
@@ -50,6 +50,8 @@ export interface TokenCacheJob {
   /** the model directory (its tokenizer.json, if any, is the tokenizer) */
   modelDir: string | null;
   vocabSize: number;
+  /** kto: rows per preprocessing batch (preprocessing_batch_size) */
+  feedbackBatchRows?: number;
 }
 
 export interface CacheParty {
@@ -79,14 +81,14 @@ export async function prepareTokenCache(job: TokenCacheJob, party: CacheParty): 
   checkCutoff(job.cutoffLen);
   const specs = resolveDatasets(job.dataset, job.datasetDir);
   const pack = packOptions(job);
-  const key = cacheKeyOf({ stage: job.stage, template: job.template, templateOptions: job.templateOptions ?? {}, specs, pack, maxSamples: job.maxSamples, modelDir: job.modelDir, vocabSize: job.vocabSize });
+  const key = cacheKeyOf({ stage: job.stage, template: job.template, templateOptions: job.templateOptions ?? {}, specs, pack, maxSamples: job.maxSamples, modelDir: job.modelDir, vocabSize: job.vocabSize, feedbackBatchRows: job.feedbackBatchRows });
   const digest = cacheDigest(key);
   const request: BuildRequest = {
     dir: job.tokenizedPath ?? cacheDirFor(job.outputDir, digest),
     key,
     digest,
     specs,
-    opts: { stage: job.stage, template: job.template, cutoffLen: job.cutoffLen, templateOptions: job.templateOptions ?? {} },
+    opts: { stage: job.stage, template: job.template, cutoffLen: job.cutoffLen, templateOptions: job.templateOptions ?? {}, feedbackBatchRows: job.feedbackBatchRows },
     pack,
     maxSamples: job.maxSamples,
     tokenDtype: tokenDtypeFor(job.vocabSize),
@@ -106,10 +108,9 @@ export async function prepareTokenCache(job: TokenCacheJob, party: CacheParty): 
     }
   }
   const cache = TokenCache.open(dir, { vocabSize: job.vocabSize });
-  const want = job.stage === 'dpo' ? 'pairs' : 'sequences';
-  if (cache.kind !== want) {
+  if (cache.kind !== cacheKindOf(job.stage)) {
     cache.close();
-    throw new DataError(`holds ${cache.kind === 'pairs' ? 'preference pairs (stage dpo)' : 'sequences (stage pt or sft)'}, but this job's stage is ${job.stage}`, { file: dir, field: 'tokenized_path' });
+    throw new DataError(`holds ${KIND_WORDS[cache.kind]}, but this job's stage is ${job.stage}`, { file: dir, field: 'tokenized_path' });
   }
   return { cache, built, seconds: (performance.now() - t0) / 1e3 };
 }
@@ -149,8 +150,10 @@ async function ensureCache(job: TokenCacheJob, request: BuildRequest, party: Cac
 }
 
 function describe(m: CacheMeta): string {
-  return `${m.stats.examples} rows, ${m.counts.items} ${m.kind === 'pairs' ? 'pairs' : 'sequences'}, ${m.counts.tokens} tokens, ${m.stats.supervisedTokens} supervised`;
+  return `${m.stats.examples} rows, ${m.counts.items} ${m.kind === 'pairs' ? 'pairs' : m.kind === 'feedback' ? 'KTO examples' : 'sequences'}, ${m.counts.tokens} tokens, ${m.stats.supervisedTokens} supervised`;
 }
+
+const KIND_WORDS: Record<CacheKind, string> = { sequences: 'sequences (stage pt or sft)', pairs: 'preference pairs (stage dpo)', feedback: 'KTO examples (stage kto)' };
 
 function isWaitTimeout(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
