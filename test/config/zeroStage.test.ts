@@ -33,3 +33,12 @@ t.test('bad stages are problems naming the key', async (t) => {
   const job = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'zero_stage: 3\n', env: {} }));
   t.same(job.map((p) => p.key), ['zero_stage'], 'zero_stage 3 in the job is refused (not implemented: the JSON maps it to 2)');
 });
+
+t.test('stage rm takes zero_stage 0 or 1: ZeRO 2 is refused naming the key', async (t) => {
+  t.equal(loadJobConfig({ configPath: 'j.yaml', configText: 'stage: rm\nzero_stage: 1\n', env: {} }).config.zero_stage, 1);
+  const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'stage: rm\nzero_stage: 2\n', env: {} }));
+  t.same(ps.map((p) => p.key), ['zero_stage']);
+  t.match(ps[0]!.message, /stage rm runs with zero_stage 0 or 1/);
+  const ds = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: `stage: rm\ndeepspeed: ${z3}\n`, env: {} }));
+  t.ok(ds.some((p) => p.key === 'zero_stage'), 'also when the DeepSpeed JSON asks for it');
+});
