@@ -1,5 +1,6 @@
 // A long native call must not block Node's event loop: while a ~2-second sgemm runs on the
-// worker pool, a 10 ms interval timer on the main thread keeps firing.
+// worker pool, a 10 ms interval timer on the main thread keeps firing, with no gap anywhere near
+// the kernel's duration.
 // On a 2-core machine the other test files running beside this one compete for the CPU; so the
 // main thread is given a higher priority than the compute threads when the OS allows it (as a
 // rank's control thread should have). A kernel that ran ON the main thread would still stop
@@ -47,5 +48,9 @@ t.test('a 2-second kernel runs off the main thread', async (t) => {
   t.equal(C[0], 0.125 * K, 'the product is right');
   t.ok(seconds > 0.5, `the kernel ran long enough to matter (${seconds.toFixed(2)} s, K=${K})`);
   t.ok(ticks >= Math.floor((seconds * 1000) / 10 / 2), `timer kept firing (${ticks} ticks in ${seconds.toFixed(2)} s)`);
-  t.ok(maxGap < 50, `largest gap between ticks ${maxGap.toFixed(1)} ms < 50 ms`);
+  // On the main thread the kernel would stop the timer for its whole duration; off it, a gap is
+  // only the scheduler's (other processes on the cores). A quarter of the kernel's time tells the
+  // two apart on any load; a latency bound in ms would be a speed figure, which is bench's to check.
+  const limit = (seconds * 1000) / 4;
+  t.ok(maxGap < limit, `largest gap between ticks ${maxGap.toFixed(1)} ms < ${limit.toFixed(0)} ms (a quarter of the kernel's ${seconds.toFixed(2)} s)`);
 });
