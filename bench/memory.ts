@@ -24,6 +24,7 @@ interface RankResult {
   stepSeconds: number;
   peakRssBytes: number;
   parts: Record<string, number>;
+  rssNow?: Record<string, number>;
   error?: { code?: string; message: string };
 }
 
@@ -117,6 +118,8 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
     rows.push({ seq, peak, ranks });
     const p = ranks[0]!.parts;
     log(`  s=${seq}: peak RSS per rank ${ranks.map((r) => mib(r.peakRssBytes)).join(', ')}; rank 0: ${Object.entries(p).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}; step ${Math.max(...ranks.map((r) => r.stepSeconds)).toFixed(2)} s`);
+    const now = ranks[0]!.rssNow;
+    if (now) log(`    rank 0 resident after the step: ${Object.entries(now).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
   }
   const fit = fitLine(rows.map((r) => r.seq), rows.map((r) => r.peak));
   // o.sp ranks run on this host: each gets 1/sp of the memory
