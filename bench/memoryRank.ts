@@ -28,6 +28,7 @@ interface Args {
   tiledMlp: boolean;
   checkpointing: boolean;
   threads: number;
+  docTokens: number;
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
@@ -42,7 +43,7 @@ async function main() {
   const optimizer = new Optimizer(model.trainable, { weight_decay: 0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 }, zeroGroupOf(rt, args.zero));
   const policy = new PolicyRunner();
   const s = args.seq;
-  const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank);
+  const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank, args.docTokens);
   const t0 = performance.now();
   await model.forwardBackward(input);
   await (optimizer.shardsGradients ? optimizer.reduceGradients() : rt.reduceGradients(model.grads));
