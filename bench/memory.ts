@@ -1,5 +1,6 @@
 /**
- * `bench memory [--model M] [--sp P] [--zero S] [--lengths a,b,c] [--untiled-mlp] [--checkpointing]`:
+ * `bench memory [--model M] [--sp P] [--zero S] [--lengths a,b,c] [--untiled-mlp] [--checkpointing]
+ * [--doc-tokens N] [--check L]`:
  * one whole training step at three sequence lengths, each in fresh rank processes (peak RSS is a
  * process's lifetime high-water mark), P ranks splitting the sequence (Ulysses) with the AdamW
  * moments sharded as ZeRO S. Reports per rank the measured peak RSS and its parts (baseline
@@ -7,7 +8,9 @@
  * bytes-per-token line (peak = a + b x tokens), the longest sequence that fits in this machine's
  * memory and in 24 GiB by that line, and the same question asked of resourceEstimate.ts for an
  * H200 with Llama-3.1-8B (SP 8, ZeRO 3, bf16, checkpointing, tiled MLP and loss) beside ALST's
- * published figures. Must never run two lengths at the same time (they would share memory).
+ * published figures. --doc-tokens packs documents of N tokens (attention then costs O(s N), not
+ * O(s^2)); --check runs one more step at length L after the fit and prints its measured peak
+ * beside the fit's prediction. Must never run two lengths at the same time (they would share memory).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -24,6 +27,7 @@ interface RankResult {
   stepSeconds: number;
   peakRssBytes: number;
   parts: Record<string, number>;
+  rssNow?: Record<string, number>;
   error?: { code?: string; message: string };
 }
 
@@ -34,6 +38,10 @@ interface MemoryOptions {
   seqs: number[];
   tiledMlp: boolean;
   checkpointing: boolean;
+  /** documents of this many tokens packed into each sequence (0: one document) */
+  docTokens: number;
+  /** after the fit, one more step at this length, measured against the fit's prediction */
+  check?: number;
 }
 
 function runRanks(o: MemoryOptions, seq: number): Promise<RankResult[]> {
@@ -41,7 +49,7 @@ function runRanks(o: MemoryOptions, seq: number): Promise<RankResult[]> {
   const dir = mkdtempSync(join(tmpdir(), 'ua-bench-memory-'));
   const threads = Math.max(1, Math.floor(availableParallelism() / o.sp));
   const children = Array.from({ length: o.sp }, (_, rank) => {
-    const arg = { rank, sp: o.sp, dir, config: o.config, seq, zero: o.zero, tiledMlp: o.tiledMlp, checkpointing: o.checkpointing, threads };
+    const arg = { rank, sp: o.sp, dir, config: o.config, seq, zero: o.zero, tiledMlp: o.tiledMlp, checkpointing: o.checkpointing, threads, docTokens: o.docTokens };
     return spawn(process.execPath, [script, JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'] });
   });
   // a failed rank leaves its peers waiting in a collective: they are stopped with it
@@ -117,8 +125,11 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
     rows.push({ seq, peak, ranks });
     const p = ranks[0]!.parts;
     log(`  s=${seq}: peak RSS per rank ${ranks.map((r) => mib(r.peakRssBytes)).join(', ')}; rank 0: ${Object.entries(p).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}; step ${Math.max(...ranks.map((r) => r.stepSeconds)).toFixed(2)} s`);
+    const now = ranks[0]!.rssNow;
+    if (now) log(`    rank 0 resident after the step: ${Object.entries(now).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
   }
   const fit = fitLine(rows.map((r) => r.seq), rows.map((r) => r.peak));
+  const check = o.check ? await checkFit(o, o.check, fit, log) : undefined;
   // o.sp ranks run on this host: each gets 1/sp of the memory
   const longest = (bytes: number) => (fit.b > 0 ? Math.floor((bytes / o.sp - fit.a) / fit.b) : Infinity);
   const here = longest(mem.bytes);
@@ -135,6 +146,7 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
     fit_bytes: fit.a, fit_bytes_per_token: fit.b,
     machine_bytes: mem.bytes, longest_here: here, longest_24gib: in24,
     h200_plan: { gpus: 8, sp: 8, zero: 3, longest_tokens: plan.tokens, parts: plan.parts }, alst: ALST,
+    doc_tokens: o.docTokens, ...(check ? { check } : {}),
   };
 }
 
@@ -144,6 +156,17 @@ function modelConfigPath(m: string): string {
   if (/^[\w.-]+$/.test(m) && existsSync(named)) return named;
   if (existsSync(m)) return statSync(m).isDirectory() ? join(m, 'config.json') : m;
   throw new Error(`bench memory: --model ${m} is neither a name under examples/models nor a model directory or config.json`);
+}
+
+/** One step at `seq`, not part of the fit: its measured peak RSS per rank against the fit's prediction. */
+async function checkFit(o: MemoryOptions, seq: number, fit: { a: number; b: number }, log: (line: string) => void) {
+  const ranks = await runRanks(o, seq);
+  const peak = Math.max(...ranks.map((r) => r.peakRssBytes));
+  const predicted = fit.a + fit.b * seq;
+  const seconds = Math.max(...ranks.map((r) => r.stepSeconds));
+  const relative = (peak - predicted) / predicted;
+  log(`  check s=${seq}: one optimizer step in ${seconds.toFixed(1)} s; peak RSS per rank ${ranks.map((r) => mib(r.peakRssBytes)).join(', ')} measured, ${mib(predicted)} predicted by the fit (${(relative * 100).toFixed(1)}%)`);
+  return { seq, peak_rss_bytes: peak, predicted_bytes: predicted, relative_error: relative, step_seconds: seconds, ranks };
 }
 
 function positiveInt(what: string, v: string): number {
@@ -160,6 +183,8 @@ export const memoryBench: Benchmark = {
     lengths: { type: 'string' },
     'untiled-mlp': { type: 'boolean', default: false },
     checkpointing: { type: 'boolean', default: false },
+    'doc-tokens': { type: 'string', default: '0' },
+    check: { type: 'string' },
   },
   async run(opts, log) {
     const sp = positiveInt('--sp', String(opts.sp));
@@ -168,6 +193,9 @@ export const memoryBench: Benchmark = {
     const seqs = typeof opts.lengths === 'string' ? opts.lengths.split(',').map((v) => positiveInt('--lengths', v.trim())) : [4096, 8192, 16384];
     if (seqs.length < 2) throw new Error('bench memory: --lengths needs at least two lengths for the fit');
     for (const s of seqs) if (s % sp !== 0) throw new Error(`bench memory: length ${s} must be a multiple of --sp ${sp}`);
-    return runMemory({ config: modelConfigPath(String(opts.model)), sp, zero, seqs, tiledMlp: opts['untiled-mlp'] !== true, checkpointing: opts.checkpointing === true }, log);
+    const docTokens = opts['doc-tokens'] === undefined || opts['doc-tokens'] === '0' ? 0 : positiveInt('--doc-tokens', String(opts['doc-tokens']));
+    const check = typeof opts.check === 'string' ? positiveInt('--check', opts.check) : undefined;
+    if (check !== undefined && check % sp !== 0) throw new Error(`bench memory: --check ${check} must be a multiple of --sp ${sp}`);
+    return runMemory({ config: modelConfigPath(String(opts.model)), sp, zero, seqs, tiledMlp: opts['untiled-mlp'] !== true, checkpointing: opts.checkpointing === true, docTokens, check }, log);
   },
 };

@@ -5,7 +5,9 @@
  * one sequence, then its peak RSS and the named parts of its memory. Prints one `result <json>`
  * line. Must never call process.exit.
  */
+import { readFileSync } from 'node:fs';
 import { Model } from '../src/engine/model/index.js';
+import { attentionScratchPeakBytes } from '../src/engine/ops/attention.js';
 import { readModelConfig } from '../src/engine/modelConfig.js';
 import { fileStore } from '../src/engine/stores.js';
 import { configureThreads } from '../src/engine/threads.js';
@@ -26,6 +28,7 @@ interface Args {
   tiledMlp: boolean;
   checkpointing: boolean;
   threads: number;
+  docTokens: number;
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
@@ -40,7 +43,7 @@ async function main() {
   const optimizer = new Optimizer(model.trainable, { weight_decay: 0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 }, zeroGroupOf(rt, args.zero));
   const policy = new PolicyRunner();
   const s = args.seq;
-  const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank);
+  const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank, args.docTokens);
   const t0 = performance.now();
   await model.forwardBackward(input);
   await (optimizer.shardsGradients ? optimizer.reduceGradients() : rt.reduceGradients(model.grads));
@@ -62,11 +65,25 @@ async function main() {
       optimizer: optimizer.m.byteLength + optimizer.v.byteLength,
       activations: model.activationBytes,
       communication: model.sequenceParallelStats()?.bufferBytes ?? 0,
+      // flash attention's transient scratch at its largest (the backward's packed copies and dQ parts)
+      attention_scratch: attentionScratchPeakBytes(),
     },
+    // Resident memory after the step, by kind: shared-memory pages (the all-to-all windows, which a
+    // peer's pages count in too once touched) are apart from the process's own.
+    rssNow: rssByKind(),
   };
   model.close();
   await rt.close();
   process.stdout.write('result ' + JSON.stringify(result) + '\n');
+}
+
+function rssByKind(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of readFileSync('/proc/self/status', 'utf8').split('\n')) {
+    const m = /^(RssAnon|RssFile|RssShmem):\s+(\d+) kB/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]) * 1024;
+  }
+  return out;
 }
 
 main().catch((e: Error & { code?: string }) => process.stdout.write('result ' + JSON.stringify({ error: { code: e.code, message: e.message } }) + '\n'));

@@ -107,7 +107,8 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
   // + logits and their gradient (fp32): per token, or for one chunk of the fused loss
   const logits = x.lossChunkTokens ? 2 * Math.min(tokens, x.lossChunkTokens) * d.vocab * 4 : tokens * 2 * d.vocab * 4;
   const activations = tokens * d.layers * perTokenLayer * act + logits + mlpTile;
-  const checkpointed = tokens * (d.layers * d.hidden * act + perTokenLayer * act) + logits + mlpTile;
+  // checkpointing: every layer's input plus one recomputed layer, which reads that input in place
+  const checkpointed = tokens * (d.layers * d.hidden * act + (perTokenLayer - d.hidden) * act) + logits + mlpTile;
   // ZeRO: each sharded part is 1/world of the whole (stage 3 also holds one gathered layer)
   const world = x.world ?? x.sp;
   const stage = x.zeroStage ?? 0;

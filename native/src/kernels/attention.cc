@@ -51,11 +51,11 @@ void pack_blocks_transposed(float* kt, const float* k, const std::vector<Doc>& d
       }
 }
 
-// dst: [heads, s, d] from src: [s, heads, d]
-void pack_head_major(float* dst, const float* src, int64_t s, int64_t heads, int64_t d, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < s; ++i)
-    for (int64_t h = 0; h < heads; ++h) std::memcpy(dst + (h * s + i) * d, src + (i * heads + h) * d, d * 4);
+// rowsum(o * g) of one query row and head, accumulated in double.
+float delta_row(const float* o, const float* g, int64_t d) {
+  double acc = 0;
+  for (int64_t c = 0; c < d; ++c) acc += static_cast<double>(o[c]) * g[c];
+  return static_cast<float>(acc);
 }
 
 }  // namespace
@@ -80,9 +80,10 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
   std::fill(lse, lse + H * s, -INFINITY);
   if (docs.empty()) return;
 
-  FloatScratch kt(Hkv * s * d), vp(Hkv * s * d);
+  // v is read in place ([s, Hkv, d], row stride Hkv * d): a head-major copy would cost an
+  // [s, Hkv, d] scratch for the same operands, hence the same bits.
+  FloatScratch kt(Hkv * s * d);
   pack_blocks_transposed(kt.data(), k, docs, s, Hkv, d, nt);
-  pack_head_major(vp.data(), v, s, Hkv, d, nt);
 
   struct Task {
     int64_t h, a, b, i0, j_first, cost;
@@ -101,7 +102,6 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
   FloatScratch work(per_thread * nt);
   const int64_t ntasks = static_cast<int64_t>(tasks.size());
   const float* ktp = kt.data();
-  const float* vpp = vp.data();
 
 #pragma omp parallel num_threads(nt)
   {
@@ -139,7 +139,7 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
             for (int64_t c = 0; c < d; ++c) O[r * d + c] *= alpha;
           m[r] = mnew;
         }
-        simd::block_gemm(O, d, S, nk, 1, vpp + (hk * s + j0) * d, d, nq, d, nk, true);
+        simd::block_gemm(O, d, S, nk, 1, v + (j0 * Hkv + hk) * d, Hkv * d, nq, d, nk, true);
       }
       for (int64_t r = 0; r < nq; ++r) {
         float* dst = out + ((i0 + r) * H + h) * d;
@@ -153,9 +153,13 @@ void flash_attention_forward(float* out, float* lse, const float* q, const float
   }
 }
 
-void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                              const float* v, const float* out, const float* lse, const int32_t* doc_lens,
-                              int64_t ndocs, const AttnShape& sh) {
+namespace {
+
+// The backward for either a given delta ([H, s]: rowsum(out * dout) per head and query) or out
+// (delta computed here, the same expression: the same bits).
+void backward_impl(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                   const float* out, const float* delta, const float* lse, const int32_t* doc_lens, int64_t ndocs,
+                   const AttnShape& sh) {
   check_shape(sh, "flash_attention_backward");
   const std::vector<Doc> docs = documents(doc_lens, ndocs, sh.s, "flash_attention_backward");
   if (docs.empty()) return;
@@ -168,27 +172,25 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   // blocks, each with its own dQ partial (summed in part order at the end). R depends on the shape
   // only, never on the thread count, so results stay bitwise reproducible.
   const int64_t R = std::min<int64_t>(4, (4 + Hkv - 1) / Hkv);
-  FloatScratch qp(H * s * d), dop(H * s * d), dqp(R * H * s * d), kp(Hkv * s * d), kt(Hkv * s * d), vt(Hkv * s * d);
-  FloatScratch Dv(H * s), L2(H * s);
-  pack_head_major(qp.data(), q, s, H, d, nt);
-  pack_head_major(dop.data(), dout, s, H, d, nt);
-  pack_head_major(kp.data(), k, s, Hkv, d, nt);
+  // q, dout and k are read in place ([s, heads, d], row stride heads * d): head-major copies
+  // would cost 2 [s, H, d] + 1 [s, Hkv, d] scratch for the same operands, hence the same bits.
+  // Part 0 of dQ accumulates straight into dq ([s, H, d]); parts 1..R-1 in dqp, added after in
+  // part order. The callers pass a zeroed dq, and 0 + x is x, so the bits are those of R partials
+  // summed into it (a nonzero dq gets the same sum up to rounding order).
+  FloatScratch dqp((R - 1) * H * s * d), kt(Hkv * s * d), vt(Hkv * s * d);
+  FloatScratch Dv(delta ? 1 : H * s), L2(H * s);
   pack_blocks_transposed(kt.data(), k, docs, s, Hkv, d, nt);
   pack_blocks_transposed(vt.data(), v, docs, s, Hkv, d, nt);
   {
-    float* D = Dv.data();
+    float* D = delta ? nullptr : Dv.data();
     float* L = L2.data();
     float* dqa = dqp.data();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < s; ++i)
       for (int64_t h = 0; h < H; ++h) {
-        const float* o = out + (i * H + h) * d;
-        const float* g = dout + (i * H + h) * d;
-        double acc = 0;
-        for (int64_t c = 0; c < d; ++c) acc += static_cast<double>(o[c]) * g[c];
-        D[h * s + i] = static_cast<float>(acc);
+        if (D) D[h * s + i] = delta_row(out + (i * H + h) * d, dout + (i * H + h) * d, d);
         L[h * s + i] = lse[h * s + i] * kLog2e;
-        for (int64_t r = 0; r < R; ++r)
+        for (int64_t r = 0; r + 1 < R; ++r)
           std::fill(dqa + ((r * H + h) * s + i) * d, dqa + ((r * H + h) * s + i + 1) * d, 0.f);
       }
   }
@@ -209,8 +211,9 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
   const int64_t per_thread = 2 * kBq * kBk + 2 * kBk * d;
   FloatScratch work(per_thread * nt);
   const int64_t ntasks = static_cast<int64_t>(tasks.size());
-  const float *Qp = qp.data(), *dOp = dop.data(), *Kp = kp.data(), *Kt = kt.data(), *Vt = vt.data();
-  const float *D = Dv.data(), *L = L2.data();
+  const float *Kt = kt.data(), *Vt = vt.data();
+  const int64_t qs = H * d, ks = Hkv * d;  // row strides of q / dout and of k
+  const float *D = delta ? delta : Dv.data(), *L = L2.data();
   float* dQp = dqp.data();
 
 #pragma omp parallel num_threads(nt)
@@ -222,12 +225,14 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ti = 0; ti < ntasks; ++ti) {
       const int64_t hk = tasks[ti].hk, a = tasks[ti].a, b = tasks[ti].b, part = tasks[ti].part;
-      float* dQpart = dQp + part * H * s * d;
+      // part 0: dq itself (row stride H * d); part p > 0: dQp's [H, s, d] block p - 1
+      float* dQpart = part == 0 ? dq : dQp + (part - 1) * H * s * d;
+      const int64_t dqrow = part == 0 ? H * d : d, dqhead = part == 0 ? d : s * d;
       for (int64_t j0 = a + part * kBk; j0 < b; j0 += R * kBk) {
         const int64_t nk = std::min(kBk, b - j0);
         const float* ktb = Kt + hk * s * d + j0 * d;
         const float* vtb = Vt + hk * s * d + j0 * d;
-        const float* kj = Kp + (hk * s + j0) * d;
+        const float* kj = k + (j0 * Hkv + hk) * d;
         std::fill(dKa, dKa + nk * d, 0.f);
         std::fill(dVa, dVa + nk * d, 0.f);
         // The last query whose window reaches this block's last key is j0 + nk - 2 + W.
@@ -236,9 +241,9 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
           const int64_t h = hk * G + g;
           for (int64_t i0 = sh.causal ? j0 : a; i0 < iend; i0 += kBq) {
             const int64_t nq = std::min(kBq, b - i0);
-            const float* qi = Qp + (h * s + i0) * d;
-            const float* doi = dOp + (h * s + i0) * d;
-            simd::block_gemm(P, nk, qi, d, 1, ktb, nk, nq, nk, d, false);
+            const float* qi = q + (i0 * H + h) * d;
+            const float* doi = dout + (i0 * H + h) * d;
+            simd::block_gemm(P, nk, qi, qs, 1, ktb, nk, nq, nk, d, false);
             const bool masked = needs_mask(sh, i0, nq, j0, nk);
             for (int64_t r = 0; r < nq; ++r) {
               float* prow = P + r * nk;
@@ -250,12 +255,12 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
               if (masked) mask_row(prow, sh, i0 + r, j0, nk);
               simd::exp2_affine_sum(prow, nk, t, Lr);
             }
-            simd::block_gemm(dS, nk, doi, d, 1, vtb, nk, nq, nk, d, false);  // dP = dO V^T
+            simd::block_gemm(dS, nk, doi, qs, 1, vtb, nk, nq, nk, d, false);  // dP = dO V^T
             for (int64_t r = 0; r < nq; ++r)
               simd::mul_sub_scale(dS + r * nk, P + r * nk, nk, D[h * s + i0 + r], scale);
-            simd::block_gemm(dVa, d, P, 1, nk, doi, d, nk, d, nq, true);                 // dV += P^T dO
-            simd::block_gemm(dKa, d, dS, 1, nk, qi, d, nk, d, nq, true);                 // dK += dS^T Q
-            simd::block_gemm(dQpart + (h * s + i0) * d, d, dS, nk, 1, kj, d, nq, d, nk, true);  // dQ += dS K
+            simd::block_gemm(dVa, d, P, 1, nk, doi, qs, nk, d, nq, true);                // dV += P^T dO
+            simd::block_gemm(dKa, d, dS, 1, nk, qi, qs, nk, d, nq, true);                // dK += dS^T Q
+            simd::block_gemm(dQpart + h * dqhead + i0 * dqrow, dqrow, dS, nk, 1, kj, ks, nq, d, nk, true);  // dQ += dS K
           }
         }
         add_kv_block(dk, dv, dKa, dVa, j0, nk, Hkv, hk, d);
@@ -263,7 +268,28 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
     }
   }
 
-  add_dq_parts(dq, dQp, s, H, R, d, nt);
+  add_dq_parts(dq, dQp, s, H, R - 1, d, nt);
+}
+
+}  // namespace
+
+void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                              const float* v, const float* out, const float* lse, const int32_t* doc_lens,
+                              int64_t ndocs, const AttnShape& sh) {
+  backward_impl(dq, dk, dv, dout, q, k, v, out, nullptr, lse, doc_lens, ndocs, sh);
+}
+
+void flash_attention_backward_delta(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                    const float* v, const float* delta, const float* lse, const int32_t* doc_lens,
+                                    int64_t ndocs, const AttnShape& sh) {
+  backward_impl(dq, dk, dv, dout, q, k, v, nullptr, delta, lse, doc_lens, ndocs, sh);
+}
+
+void attention_delta(float* delta, const float* out, const float* dout, int64_t s, int64_t H, int64_t d) {
+  const int nt = std::max(1, num_threads());
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < s; ++i)
+    for (int64_t h = 0; h < H; ++h) delta[h * s + i] = delta_row(out + (i * H + h) * d, dout + (i * H + h) * d, d);
 }
 
 void attention_reference_forward(float* out, const float* q, const float* k, const float* v,

@@ -32,6 +32,15 @@ void flash_attention_backward(float* dq, float* dk, float* dv, const float* dout
                               const float* q, const float* k, const float* v, const float* out, const float* lse,
                               const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh);
 
+// The same backward given delta ([H, s]: delta[h * s + i] = rowsum(out * dout) of query i, head h,
+// as attention_delta computes it) instead of out: bitwise the same results. Lets a caller reuse
+// out's memory once it has the delta (the Ulysses backend keeps out in its dq buffer).
+void flash_attention_backward_delta(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                    const float* v, const float* delta, const float* lse, const int32_t* doc_lens,
+                                    int64_t ndocs, const AttnShape& sh);
+// delta[h * s + i] = rowsum(out * dout) of row i, head h ([s, H, d] inputs), in double, rounded to float.
+void attention_delta(float* delta, const float* out, const float* dout, int64_t s, int64_t H, int64_t d);
+
 // Naive O(s^2) fp64 reference used by tests and benchmarks (same layouts, float outputs).
 void attention_reference_forward(float* out, const float* q, const float* k, const float* v,
                                  const int32_t* doc_lens, int64_t ndocs, const AttnShape& sh);

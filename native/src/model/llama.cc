@@ -202,18 +202,21 @@ void LlamaModel::set_attention_backend(std::shared_ptr<AttentionBackend> b) {
 
 // The fp32 backward scratch both precisions use, from the arena being laid out.
 // rows_i: rows of the [rows, I] scratch (0 under the tiled MLP, which has its own).
-void LlamaModel::take_scratch(flat::Cursor& c, int64_t n, int64_t rows_i) {
+// attn: where the attention-gradient scratch (dq, dq2, dk, dv, dk2) goes; nullptr: from c.
+void LlamaModel::take_scratch(flat::Cursor& c, int64_t n, int64_t rows_i, float* attn) {
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;
   scratch_act_ = rows_i ? c.take(rows_i * I) : nullptr;
   scratch_dg_ = rows_i ? c.take(rows_i * I) : nullptr;
   scratch_du_ = rows_i ? c.take(rows_i * I) : nullptr;
   scratch_dD_ = c.take(n * D);
-  scratch_dq_ = c.take(n * QD);
-  scratch_dq2_ = c.take(n * QD);
-  scratch_dk_ = c.take(n * KD);
-  scratch_dv_ = c.take(n * KD);
-  scratch_dk2_ = cfg_.qk_norm ? c.take(n * KD) : nullptr;
+  flat::Cursor own(attn);
+  flat::Cursor& a = attn ? own : c;
+  scratch_dq_ = a.take(n * QD);
+  scratch_dq2_ = a.take(n * QD);
+  scratch_dk_ = a.take(n * KD);
+  scratch_dv_ = a.take(n * KD);
+  scratch_dk2_ = cfg_.qk_norm ? a.take(n * KD) : nullptr;
 }
 
 int64_t LlamaModel::mlp_tile_for(int64_t n) const {
@@ -234,27 +237,32 @@ void LlamaModel::ensure_buffers(int64_t n) {
                 KD = cfg_.kv_heads * cfg_.head_dim;
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
   const int64_t lse = attn_->lse_size(call);
-  // Floats of one full LayerActs set (the tiled MLP saves no gate / up).
+  // Floats of one full LayerActs set (the tiled MLP saves no gate / up). Under checkpointing the
+  // recomputed set has no x: the stored layer input is read in place.
   const int64_t qk = cfg_.qk_norm ? RoundUp(n * QD) + RoundUp(n * KD) + RoundUp(n * cfg_.heads) + RoundUp(n * cfg_.kv_heads) : 0;
-  const int64_t full = RoundUp(n * D) * 4 + RoundUp(n) * 2 + RoundUp(n * QD) * 2 + RoundUp(n * KD) * 2 +
-                       RoundUp(lse) + (tile ? 0 : RoundUp(n * I) * 2) + qk;
+  const int64_t full = RoundUp(n * D) * (checkpointing_ ? 3 : 4) + RoundUp(n) * 2 + RoundUp(n * QD) * 2 +
+                       RoundUp(n * KD) * 2 + RoundUp(lse) + (tile ? 0 : RoundUp(n * I) * 2) + qk;
   const int64_t per_layer = checkpointing_ ? RoundUp(n * D) : full;
+  // xfinal and hn live from the last layer's forward to the final norm's backward; the attention
+  // gradients (dq, dq2, dk, dv, dk2) only inside a layer's backward, after it: one region holds both.
+  const int64_t attn_grads = RoundUp(n * QD) * 2 + RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);
+  const int64_t shared = std::max(RoundUp(n * D) * 2, attn_grads);
   int64_t total = per_layer * cfg_.layers + (checkpointing_ ? full : 0);
-  total += RoundUp(n * D) * 3 + RoundUp(n) * 2;                      // xfinal, hn, dres, rstdf, lse_ce
-  total += (tile ? RoundUp(mlp_tile_scratch(tile, I)) : RoundUp(n * I) * 3) + RoundUp(n * D) + RoundUp(n * QD) * 2 +
-           RoundUp(n * KD) * (cfg_.qk_norm ? 3 : 2);  // scratch
+  total += shared + RoundUp(n * D) + RoundUp(n) * 2;  // xfinal + hn | attention gradients, dres, rstdf, lse_ce
+  total += (tile ? RoundUp(mlp_tile_scratch(tile, I)) : RoundUp(n * I) * 3) + RoundUp(n * D);  // scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
   flat::Cursor c(arena_->data);
   layer_base_.assign(static_cast<size_t>(cfg_.layers), nullptr);
   for (int64_t l = 0; l < cfg_.layers; ++l) layer_base_[l] = c.take(per_layer);
   recompute_base_ = checkpointing_ ? c.take(full) : nullptr;
-  xfinal_ = c.take(n * D);
-  hn_ = c.take(n * D);
+  float* shared_base = c.take(shared);
+  xfinal_ = shared_base;
+  hn_ = shared_base + RoundUp(n * D);
   dres_ = c.take(n * D);
   rstdf_ = c.take(n);
   lse_ce_ = c.take(n);
-  take_scratch(c, n, tile ? 0 : n);
+  take_scratch(c, n, tile ? 0 : n, shared_base);
   if (tile) scratch_mlp_ = c.take(mlp_tile_scratch(tile, I));
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
@@ -268,7 +276,7 @@ LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
   AttnCall call{n, cfg_.heads, cfg_.kv_heads, cfg_.head_dim, nullptr, 0};
   flat::Cursor c(buf_ckpt_ ? recompute_base_ : layer_base_[l]);
   LayerActs a{};
-  a.x = c.take(n * D);
+  a.x = buf_ckpt_ ? layer_base_[l] : c.take(n * D);  // checkpointing: only the layer input is stored
   a.xn1 = c.take(n * D);
   a.h = c.take(n * D);
   a.xn2 = c.take(n * D);
@@ -289,7 +297,6 @@ LlamaModel::LayerActs LlamaModel::acts_for(int64_t l) {
     a.rstdq = c.take(n * cfg_.heads);
     a.rstdk = c.take(n * cfg_.kv_heads);
   }
-  if (buf_ckpt_) a.x = layer_base_[l];  // only the layer input is stored
   return a;
 }
 

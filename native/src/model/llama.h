@@ -240,7 +240,7 @@ class LlamaModel {
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
   void ensure_buffers(int64_t n);
-  void take_scratch(flat::Cursor& c, int64_t n, int64_t rows_i);
+  void take_scratch(flat::Cursor& c, int64_t n, int64_t rows_i, float* attn = nullptr);
   // The tile rows the next fp32 buffers of n tokens use (0: untiled).
   int64_t mlp_tile_for(int64_t n) const;
   LayerActs acts_for(int64_t l);
@@ -282,6 +282,8 @@ class LlamaModel {
   std::unique_ptr<FloatStorage> arena_;
   std::vector<float*> layer_base_;  // per layer: saved activations (all, or only x when checkpointing)
   float* recompute_base_ = nullptr; // checkpointing: one full LayerActs set
+  // fp32: xfinal_ and hn_ share one region with the attention-gradient scratch (scratch_dq_ ..),
+  // which is only written after the final norm's backward has read them (ensure_buffers).
   float* xfinal_ = nullptr;         // [n, D] output of the last layer
   float* hn_ = nullptr;             // [n, D] final norm output
   float* rstdf_ = nullptr;          // [n]

@@ -64,7 +64,7 @@ void UlyssesAttention::ensure(int64_t n, int64_t d) {
     v = comm_->buffer(count * sizeof(float));
   };
   fit(qh_, qsz);
-  fit(outh_, qsz);
+  outh_.reset();  // bf16 only, made by its first call (fp32 keeps the output in dqh_)
   fit(douth_, qsz);
   fit(dqh_, qsz);
   fit(kh_, kvsz);
@@ -104,10 +104,12 @@ void UlyssesAttention::forward(float* out, float* lse, const float* q, const flo
   timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), k, n, Hkv_, d); });
   timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), v, n, Hkv_, d); });
 
+  // The head-sharded output is kept in dqh_, which the backward needs only after it has taken
+  // the output's delta.
   const AttnShape sh = local_shape(c);
-  flash_attention_forward(outh_.data(), lse, qh_.data(), kh_.data(), vh_.data(), c.doc_lens, c.ndocs, sh);
+  flash_attention_forward(dqh_.data(), lse, qh_.data(), kh_.data(), vh_.data(), c.doc_lens, c.ndocs, sh);
 
-  timed(qb, [&] { comm::head_to_seq(cm, out, outh_.data(), n, H_, d); });
+  timed(qb, [&] { comm::head_to_seq(cm, out, dqh_.data(), n, H_, d); });
   cached_ = Key{q, k, v, out, lse, n, d, false};
   cache_valid_ = true;
 }
@@ -129,15 +131,19 @@ void UlyssesAttention::backward(float* dq, float* dk, float* dv, const float* do
     timed(qb, [&] { comm::seq_to_head(cm, qh_.data(), q, n, H_, d); });
     timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), k, n, Hkv_, d); });
     timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), v, n, Hkv_, d); });
-    timed(qb, [&] { comm::seq_to_head(cm, outh_.data(), out, n, H_, d); });
+    timed(qb, [&] { comm::seq_to_head(cm, dqh_.data(), out, n, H_, d); });
   }
   timed(qb, [&] { comm::seq_to_head(cm, douth_.data(), dout, n, H_, d); });
+  // The kernel needs out only for delta = rowsum(out * dout) (its own expression, so the same
+  // bits): taken first, then dqh_ is free for dq.
+  delta_.resize(static_cast<size_t>(N * hl_));
+  attention_delta(delta_.data(), dqh_.data(), douth_.data(), N, hl_, d);
 
   Zero(dqh_);
   Zero(dkh_);
   Zero(dvh_);
-  flash_attention_backward(dqh_.data(), dkh_.data(), dvh_.data(), douth_.data(), qh_.data(), kh_.data(), vh_.data(),
-                           outh_.data(), lse, c.doc_lens, c.ndocs, local_shape(c));
+  flash_attention_backward_delta(dqh_.data(), dkh_.data(), dvh_.data(), douth_.data(), qh_.data(), kh_.data(),
+                                 vh_.data(), delta_.data(), lse, c.doc_lens, c.ndocs, local_shape(c));
   return_gradients(dq, dk, dv, c);
 }
 
@@ -174,6 +180,7 @@ void UlyssesAttention::forward_bf16(uint16_t* out, float* lse, const uint16_t* q
   comm::Communicator& cm = *comm_;
   const int64_t n = c.n, w = c.d / 2, N = P_ * n;  // w: 4-byte words per head row
   const int64_t qb = n * H_ * w * 4, kvb = N * hg_ * w * 4;
+  if (outh_.bytes() == 0) outh_ = comm_->buffer(douth_.bytes());  // the bf16 backward reads it
   timed(qb, [&] { comm::seq_to_head(cm, qh_.data(), Words(q), n, H_, w); });
   timed(kvb, [&] { comm::seq_to_head_kv(cm, kh_.data(), Words(k), n, Hkv_, w); });
   timed(kvb, [&] { comm::seq_to_head_kv(cm, vh_.data(), Words(v), n, Hkv_, w); });
@@ -195,6 +202,7 @@ void UlyssesAttention::backward_bf16(float* dq, float* dk, float* dv, const uint
   comm::Communicator& cm = *comm_;
   const int64_t n = c.n, w = c.d / 2, N = P_ * n;
   const int64_t qb = n * H_ * w * 4, kvb = N * hg_ * w * 4;
+  if (outh_.bytes() == 0) outh_ = comm_->buffer(douth_.bytes());
   if (hit) {
     stats_.cache_hits += 1;
   } else {

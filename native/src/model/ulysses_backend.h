@@ -11,7 +11,8 @@
 //             dq += head_to_seq(dqh); dk += head_to_seq_kv_sum(dkh); dv += head_to_seq_kv_sum(dvh)
 //
 // Memory trade-off: the backend keeps the head-sharded q/k/v/out of its LAST forward only (one
-// layer, O(n * (2H + 2*P*hg) * d) floats, independent of the layer count). The backward of the
+// layer, O(n * (2H + 2*P*hg) * d) floats, independent of the layer count). fp32 keeps out in the
+// dq gradient buffer: the backward takes delta = rowsum(out * dout) from it before dq is written. The backward of the
 // layer whose forward just ran (every layer under activation checkpointing, where the layer is
 // recomputed right before its backward; the last layer otherwise) reuses them; any other
 // backward re-derives them from the model's saved [n, ...] tensors with 4 more all-to-alls
@@ -88,7 +89,9 @@ class UlyssesAttention : public AttentionBackend {
   int64_t buf_n_ = -1, buf_d_ = -1;
   // Head-sharded forward tensors (the cache) and backward scratch: communicator buffers, so on
   // one host peers write their chunks straight into them or read straight out of them.
+  // outh_ exists in bf16 mode only: fp32 keeps the head-sharded output in dqh_ (see forward).
   comm::CommBuffer qh_, kh_, vh_, outh_, douth_, dqh_, dkh_, dvh_;
+  std::vector<float> delta_;  // fp32 backward: rowsum(out * dout), [H/P, P*n]
 
   // Identity of the forward whose head-sharded tensors sit in qh_.. (pointers compared only).
   struct Key {
