@@ -4,8 +4,8 @@
  * watches them, and reports every exit with its exit code, signal and the tail of stderr. It
  * owns the ranks' process lifecycle (spawn, signals, the shutdown ladder). On start it sweeps what
  * dead jobs left on this host (sweepStale.ts). With cluster.standby_ranks it keeps a warm standby
- * process per rank (StandbyRanks.ts) so a restarted group skips the process start-up. It never outlives the coordinator: without a
- * welcome, when its lifeline closes (the launcher or `up` is gone: its ranks are stopped at once),
+ * process per rank (StandbyRanks.ts) so a restarted group skips the process start-up. It never
+ * outlives the coordinator: without a welcome, when its lifeline closes (the launcher or `up` is gone: its ranks are stopped at once),
  * or when the coordinator stays silent beyond `cluster.coordinator_grace_s`, it stops its ranks
  * and exits; a shorter silence (a paused coordinator) costs nothing.
  */
@@ -78,6 +78,8 @@ export async function runAgent(o: AgentOptions): Promise<number> {
       onOutput: (stream, chunk) => (stream === 'stderr' ? process.stderr : process.stdout).write(chunk),
       onUnkillable: (pid) => log.error('a rank process could not be killed', { rank, pid }),
     });
+  // what every rank of this agent is told, whether started afresh or handed to a standby
+  const linkEnv = { ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile };
   // warm standbys (cluster.standby_ranks) only for this package's own rank command, which knows --standby
   let standbys: StandbyRanks | null = null;
 
@@ -100,8 +102,7 @@ export async function runAgent(o: AgentOptions): Promise<number> {
         }
         startHeartbeats(cluster);
         if (cluster.standbyRanks && !o.rankCommand && !standbys) {
-          const base = { ...process.env, ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile };
-          standbys = new StandbyRanks((rank) => rankProcess(rank, base, ['--standby'], true), STANDBY_DELAY_MS);
+          standbys = new StandbyRanks((rank) => rankProcess(rank, { ...process.env, ...linkEnv }, ['--standby'], true), STANDBY_DELAY_MS);
         }
         break;
       }
@@ -112,7 +113,7 @@ export async function runAgent(o: AgentOptions): Promise<number> {
           log.error('asked to start a rank that is still running; stopping the old one first', { rank });
           void prev.child.stop('replaced');
         }
-        const env = { ...f.body.env, ULYSSES_COORD: o.coordUrl, ULYSSES_JOB_KEY: o.keyFile };
+        const env = { ...f.body.env, ...linkEnv };
         const child = standbys?.assign(rank, { env, args: f.body.args }) ?? rankProcess(rank, { ...process.env, ...env }, f.body.args);
         ranks.set(rank, { child, incarnation });
         if (child.pid !== undefined) ep.send('coord', 'agent.rank.started', { rank, incarnation, pid: child.pid });
