@@ -25,8 +25,9 @@ function setup(dir: string): void {
 
 export function fuzz(data: Buffer): void {
   const dir = scratchDir('job-args', setup);
-  const files: Record<string, string> = { '@job': join(dir, 'job.yaml'), '@hosts': join(dir, 'hosts.txt'), '@hosts_bad': join(dir, 'hosts_bad.txt') };
-  const argv = data.toString('utf8').split('\n').map((a) => files[a] ?? a);
+  // a Map, not an object literal: an argument such as `constructor` must stay the text it is
+  const files = new Map([['@job', join(dir, 'job.yaml')], ['@hosts', join(dir, 'hosts.txt')], ['@hosts_bad', join(dir, 'hosts_bad.txt')]]);
+  const argv = data.toString('utf8').split('\n').map((a) => files.get(a) ?? a);
   const run = expectOnly(() => resolveJob(argv, { env: {}, commandFlags: { json: 'bool', keys: 'bool' }, defaultHosts: localHostsForJob }), refused);
   if (!run) return;
   check(run.hosts !== undefined && run.ranks !== undefined, 'an accepted command line has no hosts');
