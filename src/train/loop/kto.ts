@@ -16,6 +16,8 @@
  * Metrics (TRL's names, over the world's examples of the step; 0 when the step had none of that
  * kind): rewards/chosen, rewards/rejected (means of β(π − ρ)), rewards/margins (their difference),
  * logps/chosen, logps/rejected (means of the policy sums), kl (mean of the micro-batch estimates).
+ * With precompute_ref_log_probs the items carry the reference's target and KL sums instead
+ * (scored before training); SP rank 0 writes them into the same all-reduce.
  * Must never let the reference or the KL forwards touch gradients.
  */
 import type { Model } from '../../engine/model/index.js';
