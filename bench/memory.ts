@@ -8,7 +8,8 @@
  * bytes-per-token line (peak = a + b x tokens), the longest sequence that fits in this machine's
  * memory and in 24 GiB by that line, and the same question asked of resourceEstimate.ts for an
  * H200 with Llama-3.1-8B (SP 8, ZeRO 3, bf16, checkpointing, tiled MLP and loss) beside ALST's
- * published figures. --doc-tokens packs documents of N tokens (attention then costs O(s N), not
+ * published figures, and what a full-FT dpo/kto reference copy adds to that plan per rank (none with
+ * precompute_ref_log_probs). --doc-tokens packs documents of N tokens (attention then costs O(s N), not
  * O(s^2)); --check runs one more step at length L after the fit and prints its measured peak
  * beside the fit's prediction. Must never run two lengths at the same time (they would share memory).
  */
@@ -112,6 +113,13 @@ function longestByEstimate(sp: number, bytes: number): { tokens: number; parts: 
   return { tokens: lo * 1024, parts: at(Math.max(lo, 1) * 1024).parts };
 }
 
+/** Full-FT dpo on the plan at 4096 tokens: per rank with the frozen reference copy and with precompute_ref_log_probs. */
+function referencePlan(sp: number): { copyBytes: number; residentBytes: number; precomputedBytes: number } {
+  const at = (precomputedReference: boolean) => estimateRankMemory({ dims: LLAMA31_8B, finetuning: 'full', loraRank: 8, stage: 'dpo', bf16: true, cutoffLen: 4096, sp, batch: 1, zeroStage: 3, world: sp, tiledMlp: true, lossChunkTokens: 512, precomputedReference });
+  const resident = at(false);
+  return { copyBytes: resident.parts.find((p) => p.name === 'DPO reference copy')?.bytes ?? 0, residentBytes: resident.totalBytes, precomputedBytes: at(true).totalBytes };
+}
+
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const GIB24 = 24 * 2 ** 30;
 
@@ -140,12 +148,14 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
   log(`  plan: 8 x H200 (${formatBytes(H200_BYTES)} each), Llama-3.1-8B, SP 8, ZeRO 3, bf16, checkpointing, tiled MLP and loss: longest sequence ${plan.tokens.toLocaleString('en-US')} tokens by resourceEstimate.ts`);
   log(`    per rank: ${plan.parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(', ')}`);
   log(`    ALST (H100 80 GB, checkpoints offloaded to CPU memory): ${ALST.map((a) => `${a.tokens.toLocaleString('en-US')} tokens on ${a.gpus} GPU(s)`).join(', ')}`);
+  const pref = referencePlan(8);
+  log(`    full-FT dpo/kto on that plan: the frozen reference copy adds ${formatBytes(pref.copyBytes)} per rank; with precompute_ref_log_probs none (${formatBytes(pref.residentBytes)} -> ${formatBytes(pref.precomputedBytes)} per rank at 4096 tokens)`);
   return {
     bench: 'memory', config: o.config, sp: o.sp, zero: o.zero, tiled_mlp: o.tiledMlp, checkpointing: o.checkpointing,
     lengths: rows.map((r) => ({ seq: r.seq, peak_rss_bytes: r.peak, ranks: r.ranks })),
     fit_bytes: fit.a, fit_bytes_per_token: fit.b,
     machine_bytes: mem.bytes, longest_here: here, longest_24gib: in24,
-    h200_plan: { gpus: 8, sp: 8, zero: 3, longest_tokens: plan.tokens, parts: plan.parts }, alst: ALST,
+    h200_plan: { gpus: 8, sp: 8, zero: 3, longest_tokens: plan.tokens, parts: plan.parts, preference_reference: pref }, alst: ALST,
     doc_tokens: o.docTokens, ...(check ? { check } : {}),
   };
 }

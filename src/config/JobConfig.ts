@@ -71,6 +71,8 @@ export interface JobConfig {
   preprocessing_batch_size: number;
   simpo_gamma: number;
   dpo_label_smoothing: number;
+  /** dpo/kto: reference log-probs scored once before training, cached, no reference resident */
+  precompute_ref_log_probs: boolean;
   seed: number;
   bf16: boolean;
   /** ZeRO stage over the whole world: 0 or 1 (moments partitioned) */

@@ -288,6 +288,8 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
     if (v('pref_loss') !== 'sigmoid' && v<number>('dpo_label_smoothing') !== 0)
       problems.push({ key: 'dpo_label_smoothing', source: s('dpo_label_smoothing').source, value: v('dpo_label_smoothing'), message: `only has an effect with pref_loss: sigmoid (it is ${v('pref_loss')})`, fix: 'set it to 0 or use pref_loss: sigmoid' });
   }
+  if (v('precompute_ref_log_probs') === true && (stage === 'dpo' ? ['orpo', 'simpo'].includes(v('pref_loss')) : stage !== 'kto'))
+    problems.push({ key: 'precompute_ref_log_probs', source: s('precompute_ref_log_probs').source, value: true, message: `only has an effect with a reference model: stage kto, or dpo with pref_loss sigmoid, ipo or hinge (it is ${stage}${stage === 'dpo' ? ` with pref_loss ${v<string>('pref_loss')}, reference-free` : ''})`, fix: 'remove it' });
   problems.push(...evalKeyProblems((p) => values.get(p)!));
   // the value head's statistics join the model's over whole gradients; ZeRO 2 keeps only a part of them
   if (stage === 'rm' && v<number>('zero_stage') >= 2)

@@ -93,6 +93,7 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'kto_rejected_weight', kind: 'number', above: 0, default: 1, doc: 'kto: weight of the undesirable examples\' loss' },
   { path: 'simpo_gamma', kind: 'number', min: 0, default: 0.5, doc: 'pref_loss simpo: target reward margin gamma' },
   { path: 'dpo_label_smoothing', kind: 'number', min: 0, max: 0.5, default: 0, doc: 'pref_loss sigmoid: label smoothing epsilon of robust DPO (cDPO), 0..0.5' },
+  { path: 'precompute_ref_log_probs', kind: 'bool', default: false, doc: 'dpo (sigmoid, ipo, hinge), kto: the reference (the initial model) scores every training and evaluation example once before training and no reference stays resident (full fine-tuning: no frozen copy); the scores are cached under output_dir/token_cache/reference_logps, keyed by the data, the weights and the layout, for later jobs and resumes (TRL\'s key)' },
   { path: 'seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: 42, doc: 'seed for data order, LoRA init and policy noise' },
   { path: 'bf16', kind: 'bool', default: false, doc: 'bf16 weights/activations with fp32 master weights' },
   { path: 'zero_stage', kind: 'int', min: 0, max: 2, default: 0, doc: 'ZeRO over the whole world (SP x DP): 0 replicated optimizer state, 1 AdamW moments partitioned across ranks (bitwise the weights of 0), 2 gradients too (reduce-scatter; the weights of 0 up to summation order); DeepSpeed JSON zero_optimization.stage sets it (3 runs as 2)' },

@@ -1,6 +1,7 @@
 /**
  * Memory a training rank will need, estimated before anything starts, against what this machine
- * has: parameters x bytes (weights, bf16 copies, gradients, AdamW moments, DPO's reference copy)
+ * has: parameters x bytes (weights, bf16 copies, gradients, AdamW moments, DPO's reference copy
+ * unless precompute_ref_log_probs scores it before training)
  * plus an activations estimate for cutoff_len under sequence parallelism, with and without
  * per-layer checkpointing. A job that cannot fit is refused with the numbers (exit 2 from `up`, a
  * deterministic ERR_CONFIG from a rank on a host whose memory `up` cannot see).
@@ -44,6 +45,8 @@ export interface EstimateInput {
   tiledMlp?: boolean;
   /** the loss in token chunks of this size (the engine's fused LM head): logits for one chunk, not every token */
   lossChunkTokens?: number;
+  /** dpo/kto with precompute_ref_log_probs: the reference was scored before training, no frozen copy is held */
+  precomputedReference?: boolean;
 }
 
 export interface RankEstimate {
@@ -121,7 +124,7 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
     ...(x.bf16 ? [{ name: `bf16 weight copies${zeroNote(3) ? ` (${zeroNote(3).slice(2)})` : ''}`, bytes: weights * 2 }] : []),
     { name: `gradients (${trainable} trainable${zeroNote(2)})`, bytes: (trainable / share(2)) * 4 },
     { name: `AdamW moments${zeroNote(1) ? ` (${zeroNote(1).slice(2)})` : ''}`, bytes: (trainable / share(1)) * 8 },
-    ...((x.stage === 'dpo' || x.stage === 'kto') && x.finetuning === 'full' ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
+    ...((x.stage === 'dpo' || x.stage === 'kto') && x.finetuning === 'full' && !x.precomputedReference ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
     { name: `activations (${tokens} tokens of cutoff_len ${x.cutoffLen} / sp ${x.sp}, no checkpointing)`, bytes: activations },
   ];
   return { params, trainable, parts, totalBytes: parts.reduce((a, p) => a + p.bytes, 0), checkpointedActivationBytes: checkpointed };
@@ -163,7 +166,7 @@ export function resourceProblems(c: JobConfig, modelDir: string, ranksHere: numb
   if (typeof hf !== 'object' || hf === null || Array.isArray(hf)) return [];
   const dims = modelDimsOf(hf as Record<string, unknown>);
   if ('key' in dims) return [{ key: 'model_name_or_path', value: modelDir, message: `config.json ${dims.key}: ${dims.message}`, fix: 'give a valid HF config.json' }];
-  const e = estimateRankMemory({ dims, finetuning: c.finetuning_type, loraRank: c.lora_rank, stage: c.stage, bf16: c.bf16, cutoffLen: c.cutoff_len, sp: c.sequence_parallel_size, batch: c.per_device_train_batch_size });
+  const e = estimateRankMemory({ dims, finetuning: c.finetuning_type, loraRank: c.lora_rank, stage: c.stage, bf16: c.bf16, cutoffLen: c.cutoff_len, sp: c.sequence_parallel_size, batch: c.per_device_train_batch_size, precomputedReference: c.precompute_ref_log_probs });
   const need = e.totalBytes * ranksHere;
   if (need <= memory.bytes) return [];
   const parts = e.parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(' + ');

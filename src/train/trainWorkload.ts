@@ -38,6 +38,7 @@ import type { PreferenceItem, ReferenceModel } from './loop/dpo.js';
 import type { KtoItem } from './loop/kto.js';
 import { usesReference } from './loop/preferenceLoss.js';
 import { RewardHead } from './loop/rewardHead.js';
+import { precomputeReference } from './referenceCache/index.js';
 import { singleProcessRuntime, type ParallelRuntime } from './ParallelRuntime.js';
 import { createParallelRuntime } from './createParallelRuntime.js';
 import { recordRollback, rollbackScale } from './policyRollbacks.js';
@@ -229,14 +230,20 @@ export const trainWorkload: Workload = async (ctx) => {
     const data = await loadJobData(c, modelDir, model.config.vocabSize, party, runtime.dp);
     closeData = data.close;
     const resumeFrom = await chooseStart(ctx, c, runtime);
+    // precompute_ref_log_probs: the items carry the reference's sums, scored now from the initial
+    // weights (a resume's checkpoint is restored later, by the trainer), and no reference is kept
+    const refNeeded = data.feedback !== undefined || (data.pairs !== undefined && c.stage === 'dpo' && usesReference(c.pref_loss));
+    const scored = refNeeded && c.precompute_ref_log_probs ? await scoreReferenceOnce(c, model, runtime, data, log) : null;
+    if (scored) Object.assign(data, scored);
     const split = { seed: c.data_seed ?? c.seed, dp: runtime.dp, dpRank: runtime.dpRank, batch: c.per_device_train_batch_size, shuffle: !c.disable_shuffling };
     const trainData = data.feedback ? replicaData(data.feedback, split) : data.pairs ? replicaData(data.pairs, split) : replicaData(data.items, split);
     const loss = { kind: c.pref_loss, simpoGamma: c.simpo_gamma, ftx: c.pref_ftx, labelSmoothing: c.dpo_label_smoothing };
     // orpo and simpo are reference-free: no frozen copy is loaded for them
-    const dpo = data.pairs && c.stage === 'dpo' ? { beta: c.pref_beta, loss, reference: usesReference(c.pref_loss) ? await referenceModel(c, model, modelDir, runtime) : undefined } : undefined;
+    const reference = refNeeded && !scored ? await referenceModel(c, model, modelDir, runtime) : undefined;
+    const dpo = data.pairs && c.stage === 'dpo' ? { beta: c.pref_beta, loss, reference } : undefined;
     const rm = c.stage === 'rm' ? new RewardHead(model.config.hiddenSize, c.seed, c) : undefined;
     const kto = data.feedback
-      ? { beta: c.pref_beta, desirableWeight: c.kto_chosen_weight, undesirableWeight: c.kto_rejected_weight, ftx: c.pref_ftx, batch: c.per_device_train_batch_size, reference: await referenceModel(c, model, modelDir, runtime) }
+      ? { beta: c.pref_beta, desirableWeight: c.kto_chosen_weight, undesirableWeight: c.kto_rejected_weight, ftx: c.pref_ftx, batch: c.per_device_train_batch_size, reference }
       : undefined;
     let evaluation: JobEvaluation | null = null;
     const trainer = new Trainer({
@@ -323,6 +330,22 @@ async function referenceModel(c: JobConfig, model: Model, modelDir: string, runt
   const ref = await loadModel(modelDir, c.seed, c.bf16, false, c.device);
   runtime.attachModel(ref);
   return { model: ref };
+}
+
+/**
+ * The reference's sums of every preference / KTO item (precompute_ref_log_probs), scored by the
+ * model itself before training, as the reference it replaces would run: full fine-tuning untiled
+ * (the frozen copy is loaded so), LoRA as it is (the reference is the model with adapters off).
+ */
+async function scoreReferenceOnce(c: JobConfig, model: Model, runtime: ParallelRuntime, data: JobData, log: WorkloadContext['logger']) {
+  const lora = c.finetuning_type === 'lora';
+  const untile = c.tiled_mlp && !lora;
+  if (untile) model.setMlpTiling(false);
+  try {
+    return await precomputeReference({ model, lora, runtime, data: { pairs: data.pairs, feedback: data.feedback, evalSets: data.evalSets }, outputDir: c.output_dir, overwrite: c.overwrite_cache, bf16: c.bf16, device: c.device, info: (m) => log.info(m) });
+  } finally {
+    if (untile) model.setMlpTiling(true);
+  }
 }
 
 function fmt(e: RecallEval, chance: number): string {

@@ -7,7 +7,7 @@ import { printableConfig } from '../../src/cli/commands/checkConfig.js';
 
 // Keys tied to other keys by cross-field rules are left out: any value of the rest is valid alone.
 const COUPLED = new Set([
-  'stage', 'finetuning_type', 'pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing', 'kto_chosen_weight', 'kto_rejected_weight', 'max_steps', 'num_train_epochs', 'warmup_steps', 'cutoff_len',
+  'stage', 'finetuning_type', 'pref_beta', 'pref_loss', 'pref_ftx', 'simpo_gamma', 'dpo_label_smoothing', 'kto_chosen_weight', 'kto_rejected_weight', 'precompute_ref_log_probs', 'max_steps', 'num_train_epochs', 'warmup_steps', 'cutoff_len',
   'sequence_parallel_size', 'deepspeed', 'cluster.step_timeout_s', 'cluster.heartbeat_interval_s', 'cluster.heartbeat_miss_limit',
   'cluster.coordinator_port', 'cluster.visualizer.port', 'gradient_policy.vanishing.threshold', 'gradient_policy.vanishing.exit_threshold',
   'gradient_policy.late_stage.vanishing_threshold', 'gradient_policy.late_stage.exit_threshold', 'lora_alpha', 'packing',

@@ -13,7 +13,8 @@
  * added over the SP group before the loss (one all-reduce for the whole step), so every member
  * computes the same loss and coefficients; the response token counts of the averaging losses are
  * reduced the same way. The reference (never loaded for orpo and simpo) is a frozen copy of the initial weights
- * (full fine-tuning) or the same model with its adapters disabled (LoRA).
+ * (full fine-tuning) or the same model with its adapters disabled (LoRA); with
+ * precompute_ref_log_probs the items carry its sums instead, scored before training.
  *
  * Must never let the reference pass touch gradients, or compute a coefficient from unreduced
  * partial sums.
@@ -27,7 +28,16 @@ import { IGNORE_INDEX, shardSequence, type PackedSequence, type SequenceShard } 
 export interface PreferenceItem {
   chosen: PackedSequence;
   rejected: PackedSequence;
+  /** precompute_ref_log_probs: the reference's [chosen, rejected] log-prob sums, scored before training */
+  reference?: ScoredReference;
 }
+
+/**
+ * Two reference log-prob sums an item carries when they were scored before training
+ * (referenceCache/): dpo [chosen, rejected], kto [target, KL sequence]; each already completed
+ * over the SP group, the bits the reference pass of the step would have produced.
+ */
+export type ScoredReference = readonly [number, number];
 
 /** Where the reference log-probabilities come from. */
 export interface ReferenceModel {
@@ -126,7 +136,7 @@ export async function dpoStep(o: {
   // [ref 0..n) [policy 0..n) [response tokens 0..n): partial sums, completed over the SP group below
   const logps = new Float64Array(3 * n);
   for (let i = 0; i < n; i++) logps[2 * n + i] = shards[i]!.valid;
-  await referenceLogps(o.reference, settings.kind, shards, logps);
+  await referenceLogps(o.reference, settings.kind, shards, logps, carriedReference(items.map((p) => p.reference)), runtime.spRank);
   await forwardLogps(model, shards, logps, n, o.dropoutKey);
   await runtime.allReduceSum(logps, 'sp');
 
@@ -176,11 +186,32 @@ export async function forwardLogps(model: Model, shards: readonly SequenceShard[
 }
 
 /**
+ * The sums items carry, two per item in sequence order (null when none carries any). Either
+ * every item carries them or none does: a step never mixes scored and unscored items.
+ */
+export function carriedReference(refs: readonly (ScoredReference | undefined)[]): Float64Array | null {
+  if (refs.every((r) => r === undefined)) return null;
+  const out = new Float64Array(2 * refs.length);
+  for (const [i, r] of refs.entries()) {
+    if (!r) throw Object.assign(new Error('some items carry precomputed reference log-probs and some do not'), { code: 'ERR_STATE' });
+    out[2 * i] = r[0];
+    out[2 * i + 1] = r[1];
+  }
+  return out;
+}
+
+/**
  * The reference's partial log-prob sums of `shards` into logps[0..n) (nothing for the
  * reference-free losses); forward only, adapters switched off and back by the reference's hooks.
+ * With `carried` sums (already complete) SP rank 0 writes them and the others 0, so the SP
+ * all-reduce that completes the partial sums leaves them as they are.
  */
-export async function referenceLogps(reference: ReferenceModel | undefined, kind: PrefLoss, shards: readonly SequenceShard[], logps: Float64Array): Promise<void> {
+export async function referenceLogps(reference: ReferenceModel | undefined, kind: PrefLoss, shards: readonly SequenceShard[], logps: Float64Array, carried: Float64Array | null = null, spRank = 0): Promise<void> {
   if (!usesReference(kind)) return;
+  if (carried) {
+    if (spRank === 0) logps.set(carried, 0);
+    return;
+  }
   if (!reference) throw Object.assign(new Error(`pref_loss ${kind} needs a reference model`), { code: 'ERR_STATE' });
   reference.enter?.();
   try {

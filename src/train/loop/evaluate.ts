@@ -13,7 +13,7 @@
  */
 import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
-import { addPair, emptySums, forwardLogps, referenceLogps, sideOf, type PreferenceItem } from './dpo.js';
+import { addPair, carriedReference, emptySums, forwardLogps, referenceLogps, sideOf, type PreferenceItem } from './dpo.js';
 import { preferencePairTerms, sigmoidLoss, type PrefLossSettings } from './preferenceLoss.js';
 import { preferenceMetrics, type PreferenceOptions } from './preferenceStep.js';
 import { IGNORE_INDEX, shardSequence, type PackedSequence } from './sequences.js';
@@ -100,7 +100,7 @@ export async function evaluatePreference(model: Model, runtime: ParallelRuntime,
     // [reference 0..n) [policy 0..n) [response tokens 0..n): partial sums, completed over the SP group
     const lp = new Float64Array(3 * n);
     for (let i = 0; i < n; i++) lp[2 * n + i] = shards[i]!.valid;
-    await referenceLogps(o.reference, settings.kind, shards, lp);
+    await referenceLogps(o.reference, settings.kind, shards, lp, carriedReference(b.map((p) => p.reference)), runtime.spRank);
     await forwardLogps(model, shards, lp, n);
     await runtime.allReduceSum(lp, 'sp');
     if (runtime.spRank !== 0) continue;

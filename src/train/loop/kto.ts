@@ -16,11 +16,13 @@
  * Metrics (TRL's names, over the world's examples of the step; 0 when the step had none of that
  * kind): rewards/chosen, rewards/rejected (means of β(π − ρ)), rewards/margins (their difference),
  * logps/chosen, logps/rejected (means of the policy sums), kl (mean of the micro-batch estimates).
+ * With precompute_ref_log_probs the items carry the reference's target and KL sums instead
+ * (scored before training); SP rank 0 writes them into the same all-reduce.
  * Must never let the reference or the KL forwards touch gradients.
  */
 import type { Model } from '../../engine/model/index.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
-import { backwardInReverse, forwardLogps, type ReferenceModel } from './dpo.js';
+import { backwardInReverse, carriedReference, forwardLogps, type ReferenceModel, type ScoredReference } from './dpo.js';
 import { replicaBatches } from './evaluate.js';
 import { ktoBatchTerms, ktoKl, type KtoExample, type KtoSettings } from './ktoLoss.js';
 import { shardSequence, type PackedSequence, type SequenceShard } from './sequences.js';
@@ -31,10 +33,13 @@ export interface KtoItem {
   target: PackedSequence;
   kl: PackedSequence;
   desirable: boolean;
+  /** precompute_ref_log_probs: the reference's [target, KL sequence] log-prob sums, scored before training */
+  reference?: ScoredReference;
 }
 
 export interface KtoOptions extends KtoSettings {
-  reference: ReferenceModel;
+  /** absent when the items carry the reference's sums (precompute_ref_log_probs) */
+  reference?: ReferenceModel;
   /** per_device_train_batch_size: the step's items are micro-batches of this many */
   batch: number;
 }
@@ -50,16 +55,23 @@ interface ItemLogps {
 }
 
 /** Reference and policy log-prob sums of every target and KL sequence, completed over the SP group. */
-async function itemLogps(model: Model, reference: ReferenceModel, runtime: ParallelRuntime, targets: readonly SequenceShard[], kls: readonly SequenceShard[], dropoutKey?: (i: number) => number | undefined): Promise<ItemLogps> {
+async function itemLogps(model: Model, reference: ReferenceModel | undefined, runtime: ParallelRuntime, items: readonly KtoItem[], targets: readonly SequenceShard[], kls: readonly SequenceShard[], dropoutKey?: (i: number) => number | undefined): Promise<ItemLogps> {
   const n = targets.length;
   const v = new Float64Array(5 * n);
   for (let i = 0; i < n; i++) v[2 * n + i] = targets[i]!.valid;
-  reference.enter?.();
-  try {
-    await forwardLogps(reference.model, targets, v, 0);
-    await forwardLogps(reference.model, kls, v, 3 * n);
-  } finally {
-    reference.exit?.();
+  const carried = carriedReference(items.map((it) => it.reference));
+  if (carried) {
+    // complete sums: SP rank 0 holds them, the others add 0
+    if (runtime.spRank === 0) for (let i = 0; i < n; i++) [v[i], v[3 * n + i]] = [carried[2 * i]!, carried[2 * i + 1]!];
+  } else {
+    if (!reference) throw Object.assign(new Error('kto needs a reference model or precomputed reference log-probs'), { code: 'ERR_STATE' });
+    reference.enter?.();
+    try {
+      await forwardLogps(reference.model, targets, v, 0);
+      await forwardLogps(reference.model, kls, v, 3 * n);
+    } finally {
+      reference.exit?.();
+    }
   }
   // the KL forwards first: the last target forwarded keeps its activations for the first backward
   await forwardLogps(model, kls, v, 4 * n);
@@ -121,7 +133,7 @@ export async function ktoStep(model: Model, runtime: ParallelRuntime, items: rea
   const dropoutKey = model.lora && model.lora.dropout > 0 ? (i: number) => dropoutKeyOf(step, i) : undefined;
   const targets = items.map((it) => shardSequence(it.target, runtime.sp, runtime.spRank));
   const kls = items.map((it) => shardSequence(it.kl, runtime.sp, runtime.spRank));
-  const l = await itemLogps(model, o.reference, runtime, targets, kls, dropoutKey);
+  const l = await itemLogps(model, o.reference, runtime, items, targets, kls, dropoutKey);
   const groups = Math.ceil(items.length / o.batch);
   const groupOf = (i: number) => Math.floor(i / o.batch);
   const w = await worldSums(runtime, l, items, groups, groupOf, o.beta);
@@ -162,7 +174,7 @@ export async function evaluateKto(model: Model, runtime: ParallelRuntime, items:
   for (const b of batches) {
     const targets = b.map((it) => shardSequence(it.target, runtime.sp, runtime.spRank));
     const kls = b.map((it) => shardSequence(it.kl, runtime.sp, runtime.spRank));
-    const l = await itemLogps(model, o.reference, runtime, targets, kls);
+    const l = await itemLogps(model, o.reference, runtime, b, targets, kls);
     if (runtime.spRank !== 0) continue;
     const { n, v } = l;
     let klSum = 0;
