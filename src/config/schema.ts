@@ -95,7 +95,7 @@ export const LEAVES: readonly LeafSpec[] = [
   { path: 'dpo_label_smoothing', kind: 'number', min: 0, max: 0.5, default: 0, doc: 'pref_loss sigmoid: label smoothing epsilon of robust DPO (cDPO), 0..0.5' },
   { path: 'seed', kind: 'int', min: 0, max: 2 ** 32 - 1, default: 42, doc: 'seed for data order, LoRA init and policy noise' },
   { path: 'bf16', kind: 'bool', default: false, doc: 'bf16 weights/activations with fp32 master weights' },
-  { path: 'zero_stage', kind: 'int', min: 0, max: 2, default: 0, doc: 'ZeRO over the whole world (SP x DP): 0 replicated optimizer state, 1 AdamW moments partitioned across ranks (bitwise the weights of 0), 2 gradients too (reduce-scatter; the weights of 0 up to summation order); DeepSpeed JSON zero_optimization.stage sets it (3 runs as 2)' },
+  { path: 'zero_stage', kind: 'int', min: 0, max: 3, default: 0, doc: 'ZeRO over the whole world (SP x DP): 0 replicated optimizer state, 1 AdamW moments partitioned across ranks (bitwise the weights of 0), 2 gradients too (reduce-scatter; the weights of 0 up to summation order), 3 parameters too (each layer gathered for its forward and backward; full fine-tuning, stage pt/sft, no evaluation); DeepSpeed JSON zero_optimization.stage sets it' },
   { path: 'tiled_mlp', kind: 'bool', default: false, doc: 'run each MLP over token tiles (ALST) so [tokens, intermediate_size] never exists whole; tile rows from the length; fp32 without MLP adapters' },
   // parallelism
   { path: 'sequence_parallel_size', kind: 'int', min: 1, default: 1, doc: 'ranks that split one sequence (Ulysses); must divide the world size' },

@@ -61,6 +61,7 @@ class GlooRuntime implements ParallelRuntime {
   readonly spRank: number;
   readonly dpRank: number;
   private closing: Promise<void> | undefined;
+  private modelComm: Promise<Communicator> | undefined;
 
   constructor(
     layout: ReturnType<typeof layoutOf>,
@@ -144,9 +145,16 @@ class GlooRuntime implements ParallelRuntime {
     model.setSequenceParallel(this.attnComm);
   }
 
+  async modelWorld(): Promise<Communicator | null> {
+    if (this.world === 1) return null;
+    this.modelComm ??= this.worldComm.split('modelworld', Array.from({ length: this.world }, (_, r) => r));
+    return this.modelComm;
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const subs = [this.attnComm, this.spComm, this.dpComm].filter((c): c is Communicator => c !== undefined);
+      const model = this.modelComm ? await this.modelComm.catch(() => undefined) : undefined;
+      const subs = [this.attnComm, this.spComm, this.dpComm, model].filter((c): c is Communicator => c !== undefined);
       await Promise.allSettled(subs.map((c) => c.close()));
       await this.worldComm.close();
     })();
