@@ -12,7 +12,7 @@
 
 namespace ua {
 
-// shardParameters(commHandle | null, rank, world, dp, block, chunks: number[])
+// shardParameters(commHandle | null, rank, world, dp, block, chunks: number[], gatherCommHandle | null)
 Napi::Value ModelWrap::ShardParameters(const Napi::CallbackInfo& info) {
   return Guard(info, [&]() -> Napi::Value {
     std::shared_ptr<comm::Communicator> c;
@@ -29,9 +29,11 @@ Napi::Value ModelWrap::ShardParameters(const Napi::CallbackInfo& info) {
       if (!v.IsNumber()) Fail("ERR_ARG", "shardParameters: chunks[" + std::to_string(i) + "] is not a number");
       l.chunks.push_back(static_cast<int64_t>(v.As<Napi::Number>().DoubleValue()));
     }
+    std::shared_ptr<comm::Communicator> g;
+    if (info.Length() > 6 && !info[6].IsNull() && !info[6].IsUndefined()) g = CommunicatorFromHandle(info, 6);
     std::shared_ptr<ParamShards> s;
     try {
-      s = std::make_shared<ParamShards>(c, l, model_->views());
+      s = std::make_shared<ParamShards>(c, l, model_->views(), g);
     } catch (const std::invalid_argument& e) {
       Fail("ERR_ARG", e.what());
     }

@@ -174,7 +174,7 @@ export interface NativeModel {
   loraNumParams(): number;
   setAdaptersEnabled(on: boolean): void;
   adaptersEnabled(): boolean;
-  shardParameters(comm: CommHandle | null, rank: number, world: number, dp: number, block: number, chunks: number[]): void;
+  shardParameters(comm: CommHandle | null, rank: number, world: number, dp: number, block: number, chunks: number[], gatherComm: CommHandle | null): void;
   shardedParams(): F32 | null;
   shardedGrads(): F32 | null;
   gatherParameters(): Promise<void>;

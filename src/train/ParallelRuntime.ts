@@ -45,10 +45,11 @@ export interface ParallelRuntime extends ParallelLayout {
   attachModel(model: Model): void;
   /**
    * A communicator over the whole world for the model's own collectives (ZeRO stage 3's gathers
-   * inside forward and backward), apart from the runtime's; made on first call (a collective:
-   * every rank calls it at the same point), closed with the runtime. null in a world of one.
+   * and reduce-scatters inside forward and backward), apart from the runtime's; `index` 1 is a
+   * second one (the gathers' worker thread). Each is made on its first call (a collective: every
+   * rank calls it at the same point), closed with the runtime. null in a world of one.
    */
-  modelWorld(): Promise<Communicator | null>;
+  modelWorld(index?: 0 | 1): Promise<Communicator | null>;
   close(): Promise<void>;
 }
 

@@ -524,12 +524,20 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;
   if (bf16_ && !shards_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
+  const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
+  // each run's gather overlaps the compute of the one before (with a gather worker)
+  auto next_run = [&](int64_t l) {
+    if (l < cfg_.layers) unit_prefetch(layer_first(l), layer_first(l + 1));
+    else unit_prefetch(norm_idx, views_.size());
+  };
   unit_gather(0, 1);
+  next_run(0);
   timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
   unit_release(0, 1);
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
     unit_gather(layer_first(l), layer_first(l + 1));
+    next_run(l + 1);
     if (bf16_) {
       LayerActs16 a = acts16_for(l);
       layer_forward_bf16(l, a, y);
@@ -539,7 +547,6 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
     }
     unit_release(layer_first(l), layer_first(l + 1));
   }
-  const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
   const float* norm_w = params_->data + views_[norm_idx].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
   unit_gather(norm_idx, views_.size());
@@ -605,10 +612,12 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
-  unit_reduce(norm_idx, views_.size());
-  if (cfg_.tie_embeddings) unit_reduce(0, 1);  // the head's part of the embedding gradient
+  // weights released first, then the next run's gather overlaps this run's reduce-scatter
   unit_release(norm_idx, views_.size());
   if (cfg_.tie_embeddings) unit_release(0, 1);
+  if (cfg_.layers > 0) unit_prefetch(layer_first(cfg_.layers - 1), layer_first(cfg_.layers));
+  unit_reduce(norm_idx, views_.size());
+  if (cfg_.tie_embeddings) unit_reduce(0, 1);  // the head's part of the embedding gradient
   for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
     unit_gather(layer_first(l), layer_first(l + 1));
     if (bf16_) {
@@ -628,8 +637,9 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
       }
       layer_backward(l, a, dres_);
     }
-    unit_reduce(layer_first(l), layer_first(l + 1));
     unit_release(layer_first(l), layer_first(l + 1));
+    if (l > 0) unit_prefetch(layer_first(l - 1), layer_first(l));
+    unit_reduce(layer_first(l), layer_first(l + 1));
   }
   if (train_base) timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
   unit_reduce(0, 1);

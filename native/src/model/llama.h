@@ -23,7 +23,10 @@
 // the LM head) is gathered over the world into params() just before its forward, again before its
 // backward (and before a checkpointing recompute), and released after; its gradient is
 // reduce-scattered into this rank's part right after its backward and released. Under bf16 each
-// gathered run gets its own bf16 copy, released with it. params() and grads() then hold only the
+// gathered run gets its own bf16 copy, released with it. With a gather worker (param_shards.h) the
+// forward gathers the next run while the current one computes, and the backward gathers the next
+// run while the current one's gradient is reduce-scattered (after its weights are released), so
+// at most two runs' worth of weights and gradients are resident, as without it. params() and grads() then hold only the
 // pages of the run in use (the rest reads as zero).
 //
 // Optional LoRA (lora.h): adapters on chosen linear modules of every layer, in their own flat
@@ -262,6 +265,17 @@ class LlamaModel {
   void unit_gather(size_t first, size_t end);
   void unit_release(size_t first, size_t end);
   void unit_reduce(size_t first, size_t end);
+  // Stage 3 with a gather worker: starts gathering views [first, end) (the next run) now; the
+  // unit_gather of the same run waits for it. A no-op without one.
+  void unit_prefetch(size_t first, size_t end);
+  // The bf16 copy of views [first, end) (runs on the gather worker: no profiling there).
+  void convert_w16(size_t first, size_t end);
+  struct PendingGather {
+    size_t first = 0, end = 0;
+    uint64_t ticket = 0;
+    bool on = false;
+  };
+  PendingGather pending_;
   // The views of layer l: [layer_first(l), layer_first(l + 1)).
   size_t layer_first(int64_t l) const;
   void zero_param_shard_grads();

@@ -2,6 +2,7 @@
 // per-run gather / release / reduce-scatter the forward and backward call around each run of
 // tensors. Must never gather or reduce outside the fixed order of forward and backward (every
 // rank of the world issues the same collectives), nor leave a run's pages resident after its use.
+#include <functional>
 #include <stdexcept>
 
 #include "kernels/bf16.h"
@@ -30,7 +31,8 @@ void LlamaModel::take_param_part() {
 
 void LlamaModel::gather_all_params() {
   if (!shards_) throw std::logic_error("gatherParameters: the parameters are not sharded");
-  shards_->gather(params_->data, 0, views_.size());
+  // through the worker when there is one: the gathers' communicator is its alone
+  shards_->wait_gather(shards_->start_gather(params_->data, 0, views_.size(), nullptr));
 }
 
 void LlamaModel::release_all_params() {
@@ -42,37 +44,52 @@ void LlamaModel::zero_param_shard_grads() {
   flat::ParallelZero(shards_->grads()->data, shards_->part_length());
 }
 
+void LlamaModel::convert_w16(size_t first, size_t end) {
+  uint16_t* dst = w16_->halves();
+  for (size_t i = first; i < end; ++i) {
+    const ParamView& v = views_[i];
+    // as refresh_w16: matrices, the embedding only when it is also the LM head
+    if (v.shape.size() != 2 || (i == 0 && !cfg_.tie_embeddings)) continue;
+    f32_to_bf16(dst + v.offset, params_->data + v.offset, v.numel);
+  }
+}
+
+namespace {
+int64_t run_bytes(const ParamShards& s, size_t first, size_t end, bool bf16) {
+  return (s.flat_hi(end) - s.flat_lo(first)) * int64_t(bf16 ? 6 : 4);
+}
+}  // namespace
+
+void LlamaModel::unit_prefetch(size_t first, size_t end) {
+  if (!shards_ || !shards_->overlaps() || first >= end) return;
+  if (bf16_ && !w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
+  shards_->note_resident(run_bytes(*shards_, first, end, bf16_));
+  std::function<void()> post;
+  if (bf16_) post = [this, first, end] { convert_w16(first, end); };
+  pending_ = {first, end, shards_->start_gather(params_->data, first, end, std::move(post)), true};
+}
+
 void LlamaModel::unit_gather(size_t first, size_t end) {
   if (!shards_) return;
-  const int64_t lo = shards_->flat_lo(first), hi = shards_->flat_hi(end);
-  timed(kProfComm, [&] { shards_->gather(params_->data, first, end); });
-  int64_t bytes = (hi - lo) * int64_t(sizeof(float));
-  if (bf16_) {
-    if (!w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
-    uint16_t* dst = w16_->halves();
-    timed(kProfConvert, [&] {
-      for (size_t i = first; i < end; ++i) {
-        const ParamView& v = views_[i];
-        // as refresh_w16: matrices, the embedding only when it is also the LM head
-        if (v.shape.size() != 2 || (i == 0 && !cfg_.tie_embeddings)) continue;
-        f32_to_bf16(dst + v.offset, params_->data + v.offset, v.numel);
-      }
-    });
-    bytes += (hi - lo) * 2;
+  if (pending_.on) {
+    const PendingGather p = pending_;
+    pending_.on = false;
+    timed(kProfComm, [&] { shards_->wait_gather(p.ticket); });
+    if (p.first == first && p.end == end) return;
+    // a pass that ended early left another run prefetched: dropped
+    unit_release(p.first, p.end);
   }
-  shards_->note_resident(bytes);
+  if (bf16_ && !w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
+  shards_->note_resident(run_bytes(*shards_, first, end, bf16_));
+  timed(kProfComm, [&] { shards_->wait_gather(shards_->start_gather(params_->data, first, end, nullptr)); });
+  if (bf16_) timed(kProfConvert, [&] { convert_w16(first, end); });
 }
 
 void LlamaModel::unit_release(size_t first, size_t end) {
   if (!shards_) return;
-  const int64_t lo = shards_->flat_lo(first), hi = shards_->flat_hi(end);
   shards_->release(params_->data, first, end);
-  int64_t bytes = (hi - lo) * int64_t(sizeof(float));
-  if (bf16_ && w16_) {
-    shards_->release(w16_->halves(), first, end, 2);
-    bytes += (hi - lo) * 2;
-  }
-  shards_->note_resident(-bytes);
+  if (bf16_ && w16_) shards_->release(w16_->halves(), first, end, 2);
+  shards_->note_resident(-run_bytes(*shards_, first, end, bf16_));
 }
 
 void LlamaModel::unit_reduce(size_t first, size_t end) {

@@ -28,8 +28,9 @@ void release_range(void* p, size_t bytes) {
   if (madvise(reinterpret_cast<void*>(plo), phi - plo, MADV_DONTNEED) != 0) std::memset(reinterpret_cast<void*>(plo), 0, phi - plo);
 }
 
-ParamShards::ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout layout, const std::vector<ParamView>& views)
-    : comm_(std::move(comm)), layout_(std::move(layout)), views_(views) {
+ParamShards::ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout layout, const std::vector<ParamView>& views,
+                         std::shared_ptr<comm::Communicator> gather_comm)
+    : comm_(std::move(comm)), layout_(std::move(layout)), views_(views), gather_comm_(std::move(gather_comm)) {
   const ShardLayout& l = layout_;
   if (l.world < 1 || l.rank < 0 || l.rank >= l.world) throw std::invalid_argument("shardParameters: rank " + std::to_string(l.rank) + " is outside a world of " + std::to_string(l.world));
   if (l.world > 1 && (!comm_ || comm_->size() != l.world || comm_->rank() != l.rank))
@@ -50,6 +51,68 @@ ParamShards::ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout l
     recv_.assign(static_cast<size_t>(piece * l.world), 0.f);
     out_.assign(static_cast<size_t>(piece), 0.f);
   }
+  if (gather_comm_) {
+    if (l.world == 1 || gather_comm_->size() != l.world || gather_comm_->rank() != l.rank)
+      throw std::invalid_argument("shardParameters: the gathers' communicator is not this rank's world of " + std::to_string(l.world));
+    worker_ = std::thread([this] { work(); });
+  }
+}
+
+ParamShards::~ParamShards() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void ParamShards::work() {
+  for (;;) {
+    Job j;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      cv_.wait(g, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      j = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    std::exception_ptr e;
+    try {
+      if (!error_) {
+        gather(j.full, j.first, j.end);
+        if (j.post) j.post();
+      }
+    } catch (...) {
+      e = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (e && !error_) error_ = e;
+      ++done_;
+    }
+    cv_.notify_all();
+  }
+}
+
+uint64_t ParamShards::start_gather(float* full, size_t first, size_t end, std::function<void()> post) {
+  if (!worker_.joinable()) {
+    gather(full, first, end);
+    if (post) post();
+    return 0;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  queue_.push_back({full, first, end, std::move(post)});
+  cv_.notify_all();
+  return ++queued_;
+}
+
+void ParamShards::wait_gather(uint64_t ticket) {
+  if (!worker_.joinable()) return;
+  std::unique_lock<std::mutex> g(mu_);
+  cv_.wait(g, [&] { return done_ >= ticket; });
+  if (error_) std::rethrow_exception(error_);
 }
 
 template <typename F>
@@ -82,7 +145,7 @@ void ParamShards::gather(float* full, size_t first, size_t end) {
   const int64_t piece = static_cast<int64_t>(out_.size());
   for (int64_t a = lo; a < hi; a += piece) {
     const int64_t b = std::min(hi, a + piece), len = b - a;
-    comm_->all_gather(part + a, recv_.data(), static_cast<size_t>(len) * sizeof(float));
+    (gather_comm_ ? gather_comm_ : comm_)->all_gather(part + a, recv_.data(), static_cast<size_t>(len) * sizeof(float));
     for (int r = 0; r < layout_.world; ++r) {
       const float* src = recv_.data() + int64_t(r) * len;
       for_segments(r, first, end, a, b, [&](int64_t o, int64_t p, int64_t n) { std::memcpy(full + o, src + (p - a), static_cast<size_t>(n) * sizeof(float)); });

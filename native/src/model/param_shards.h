@@ -8,12 +8,21 @@
 // zero again), and its gradient is reduce-scattered into this rank's part right after its
 // backward wrote it, then released the same way, so the flat buffers only ever hold the pages of
 // the run in use. The collectives go through the world communicator in pieces of a bounded size.
-// Plain C++ (no N-API). Must never be used by two threads at once, or issue a collective that
-// another rank does not issue at the same point (every rank gathers and reduces the same runs
-// in the same order).
+// With a second world communicator the gathers run on a worker thread of their own (start_gather /
+// wait_gather, in FIFO order), so the next run's gather overlaps the current run's compute while
+// the reduce-scatters stay on the caller's thread and communicator.
+// Plain C++ (no N-API). Must never be called from more than one thread besides its own worker, or
+// issue a collective that another rank does not issue at the same point (every rank gathers and
+// reduces the same runs in the same order).
 #pragma once
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "model/llama.h"
@@ -46,7 +55,18 @@ class ParamShards {
 
   // comm: the world (nullptr only when world == 1). Throws std::invalid_argument on a layout that
   // does not cover the views.
-  ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout layout, const std::vector<ParamView>& views);
+  // gather_comm (nullable): a second world communicator for the gathers, run on a worker thread.
+  ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout layout, const std::vector<ParamView>& views,
+              std::shared_ptr<comm::Communicator> gather_comm = nullptr);
+  ~ParamShards();
+  ParamShards(const ParamShards&) = delete;
+  ParamShards& operator=(const ParamShards&) = delete;
+  bool overlaps() const { return worker_.joinable(); }
+  // Queues gather(full, first, end) and then `post` on the worker (without one: runs both now);
+  // returns the ticket wait_gather takes.
+  uint64_t start_gather(float* full, size_t first, size_t end, std::function<void()> post);
+  // Blocks until the ticket's gather (and every one before it) is done; rethrows its failure.
+  void wait_gather(uint64_t ticket);
 
   int64_t part_length() const { return part_length_; }
   const ShardLayout& layout() const { return layout_; }
@@ -85,6 +105,22 @@ class ParamShards {
   std::shared_ptr<FloatStorage> params_, grads_;
   std::vector<float> send_, recv_, out_;
   int64_t resident_ = 0, peak_ = 0;
+
+  // the gather worker (gather_comm_ set)
+  void work();
+  struct Job {
+    float* full;
+    size_t first, end;
+    std::function<void()> post;
+  };
+  std::shared_ptr<comm::Communicator> gather_comm_;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  uint64_t queued_ = 0, done_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
 };
 
 }  // namespace ua

@@ -279,11 +279,13 @@ export class Model {
    * gradient (`layout.chunks`: the partition map's), taken from the current parameters; forward
    * and backward gather each layer over `world` (null: a world of one) and reduce-scatter its
    * gradient into the part, so `params` and `grads` read as zero except while gatherParameters()
-   * holds the parameters. Every rank calls it at the same point. ERR_STATE with LoRA or a pending
+   * holds the parameters. With `gatherWorld` (a second communicator over the same world, used by
+   * nothing else) the gathers run on a worker thread of their own, each run's gather overlapping
+   * the compute before it. Every rank calls it at the same point. ERR_STATE with LoRA or a pending
    * forward.
    */
-  shardParameters(world: Communicator | null, layout: ShardLayout): ParameterShards {
-    this.h.shardParameters(world ? world.nativeHandle : null, layout.rank, layout.world, layout.dp, layout.block, [...layout.chunks]);
+  shardParameters(world: Communicator | null, layout: ShardLayout, gatherWorld: Communicator | null = null): ParameterShards {
+    this.h.shardParameters(world ? world.nativeHandle : null, layout.rank, layout.world, layout.dp, layout.block, [...layout.chunks], gatherWorld ? gatherWorld.nativeHandle : null);
     this.shardState = { params: this.h.shardedParams()!, grads: this.h.shardedGrads()! };
     return this.shardState;
   }
