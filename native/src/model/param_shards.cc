@@ -163,7 +163,6 @@ void ParamShards::reduce_scatter(float* full_grads, size_t first, size_t end) {
     });
   } else {
     const int64_t piece = static_cast<int64_t>(out_.size());
-    const float dp = static_cast<float>(layout_.dp);
     for (int64_t a = lo; a < hi; a += piece) {
       const int64_t b = std::min(hi, a + piece), len = b - a;
       std::fill(send_.begin(), send_.begin() + len * layout_.world, 0.f);
@@ -172,8 +171,8 @@ void ParamShards::reduce_scatter(float* full_grads, size_t first, size_t end) {
         for_segments(r, first, end, a, b, [&](int64_t o, int64_t p, int64_t n) { std::memcpy(dst + (p - a), full_grads + o, static_cast<size_t>(n) * sizeof(float)); });
       }
       comm_->reduce_scatter_sum(send_.data(), out_.data(), static_cast<size_t>(len), layout_.block);
-      // MEAN over the replicas: the quotient rounded to fp32, as stage 2 stores it
-      for (int64_t i = 0; i < len; ++i) part[a + i] += layout_.dp > 1 ? out_[i] / dp : out_[i];
+      // the world SUM: the MEAN over the replicas is taken once per step (Optimizer.reduceGradients)
+      for (int64_t i = 0; i < len; ++i) part[a + i] += out_[i];
     }
   }
   release(full_grads, first, end);

@@ -36,7 +36,7 @@ class Communicator;
 struct ShardLayout {
   int rank = 0;
   int world = 1;
-  // data-parallel replicas: the world sum of a gradient is divided by it (MEAN over replicas)
+  // data-parallel replicas (the caller divides the world sum by it: MEAN over replicas)
   int dp = 1;
   // ranks summed first (the SP block), then the blocks: the order of the stage-0 reduction
   int block = 1;
@@ -77,8 +77,8 @@ class ParamShards {
   void take_part(const float* full);
   // Tensors [first, end) of `full` <- every rank's part of them (a collective).
   void gather(float* full, size_t first, size_t end);
-  // This rank's gradient part += (the world sum of tensors [first, end) of `full_grads`) / dp
-  // (a collective); the range of full_grads is then released (zero).
+  // This rank's gradient part += the world sum of tensors [first, end) of `full_grads` (a
+  // collective; the caller divides the step's sum by dp once); the range is then released (zero).
   void reduce_scatter(float* full_grads, size_t first, size_t end);
   // Releases tensors [first, end) of a flat buffer of `elem_bytes` per element (4: fp32, 2: bf16).
   void release(void* full, size_t first, size_t end, size_t elem_bytes = 4) const;

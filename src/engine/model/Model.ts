@@ -278,7 +278,8 @@ export class Model {
    * ZeRO stage 3 (REFERENCE §8): from now on this rank keeps only its part of every parameter and
    * gradient (`layout.chunks`: the partition map's), taken from the current parameters; forward
    * and backward gather each layer over `world` (null: a world of one) and reduce-scatter its
-   * gradient into the part, so `params` and `grads` read as zero except while gatherParameters()
+   * gradient into the part (the world SUM: the trainer's Optimizer.reduceGradients divides it by
+   * the replicas once per step), so `params` and `grads` read as zero except while gatherParameters()
    * holds the parameters. With `gatherWorld` (a second communicator over the same world, used by
    * nothing else) the gathers run on a worker thread of their own, each run's gather overlapping
    * the compute before it. Every rank calls it at the same point. ERR_STATE with LoRA or a pending

@@ -17,7 +17,7 @@
  * up to the summation order of the reduction and the statistics.
  * Stage 3: the parameters too (zero/shardModel.ts): `set` is the model's packed part of the
  * parameters and gradients (Model.shards), the backward already reduce-scattered each layer's
- * gradient into it, so reduceGradients() has nothing left to do; statistics and plan as in
+ * gradient (its world sum) into it, so reduceGradients() only divides by the replicas; statistics and plan as in
  * stage 2 on the packed part, AdamW on it, and no all-gather: the model gathers each layer when
  * it needs it.
  */
@@ -97,7 +97,14 @@ export class Optimizer {
   async reduceGradients(): Promise<void> {
     const sh = this.shard;
     if (!sh || !sh.grads) throw new Error('Optimizer.reduceGradients: the gradients are not partitioned (zero_stage < 2): reduce them with the runtime');
-    if (sh.packed) return;  // stage 3: the backward reduce-scattered every layer into the part
+    if (sh.packed) {
+      // stage 3: the backward reduce-scattered every layer's world SUM into the part; the MEAN over
+      // the replicas once per step, the quotient rounded by the Float32Array store as in stage 2
+      const g = this.set.grads;
+      const dp = sh.group.dp;
+      if (dp > 1) for (let i = 0; i < g.length; i++) g[i] = g[i]! / dp;
+      return;
+    }
     await reduceScatterGradients(this.set.grads, sh.partition, sh.group, sh.bufs);
   }
 
