@@ -27,6 +27,9 @@ interface RankResult {
   localTokens: number;
   stepSeconds: number;
   peakRssBytes: number;
+  /** parameters + gradients + optimizer state held (ZeRO 3: with the layers gathered at once), and stage 0's */
+  stateBytes: number;
+  stage0StateBytes: number;
   parts: Record<string, number>;
   rssNow?: Record<string, number>;
   error?: { code?: string; message: string };
@@ -133,6 +136,7 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
     rows.push({ seq, peak, ranks });
     const p = ranks[0]!.parts;
     log(`  s=${seq}: peak RSS per rank ${ranks.map((r) => mib(r.peakRssBytes)).join(', ')}; rank 0: ${Object.entries(p).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}; step ${Math.max(...ranks.map((r) => r.stepSeconds)).toFixed(2)} s`);
+    log(`    parameters + gradients + optimizer per rank: ${ranks.map((r) => mib(r.stateBytes)).join(', ')} = ${(Math.max(...ranks.map((r) => r.stateBytes)) / ranks[0]!.stage0StateBytes).toFixed(3)} x stage 0's ${mib(ranks[0]!.stage0StateBytes)}`);
     const now = ranks[0]!.rssNow;
     if (now) log(`    rank 0 resident after the step: ${Object.entries(now).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
   }
@@ -153,6 +157,8 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
   return {
     bench: 'memory', config: o.config, sp: o.sp, zero: o.zero, tiled_mlp: o.tiledMlp, checkpointing: o.checkpointing,
     lengths: rows.map((r) => ({ seq: r.seq, peak_rss_bytes: r.peak, ranks: r.ranks })),
+    // parameters + gradients + optimizer per rank (the largest) over stage 0's of the same model
+    state_ratio_vs_stage0: Math.max(...rows[0]!.ranks.map((r) => r.stateBytes)) / rows[0]!.ranks[0]!.stage0StateBytes,
     fit_bytes: fit.a, fit_bytes_per_token: fit.b,
     machine_bytes: mem.bytes, longest_here: here, longest_24gib: in24,
     h200_plan: { gpus: 8, sp: 8, zero: 3, longest_tokens: plan.tokens, parts: plan.parts, preference_reference: pref }, alst: ALST,
@@ -199,7 +205,7 @@ export const memoryBench: Benchmark = {
   async run(opts, log) {
     const sp = positiveInt('--sp', String(opts.sp));
     const zero = Number(opts.zero);
-    if (zero !== 0 && zero !== 1 && zero !== 2) throw new Error(`bench memory: --zero must be 0, 1 or 2 (1 partitions the AdamW moments, 2 the gradients too; 3 is not implemented), got ${String(opts.zero)}`);
+    if (zero !== 0 && zero !== 1 && zero !== 2 && zero !== 3) throw new Error(`bench memory: --zero must be 0, 1, 2 or 3 (1 partitions the AdamW moments, 2 the gradients too, 3 the parameters too), got ${String(opts.zero)}`);
     const seqs = typeof opts.lengths === 'string' ? opts.lengths.split(',').map((v) => positiveInt('--lengths', v.trim())) : [4096, 8192, 16384];
     if (seqs.length < 2) throw new Error('bench memory: --lengths needs at least two lengths for the fit');
     for (const s of seqs) if (s % sp !== 0) throw new Error(`bench memory: length ${s} must be a multiple of --sp ${sp}`);

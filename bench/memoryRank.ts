@@ -1,9 +1,11 @@
 /**
  * One rank process of `bench memory` (spawned by bench/memory.ts, never run by hand): one whole
  * training step (forward, backward, gradient reduction, statistics, the policy's plan and the
- * AdamW update with the state sharded as ZeRO `zero` over the SP group) on this rank's shard of
- * one sequence, then its peak RSS and the named parts of its memory. Prints one `result <json>`
- * line. Must never call process.exit.
+ * AdamW update with the state sharded as ZeRO `zero` over the SP group; at 3 the parameters too,
+ * each layer gathered for its forward and backward) on this rank's shard of one sequence, then its
+ * peak RSS and the named parts of its memory, with the parameter + gradient + optimizer bytes it
+ * holds beside what stage 0 holds of the same model. Prints one `result <json>` line. Must never
+ * call process.exit.
  */
 import { readFileSync } from 'node:fs';
 import { Model } from '../src/engine/model/index.js';
@@ -15,6 +17,7 @@ import { PolicyRunner } from '../src/statecharts/policyRunner.js';
 import { createParallelRuntime } from '../src/train/createParallelRuntime.js';
 import { Optimizer } from '../src/train/loop/Optimizer.js';
 import { singleProcessRuntime, type ParallelRuntime } from '../src/train/ParallelRuntime.js';
+import { shardModel } from '../src/train/zero/shardModel.js';
 import { zeroGroupOf } from '../src/train/zero/ZeroGroup.js';
 import { benchSequenceShard } from './benchSequence.js';
 
@@ -40,7 +43,8 @@ async function main() {
   const cfg = await readModelConfig(args.config);
   const model = await Model.create(cfg, { seed: 1, checkpointing: args.checkpointing, tiledMlp: args.tiledMlp });
   rt.attachModel(model);
-  const optimizer = new Optimizer(model.trainable, { weight_decay: 0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 }, zeroGroupOf(rt, args.zero));
+  const sh = args.zero === 3 ? await shardModel(model, rt) : null;
+  const optimizer = new Optimizer(sh ? { params: sh.params, grads: sh.grads, views: model.views } : model.trainable, { weight_decay: 0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8 }, zeroGroupOf(rt, args.zero));
   const policy = new PolicyRunner();
   const s = args.seq;
   const input = benchSequenceShard(s, cfg.vocabSize, args.sp, rt.spRank, args.docTokens);
@@ -51,20 +55,30 @@ async function main() {
   const t = policy.step({ step: 1, totalSteps: 10, warmupSteps: 0, maxGradNorm: 1, seed: 1, stats: { gradMean: stats.gradMean, l2Norm: stats.l2Norm, maxAbs: stats.maxAbs, nonfinite: stats.nonfinite } });
   await optimizer.step(t.plan, stats, 1e-4);
   const stepSeconds = (performance.now() - t0) / 1e3;
+  const shard = model.shardStats();
+  const parameters = sh ? sh.params.byteLength : model.params.byteLength;
+  const gradients = sh ? sh.grads.byteLength : optimizer.shardsGradients ? optimizer.partition!.partLength * 4 : model.grads.byteLength;
+  const optimizerBytes = optimizer.m.byteLength + optimizer.v.byteLength;
+  // stage 3: the runs gathered at once (weights, bf16 copies, their gradients), at their most
+  const gathered = shard ? shard.peakResidentBytes : 0;
   const result = {
     rank: args.rank,
     localTokens: input.tokens.length,
     stepSeconds,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    // parameters + gradients + optimizer (+ stage 3's gathered runs), and stage 0's of the same model
+    stateBytes: parameters + gradients + optimizerBytes + gathered,
+    stage0StateBytes: 4 * model.params.byteLength,
     parts: {
       baseline: baseRss,
-      parameters: model.params.byteLength,
+      parameters,
       // stage 2 keeps only its reduced part; the backward still writes the full-size buffer (listed apart)
-      gradients: optimizer.shardsGradients ? optimizer.partition!.partLength * 4 : model.grads.byteLength,
-      ...(optimizer.shardsGradients ? { backward_gradient_buffer: model.grads.byteLength } : {}),
-      optimizer: optimizer.m.byteLength + optimizer.v.byteLength,
+      gradients,
+      ...(optimizer.shardsGradients && !sh ? { backward_gradient_buffer: model.grads.byteLength } : {}),
+      ...(sh ? { gathered_layers: gathered } : {}),
+      optimizer: optimizerBytes,
       activations: model.activationBytes,
-      communication: model.sequenceParallelStats()?.bufferBytes ?? 0,
+      communication: (model.sequenceParallelStats()?.bufferBytes ?? 0) + (shard?.bufferBytes ?? 0),
       // flash attention's transient scratch at its largest (the backward's packed copies and dQ parts)
       attention_scratch: attentionScratchPeakBytes(),
     },

@@ -211,7 +211,14 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("loraGrads", &ModelWrap::LoraGrads),
                       InstanceMethod("loraNumParams", &ModelWrap::LoraNumParams),
                       InstanceMethod("setAdaptersEnabled", &ModelWrap::SetAdaptersEnabled),
-                      InstanceMethod("adaptersEnabled", &ModelWrap::AdaptersEnabled)});
+                      InstanceMethod("adaptersEnabled", &ModelWrap::AdaptersEnabled),
+                      InstanceMethod("shardParameters", &ModelWrap::ShardParameters),
+                      InstanceMethod("shardedParams", &ModelWrap::ShardedParams),
+                      InstanceMethod("shardedGrads", &ModelWrap::ShardedGrads),
+                      InstanceMethod("gatherParameters", &ModelWrap::GatherParameters),
+                      InstanceMethod("releaseParameters", &ModelWrap::ReleaseParameters),
+                      InstanceMethod("takeParameterPart", &ModelWrap::TakeParameterPart),
+                      InstanceMethod("shardStats", &ModelWrap::ShardStats)});
 }
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {

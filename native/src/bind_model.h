@@ -1,5 +1,6 @@
 // What the model's binding files share (bind_model.cc: construction, buffers, forward/backward;
-// bind_model_lora.cc: LoRA adapters; bind_model_sp.cc: Ulysses sequence parallelism): the
+// bind_model_lora.cc: LoRA adapters; bind_model_sp.cc: Ulysses sequence parallelism;
+// bind_model_zero.cc: ZeRO stage 3's parameter shards): the
 // Napi::ObjectWrap over LlamaModel, its busy-flag worker and the config readers. Thin glue only:
 // validation, state checks (ERR_STATE for backward-without-forward and concurrent calls) and
 // promise plumbing. Must never run model math on the main thread.
@@ -104,10 +105,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ClearSequenceParallel(const Napi::CallbackInfo& info);
   Napi::Value SequenceParallelStats(const Napi::CallbackInfo& info);
 
+  // ZeRO stage 3 (bind_model_zero.cc)
+  Napi::Value ShardParameters(const Napi::CallbackInfo& info);
+  Napi::Value ShardedParams(const Napi::CallbackInfo& info);
+  Napi::Value ShardedGrads(const Napi::CallbackInfo& info);
+  Napi::Value GatherParameters(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseParameters(const Napi::CallbackInfo& info);
+  Napi::Value TakeParameterPart(const Napi::CallbackInfo& info);
+  Napi::Value ShardStats(const Napi::CallbackInfo& info);
+
   std::shared_ptr<LlamaModel> model_;
   std::shared_ptr<UlyssesAttention> ulysses_;
   std::shared_ptr<std::atomic<bool>> busy_;
-  Napi::Reference<Napi::Float32Array> params_js_, grads_js_, lora_params_js_, lora_grads_js_;
+  Napi::Reference<Napi::Float32Array> params_js_, grads_js_, lora_params_js_, lora_grads_js_, shard_params_js_, shard_grads_js_;
   int64_t last_n_ = 0;
 };
 

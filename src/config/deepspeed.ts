@@ -82,8 +82,7 @@ export function readDeepSpeedConfig(path: string, source: string): DeepSpeedMapp
   }
   return out;
 
-  // ZeRO's stage becomes zero_stage; stage 3 runs as stage 2 (moments and gradients partitioned),
-  // which gives the same weights: the parameters then stay replicated, as listed.
+  // ZeRO's stage becomes zero_stage, stage 3 included (parameters, gradients and moments partitioned).
   function zeroStage(v: unknown): void {
     out.ignored.push({ key: 'deepspeed.zero_optimization', reason: IGNORED_DEEPSPEED_KEYS.zero_optimization! });
     const stage = typeof v === 'object' && v !== null ? (v as Record<string, unknown>).stage : undefined;
@@ -92,8 +91,7 @@ export function readDeepSpeedConfig(path: string, source: string): DeepSpeedMapp
       out.problems.push({ key: `${path}: zero_optimization.stage`, value: stage, message: 'must be 0, 1, 2 or 3', fix: 'use a DeepSpeed ZeRO stage' });
       return;
     }
-    out.values.zero_stage = Math.min(stage, 2);
-    if (stage > 2) out.ignored.push({ key: 'deepspeed.zero_optimization.stage', reason: `stage ${stage} runs as stage 2 here (AdamW moments and gradients partitioned over the world; parameters replicated; the same weights)` });
+    out.values.zero_stage = stage;
   }
 
   function enabledValue(v: unknown): unknown {

@@ -172,7 +172,7 @@ export function isIgnoredKey(key: string): boolean {
 
 /** DeepSpeed JSON keys that only configure DeepSpeed's own engine. */
 export const IGNORED_DEEPSPEED_KEYS: Readonly<Record<string, string>> = {
-  zero_optimization: 'only its stage is read (as zero_stage); buckets (fixed here), overlap, offload and stage-3 settings have no counterpart here',
+  zero_optimization: 'only its stage is read (as zero_stage, 0-3); buckets and prefetch sizes (fixed here), overlap, offload and the other stage-3 settings have no counterpart here',
   optimizer: 'the optimizer is AdamW set by learning_rate, weight_decay and adam_* keys',
   scheduler: 'the schedule is set by lr_scheduler_type, warmup_ratio and warmup_steps',
   fp16: 'fp16 is not supported; use bf16 or fp32',

@@ -294,6 +294,8 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
   // the value head's statistics join the model's over whole gradients; ZeRO 2 keeps only a part of them
   if (stage === 'rm' && v<number>('zero_stage') >= 2)
     problems.push({ key: 'zero_stage', source: s('zero_stage').source, value: v('zero_stage'), message: 'stage rm runs with zero_stage 0 or 1 (ZeRO 2 partitions the gradients the value head is judged with)', fix: 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' });
+  // ZeRO 3 gathers every layer inside forward and backward: every rank must run the same passes
+  if (v<number>('zero_stage') === 3) problems.push(...zero3Problems(stage, (k) => ({ value: v(k), source: s(k).source })));
   const sp = v<number>('sequence_parallel_size');
   if (worldSize !== undefined && worldSize % sp !== 0)
     problems.push({ key: 'sequence_parallel_size', source: s('sequence_parallel_size').source, value: sp, message: `must divide the world size ${worldSize}`, fix: `use one of ${divisors(worldSize).join(', ')} or change the hosts' slots` });
@@ -347,3 +349,21 @@ export function formatIgnored(ignored: readonly IgnoredKey[]): string | undefine
 
 /** The env name of a key, for docs and messages. */
 export { envName };
+
+/**
+ * What ZeRO stage 3 does not run yet: LoRA (its base weights would have to be whole), the
+ * preference stages (reference passes and value heads), and evaluation during or after training
+ * (its replicas may run different numbers of forwards, and every forward gathers over the world).
+ */
+function zero3Problems(stage: string, get: (k: string) => { value: unknown; source: string }): { key: string; source: string; value: unknown; message: string; fix: string }[] {
+  const out = [];
+  const z = get('zero_stage');
+  if (get('finetuning_type').value !== 'full')
+    out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 shards the base weights, which finetuning_type lora keeps whole and frozen', fix: 'use zero_stage: 2 with LoRA (or finetuning_type: full)' });
+  if (stage !== 'pt' && stage !== 'sft')
+    out.push({ key: 'zero_stage', source: z.source, value: 3, message: `zero_stage 3 runs stage pt and sft only (it is ${stage})`, fix: stage === 'rm' ? 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' : 'use zero_stage: 2 (or a DeepSpeed JSON with zero_optimization.stage 2)' });
+  const evalStrategy = get('eval_strategy');
+  if (evalStrategy.value !== 'no' || get('do_eval').value === true)
+    out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 does not evaluate (eval_strategy / do_eval): the replicas\' evaluation passes may differ in number', fix: 'set eval_strategy: no and do_eval: false, or use zero_stage: 2' });
+  return out;
+}

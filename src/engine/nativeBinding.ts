@@ -174,6 +174,23 @@ export interface NativeModel {
   loraNumParams(): number;
   setAdaptersEnabled(on: boolean): void;
   adaptersEnabled(): boolean;
+  shardParameters(comm: CommHandle | null, rank: number, world: number, dp: number, block: number, chunks: number[], gatherComm: CommHandle | null): void;
+  shardedParams(): F32 | null;
+  shardedGrads(): F32 | null;
+  gatherParameters(): Promise<void>;
+  releaseParameters(): void;
+  takeParameterPart(): Promise<void>;
+  shardStats(): ShardStats | null;
+}
+
+/** ZeRO stage 3's shard figures (bind_model_zero.cc). */
+export interface ShardStats {
+  /** elements of this rank's packed part (parameters and gradients alike) */
+  partLength: number;
+  /** most bytes of gathered parameters, their bf16 copies and gradients resident at once */
+  peakResidentBytes: number;
+  /** bytes of the gathers' and reduce-scatters' world-sized buffers */
+  bufferBytes: number;
 }
 
 /**

@@ -5,6 +5,7 @@
  * `singleProcessRuntime` is the world-of-one implementation (no communication); the Gloo-backed
  * one lives in src/train/createParallelRuntime.ts.
  */
+import type { Communicator } from '../engine/Communicator.js';
 import type { Model } from '../engine/model/index.js';
 import { groupMembers } from './groupMembers.js';
 
@@ -42,6 +43,13 @@ export interface ParallelRuntime extends ParallelLayout {
   reduceGradients(grads: Float32Array): Promise<void>;
   /** Makes the model's attention sequence-parallel over the SP group (no-op when sp == 1). */
   attachModel(model: Model): void;
+  /**
+   * A communicator over the whole world for the model's own collectives (ZeRO stage 3's gathers
+   * and reduce-scatters inside forward and backward), apart from the runtime's; `index` 1 is a
+   * second one (the gathers' worker thread). Each is made on its first call (a collective: every
+   * rank calls it at the same point), closed with the runtime. null in a world of one.
+   */
+  modelWorld(index?: 0 | 1): Promise<Communicator | null>;
   close(): Promise<void>;
 }
 
@@ -62,6 +70,7 @@ export function singleProcessRuntime(): ParallelRuntime {
     reduceScatterSum: async (buf, _group, _block, out) => (out ? (out.set(buf), out) : Float32Array.from(buf)),
     reduceGradients: async () => {},
     attachModel: () => {},
+    modelWorld: async () => null,
     close: async () => {},
   };
 }

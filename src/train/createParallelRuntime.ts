@@ -61,6 +61,7 @@ class GlooRuntime implements ParallelRuntime {
   readonly spRank: number;
   readonly dpRank: number;
   private closing: Promise<void> | undefined;
+  private readonly modelComms = new Map<number, Promise<Communicator>>();
 
   constructor(
     layout: ReturnType<typeof layoutOf>,
@@ -144,9 +145,20 @@ class GlooRuntime implements ParallelRuntime {
     model.setSequenceParallel(this.attnComm);
   }
 
+  async modelWorld(index: 0 | 1 = 0): Promise<Communicator | null> {
+    if (this.world === 1) return null;
+    let c = this.modelComms.get(index);
+    if (!c) {
+      c = this.worldComm.split(`modelworld${index}`, Array.from({ length: this.world }, (_, r) => r));
+      this.modelComms.set(index, c);
+    }
+    return c;
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const subs = [this.attnComm, this.spComm, this.dpComm].filter((c): c is Communicator => c !== undefined);
+      const model = await Promise.all([...this.modelComms.values()].map((c) => c.catch(() => undefined)));
+      const subs = [this.attnComm, this.spComm, this.dpComm, ...model].filter((c): c is Communicator => c !== undefined);
       await Promise.allSettled(subs.map((c) => c.close()));
       await this.worldComm.close();
     })();

@@ -29,6 +29,7 @@ import { prepareEvalDatasets, splitValidation } from './evalData.js';
 import { loadTokenizer } from './tokenizer/index.js';
 import { JobEvaluation, writeEvalResults } from './jobEvaluation.js';
 import { Evaluator, type EvalSet } from './loop/Evaluator.js';
+import { shardModel } from './zero/shardModel.js';
 import { recallTask, recallChance, type RecallOptions } from './data/recallTask.js';
 import { evaluateRecall, type RecallEval } from './loop/evaluateRecall.js';
 import { replicaData } from './loop/replicaData.js';
@@ -225,6 +226,8 @@ export const trainWorkload: Workload = async (ctx) => {
       }
     }
     runtime.attachModel(model);
+    // ZeRO 3: from here on each rank keeps its part of the parameters (gathered per layer in forward and backward)
+    if (c.zero_stage === 3) await shardModel(model, runtime);
     ctx.setPhase('loading', true);
     const party: CacheParty = { rank: ctx.rank, world: ctx.world, store: ctx.store, signal: ctx.signal, info: (m) => log.info(m), warn: (m) => log.warn(m) };
     const data = await loadJobData(c, modelDir, model.config.vocabSize, party, runtime.dp);

@@ -1,6 +1,7 @@
-// zero_stage from the job or from the DeepSpeed JSON's zero_optimization.stage: stage 3
-// (LLaMA-Factory's ds_z3_config.json) runs as stage 2 and says so; a stage DeepSpeed does not have,
-// a zero_stage above 2 in the job and a job value that disagrees with the JSON are problems.
+// zero_stage from the job or from the DeepSpeed JSON's zero_optimization.stage, stage 3
+// (LLaMA-Factory's ds_z3_config.json) included; a stage DeepSpeed does not have and a job value
+// that disagrees with the JSON are problems; stage 3 refuses what it does not run (LoRA, the
+// preference stages, evaluation), naming zero_stage and the fix.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,14 +14,16 @@ const z3 = fileURLToPath(new URL('./fixtures/llamafactory/examples/deepspeed/ds_
 t.test('zero_stage: default 0, the job key, and the DeepSpeed stage', async (t) => {
   t.equal(loadJobConfig({ configPath: 'j.yaml', configText: 'stage: pt\n', env: {} }).config.zero_stage, 0, 'default 0');
   t.equal(loadJobConfig({ configPath: 'j.yaml', configText: 'zero_stage: 1\n', env: {} }).config.zero_stage, 1, 'own key');
-  const job = loadJobConfig({ configPath: 'j.yaml', configText: `deepspeed: ${z3}\n`, env: {} });
+  const full = 'stage: sft\nfinetuning_type: full\n';
+  const job = loadJobConfig({ configPath: 'j.yaml', configText: `${full}deepspeed: ${z3}\n`, env: {} });
   t.equal(loadJobConfig({ configPath: 'j.yaml', configText: 'zero_stage: 2\n', env: {} }).config.zero_stage, 2, 'own key: stage 2');
-  t.equal(job.config.zero_stage, 2, 'ds_z3_config.json: stage 3 runs as stage 2');
-  t.ok(job.ignored.some((i) => i.key === 'deepspeed.zero_optimization.stage' && /stage 3 runs as stage 2/.test(i.reason)), 'and says so');
-  t.ok(job.ignored.some((i) => i.key === 'deepspeed.zero_optimization'), 'the other ZeRO settings are listed as ignored');
-  const same = loadJobConfig({ configPath: 'j.yaml', configText: `deepspeed: ${z3}\nzero_stage: 2\n`, env: {} });
-  t.equal(same.config.zero_stage, 2, 'the job and the JSON agree');
-  const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: `deepspeed: ${z3}\nzero_stage: 0\n`, env: {} }));
+  t.equal(loadJobConfig({ configPath: 'j.yaml', configText: `${full}zero_stage: 3\n`, env: {} }).config.zero_stage, 3, 'own key: stage 3');
+  t.equal(job.config.zero_stage, 3, 'ds_z3_config.json: stage 3');
+  t.notOk(job.ignored.some((i) => i.key === 'deepspeed.zero_optimization.stage'), 'the stage itself is not listed as ignored');
+  t.ok(job.ignored.some((i) => i.key === 'deepspeed.zero_optimization' && /0-3/.test(i.reason)), 'the other ZeRO settings are listed as ignored');
+  const same = loadJobConfig({ configPath: 'j.yaml', configText: `${full}deepspeed: ${z3}\nzero_stage: 3\n`, env: {} });
+  t.equal(same.config.zero_stage, 3, 'the job and the JSON agree');
+  const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: `${full}deepspeed: ${z3}\nzero_stage: 0\n`, env: {} }));
   t.ok(ps.some((p) => /zero_stage/.test(p.key + p.message) && /disagrees/.test(p.message)), 'a job value that disagrees with the JSON is a problem, as for the other mapped keys');
 });
 
@@ -30,8 +33,24 @@ t.test('bad stages are problems naming the key', async (t) => {
   writeFileSync(ds, JSON.stringify({ zero_optimization: { stage: 4 } }));
   const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: `deepspeed: ${ds}\n`, env: {} }));
   t.ok(ps.some((p) => /zero_optimization\.stage/.test(p.key) && /0, 1, 2 or 3/.test(p.message)), 'stage 4 in the JSON');
-  const job = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'zero_stage: 3\n', env: {} }));
-  t.same(job.map((p) => p.key), ['zero_stage'], 'zero_stage 3 in the job is refused (not implemented: the JSON maps it to 2)');
+  const job = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'zero_stage: 4\n', env: {} }));
+  t.same(job.map((p) => p.key), ['zero_stage'], 'zero_stage 4 in the job');
+});
+
+t.test('zero_stage 3 refuses LoRA, the preference stages and evaluation, naming zero_stage and the fix', async (t) => {
+  const refused = (text: string) => problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: text, env: {} }));
+  const lora = refused('stage: sft\nfinetuning_type: lora\nzero_stage: 3\n');
+  t.same(lora.map((p) => p.key), ['zero_stage']);
+  t.match(lora[0]!.message, /finetuning_type lora/);
+  t.match(lora[0]!.fix, /zero_stage: 2/);
+  for (const stage of ['dpo', 'kto', 'rm']) {
+    const ps = refused(`stage: ${stage}\nfinetuning_type: full\nzero_stage: 3\n`);
+    t.ok(ps.some((p) => p.key === 'zero_stage' && /pt and sft only/.test(p.message) && /zero_stage: [12]/.test(p.fix)), `stage ${stage}`);
+  }
+  const evals = refused('stage: sft\nfinetuning_type: full\nzero_stage: 3\nval_size: 0.1\neval_strategy: steps\n');
+  t.ok(evals.some((p) => p.key === 'zero_stage' && /does not evaluate/.test(p.message)), 'eval_strategy steps');
+  const ds = refused(`stage: sft\ndeepspeed: ${z3}\n`);
+  t.ok(ds.some((p) => p.key === 'zero_stage' && /lora/.test(p.message)), 'also when the DeepSpeed JSON asks for it (finetuning_type defaults to lora)');
 });
 
 t.test('stage rm takes zero_stage 0 or 1: ZeRO 2 is refused naming the key', async (t) => {

@@ -50,6 +50,7 @@ function replicaPair(): [ParallelRuntime, ParallelRuntime] {
     barrier: async () => {},
     reduceGradients: async () => {},
     attachModel: () => {},
+    modelWorld: async () => null,
     close: async () => {},
   });
   return [make(0), make(1)];

@@ -1,9 +1,13 @@
 // `bench memory` on the tiny model at short lengths (seconds): per-rank peaks grow with the
 // length, the fitted line's slope is positive and predicts lengths beyond the measured ones, the
 // ZeRO-1 moments of each of 2 ranks are half of the full moments (the size of the parameters), at
-// ZeRO 2 the reduced gradient each rank keeps is half the parameters' size,
+// ZeRO 2 the reduced gradient each rank keeps is half the parameters' size, at ZeRO 3 the
+// parameters, gradients and moments held (with the layers gathered at once) at most 0.55 of stage 0's,
 // and the H200 plan comes from resourceEstimate.ts, whose ZeRO parts divide as REFERENCE §8 says.
 import t from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/util/packageRoot.js';
 // the compiled bench: it spawns its rank processes from dist/bench
 import { memoryBench } from '../../dist/bench/memory.js';
 import { estimateRankMemory, paramCount, type ModelDims } from '../../src/train/resourceEstimate.js';
@@ -28,7 +32,29 @@ t.test('bench memory: three lengths, a fit and the plans', async (t) => {
   t.ok(g > 0.45 && g <= 0.55, `ZeRO 2 over 2 ranks: the reduced gradient kept is ${g.toFixed(3)} of the parameters' size`);
   t.equal(q.backward_gradient_buffer, q.parameters, 'the full-size buffer the backward writes is listed apart');
   t.ok(q.optimizer! / (2 * q.parameters!) <= 0.55, 'and the moments are halved as in stage 1');
-  await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '3' }, () => {}), /--zero must be 0, 1 or 2/);
+  // ZeRO 3 holds half of everything plus the largest run gathered at once (its weights and its
+  // gradient): 0.5 + 2 x run / (4 x whole) of stage 0. tiny's layers are 24% of its weights each
+  // (above 0.55); 12 such layers are 8% (0.54).
+  const dir = t.testdir();
+  const deep = join(dir, 'config.json');
+  writeFileSync(deep, JSON.stringify({ ...JSON.parse(readFileSync(join(packageRoot(), 'examples/models/tiny/config.json'), 'utf8')), num_hidden_layers: 12 }));
+  for (const [model, layerShare] of [['tiny', 0.2395], [deep, 0.0822]] as const) {
+    const z3 = await memoryBench.run({ model, sp: '2', zero: '3', lengths: '128,256', checkpointing: false }, () => {});
+    const z3r = (z3.lengths as { ranks: { stateBytes: number; stage0StateBytes: number; parts: Record<string, number> }[] }[])[0]!.ranks;
+    const name = model === 'tiny' ? 'tiny' : '12 layers';
+    for (const [i, r] of z3r.entries()) {
+      const whole = r.stage0StateBytes / 4;
+      const half = r.parts.parameters! / whole;
+      t.ok(half > 0.45 && half <= 0.55, `ZeRO 3 ${name} rank ${i}: its part of the parameters is ${half.toFixed(3)} of the whole`);
+      t.equal(r.parts.gradients, r.parts.parameters, `ZeRO 3 ${name} rank ${i}: and of the gradients the same`);
+      const gathered = r.parts.gathered_layers! / whole;
+      t.ok(gathered > 0 && gathered <= 2 * layerShare + 1e-3, `ZeRO 3 ${name} rank ${i}: at most one layer's weights and gradient gathered at once (${gathered.toFixed(3)} of the weights' size)`);
+      const ratio = r.stateBytes / r.stage0StateBytes;
+      t.ok(ratio <= 0.5 + layerShare / 2 + 1e-3, `ZeRO 3 ${name} rank ${i}: parameters + gradients + optimizer ${ratio.toFixed(3)} x stage 0`);
+      if (name === '12 layers') t.ok(ratio <= 0.55, `ZeRO 3 ${name}: ${ratio.toFixed(3)} <= 0.55 x stage 0`);
+    }
+  }
+  await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '4' }, () => {}), /--zero must be 0, 1, 2 or 3/);
   await t.rejects(memoryBench.run({ model: 'no-such-model', sp: '2', zero: '1' }, () => {}), /--model no-such-model/);
   await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '1', lengths: '127,256' }, () => {}), /multiple of --sp/);
 });

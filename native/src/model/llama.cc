@@ -147,10 +147,14 @@ int64_t LlamaModel::num_params() const {
   return n;
 }
 
-LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const {
+size_t LlamaModel::layer_first(int64_t l) const {
   // Views of layer l start after the embedding; the per-layer count depends on the bias and norm flags.
   const int64_t per_layer = 9 + (cfg_.qkv_bias ? 3 : 0) + (cfg_.o_bias ? 1 : 0) + (cfg_.qk_norm ? 2 : 0);
-  size_t i = 1 + static_cast<size_t>(l * per_layer);
+  return 1 + static_cast<size_t>(l * per_layer);
+}
+
+LlamaModel::LayerParams LlamaModel::layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const {
+  size_t i = layer_first(l);
   float* base = s->data;
   auto next = [&]() { return base + views_[i++].offset; };
   LayerParams p{};
@@ -184,6 +188,7 @@ void LlamaModel::init(uint64_t seed) {
       for (int64_t j = 0; j < v.numel; ++j) p[j] = v.init_value;
     }
   }
+  if (shards_) take_param_part();
 }
 
 // With adapters the base gradients are never written (zeroed once at attach): only the
@@ -191,6 +196,8 @@ void LlamaModel::init(uint64_t seed) {
 void LlamaModel::zero_grad() {
   if (lora_)
     ParallelZero(lora_->grads->data, lora_->flat_size);
+  else if (shards_)
+    zero_param_shard_grads();
   else
     ParallelZero(grads_->data, flat_size_);
 }
@@ -516,10 +523,21 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;
-  if (bf16_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
+  if (bf16_ && !shards_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
+  const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
+  // each run's gather overlaps the compute of the one before (with a gather worker)
+  auto next_run = [&](int64_t l) {
+    if (l < cfg_.layers) unit_prefetch(layer_first(l), layer_first(l + 1));
+    else unit_prefetch(norm_idx, views_.size());
+  };
+  unit_gather(0, 1);
+  next_run(0);
   timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
+  unit_release(0, 1);
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
+    unit_gather(layer_first(l), layer_first(l + 1));
+    next_run(l + 1);
     if (bf16_) {
       LayerActs16 a = acts16_for(l);
       layer_forward_bf16(l, a, y);
@@ -527,22 +545,27 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
       LayerActs a = acts_for(l);
       layer_forward(l, a, y);
     }
+    unit_release(layer_first(l), layer_first(l + 1));
   }
-  const float* norm_w = params_->data + views_[views_.size() - (cfg_.tie_embeddings ? 1 : 2)].offset;
+  const float* norm_w = params_->data + views_[norm_idx].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
+  unit_gather(norm_idx, views_.size());
+  if (cfg_.tie_embeddings) unit_gather(0, 1);
+  ForwardResult res;
   if (bf16_) {
-    ForwardResult res;
     head_forward_bf16(norm_w, lm, token_loss, token_argmax, res);
-    has_forward_ = true;
-    return res;
+  } else {
+    timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
+    CeResult ce;
+    timed(kProfHeadFwd, [&] {
+      ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk, token_argmax);
+    });
+    res = {ce.loss, ce.valid};
   }
-  timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
-  CeResult ce;
-  timed(kProfHeadFwd, [&] {
-    ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk, token_argmax);
-  });
+  unit_release(norm_idx, views_.size());
+  if (cfg_.tie_embeddings) unit_release(0, 1);
   has_forward_ = true;
-  return {ce.loss, ce.valid};
+  return res;
 }
 
 void LlamaModel::final_hidden(int64_t row, float* out) const {
@@ -573,6 +596,8 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   float* g_norm = train_base ? grads_->data + views_[norm_idx].offset : nullptr;
   float* g_lm = !train_base ? nullptr : cfg_.tie_embeddings ? g_embed : grads_->data + views_.back().offset;
 
+  unit_gather(norm_idx, views_.size());
+  if (cfg_.tie_embeddings) unit_gather(0, 1);
   float* dhn = scratch_dD_;
   timed(kProfCopy, [&] { ParallelZero(dhn, n * D); });
   if (bf16_) {
@@ -587,7 +612,14 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   }
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
+  // weights released first, then the next run's gather overlaps this run's reduce-scatter
+  unit_release(norm_idx, views_.size());
+  if (cfg_.tie_embeddings) unit_release(0, 1);
+  if (cfg_.layers > 0) unit_prefetch(layer_first(cfg_.layers - 1), layer_first(cfg_.layers));
+  unit_reduce(norm_idx, views_.size());
+  if (cfg_.tie_embeddings) unit_reduce(0, 1);  // the head's part of the embedding gradient
   for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
+    unit_gather(layer_first(l), layer_first(l + 1));
     if (bf16_) {
       LayerActs16 a = acts16_for(l);
       if (buf_ckpt_) {
@@ -596,17 +628,21 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
         recomputing_ = false;
       }
       layer_backward_bf16(l, a, dres_);
-      continue;
+    } else {
+      LayerActs a = acts_for(l);
+      if (buf_ckpt_) {
+        recomputing_ = true;
+        layer_forward(l, a, nullptr);
+        recomputing_ = false;
+      }
+      layer_backward(l, a, dres_);
     }
-    LayerActs a = acts_for(l);
-    if (buf_ckpt_) {
-      recomputing_ = true;
-      layer_forward(l, a, nullptr);
-      recomputing_ = false;
-    }
-    layer_backward(l, a, dres_);
+    unit_release(layer_first(l), layer_first(l + 1));
+    if (l > 0) unit_prefetch(layer_first(l - 1), layer_first(l));
+    unit_reduce(layer_first(l), layer_first(l + 1));
   }
   if (train_base) timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
+  unit_reduce(0, 1);
 }
 
 const char* profile_name(int cat) {

@@ -18,6 +18,17 @@
 // gradient stay fp32. Saved activations that only feed products (normed inputs, q/k/v, the
 // attention output, gate/up) are kept in bf16; the layer inputs, h and the statistics in fp32.
 //
+// ZeRO stage 3 (set_param_shards, llama_zero3.cc): this rank keeps only its part of the parameters
+// and gradients (param_shards.h); each run of tensors (the embedding, a layer, the final norm with
+// the LM head) is gathered over the world into params() just before its forward, again before its
+// backward (and before a checkpointing recompute), and released after; its gradient is
+// reduce-scattered into this rank's part right after its backward and released. Under bf16 each
+// gathered run gets its own bf16 copy, released with it. With a gather worker (param_shards.h) the
+// forward gathers the next run while the current one computes, and the backward gathers the next
+// run while the current one's gradient is reduce-scattered (after its weights are released), so
+// at most two runs' worth of weights and gradients are resident, as without it. params() and grads() then hold only the
+// pages of the run in use (the rest reads as zero).
+//
 // Optional LoRA (lora.h): adapters on chosen linear modules of every layer, in their own flat
 // param / grad buffers with PEFT-named views. Once attached the base model is frozen: backward
 // accumulates adapter gradients only (no base weight, norm, embedding or head gradients) and
@@ -39,6 +50,7 @@ namespace ua {
 namespace flat {
 class Cursor;  // model/flat_buffer.h
 }
+class ParamShards;  // model/param_shards.h
 
 struct LlamaConfig {
   int64_t vocab = 0;
@@ -173,6 +185,18 @@ class LlamaModel {
   void reset_profile() { for (double& x : profile_) x = 0; }
   const double* profile() const { return profile_; }
 
+  // ZeRO stage 3 (see the header comment): from now on this rank keeps only its part (taken from
+  // the current parameters, which are then released). Throws std::logic_error with adapters
+  // attached or a forward awaiting its backward; nullptr is refused.
+  void set_param_shards(std::shared_ptr<ParamShards> s);
+  const std::shared_ptr<ParamShards>& param_shards() const { return shards_; }
+  // Stage 3: every parameter gathered into params() (a collective; for checkpoints and hashes).
+  void gather_all_params();
+  // Stage 3: params() released again (after gather_all_params).
+  void release_all_params();
+  // Stage 3: this rank's part <- params() (after a load into them), then params() released.
+  void take_param_part();
+
   // Bytes held by the activation arena (0 before the first forward).
   int64_t activation_bytes() const;
 
@@ -237,6 +261,25 @@ class LlamaModel {
                          ForwardResult& res);
   void head_backward_bf16(float* dhn, float* g_lm, const float* lm, const float* token_weight);
 
+  // Stage 3 (no-ops without shards): views [first, end) gathered / released / their gradients reduced.
+  void unit_gather(size_t first, size_t end);
+  void unit_release(size_t first, size_t end);
+  void unit_reduce(size_t first, size_t end);
+  // Stage 3 with a gather worker: starts gathering views [first, end) (the next run) now; the
+  // unit_gather of the same run waits for it. A no-op without one.
+  void unit_prefetch(size_t first, size_t end);
+  // The bf16 copy of views [first, end) (runs on the gather worker: no profiling there).
+  void convert_w16(size_t first, size_t end);
+  struct PendingGather {
+    size_t first = 0, end = 0;
+    uint64_t ticket = 0;
+    bool on = false;
+  };
+  PendingGather pending_;
+  // The views of layer l: [layer_first(l), layer_first(l + 1)).
+  size_t layer_first(int64_t l) const;
+  void zero_param_shard_grads();
+
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
   void ensure_buffers(int64_t n);
@@ -270,6 +313,7 @@ class LlamaModel {
   int64_t flat_size_ = 0;
   std::shared_ptr<FloatStorage> params_, grads_;
   std::shared_ptr<AttentionBackend> attn_;
+  std::shared_ptr<ParamShards> shards_;
   bool checkpointing_ = false;
 
   // Activation arena (allocated once per (n, checkpointing, precision)).

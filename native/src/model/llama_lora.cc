@@ -11,6 +11,7 @@
 #include "kernels/matmul.h"
 #include "model/flat_buffer.h"
 #include "model/llama.h"
+#include "model/param_shards.h"
 
 namespace ua {
 
@@ -35,6 +36,7 @@ bool AnyNonzero(const float* x, int64_t count) {
 
 void LlamaModel::attach_lora(const LoraConfig& c) {
   if (lora_) throw std::invalid_argument("attach_lora: adapters are already attached");
+  if (shards_) throw std::invalid_argument("attach_lora: the base parameters are sharded (ZeRO stage 3); LoRA needs them whole");
   validate_lora_config(c);
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
                 KD = cfg_.kv_heads * cfg_.head_dim;

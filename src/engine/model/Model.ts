@@ -19,7 +19,7 @@ import { EngineError } from '../errors.js';
 import { resolveLora, writeAdapter, type LoraOptions } from '../lora.js';
 import { readModelConfig, type ModelConfig } from '../modelConfig.js';
 import { native } from '../native.js';
-import type { ForwardResult, NativeModel, ParamView, SequenceParallelStats } from '../nativeBinding.js';
+import type { ForwardResult, NativeModel, ParamView, SequenceParallelStats, ShardStats } from '../nativeBinding.js';
 import { expectData } from '../Tensor.js';
 import { attachAdapters, loadAdapters, type LoraState } from './adapters.js';
 import { forwardArgs, type ForwardInput } from './forwardInput.js';
@@ -39,6 +39,21 @@ export interface ModelOptions {
   device?: DeviceKind | null;
 }
 
+/** ZeRO stage 3's part of the parameters and gradients on this rank (packed as zero/partition.ts packs them). */
+export interface ParameterShards {
+  params: Float32Array;
+  grads: Float32Array;
+}
+
+/** Where this rank stands in stage 3's sharding: world rank and size, replicas, the SP block, each tensor's chunk. */
+export interface ShardLayout {
+  rank: number;
+  world: number;
+  dp: number;
+  block: number;
+  chunks: readonly number[];
+}
+
 export class Model {
   readonly config: ModelConfig;
   /** Flat parameter buffer (native memory). */
@@ -50,6 +65,7 @@ export class Model {
   private readonly byName: Map<string, ParamView>;
   private lastN = 0;
   private loraState: LoraState | null = null;
+  private shardState: ParameterShards | null = null;
   /** Where the base model came from (adapter_config.json's base_model_name_or_path); null: created here. */
   nameOrPath: string | null = null;
 
@@ -256,6 +272,46 @@ export class Model {
   async loadAdapter(dir: string, o: { seed?: number } = {}): Promise<LoraState> {
     this.loraState = await loadAdapters(this.h, this.loraState, dir, o.seed ?? 0);
     return this.loraState;
+  }
+
+  /**
+   * ZeRO stage 3 (REFERENCE §8): from now on this rank keeps only its part of every parameter and
+   * gradient (`layout.chunks`: the partition map's), taken from the current parameters; forward
+   * and backward gather each layer over `world` (null: a world of one) and reduce-scatter its
+   * gradient into the part (the world SUM: the trainer's Optimizer.reduceGradients divides it by
+   * the replicas once per step), so `params` and `grads` read as zero except while gatherParameters()
+   * holds the parameters. With `gatherWorld` (a second communicator over the same world, used by
+   * nothing else) the gathers run on a worker thread of their own, each run's gather overlapping
+   * the compute before it. Every rank calls it at the same point. ERR_STATE with LoRA or a pending
+   * forward.
+   */
+  shardParameters(world: Communicator | null, layout: ShardLayout, gatherWorld: Communicator | null = null): ParameterShards {
+    this.h.shardParameters(world ? world.nativeHandle : null, layout.rank, layout.world, layout.dp, layout.block, [...layout.chunks], gatherWorld ? gatherWorld.nativeHandle : null);
+    this.shardState = { params: this.h.shardedParams()!, grads: this.h.shardedGrads()! };
+    return this.shardState;
+  }
+
+  /** Stage 3's parts (null: the parameters are whole). */
+  get shards(): ParameterShards | null {
+    return this.shardState;
+  }
+
+  /** Stage 3: every parameter into `params` from the parts (a collective), for checkpoints and hashes; releaseParameters() after. */
+  async gatherParameters(): Promise<void> {
+    await this.h.gatherParameters();
+  }
+
+  releaseParameters(): void {
+    this.h.releaseParameters();
+  }
+
+  /** Stage 3: this rank's part from `params` (after a load into them), which are then released. */
+  async takeParameterPart(): Promise<void> {
+    await this.h.takeParameterPart();
+  }
+
+  shardStats(): ShardStats | null {
+    return this.h.shardStats();
   }
 
   /** Zeroes the trainable gradients (with LoRA the adapters' only: base gradients are never written). */

@@ -1,5 +1,5 @@
 /** The model of the native engine and its parts. Re-exports only. */
-export { Model, type ModelOptions } from './Model.js';
+export { Model, type ModelOptions, type ParameterShards, type ShardLayout } from './Model.js';
 export type { TrainableSet } from './TrainableSet.js';
 export type { ForwardInput } from './forwardInput.js';
 export type { LoraState } from './adapters.js';

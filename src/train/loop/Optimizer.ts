@@ -15,6 +15,11 @@
  * so this rank holds only its part reduced, gradStats() combines the parts' partial sums, the
  * plan runs on the part; then AdamW and the all-gather as in stage 1. The weights equal stage 0's
  * up to the summation order of the reduction and the statistics.
+ * Stage 3: the parameters too (zero/shardModel.ts): `set` is the model's packed part of the
+ * parameters and gradients (Model.shards), the backward already reduce-scattered each layer's
+ * gradient (its world sum) into it, so reduceGradients() only divides by the replicas; statistics and plan as in
+ * stage 2 on the packed part, AdamW on it, and no all-gather: the model gathers each layer when
+ * it needs it.
  */
 import type { TrainableSet } from '../../engine/model/index.js';
 import { adamwStep, gradStats, optimizerStep, type GradStats, type PlanEffects, type SpanTable } from '../../engine/ops/optim.js';
@@ -44,6 +49,8 @@ interface Shard {
   bufs: BucketBuffers;
   /** stage 2: the gradients are partitioned */
   grads: boolean;
+  /** stage 3: `set` holds this rank's packed part only (packed offsets for parameters and gradients) */
+  packed: boolean;
 }
 
 export class Optimizer {
@@ -60,7 +67,10 @@ export class Optimizer {
   constructor(private readonly set: TrainableSet, private readonly config: AdamWConfig, zero?: ZeroGroup) {
     if (zero && zero.stage >= 1) {
       const partition = new Partition(set.views, zero.world);
-      this.shard = { group: zero, partition, segments: partition.segments(zero.rank), decay: set.views.map(decays), bufs: bucketBuffers(partition), grads: zero.stage >= 2 };
+      const packed = zero.stage >= 3;
+      if (packed && (set.params.length !== partition.partLength || set.grads.length !== partition.partLength))
+        throw new Error(`Optimizer: ZeRO stage 3 updates this rank's packed part (${partition.partLength} elements), got buffers of ${set.params.length} and ${set.grads.length}: shard the model first (zero/shardModel.ts)`);
+      this.shard = { group: zero, partition, segments: partition.segments(zero.rank), decay: set.views.map(decays), bufs: packed ? { buckets: [], all: new Float32Array(0), one: new Float32Array(0) } : bucketBuffers(partition), grads: zero.stage >= 2, packed };
       this.m = new Float32Array(partition.partLength);
       this.v = new Float32Array(partition.partLength);
     } else {
@@ -87,14 +97,27 @@ export class Optimizer {
   async reduceGradients(): Promise<void> {
     const sh = this.shard;
     if (!sh || !sh.grads) throw new Error('Optimizer.reduceGradients: the gradients are not partitioned (zero_stage < 2): reduce them with the runtime');
+    if (sh.packed) {
+      // stage 3: the backward reduce-scattered every layer's world SUM into the part; the MEAN over
+      // the replicas once per step, the quotient rounded by the Float32Array store as in stage 2
+      const g = this.set.grads;
+      const dp = sh.group.dp;
+      if (dp > 1) for (let i = 0; i < g.length; i++) g[i] = g[i]! / dp;
+      return;
+    }
     await reduceScatterGradients(this.set.grads, sh.partition, sh.group, sh.bufs);
   }
 
   /** The statistics of the reduced gradients (stage 2: a collective combining every rank's part). */
   async gradStats(): Promise<GradStats> {
     const sh = this.shard;
-    if (sh?.grads) return partitionedStats(this.set.grads, this.set.views, sh.partition, sh.group);
+    if (sh?.grads) return partitionedStats(this.set.grads, this.set.views, sh.partition, sh.group, sh.packed);
     return gradStats(this.set.grads, spansOf(this.set));
+  }
+
+  /** The gradients the plan and AdamW read: the whole reduced buffer, or under stage 3 this rank's packed part. */
+  get gradients(): Float32Array {
+    return this.set.grads;
   }
 
   /** The partition map of the moments (null: replicated). */
@@ -159,18 +182,19 @@ export class Optimizer {
     return fx;
   }
 
-  /** Stages 1 and 2: the plan (on the whole gradient, or on the part), AdamW on this rank's segments, then the all-gather. */
+  /** Stages 1-3: the plan (on the whole gradient, or on the part), AdamW on this rank's segments, then the all-gather. */
   private async shardedStep(sh: Shard, table: SpanTable, plan: PolicyPlan, stats: GradStats, adam: { lr: number; beta1: number; beta2: number; eps: number; step: number }): Promise<PlanEffects> {
     const { set } = this;
     const fx = sh.grads
-      ? await planOnPart(set.grads, set.views, sh.partition, sh.group, plan, stats)
+      ? await planOnPart(set.grads, set.views, sh.partition, sh.group, plan, stats, sh.packed)
       : await optimizerStep(set.grads, table, stepPlanOf(plan, stats));
     for (const s of sh.segments) {
-      const at = (x: Float32Array) => x.subarray(s.offset, s.offset + s.numel);
+      const o = sh.packed ? s.packed : s.offset;
+      const at = (x: Float32Array) => x.subarray(o, o + s.numel);
       const part = (x: Float32Array) => x.subarray(s.packed, s.packed + s.numel);
       await adamwStep(at(set.params), part(this.m), part(this.v), at(set.grads), { ...adam, weightDecay: sh.decay[s.tensor] ? this.config.weight_decay : 0 });
     }
-    await gatherParts(set.params, sh.partition, sh.group, sh.bufs);
+    if (!sh.packed) await gatherParts(set.params, sh.partition, sh.group, sh.bufs);
     return fx;
   }
 }

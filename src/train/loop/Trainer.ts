@@ -157,9 +157,12 @@ export class Trainer {
   constructor(o: TrainerOptions) {
     this.o = o;
     this.schedule = scheduleOf(o.config, o.data.batchesPerEpoch);
-    // sized to what the optimizer updates: attach LoRA before constructing the trainer
+    // sized to what the optimizer updates: attach LoRA (or shard the model, ZeRO 3) before constructing the trainer
     const rt = o.runtime;
-    this.optimizer = new Optimizer(o.model.trainable, o.config, zeroGroupOf(rt, o.config.zero_stage));
+    const sh = o.model.shards;
+    if ((o.config.zero_stage >= 3) !== (sh !== null)) throw new Error(`Trainer: zero_stage ${o.config.zero_stage} with ${sh ? 'a sharded' : 'an unsharded'} model (stage 3 needs zero/shardModel.ts first, and only stage 3 takes one)`);
+    const set = sh ? { params: sh.params, grads: sh.grads, views: o.model.views } : o.model.trainable;
+    this.optimizer = new Optimizer(set, o.config, zeroGroupOf(rt, o.config.zero_stage));
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }
@@ -215,11 +218,31 @@ export class Trainer {
         else await this.save();
       }
     }
-    return { step: this.step, finalHash: weightsHash(model), losses };
+    return { step: this.step, finalHash: await this.weightsHash(), losses };
+  }
+
+  /** ZeRO 3: the whole parameters gathered (a collective) while `use` reads them, released after. */
+  private async withWholeParameters<T>(use: () => Promise<T> | T): Promise<T> {
+    const { model } = this.o;
+    if (!model.shards) return use();
+    await model.gatherParameters();
+    try {
+      return await use();
+    } finally {
+      model.releaseParameters();
+    }
+  }
+
+  private weightsHash(): Promise<string> {
+    return this.withWholeParameters(() => weightsHash(this.o.model));
   }
 
   /** rank 0 writes; every rank waits so nobody runs ahead of a checkpoint that may be rolled back to. */
   private async save(): Promise<void> {
+    await this.withWholeParameters(() => this.saveWhole());
+  }
+
+  private async saveWhole(): Promise<void> {
     const { o } = this;
     o.hooks?.setPhase?.('checkpointing', true);
     // ZeRO: every rank writes its own part of the moments first (a collective)
@@ -286,7 +309,9 @@ export class Trainer {
     const { lossSum, localTokens, validTokens } = r;
     // NaN/Inf faults poison this rank's part before the reduction, so every replica sees them
     const train = model.trainable;
-    o.chaos?.corruptGradients(train.grads, step);
+    // the gradients the optimizer reads (ZeRO 3: this rank's part, already reduced by the backward)
+    const grads = this.optimizer.gradients;
+    o.chaos?.corruptGradients(grads, step);
     await o.chaos?.inCollective('reduceGradients', step);
     // ZeRO 2: a reduce-scatter leaves each rank its part of the reduced gradient
     await (this.optimizer.shardsGradients ? this.optimizer.reduceGradients() : runtime.reduceGradients(train.grads));
@@ -296,7 +321,7 @@ export class Trainer {
     const totals = Float64Array.of(lossSum, localTokens, validTokens, ...metricNames.map((k) => stageMetrics[k]!));
     await runtime.allReduceSum(totals, 'world');
     const loss = totals[0]! / runtime.dp;
-    o.gradientHook?.(train.grads, step);
+    o.gradientHook?.(grads, step);
 
     // rm: the model's and the value head's gradients are one gradient to the policy (one global norm)
     const stats = o.rm ? await o.rm.jointStats(train) : await this.optimizer.gradStats();
@@ -314,7 +339,7 @@ export class Trainer {
     if (plan.skipUpdate) {
       o.logger.warn(`step ${step}: ${stats.nonfinite} non-finite gradient values: update skipped`);
       if (plan.escalate) {
-        await zero(train.grads);
+        await zero(grads);
         throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
       }
     } else {

@@ -7,8 +7,10 @@
  * policy decides as in stage 0); and the plan's operations on the part (noise by the global
  * element index, scaling and centralization judged per tensor from the global statistics, the
  * clip by the global norm recomputed from partial sums of squares). Moves data in buckets of
- * whole tensors, so no full-size transient buffer exists. Must never judge anything from a local
- * number: every decision here comes from gathered values every rank holds alike.
+ * whole tensors, so no full-size transient buffer exists. Stage 3 (`packed`): the gradient buffer
+ * is the part alone (packed offsets, the backward reduced it already); the same statistics and
+ * plan operations, noise still keyed by the global element index. Must never judge anything from
+ * a local number: every decision here comes from gathered values every rank holds alike.
  */
 import type { ParamView } from '../../engine/model/index.js';
 import { addNoise, centralize, clipByGlobalNorm, gradPartialSums, scale, type GradStats, type PartialSums, type PlanEffects } from '../../engine/ops/optim.js';
@@ -18,6 +20,8 @@ import type { Bucket, Partition, PartSegment } from './partition.js';
 import type { ZeroGroup } from './ZeroGroup.js';
 
 const part = (x: Float32Array, s: PartSegment) => x.subarray(s.offset, s.offset + s.numel);
+/** Where a segment lies in the gradient buffer: at its flat offset, or (stage 3: the part alone) at its packed one. */
+const located = (segments: readonly PartSegment[], packed: boolean): PartSegment[] => segments.map((s) => (packed ? { ...s, offset: s.packed } : s));
 
 /** The buffers the bucketed collectives reuse step after step: one bucket of every rank's slices, and one rank's slice. */
 export interface BucketBuffers {
@@ -57,9 +61,9 @@ async function gatherPartials(grads: Float32Array, segments: readonly PartSegmen
 }
 
 /** The statistics of the whole reduced gradient (REFERENCE §5) from every rank's part: the same numbers on every rank. */
-export async function partitionedStats(grads: Float32Array, views: readonly ParamView[], partition: Partition, group: ZeroGroup): Promise<GradStats> {
+export async function partitionedStats(grads: Float32Array, views: readonly ParamView[], partition: Partition, group: ZeroGroup, packed = false): Promise<GradStats> {
   const n = views.length;
-  const all = await gatherPartials(grads, partition.segments(group.rank), n, group);
+  const all = await gatherPartials(grads, located(partition.segments(group.rank), packed), n, group);
   const perTensorMeanAbs = new Float64Array(n);
   let sumSq = 0;
   let meanSum = 0;
@@ -91,12 +95,13 @@ export async function partitionedStats(grads: Float32Array, views: readonly Para
  * rank's part of the reduced gradient; `stats` are the global statistics the plan was made from.
  * The effects are the whole step's (counted per tensor, the same on every rank).
  */
-export async function planOnPart(grads: Float32Array, views: readonly ParamView[], partition: Partition, group: ZeroGroup, plan: PolicyPlan, stats: GradStats): Promise<PlanEffects> {
-  const segments = partition.segments(group.rank);
+export async function planOnPart(grads: Float32Array, views: readonly ParamView[], partition: Partition, group: ZeroGroup, plan: PolicyPlan, stats: GradStats, packed = false): Promise<PlanEffects> {
+  const flat = partition.segments(group.rank);
+  const segments = located(flat, packed);
   const fx: PlanEffects = { noised: 0, scaled: 0, centralized: 0, clipFactor: 1, normBeforeClip: stats.l2Norm };
   let changed = false;
   if (plan.noiseStd > 0) {
-    for (const s of segments) await addNoise(part(grads, s), plan.noiseStd, { seed: plan.noiseSeed, step: plan.step, tensor: s.tensor }, s.offset - views[s.tensor]!.offset);
+    for (const [i, s] of segments.entries()) await addNoise(part(grads, s), plan.noiseStd, { seed: plan.noiseSeed, step: plan.step, tensor: s.tensor }, flat[i]!.offset - views[s.tensor]!.offset);
     fx.noised = views.length;
     changed = true;
   }

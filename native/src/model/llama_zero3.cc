@@ -1,0 +1,104 @@
+// ZeRO stage 3 of the Llama model (llama.h, param_shards.h): installing the shards, and the
+// per-run gather / release / reduce-scatter the forward and backward call around each run of
+// tensors. Must never gather or reduce outside the fixed order of forward and backward (every
+// rank of the world issues the same collectives), nor leave a run's pages resident after its use.
+#include <functional>
+#include <stdexcept>
+
+#include "kernels/bf16.h"
+#include "model/flat_buffer.h"
+#include "model/llama.h"
+#include "model/param_shards.h"
+
+namespace ua {
+
+void LlamaModel::set_param_shards(std::shared_ptr<ParamShards> s) {
+  if (!s) throw std::logic_error("shardParameters: no shards given");
+  if (lora_) throw std::logic_error("shardParameters: ZeRO stage 3 shards the base parameters; LoRA adapters are attached");
+  if (has_forward_) throw std::logic_error("shardParameters: a forward awaits its backward; run backward first");
+  if (shards_) throw std::logic_error("shardParameters: the parameters are already sharded");
+  shards_ = std::move(s);
+  w16_.reset();  // the full bf16 copy: from now on one per gathered run
+  take_param_part();
+}
+
+void LlamaModel::take_param_part() {
+  if (!shards_) throw std::logic_error("takeParameterPart: the parameters are not sharded");
+  shards_->take_part(params_->data);
+  shards_->release(params_->data, 0, views_.size());
+  shards_->release(grads_->data, 0, views_.size());
+}
+
+void LlamaModel::gather_all_params() {
+  if (!shards_) throw std::logic_error("gatherParameters: the parameters are not sharded");
+  // through the worker when there is one: the gathers' communicator is its alone
+  shards_->wait_gather(shards_->start_gather(params_->data, 0, views_.size(), nullptr));
+}
+
+void LlamaModel::release_all_params() {
+  if (!shards_) throw std::logic_error("releaseParameters: the parameters are not sharded");
+  shards_->release(params_->data, 0, views_.size());
+}
+
+void LlamaModel::zero_param_shard_grads() {
+  flat::ParallelZero(shards_->grads()->data, shards_->part_length());
+}
+
+void LlamaModel::convert_w16(size_t first, size_t end) {
+  uint16_t* dst = w16_->halves();
+  for (size_t i = first; i < end; ++i) {
+    const ParamView& v = views_[i];
+    // as refresh_w16: matrices, the embedding only when it is also the LM head
+    if (v.shape.size() != 2 || (i == 0 && !cfg_.tie_embeddings)) continue;
+    f32_to_bf16(dst + v.offset, params_->data + v.offset, v.numel);
+  }
+}
+
+namespace {
+int64_t run_bytes(const ParamShards& s, size_t first, size_t end, bool bf16) {
+  return (s.flat_hi(end) - s.flat_lo(first)) * int64_t(bf16 ? 6 : 4);
+}
+}  // namespace
+
+void LlamaModel::unit_prefetch(size_t first, size_t end) {
+  if (!shards_ || !shards_->overlaps() || first >= end) return;
+  if (bf16_ && !w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
+  shards_->note_resident(run_bytes(*shards_, first, end, bf16_));
+  std::function<void()> post;
+  if (bf16_) post = [this, first, end] { convert_w16(first, end); };
+  pending_ = {first, end, shards_->start_gather(params_->data, first, end, std::move(post)), true};
+}
+
+void LlamaModel::unit_gather(size_t first, size_t end) {
+  if (!shards_) return;
+  if (pending_.on) {
+    const PendingGather p = pending_;
+    pending_.on = false;
+    timed(kProfComm, [&] { shards_->wait_gather(p.ticket); });
+    if (p.first == first && p.end == end) return;
+    // a pass that ended early left another run prefetched: dropped
+    unit_release(p.first, p.end);
+  }
+  if (bf16_ && !w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
+  shards_->note_resident(run_bytes(*shards_, first, end, bf16_));
+  timed(kProfComm, [&] { shards_->wait_gather(shards_->start_gather(params_->data, first, end, nullptr)); });
+  if (bf16_) timed(kProfConvert, [&] { convert_w16(first, end); });
+}
+
+void LlamaModel::unit_release(size_t first, size_t end) {
+  if (!shards_) return;
+  shards_->release(params_->data, first, end);
+  if (bf16_ && w16_) shards_->release(w16_->halves(), first, end, 2);
+  shards_->note_resident(-run_bytes(*shards_, first, end, bf16_));
+}
+
+void LlamaModel::unit_reduce(size_t first, size_t end) {
+  if (!shards_) return;
+  const int64_t bytes = (shards_->flat_hi(end) - shards_->flat_lo(first)) * int64_t(sizeof(float));
+  // the run's gradient was resident since its backward began
+  shards_->note_resident(bytes);
+  timed(kProfComm, [&] { shards_->reduce_scatter(grads_->data, first, end); });
+  shards_->note_resident(-bytes);
+}
+
+}  // namespace ua

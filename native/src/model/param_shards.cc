@@ -1,0 +1,196 @@
+// ZeRO stage 3's parameter shards (see param_shards.h).
+#include "model/param_shards.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "comm/communicator.h"
+
+namespace ua {
+
+void release_range(void* p, size_t bytes) {
+  if (bytes == 0) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + bytes;
+  const uintptr_t plo = (lo + page - 1) / page * page, phi = hi / page * page;
+  if (phi <= plo) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  std::memset(p, 0, plo - lo);
+  std::memset(reinterpret_cast<void*>(phi), 0, hi - phi);
+  // private anonymous pages (heap or mapped): reading them again gives zero-filled pages
+  if (madvise(reinterpret_cast<void*>(plo), phi - plo, MADV_DONTNEED) != 0) std::memset(reinterpret_cast<void*>(plo), 0, phi - plo);
+}
+
+ParamShards::ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout layout, const std::vector<ParamView>& views,
+                         std::shared_ptr<comm::Communicator> gather_comm)
+    : comm_(std::move(comm)), layout_(std::move(layout)), views_(views), gather_comm_(std::move(gather_comm)) {
+  const ShardLayout& l = layout_;
+  if (l.world < 1 || l.rank < 0 || l.rank >= l.world) throw std::invalid_argument("shardParameters: rank " + std::to_string(l.rank) + " is outside a world of " + std::to_string(l.world));
+  if (l.world > 1 && (!comm_ || comm_->size() != l.world || comm_->rank() != l.rank))
+    throw std::invalid_argument("shardParameters: the communicator is not this rank's world of " + std::to_string(l.world));
+  if (l.dp < 1 || l.block < 1 || l.world % l.block != 0) throw std::invalid_argument("shardParameters: dp and block must be positive, block dividing the world");
+  if (l.chunks.size() != views_.size()) throw std::invalid_argument("shardParameters: " + std::to_string(l.chunks.size()) + " chunks for " + std::to_string(views_.size()) + " tensors");
+  for (size_t i = 0; i < views_.size(); ++i) {
+    if (l.chunks[i] < 0 || l.chunks[i] * l.world < views_[i].numel)
+      throw std::invalid_argument("shardParameters: chunk " + std::to_string(i) + " does not cover " + views_[i].name + " over " + std::to_string(l.world) + " parts");
+    starts_.push_back(part_length_);
+    part_length_ += l.chunks[i];
+  }
+  params_ = std::make_shared<FloatStorage>(part_length_);
+  grads_ = std::make_shared<FloatStorage>(part_length_);
+  if (l.world > 1) {
+    const int64_t piece = std::min(kPiece, std::max<int64_t>(part_length_, 1));
+    send_.assign(static_cast<size_t>(piece * l.world), 0.f);
+    recv_.assign(static_cast<size_t>(piece * l.world), 0.f);
+    out_.assign(static_cast<size_t>(piece), 0.f);
+  }
+  if (gather_comm_) {
+    if (l.world == 1 || gather_comm_->size() != l.world || gather_comm_->rank() != l.rank)
+      throw std::invalid_argument("shardParameters: the gathers' communicator is not this rank's world of " + std::to_string(l.world));
+    worker_ = std::thread([this] { work(); });
+  }
+}
+
+ParamShards::~ParamShards() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void ParamShards::work() {
+  for (;;) {
+    Job j;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      cv_.wait(g, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      j = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    std::exception_ptr e;
+    try {
+      if (!error_) {
+        gather(j.full, j.first, j.end);
+        if (j.post) j.post();
+      }
+    } catch (...) {
+      e = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (e && !error_) error_ = e;
+      ++done_;
+    }
+    cv_.notify_all();
+  }
+}
+
+uint64_t ParamShards::start_gather(float* full, size_t first, size_t end, std::function<void()> post) {
+  if (!worker_.joinable()) {
+    gather(full, first, end);
+    if (post) post();
+    return 0;
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  queue_.push_back({full, first, end, std::move(post)});
+  cv_.notify_all();
+  return ++queued_;
+}
+
+void ParamShards::wait_gather(uint64_t ticket) {
+  if (!worker_.joinable()) return;
+  std::unique_lock<std::mutex> g(mu_);
+  cv_.wait(g, [&] { return done_ >= ticket; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+template <typename F>
+void ParamShards::for_segments(int r, size_t first, size_t end, int64_t a, int64_t b, F&& f) const {
+  for (size_t t = first; t < end; ++t) {
+    const int64_t s = starts_[t], c = layout_.chunks[t];
+    if (s >= b || s + c <= a) continue;
+    const int64_t lo = std::max(a, s) - s, hi = std::min(b, s + c) - s;  // within the chunk
+    const int64_t e0 = int64_t(r) * c + lo, e1 = std::min(views_[t].numel, int64_t(r) * c + hi);
+    if (e1 > e0) f(views_[t].offset + e0, s + lo, e1 - e0);
+  }
+}
+
+void ParamShards::take_part(const float* full) {
+  float* part = params_->data;
+  std::memset(part, 0, static_cast<size_t>(part_length_) * sizeof(float));
+  for_segments(layout_.rank, 0, views_.size(), 0, part_length_, [&](int64_t o, int64_t p, int64_t n) {
+    std::memcpy(part + p, full + o, static_cast<size_t>(n) * sizeof(float));
+  });
+}
+
+void ParamShards::gather(float* full, size_t first, size_t end) {
+  if (first >= end) return;
+  const int64_t lo = starts_[first], hi = starts_[end - 1] + layout_.chunks[end - 1];
+  const float* part = params_->data;
+  if (layout_.world == 1) {
+    for_segments(0, first, end, lo, hi, [&](int64_t o, int64_t p, int64_t n) { std::memcpy(full + o, part + p, static_cast<size_t>(n) * sizeof(float)); });
+    return;
+  }
+  const int64_t piece = static_cast<int64_t>(out_.size());
+  for (int64_t a = lo; a < hi; a += piece) {
+    const int64_t b = std::min(hi, a + piece), len = b - a;
+    (gather_comm_ ? gather_comm_ : comm_)->all_gather(part + a, recv_.data(), static_cast<size_t>(len) * sizeof(float));
+    for (int r = 0; r < layout_.world; ++r) {
+      const float* src = recv_.data() + int64_t(r) * len;
+      for_segments(r, first, end, a, b, [&](int64_t o, int64_t p, int64_t n) { std::memcpy(full + o, src + (p - a), static_cast<size_t>(n) * sizeof(float)); });
+    }
+  }
+}
+
+void ParamShards::reduce_scatter(float* full_grads, size_t first, size_t end) {
+  if (first >= end) return;
+  const int64_t lo = starts_[first], hi = starts_[end - 1] + layout_.chunks[end - 1];
+  float* part = grads_->data;
+  if (layout_.world == 1) {
+    for_segments(0, first, end, lo, hi, [&](int64_t o, int64_t p, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) part[p + i] += full_grads[o + i];
+    });
+  } else {
+    const int64_t piece = static_cast<int64_t>(out_.size());
+    for (int64_t a = lo; a < hi; a += piece) {
+      const int64_t b = std::min(hi, a + piece), len = b - a;
+      std::fill(send_.begin(), send_.begin() + len * layout_.world, 0.f);
+      for (int r = 0; r < layout_.world; ++r) {
+        float* dst = send_.data() + int64_t(r) * len;
+        for_segments(r, first, end, a, b, [&](int64_t o, int64_t p, int64_t n) { std::memcpy(dst + (p - a), full_grads + o, static_cast<size_t>(n) * sizeof(float)); });
+      }
+      comm_->reduce_scatter_sum(send_.data(), out_.data(), static_cast<size_t>(len), layout_.block);
+      // the world SUM: the MEAN over the replicas is taken once per step (Optimizer.reduceGradients)
+      for (int64_t i = 0; i < len; ++i) part[a + i] += out_[i];
+    }
+  }
+  release(full_grads, first, end);
+}
+
+void ParamShards::release(void* full, size_t first, size_t end, size_t elem_bytes) const {
+  if (first >= end) return;
+  const int64_t lo = flat_lo(first), hi = flat_hi(end);
+  release_range(static_cast<uint8_t*>(full) + lo * int64_t(elem_bytes), static_cast<size_t>(hi - lo) * elem_bytes);
+}
+
+void ParamShards::note_resident(int64_t delta_bytes) {
+  resident_ += delta_bytes;
+  peak_ = std::max(peak_, resident_);
+}
+
+int64_t ParamShards::buffer_bytes() const {
+  return static_cast<int64_t>((send_.size() + recv_.size() + out_.size()) * sizeof(float));
+}
+
+}  // namespace ua

@@ -1,0 +1,126 @@
+// ZeRO stage 3's sharded parameters and gradients of a LlamaModel (REFERENCE §8): this rank keeps
+// only its part of every tensor (the cut of src/train/zero/partition.ts: each tensor's chunk,
+// ceil(rows / world) whole rows, rank r holding elements [r * chunk, (r + 1) * chunk) clipped to
+// the tensor; the parts packed in tensor order, padded to one length on every rank), in two
+// packed buffers of that length. A run of whole tensors (a layer, the embedding, the final norm
+// and LM head) is gathered into the model's flat parameter buffer at the views' offsets just
+// before it is used and released after (its pages handed back to the system: the range reads as
+// zero again), and its gradient is reduce-scattered into this rank's part right after its
+// backward wrote it, then released the same way, so the flat buffers only ever hold the pages of
+// the run in use. The collectives go through the world communicator in pieces of a bounded size.
+// With a second world communicator the gathers run on a worker thread of their own (start_gather /
+// wait_gather, in FIFO order), so the next run's gather overlaps the current run's compute while
+// the reduce-scatters stay on the caller's thread and communicator.
+// Plain C++ (no N-API). Must never be called from more than one thread besides its own worker, or
+// issue a collective that another rank does not issue at the same point (every rank gathers and
+// reduces the same runs in the same order).
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "model/llama.h"
+
+namespace ua {
+
+namespace comm {
+class Communicator;
+}
+
+struct ShardLayout {
+  int rank = 0;
+  int world = 1;
+  // data-parallel replicas (the caller divides the world sum by it: MEAN over replicas)
+  int dp = 1;
+  // ranks summed first (the SP block), then the blocks: the order of the stage-0 reduction
+  int block = 1;
+  // each tensor's part length (the partition map's chunks)
+  std::vector<int64_t> chunks;
+};
+
+// Hands the pages inside [p, p + bytes) back to the system and zeroes the partial pages at the
+// edges: the range reads as zero afterwards and holds no resident memory but those edges.
+void release_range(void* p, size_t bytes);
+
+class ParamShards {
+ public:
+  // Elements per rank of one piece of a collective (512 KiB; the world-sized buffers hold world x this).
+  static constexpr int64_t kPiece = int64_t(1) << 17;
+
+  // comm: the world (nullptr only when world == 1). Throws std::invalid_argument on a layout that
+  // does not cover the views.
+  // gather_comm (nullable): a second world communicator for the gathers, run on a worker thread.
+  ParamShards(std::shared_ptr<comm::Communicator> comm, ShardLayout layout, const std::vector<ParamView>& views,
+              std::shared_ptr<comm::Communicator> gather_comm = nullptr);
+  ~ParamShards();
+  ParamShards(const ParamShards&) = delete;
+  ParamShards& operator=(const ParamShards&) = delete;
+  bool overlaps() const { return worker_.joinable(); }
+  // Queues gather(full, first, end) and then `post` on the worker (without one: runs both now);
+  // returns the ticket wait_gather takes.
+  uint64_t start_gather(float* full, size_t first, size_t end, std::function<void()> post);
+  // Blocks until the ticket's gather (and every one before it) is done; rethrows its failure.
+  void wait_gather(uint64_t ticket);
+
+  int64_t part_length() const { return part_length_; }
+  const ShardLayout& layout() const { return layout_; }
+  std::shared_ptr<FloatStorage> params() const { return params_; }
+  std::shared_ptr<FloatStorage> grads() const { return grads_; }
+
+  // This rank's part <- its elements of `full` (flat like the views; no communication).
+  void take_part(const float* full);
+  // Tensors [first, end) of `full` <- every rank's part of them (a collective).
+  void gather(float* full, size_t first, size_t end);
+  // This rank's gradient part += the world sum of tensors [first, end) of `full_grads` (a
+  // collective; the caller divides the step's sum by dp once); the range is then released (zero).
+  void reduce_scatter(float* full_grads, size_t first, size_t end);
+  // Releases tensors [first, end) of a flat buffer of `elem_bytes` per element (4: fp32, 2: bf16).
+  void release(void* full, size_t first, size_t end, size_t elem_bytes = 4) const;
+  // Element range [lo, hi) of the flat buffers that tensors [first, end) occupy.
+  int64_t flat_lo(size_t first) const { return views_[first].offset; }
+  int64_t flat_hi(size_t end) const { return views_[end - 1].offset + (views_[end - 1].numel + 15) / 16 * 16; }
+
+  // Resident accounting for the memory benchmark: bytes of gathered runs held now / at most, and
+  // the collectives' buffers.
+  void note_resident(int64_t delta_bytes);
+  int64_t peak_resident_bytes() const { return peak_; }
+  int64_t buffer_bytes() const;
+
+ private:
+  // Calls f(full_offset, packed_offset, count) for each run of rank r's packed elements [a, b)
+  // of tensors [first, end) that holds real elements (padding left out).
+  template <typename F> void for_segments(int r, size_t first, size_t end, int64_t a, int64_t b, F&& f) const;
+
+  std::shared_ptr<comm::Communicator> comm_;
+  ShardLayout layout_;
+  std::vector<ParamView> views_;
+  std::vector<int64_t> starts_;  // each tensor's packed offset
+  int64_t part_length_ = 0;
+  std::shared_ptr<FloatStorage> params_, grads_;
+  std::vector<float> send_, recv_, out_;
+  int64_t resident_ = 0, peak_ = 0;
+
+  // the gather worker (gather_comm_ set)
+  void work();
+  struct Job {
+    float* full;
+    size_t first, end;
+    std::function<void()> post;
+  };
+  std::shared_ptr<comm::Communicator> gather_comm_;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  uint64_t queued_ = 0, done_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace ua
