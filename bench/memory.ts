@@ -153,7 +153,7 @@ export async function runMemory(o: MemoryOptions, log: (line: string) => void): 
   log(`    per rank: ${plan.parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(', ')}`);
   log(`    ALST (H100 80 GB, checkpoints offloaded to CPU memory): ${ALST.map((a) => `${a.tokens.toLocaleString('en-US')} tokens on ${a.gpus} GPU(s)`).join(', ')}`);
   const pref = referencePlan(8);
-  log(`    full-FT dpo/kto on that plan: the frozen reference copy adds ${formatBytes(pref.copyBytes)} per rank; with precompute_ref_log_probs none (${formatBytes(pref.residentBytes)} -> ${formatBytes(pref.precomputedBytes)} per rank at 4096 tokens)`);
+  log(`    full-FT dpo/kto on that plan: the frozen reference copy (sharded like the weights) adds ${formatBytes(pref.copyBytes)} per rank; with precompute_ref_log_probs none (${formatBytes(pref.residentBytes)} -> ${formatBytes(pref.precomputedBytes)} per rank at 4096 tokens)`);
   return {
     bench: 'memory', config: o.config, sp: o.sp, zero: o.zero, tiled_mlp: o.tiledMlp, checkpointing: o.checkpointing,
     lengths: rows.map((r) => ({ seq: r.seq, peak_rss_bytes: r.peak, ranks: r.ranks })),

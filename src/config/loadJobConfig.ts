@@ -351,19 +351,15 @@ export function formatIgnored(ignored: readonly IgnoredKey[]): string | undefine
 export { envName };
 
 /**
- * What ZeRO stage 3 does not run yet: LoRA (its base weights would have to be whole), the
- * preference stages (reference passes and value heads), and evaluation during or after training
- * (its replicas may run different numbers of forwards, and every forward gathers over the world).
+ * What ZeRO stage 3 does not run yet: LoRA (its base weights would have to be whole) and stage rm
+ * (its value head is judged together with the model's whole gradients, as at stage 2).
  */
 function zero3Problems(stage: string, get: (k: string) => { value: unknown; source: string }): { key: string; source: string; value: unknown; message: string; fix: string }[] {
   const out = [];
   const z = get('zero_stage');
   if (get('finetuning_type').value !== 'full')
     out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 shards the base weights, which finetuning_type lora keeps whole and frozen', fix: 'use zero_stage: 2 with LoRA (or finetuning_type: full)' });
-  if (stage !== 'pt' && stage !== 'sft')
-    out.push({ key: 'zero_stage', source: z.source, value: 3, message: `zero_stage 3 runs stage pt and sft only (it is ${stage})`, fix: stage === 'rm' ? 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' : 'use zero_stage: 2 (or a DeepSpeed JSON with zero_optimization.stage 2)' });
-  const evalStrategy = get('eval_strategy');
-  if (evalStrategy.value !== 'no' || get('do_eval').value === true)
-    out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 does not evaluate (eval_strategy / do_eval): the replicas\' evaluation passes may differ in number', fix: 'set eval_strategy: no and do_eval: false, or use zero_stage: 2' });
+  if (stage === 'rm')
+    out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 does not run stage rm (its value head is judged with the model\'s whole gradients)', fix: 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' });
   return out;
 }

@@ -44,12 +44,13 @@ export interface ParallelRuntime extends ParallelLayout {
   /** Makes the model's attention sequence-parallel over the SP group (no-op when sp == 1). */
   attachModel(model: Model): void;
   /**
-   * A communicator over the whole world for the model's own collectives (ZeRO stage 3's gathers
-   * and reduce-scatters inside forward and backward), apart from the runtime's; `index` 1 is a
-   * second one (the gathers' worker thread). Each is made on its first call (a collective: every
-   * rank calls it at the same point), closed with the runtime. null in a world of one.
+   * A communicator over the whole world for a model's own collectives (ZeRO stage 3's gathers
+   * and reduce-scatters inside forward and backward), apart from the runtime's. Each sharded
+   * model takes two (its collectives, its gathers' worker thread): the trained model 0 and 1, a
+   * sharded frozen reference 2 and 3. Each is made on its first call (a collective: every rank
+   * calls it at the same point), closed with the runtime. null in a world of one.
    */
-  modelWorld(index?: 0 | 1): Promise<Communicator | null>;
+  modelWorld(index?: number): Promise<Communicator | null>;
   close(): Promise<void>;
 }
 

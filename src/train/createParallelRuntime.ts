@@ -145,7 +145,7 @@ class GlooRuntime implements ParallelRuntime {
     model.setSequenceParallel(this.attnComm);
   }
 
-  async modelWorld(index: 0 | 1 = 0): Promise<Communicator | null> {
+  async modelWorld(index = 0): Promise<Communicator | null> {
     if (this.world === 1) return null;
     let c = this.modelComms.get(index);
     if (!c) {

@@ -124,7 +124,8 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
     ...(x.bf16 ? [{ name: `bf16 weight copies${zeroNote(3) ? ` (${zeroNote(3).slice(2)})` : ''}`, bytes: weights * 2 }] : []),
     { name: `gradients (${trainable} trainable${zeroNote(2)})`, bytes: (trainable / share(2)) * 4 },
     { name: `AdamW moments${zeroNote(1) ? ` (${zeroNote(1).slice(2)})` : ''}`, bytes: (trainable / share(1)) * 8 },
-    ...((x.stage === 'dpo' || x.stage === 'kto') && x.finetuning === 'full' && !x.precomputedReference ? [{ name: 'DPO reference copy', bytes: params * 4 }] : []),
+    // full-FT dpo/kto's frozen reference: whole, or under ZeRO 3 sharded like the weights
+    ...((x.stage === 'dpo' || x.stage === 'kto') && x.finetuning === 'full' && !x.precomputedReference ? [{ name: 'DPO reference copy', bytes: (stage >= 3 ? weights : params) * 4 }] : []),
     { name: `activations (${tokens} tokens of cutoff_len ${x.cutoffLen} / sp ${x.sp}, no checkpointing)`, bytes: activations },
   ];
   return { params, trainable, parts, totalBytes: parts.reduce((a, p) => a + p.bytes, 0), checkpointedActivationBytes: checkpointed };

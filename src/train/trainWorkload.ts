@@ -332,6 +332,8 @@ async function referenceModel(c: JobConfig, model: Model, modelDir: string, runt
   if (c.finetuning_type === 'lora') return { model, enter: () => model.setAdaptersEnabled(false), exit: () => model.setAdaptersEnabled(true) };
   const ref = await loadModel(modelDir, c.seed, c.bf16, false, c.device);
   runtime.attachModel(ref);
+  // ZeRO 3: the frozen copy keeps only this rank's part too, gathered per layer in its forwards
+  if (c.zero_stage === 3) await shardModel(ref, runtime, { frozen: true });
   return { model: ref };
 }
 

@@ -14,7 +14,7 @@ const COUPLED = new Set([
   // evaluation needs held-out data; masking needs stage sft; overwrite_output_dir clears what resume looks for
   'do_eval', 'val_size', 'eval_dataset', 'eval_strategy', 'eval_steps', 'compute_accuracy', 'eval_on_each_dataset',
   'train_on_prompt', 'mask_history', 'overwrite_output_dir', 'resume_from_checkpoint',
-  // zero_stage 3 needs finetuning_type full, stage pt or sft and no evaluation
+  // zero_stage 3 needs finetuning_type full and a stage other than rm
   'zero_stage',
 ]);
 const FREE = LEAVES.filter((l) => !COUPLED.has(l.path));

@@ -1,7 +1,7 @@
 // zero_stage from the job or from the DeepSpeed JSON's zero_optimization.stage, stage 3
 // (LLaMA-Factory's ds_z3_config.json) included; a stage DeepSpeed does not have and a job value
-// that disagrees with the JSON are problems; stage 3 refuses what it does not run (LoRA, the
-// preference stages, evaluation), naming zero_stage and the fix.
+// that disagrees with the JSON are problems; stage 3 refuses what it does not run (LoRA, stage
+// rm), naming zero_stage and the fix, and takes dpo, kto and evaluation.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,18 +37,18 @@ t.test('bad stages are problems naming the key', async (t) => {
   t.same(job.map((p) => p.key), ['zero_stage'], 'zero_stage 4 in the job');
 });
 
-t.test('zero_stage 3 refuses LoRA, the preference stages and evaluation, naming zero_stage and the fix', async (t) => {
+t.test('zero_stage 3 refuses LoRA and stage rm, naming zero_stage and the fix; it takes dpo, kto and evaluation', async (t) => {
   const refused = (text: string) => problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: text, env: {} }));
   const lora = refused('stage: sft\nfinetuning_type: lora\nzero_stage: 3\n');
   t.same(lora.map((p) => p.key), ['zero_stage']);
   t.match(lora[0]!.message, /finetuning_type lora/);
   t.match(lora[0]!.fix, /zero_stage: 2/);
-  for (const stage of ['dpo', 'kto', 'rm']) {
-    const ps = refused(`stage: ${stage}\nfinetuning_type: full\nzero_stage: 3\n`);
-    t.ok(ps.some((p) => p.key === 'zero_stage' && /pt and sft only/.test(p.message) && /zero_stage: [12]/.test(p.fix)), `stage ${stage}`);
+  const rm = refused('stage: rm\nfinetuning_type: full\nzero_stage: 3\n');
+  t.ok(rm.some((p) => p.key === 'zero_stage' && /stage rm/.test(p.message) && /zero_stage: 1/.test(p.fix)), 'stage rm');
+  for (const stage of ['dpo', 'kto']) {
+    const text = `stage: ${stage}\nfinetuning_type: full\nzero_stage: 3\nval_size: 0.1\neval_strategy: steps\ndo_eval: true\n`;
+    t.equal(loadJobConfig({ configPath: 'j.yaml', configText: text, env: {} }).config.zero_stage, 3, `stage ${stage} with evaluation`);
   }
-  const evals = refused('stage: sft\nfinetuning_type: full\nzero_stage: 3\nval_size: 0.1\neval_strategy: steps\n');
-  t.ok(evals.some((p) => p.key === 'zero_stage' && /does not evaluate/.test(p.message)), 'eval_strategy steps');
   const ds = refused(`stage: sft\ndeepspeed: ${z3}\n`);
   t.ok(ds.some((p) => p.key === 'zero_stage' && /lora/.test(p.message)), 'also when the DeepSpeed JSON asks for it (finetuning_type defaults to lora)');
 });

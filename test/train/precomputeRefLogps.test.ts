@@ -193,4 +193,9 @@ t.test('memory estimate: no reference copy with precompute_ref_log_probs', async
   t.ok(resident.parts.some((p) => p.name === 'DPO reference copy'), 'the resident reference is counted');
   t.notOk(pre.parts.some((p) => p.name === 'DPO reference copy'), 'precomputed: no copy');
   t.equal(resident.totalBytes - pre.totalBytes, resident.params * 4, `saves the fp32 copy: ${((resident.params * 4) / 1e9).toFixed(2)} GB per rank`);
+  // ZeRO 3 shards the frozen copy like the weights (this rank's part and one gathered layer)
+  const z3 = estimateRankMemory({ ...x, zeroStage: 3, world: 4 });
+  const copy = z3.parts.find((p) => p.name === 'DPO reference copy')!.bytes;
+  t.equal(copy, z3.parts.find((p) => p.name.startsWith('weights'))!.bytes, `ZeRO 3, world 4: the copy is sharded like the weights (${(copy / 1e9).toFixed(2)} GB per rank)`);
+  t.ok(copy < (resident.params * 4) / 3, 'about a quarter of the whole copy');
 });

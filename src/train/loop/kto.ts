@@ -165,22 +165,25 @@ export async function ktoStep(model: Model, runtime: ParallelRuntime, items: rea
  * Held-out KTO evaluation, forward only: per batch of per_device_eval_batch_size (each replica
  * every dp-th item) the batch's loss with its own KL estimate (the replica's, since replicas may
  * hold different numbers of batches), then means over the world: eval_loss weighted by batch
- * sizes, and the metrics over examples.
+ * sizes, and the metrics over examples. Under ZeRO 3 a replica one item short forwards item 0
+ * once more in its last batch, not counted (evaluate.ts, replicaBatches).
  */
 export async function evaluateKto(model: Model, runtime: ParallelRuntime, items: readonly KtoItem[], o: Omit<KtoOptions, 'batch'> & { batch: number }): Promise<{ loss: number; metrics: Record<string, number>; samples: number; batches: number }> {
-  const batches = replicaBatches(items, runtime, o.batch);
+  const batches = replicaBatches(items, runtime, o.batch, model);
   // [Σ batch loss × size, Σ sizes, Σ kl × size, then the six metric sums]
   const totals = new Float64Array(9);
-  for (const b of batches) {
+  for (const { items: b, counted } of batches) {
     const targets = b.map((it) => shardSequence(it.target, runtime.sp, runtime.spRank));
     const kls = b.map((it) => shardSequence(it.kl, runtime.sp, runtime.spRank));
     const l = await itemLogps(model, o.reference, runtime, b, targets, kls);
-    if (runtime.spRank !== 0) continue;
-    const { n, v } = l;
+    if (runtime.spRank !== 0 || counted === 0) continue;
+    const { n: all, v } = l;
+    // the batch's own items only (a ZeRO-3 filler at its end is forwarded, not counted)
+    const n = counted;
     let klSum = 0;
-    for (let i = 0; i < n; i++) klSum += v[4 * n + i]! - v[3 * n + i]!;
+    for (let i = 0; i < n; i++) klSum += v[4 * all + i]! - v[3 * all + i]!;
     const kl = ktoKl(klSum, 0, n);
-    const ex = b.map((_, i) => exampleOf(l, b, i));
+    const ex = b.slice(0, n).map((_, i) => exampleOf(l, b, i));
     const t = ktoBatchTerms(o, ex, kl);
     totals[0] += t.loss * n;
     totals[1] += n;

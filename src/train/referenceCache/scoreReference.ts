@@ -4,6 +4,8 @@
  * every dp-th item, each SP member forwards its shard of every sequence (forwardLogps, no
  * dropout), one SP all-reduce per chunk completes the partial sums, and one world all-reduce
  * gathers the replicas' items (each item written by one SP rank 0, zeros elsewhere: exact).
+ * Under ZeRO 3 a replica one item short forwards one item more, discarded, so every rank makes
+ * the same number of forwards (each gathers over the world).
  * Must never touch gradients, and must issue the same collectives on every member of a group.
  */
 import type { ParallelRuntime } from '../ParallelRuntime.js';
@@ -26,9 +28,14 @@ export interface ScoredSet<T> {
  */
 export async function scoreReference(reference: ReferenceModel, runtime: ParallelRuntime, sets: readonly ScoredSet<unknown>[], out: Float64Array): Promise<void> {
   let at = 0;
+  // ZeRO 3 (each forward gathers over the world): a share one item short scores item 0 once
+  // more at its end, not written, so every rank makes the same forwards
+  const filler = reference.model.shards !== null;
   for (const set of sets) {
     const mine: number[] = [];
     for (let i = runtime.dpRank; i < set.items.length; i += runtime.dp) mine.push(i);
+    const own = mine.length;
+    if (filler && set.items.length > 0 && own < Math.ceil(set.items.length / runtime.dp)) mine.push(0);
     for (let first = 0; first < mine.length; first += CHUNK_ITEMS) {
       const chunk = mine.slice(first, first + CHUNK_ITEMS);
       const shards = chunk.flatMap((i) => set.sequences(set.items.at(i)!).map((s) => shardSequence(s, runtime.sp, runtime.spRank)));
@@ -40,7 +47,7 @@ export async function scoreReference(reference: ReferenceModel, runtime: Paralle
         reference.exit?.();
       }
       await runtime.allReduceSum(partial, 'sp');
-      if (runtime.spRank === 0) for (const [k, i] of chunk.entries()) out.set(partial.subarray(2 * k, 2 * k + 2), at + 2 * i);
+      if (runtime.spRank === 0) for (const [k, i] of chunk.entries()) if (first + k < own) out.set(partial.subarray(2 * k, 2 * k + 2), at + 2 * i);
     }
     at += 2 * set.items.length;
   }
