@@ -204,9 +204,9 @@ CeArgs GetCeArgs(const Napi::CallbackInfo& info, size_t i, const ArrayArg<int32_
 // The LM head + CE kernels of one precision: T is the element type of h and W (float, or uint16_t
 // bf16 bit patterns); the losses, statistics and gradients are fp32 either way.
 template <typename T>
-using CeForwardFn = CeResult (*)(float*, float*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, float, int64_t, int32_t*);
+using CeForwardFn = CeResult (*)(float*, float*, const T*, const T*, const int32_t*, int64_t, int64_t, int64_t, float, int64_t, int32_t*, const VocabSlices*);
 template <typename T>
-using CeBackwardFn = void (*)(float*, float*, const T*, const T*, const int32_t*, const float*, const float*, int64_t, int64_t, int64_t, float, int64_t);
+using CeBackwardFn = void (*)(float*, float*, const T*, const T*, const int32_t*, const float*, const float*, int64_t, int64_t, int64_t, float, int64_t, const VocabSlices*);
 
 // lmHeadCeForward[Bf16](tokenLoss|null, lse|null, h, W, labels, n, dim, vocab, normalizer, chunk[, argmax|null])
 //   -> Promise<{ loss, valid }>; the Bf16 variant takes h and W as bf16 bit patterns (Uint16Array).
@@ -227,7 +227,7 @@ Napi::Value CeForward(const Napi::CallbackInfo& info) {
     auto res = std::make_shared<CeResult>();
     return RunAsync(
         info.Env(),
-        [=] { *res = kernel(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp); },
+        [=] { *res = kernel(tlp, lp, hp, wp, yp, c.n, c.dim, c.vocab, static_cast<float>(c.normalizer), c.chunk, amp, nullptr); },
         [res](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("loss", Napi::Number::New(env, res->loss));
@@ -259,7 +259,7 @@ Napi::Value CeBackward(const Napi::CallbackInfo& info) {
     const float norm = has_weight ? 1.f : static_cast<float>(c.normalizer);
     return RunAsync(
         info.Env(),
-        [=] { kernel(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk); }, nullptr,
+        [=] { kernel(dhp, dwp, hp, wp, yp, lp, twp, c.n, c.dim, c.vocab, norm, c.chunk, nullptr); }, nullptr,
         {dh.js, dW.js, h.js, W.js, labels.js, lse.js, tw.js});
   });
 }

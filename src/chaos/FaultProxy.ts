@@ -28,6 +28,13 @@ export interface NetRule {
   toMs: number;
   /** frames this rule affected so far (the proxy counts them: a fault proves it fired) */
   hits?: number;
+  /** called once, right after the first frame this rule affected (the count can be recorded before a kill) */
+  onFirstHit?: () => void;
+}
+
+function hit(r: NetRule): void {
+  r.hits = (r.hits ?? 0) + 1;
+  if (r.hits === 1) r.onFirstHit?.();
 }
 
 export interface FaultProxyStats {
@@ -105,12 +112,12 @@ export class FaultProxy implements Transport {
     let hold = false;
     for (const r of this.active(type, peer)) {
       if (r.kind === 'partition') {
-        r.hits = (r.hits ?? 0) + 1;
+        hit(r);
         this.faults.dropped++;
         return;
       }
       if (this.random() >= r.p) continue;
-      r.hits = (r.hits ?? 0) + 1;
+      hit(r);
       if (r.kind === 'drop') {
         this.faults.dropped++;
         return;

@@ -101,6 +101,8 @@ export class RankChaos implements RankFaults {
   }
 
   private addNetRule(f: Fault, r: NetRule): void {
+    // the first frame hit is recorded at once: the rank may be killed before the next timed flush
+    r.onFirstHit = () => this.flushEffects();
     this.proxy?.addRule(r);
     this.rulesOf.set(f.index, [...(this.rulesOf.get(f.index) ?? []), r]);
   }

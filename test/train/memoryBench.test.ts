@@ -2,7 +2,8 @@
 // length, the fitted line's slope is positive and predicts lengths beyond the measured ones, the
 // ZeRO-1 moments of each of 2 ranks are half of the full moments (the size of the parameters), at
 // ZeRO 2 the reduced gradient each rank keeps is half the parameters' size, at ZeRO 3 the
-// parameters, gradients and moments held (with the layers gathered at once) at most 0.55 of stage 0's,
+// parameters, gradients and moments held (with the layers gathered at once) at most 0.55 of stage 0's
+// for 12 tiny layers and for the small model (its embedding and LM head gathered in slices),
 // and the H200 plan comes from resourceEstimate.ts, whose ZeRO parts divide as REFERENCE §8 says.
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -53,6 +54,15 @@ t.test('bench memory: three lengths, a fit and the plans', async (t) => {
       t.ok(ratio <= 0.5 + layerShare / 2 + 1e-3, `ZeRO 3 ${name} rank ${i}: parameters + gradients + optimizer ${ratio.toFixed(3)} x stage 0`);
       if (name === '12 layers') t.ok(ratio <= 0.55, `ZeRO 3 ${name}: ${ratio.toFixed(3)} <= 0.55 x stage 0`);
     }
+  }
+  // small: its embedding and LM head are 29% of its weights each, gathered in slices of 4096 of
+  // their 32000 rows; its layers are 5% each
+  const small = await memoryBench.run({ model: 'small', sp: '2', zero: '3', lengths: '128,256', checkpointing: false }, () => {});
+  for (const [i, r] of (small.lengths as { ranks: { stateBytes: number; stage0StateBytes: number; parts: Record<string, number> }[] }[])[0]!.ranks.entries()) {
+    const ratio = r.stateBytes / r.stage0StateBytes;
+    t.ok(ratio <= 0.55, `ZeRO 3 small rank ${i}: parameters + gradients + optimizer + gathered ${ratio.toFixed(3)} <= 0.55 x stage 0`);
+    const slice = (4096 * 512 * 8) / (r.stage0StateBytes / 4);
+    t.ok(r.parts.gathered_layers! / (r.stage0StateBytes / 4) < 2 * slice, `ZeRO 3 small rank ${i}: gathered at once ${(r.parts.gathered_layers! / (r.stage0StateBytes / 4)).toFixed(3)} of the weights' size, not a whole LM head (0.29 with its gradient 0.58)`);
   }
   await t.rejects(memoryBench.run({ model: 'tiny', sp: '2', zero: '4' }, () => {}), /--zero must be 0, 1, 2 or 3/);
   await t.rejects(memoryBench.run({ model: 'no-such-model', sp: '2', zero: '1' }, () => {}), /--model no-such-model/);

@@ -1,5 +1,5 @@
 // ZeRO stage 3 (REFERENCE §8: parameters sharded too, each layer gathered for its forward and
-// backward). In process, a world of one: the sharded model's forward and backward give the
+// backward, the embedding and LM head in vocabulary slices). In process, a world of one: the sharded model's forward and backward give the
 // unsharded model's losses (bitwise) and its gradients in the packed part (bitwise untied; tied,
 // within fp32 summation order: the head's and the lookup's embedding gradients are added in
 // another order), fp32 and bf16, with and without checkpointing, and the parameter buffer holds
@@ -7,7 +7,8 @@
 // gathers on their worker thread): stage 3 ends with stage 0's weights (1e-6) and plan digests at
 // DP 2 and SP 2 x DP 2 (checkpointing on), bitwise the same run to run, close to it with two
 // micro-batches a step (1e-5: each micro-batch's world sum is added into the part), with tied
-// embeddings, in bf16 close to stage 0's bf16 run, and a stage-3 checkpoint of world 2
+// embeddings, with a vocabulary of three slices (one across the two ranks' parts), in bf16 close
+// to stage 0's bf16 run, and a stage-3 checkpoint of world 2
 // resumed on world 4 continues with the same losses (1e-5).
 import t, { type Test } from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -75,6 +76,42 @@ t.test('world of one: the sharded model computes the unsharded one\'s losses and
         await z3.zeroGrad();
         t.equal(maxAbs(sh.grads), 0, `${name}: zeroGrad clears the part`);
       }
+    }
+  }
+});
+
+t.test('world of one, a vocabulary of 9000 (three slices of 4096 ids): the sliced embedding and LM head give the unsharded losses and gradients bitwise', async (t) => {
+  const V = 9000;
+  // ids spread over the whole vocabulary, so every slice looks some up
+  const seqs = progressionData({ count: 2, len: 24 }).map((s) => ({ ...s, tokens: s.tokens.map((x, i) => (x * 2749 + i * 613) % V), labels: s.labels.map((y, i) => (y < 0 ? y : (y * 1931 + i * 409) % V)) }));
+  for (const tied of [false, true]) {
+    for (const bf16 of [false, true]) {
+      const name = `${tied ? 'tied' : 'untied'} ${bf16 ? 'bf16' : 'fp32'}`;
+      const cfg = parseModelConfig({ ...microHfConfig, vocab_size: V, tie_word_embeddings: tied }, 'micro');
+      const ref = await Model.create(cfg, { seed: 7, bf16 });
+      const z3 = await Model.create(cfg, { seed: 7, bf16 });
+      await shardModel(z3, singleProcessRuntime());
+      const partition = new Partition(z3.views, 1);
+      const losses: number[][] = [[], []];
+      for (const s of seqs) {
+        for (const [k, m] of [ref, z3].entries()) {
+          const r = await m.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 40 });
+          await m.backward();
+          losses[k]!.push(r.loss);
+        }
+      }
+      t.same(losses[1], losses[0], `${name}: the same losses, bitwise`);
+      const want = partition.pack(ref.grads, 0);
+      const got = z3.shards!.grads;
+      let diff = 0;
+      for (let i = 0; i < want.length; i++) if (want[i] !== got[i]) diff++;
+      t.equal(diff, 0, `${name}: every gradient element bitwise equal (${want.length} elements)`);
+      const st = z3.shardStats()!;
+      // the LM head gathered whole would hold its weights, their bf16 copy and its gradient: a slice, under half that
+      const whole = V * microHfConfig.hidden_size * (bf16 ? 10 : 8);
+      t.ok(st.peakResidentBytes < whole / 2, `${name}: at most ${st.peakResidentBytes} bytes gathered at once, under half of the whole LM head's weights and gradient (${whole})`);
+      z3.close();
+      ref.close();
     }
   }
 });
@@ -172,6 +209,19 @@ t.test('zero_stage 3 in bf16 (a bf16 copy per gathered layer) tracks stage 0 in 
   t.same(t3.planDigests, t0.planDigests, 'tied: every rank\'s plan digest equal to stage 0');
   const tw = await weightsDiff(t0.dir, t3.dir);
   t.ok(tw <= 1e-6, `tied: final weights within ${tw.toExponential(2)} <= 1e-6 of stage 0`);
+  // 9000 ids: slices [0, 4096) and [8192, 9000) each on one rank, [4096, 8192) across both parts (4500 rows each)
+  for (const tie of [false, true]) {
+    const dir = writeMicroModelDir(join(root, `v9000${tie}`), { vocab_size: 9000, num_key_value_heads: 2, tie_word_embeddings: tie });
+    const job = async (name: string, stage: number) => {
+      const r = await runCoordinatedJob(name, jobYaml(root, dir, name, [`zero_stage: ${stage}`]), 2);
+      t.equal(r.result.ok, true, `${name}: ${String(r.result.reason ?? 'ok')}`);
+      return { ...r, dir: join(root, name) };
+    };
+    const [a, b] = [await job(`v9000${tie}z0`, 0), await job(`v9000${tie}z3`, 3)];
+    t.same(b.planDigests, a.planDigests, `vocabulary 9000${tie ? ', tied' : ''}: every rank's plan digest equal to stage 0`);
+    const w = await weightsDiff(a.dir, b.dir);
+    t.ok(w <= 1e-6, `vocabulary 9000${tie ? ', tied' : ''} (a slice across both ranks' parts): final weights within ${w.toExponential(2)} <= 1e-6 of stage 0`);
+  }
   const z0 = await run('bf16z0', 2, ['zero_stage: 0', 'bf16: true']);
   const z3 = await run('bf16z3', 2, ['zero_stage: 3', 'bf16: true']);
   t.same(z3.metrics.map((m) => m.policy_state), z0.metrics.map((m) => m.policy_state), 'the same policy states');

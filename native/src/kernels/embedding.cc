@@ -24,13 +24,22 @@ static void check_ids(const char* what, const int32_t* ids, int64_t n, int64_t v
 }
 
 void embedding_forward(float* y, const int32_t* ids, const float* table, int64_t n, int64_t vocab, int64_t dim) {
+  embedding_forward_rows(y, ids, table, n, vocab, dim, 0, vocab);
+}
+
+void embedding_forward_rows(float* y, const int32_t* ids, const float* table, int64_t n, int64_t vocab, int64_t dim, int64_t v0, int64_t v1) {
   check_ids("embedding_forward", ids, n, vocab, dim);
 #pragma omp parallel for num_threads(threads_for(n * dim)) schedule(static)
   for (int64_t i = 0; i < n; ++i)
-    std::memcpy(y + i * dim, table + static_cast<int64_t>(ids[i]) * dim, sizeof(float) * static_cast<size_t>(dim));
+    if (ids[i] >= v0 && ids[i] < v1)
+      std::memcpy(y + i * dim, table + static_cast<int64_t>(ids[i]) * dim, sizeof(float) * static_cast<size_t>(dim));
 }
 
 void embedding_backward(float* dtable, const float* dy, const int32_t* ids, int64_t n, int64_t vocab, int64_t dim) {
+  embedding_backward_rows(dtable, dy, ids, n, vocab, dim, 0, vocab);
+}
+
+void embedding_backward_rows(float* dtable, const float* dy, const int32_t* ids, int64_t n, int64_t vocab, int64_t dim, int64_t v0, int64_t v1) {
   check_ids("embedding_backward", ids, n, vocab, dim);
   if (n == 0 || dim == 0) return;
   // Column slices of 16 floats (one cache line): each element is summed in token order by one
@@ -47,6 +56,7 @@ void embedding_backward(float* dtable, const float* dy, const int32_t* ids, int6
     const int64_t s0 = slices * t / T, s1 = slices * (t + 1) / T;
     const int64_t c0 = s0 * 16, c1 = std::min(dim, s1 * 16);
     for (int64_t i = 0; i < n; ++i) {
+      if (ids[i] < v0 || ids[i] >= v1) continue;
       float* dst = dtable + static_cast<int64_t>(ids[i]) * dim;
       const float* src = dy + i * dim;
       for (int64_t c = c0; c < c1; ++c) dst[c] += src[c];

@@ -32,7 +32,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kDefaultChunk = 256;
 // Vocabulary ids per logits block: 512 tokens x 2048 ids is 4 MiB, which stays in the last-level
 // cache, while each block's products are still large enough to run at full speed.
-constexpr int64_t kVocabBlock = 2048;
+constexpr int64_t kVocabBlock = kCeVocabBlock;
 
 void check_args(const char* who, const int32_t* labels, int64_t n, int64_t dim, int64_t vocab) {
   if (n < 0 || dim < 1 || vocab < 1) throw ShapeError(std::string(who) + ": need n >= 0, dim >= 1, vocab >= 1");
@@ -133,6 +133,26 @@ inline void product(float* C, int64_t ldc, const uint16_t* A, int64_t lda, const
   matmul_bf16_ld(C, ldc, A, lda, B, ldb, M, N, K, ta, tb, 1.f, beta);
 }
 
+// The slice hooks around vocabulary block [v0, v0 + nb) (no-ops without slices).
+void slice_begin(const VocabSlices* s, int64_t v0, int64_t vocab) {
+  if (s && v0 % s->rows == 0) s->begin(v0, std::min(vocab, v0 + s->rows));
+}
+void slice_end(const VocabSlices* s, int64_t v0, int64_t nb, int64_t vocab) {
+  const int64_t v1 = v0 + nb;
+  if (s && (v1 % s->rows == 0 || v1 == vocab)) s->end(v1 - 1 - (v1 - 1) % s->rows, v1);
+}
+
+// Every slice begun and ended with nothing computed (no tokens): the hooks are collectives.
+void walk_slices(const VocabSlices* s, int64_t vocab) {
+  if (s)
+    for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) slice_begin(s, v0, vocab), slice_end(s, v0, std::min(kVocabBlock, vocab - v0), vocab);
+}
+
+void check_slices(const char* who, const VocabSlices* s) {
+  if (s && (s->rows < kVocabBlock || s->rows % kVocabBlock != 0 || !s->begin || !s->end))
+    throw ShapeError(std::string(who) + ": vocabulary slices must be a positive multiple of " + std::to_string(kVocabBlock) + " rows with both hooks");
+}
+
 // Row log-sum-exp from the folded state; inf / NaN maxima propagate.
 float row_lse(const RowStats& st, int64_t i) {
   const float m = st.max[i];
@@ -143,31 +163,38 @@ float row_lse(const RowStats& st, int64_t i) {
 // block of W stays in cache while every token chunk is multiplied by it. block: [cr, ld] scratch.
 template <typename T>
 RowStats all_rows_forward(float* block, int64_t ld, const T* h, const T* W, const int32_t* labels, int64_t n,
-                          int64_t cr, int64_t dim, int64_t vocab, bool want_argmax, int nt) {
+                          int64_t cr, int64_t dim, int64_t vocab, bool want_argmax, int nt, const VocabSlices* slices = nullptr) {
   RowStats st(n);
   for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
     const int64_t nb = std::min(kVocabBlock, vocab - v0);
+    slice_begin(slices, v0, vocab);
     for (int64_t t0 = 0; t0 < n; t0 += cr) {
       const int64_t c = std::min(cr, n - t0);
       product(block, ld, h + t0 * dim, dim, W + v0 * dim, dim, c, nb, dim, false, true, 0.f);
       fold_block(st, block, ld, labels, t0, c, v0, nb, want_argmax, nt);
     }
+    slice_end(slices, v0, nb, vocab);
   }
   return st;
 }
 
 template <typename T>
 CeResult forward_impl(const char* who, float* token_loss, float* lse, const T* h, const T* W, const int32_t* labels,
-                      int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax) {
+                      int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax,
+                      const VocabSlices* slices) {
   check_args(who, labels, n, dim, vocab);
+  check_slices(who, slices);
   if (!(normalizer > 0.f) || !std::isfinite(normalizer))
     throw ShapeError(std::string(who) + ": normalizer must be finite and > 0");
   CeResult res;
-  if (n == 0) return res;
+  if (n == 0) {
+    walk_slices(slices, vocab);
+    return res;
+  }
   const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
   Workspace block(cr * ld * 4);
-  const RowStats st = all_rows_forward<T>(block.floats(), ld, h, W, labels, n, cr, dim, vocab, argmax != nullptr, nt);
+  const RowStats st = all_rows_forward<T>(block.floats(), ld, h, W, labels, n, cr, dim, vocab, argmax != nullptr, nt, slices);
   double total = 0;
   for (int64_t i = 0; i < n; ++i) {
     const float L = row_lse(st, i);
@@ -197,11 +224,16 @@ inline void round_row(uint16_t* G16, const float* x, int64_t n, const uint16_t*)
 template <typename T>
 void backward_impl(const char* who, float* dh, float* dW, const T* h, const T* W, const int32_t* labels,
                    const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
-                   float normalizer, int64_t chunk) {
+                   float normalizer, int64_t chunk, const VocabSlices* slices) {
   check_args(who, labels, n, dim, vocab);
+  check_slices(who, slices);
+  if (slices && !lse) throw ShapeError(std::string(who) + ": vocabulary slices need the forward's lse");
   if (!token_weight && (!(normalizer > 0.f) || !std::isfinite(normalizer)))
     throw ShapeError(std::string(who) + ": normalizer must be finite and > 0");
-  if (n == 0 || (!dh && !dW)) return;
+  if (n == 0 || (!dh && !dW)) {
+    walk_slices(slices, vocab);
+    return;
+  }
   const int64_t cr = chunk_rows(chunk, n), ld = std::min(kVocabBlock, vocab);
   const int nt = std::max(1, num_threads());
   constexpr bool kBf16 = sizeof(T) == 2;
@@ -222,6 +254,7 @@ void backward_impl(const char* who, float* dh, float* dW, const T* h, const T* W
   // Vocabulary blocks outer: a block of dW takes every token chunk's contribution while it is in cache.
   for (int64_t v0 = 0; v0 < vocab; v0 += kVocabBlock) {
     const int64_t nb = std::min(kVocabBlock, vocab - v0);
+    slice_begin(slices, v0, vocab);
     for (int64_t t0 = 0; t0 < n; t0 += cr) {
       const int64_t c = std::min(cr, n - t0);
       const T* hc = h + t0 * dim;
@@ -243,32 +276,34 @@ void backward_impl(const char* who, float* dh, float* dW, const T* h, const T* W
       if (dh) product(dh + t0 * dim, dim, Gop, ld, W + v0 * dim, dim, c, dim, nb, false, false, 1.f);
       if (dW) product(dW + v0 * dim, dim, Gop, ld, hc, dim, nb, dim, c, true, false, 1.f);
     }
+    slice_end(slices, v0, nb, vocab);
   }
 }
 
 }  // namespace
 
 CeResult lm_head_ce_forward(float* token_loss, float* lse, const float* h, const float* W, const int32_t* labels,
-                            int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax) {
-  return forward_impl("lm_head_ce_forward", token_loss, lse, h, W, labels, n, dim, vocab, normalizer, chunk, argmax);
+                            int64_t n, int64_t dim, int64_t vocab, float normalizer, int64_t chunk, int32_t* argmax,
+                            const VocabSlices* slices) {
+  return forward_impl("lm_head_ce_forward", token_loss, lse, h, W, labels, n, dim, vocab, normalizer, chunk, argmax, slices);
 }
 
 CeResult lm_head_ce_forward_bf16(float* token_loss, float* lse, const uint16_t* h, const uint16_t* W,
                                  const int32_t* labels, int64_t n, int64_t dim, int64_t vocab, float normalizer,
-                                 int64_t chunk, int32_t* argmax) {
-  return forward_impl("lm_head_ce_forward_bf16", token_loss, lse, h, W, labels, n, dim, vocab, normalizer, chunk, argmax);
+                                 int64_t chunk, int32_t* argmax, const VocabSlices* slices) {
+  return forward_impl("lm_head_ce_forward_bf16", token_loss, lse, h, W, labels, n, dim, vocab, normalizer, chunk, argmax, slices);
 }
 
 void lm_head_ce_backward(float* dh, float* dW, const float* h, const float* W, const int32_t* labels,
                          const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
-                         float normalizer, int64_t chunk) {
-  backward_impl("lm_head_ce_backward", dh, dW, h, W, labels, lse, token_weight, n, dim, vocab, normalizer, chunk);
+                         float normalizer, int64_t chunk, const VocabSlices* slices) {
+  backward_impl("lm_head_ce_backward", dh, dW, h, W, labels, lse, token_weight, n, dim, vocab, normalizer, chunk, slices);
 }
 
 void lm_head_ce_backward_bf16(float* dh, float* dW, const uint16_t* h, const uint16_t* W, const int32_t* labels,
                               const float* lse, const float* token_weight, int64_t n, int64_t dim, int64_t vocab,
-                              float normalizer, int64_t chunk) {
-  backward_impl("lm_head_ce_backward_bf16", dh, dW, h, W, labels, lse, token_weight, n, dim, vocab, normalizer, chunk);
+                              float normalizer, int64_t chunk, const VocabSlices* slices) {
+  backward_impl("lm_head_ce_backward_bf16", dh, dW, h, W, labels, lse, token_weight, n, dim, vocab, normalizer, chunk, slices);
 }
 
 }  // namespace ua

@@ -525,15 +525,16 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   const float* embed = params_->data + views_.front().offset;
   if (bf16_ && !shards_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
   const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
+  // stage 3: the final norm is a run of its own, the embedding and LM head go by vocabulary slices
+  const size_t head_t = cfg_.tie_embeddings ? 0 : views_.size() - 1;
   // each run's gather overlaps the compute of the one before (with a gather worker)
   auto next_run = [&](int64_t l) {
     if (l < cfg_.layers) unit_prefetch(layer_first(l), layer_first(l + 1));
-    else unit_prefetch(norm_idx, views_.size());
+    else unit_prefetch(norm_idx, norm_idx + 1);
   };
-  unit_gather(0, 1);
   next_run(0);
-  timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
-  unit_release(0, 1);
+  if (shards_) timed(kProfEmbed, [&] { embedding_forward_sliced(layer_base_[0]); });
+  else timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
     unit_gather(layer_first(l), layer_first(l + 1));
@@ -549,21 +550,22 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   }
   const float* norm_w = params_->data + views_[norm_idx].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
-  unit_gather(norm_idx, views_.size());
-  if (cfg_.tie_embeddings) unit_gather(0, 1);
+  unit_gather(norm_idx, norm_idx + 1);
+  VocabSlices hs;
+  if (shards_) hs = head_slices(head_t, nullptr);
+  const VocabSlices* sl = shards_ ? &hs : nullptr;
   ForwardResult res;
   if (bf16_) {
-    head_forward_bf16(norm_w, lm, token_loss, token_argmax, res);
+    head_forward_bf16(norm_w, lm, token_loss, token_argmax, res, sl);
   } else {
     timed(kProfNorm, [&] { rmsnorm_forward(hn_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
     CeResult ce;
     timed(kProfHeadFwd, [&] {
-      ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk, token_argmax);
+      ce = lm_head_ce_forward(token_loss, lse_ce_, hn_, lm, labels_.data(), n, D, V, normalizer, kCeChunk, token_argmax, sl);
     });
     res = {ce.loss, ce.valid};
   }
-  unit_release(norm_idx, views_.size());
-  if (cfg_.tie_embeddings) unit_release(0, 1);
+  unit_release(norm_idx, norm_idx + 1);
   has_forward_ = true;
   return res;
 }
@@ -596,15 +598,18 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   float* g_norm = train_base ? grads_->data + views_[norm_idx].offset : nullptr;
   float* g_lm = !train_base ? nullptr : cfg_.tie_embeddings ? g_embed : grads_->data + views_.back().offset;
 
-  unit_gather(norm_idx, views_.size());
-  if (cfg_.tie_embeddings) unit_gather(0, 1);
+  const size_t head_t = cfg_.tie_embeddings ? 0 : views_.size() - 1;
+  unit_gather(norm_idx, norm_idx + 1);
+  VocabSlices hs;
+  if (shards_) hs = head_slices(head_t, g_lm);
+  const VocabSlices* sl = shards_ ? &hs : nullptr;
   float* dhn = scratch_dD_;
   timed(kProfCopy, [&] { ParallelZero(dhn, n * D); });
   if (bf16_) {
-    head_backward_bf16(dhn, g_lm, lm, token_weight);
+    head_backward_bf16(dhn, g_lm, lm, token_weight, sl);
   } else {
     timed(kProfHeadBwd, [&] {
-      lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk);
+      lm_head_ce_backward(dhn, g_lm, hn_, lm, labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_, kCeChunk, sl);
     });
   }
   if (d_hidden) {
@@ -613,11 +618,9 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   timed(kProfCopy, [&] { ParallelZero(dres_, n * D); });
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
   // weights released first, then the next run's gather overlaps this run's reduce-scatter
-  unit_release(norm_idx, views_.size());
-  if (cfg_.tie_embeddings) unit_release(0, 1);
+  unit_release(norm_idx, norm_idx + 1);
   if (cfg_.layers > 0) unit_prefetch(layer_first(cfg_.layers - 1), layer_first(cfg_.layers));
-  unit_reduce(norm_idx, views_.size());
-  if (cfg_.tie_embeddings) unit_reduce(0, 1);  // the head's part of the embedding gradient
+  unit_reduce(norm_idx, norm_idx + 1);
   for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
     unit_gather(layer_first(l), layer_first(l + 1));
     if (bf16_) {
@@ -641,8 +644,10 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
     if (l > 0) unit_prefetch(layer_first(l - 1), layer_first(l));
     unit_reduce(layer_first(l), layer_first(l + 1));
   }
-  if (train_base) timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
-  unit_reduce(0, 1);
+  if (train_base) {
+    if (shards_) timed(kProfEmbed, [&] { embedding_backward_sliced(g_embed, dres_); });
+    else timed(kProfEmbed, [&] { embedding_backward(g_embed, dres_, tokens_.data(), n, V, D); });
+  }
 }
 
 const char* profile_name(int cat) {

@@ -26,8 +26,12 @@
 // gathered run gets its own bf16 copy, released with it. With a gather worker (param_shards.h) the
 // forward gathers the next run while the current one computes, and the backward gathers the next
 // run while the current one's gradient is reduce-scattered (after its weights are released), so
-// at most two runs' worth of weights and gradients are resident, as without it. params() and grads() then hold only the
-// pages of the run in use (the rest reads as zero).
+// at most two runs' worth of weights and gradients are resident, as without it. The embedding and
+// the LM head are not gathered whole: the lookup, the fused loss and their backwards walk the
+// vocabulary in slices of kVocabSliceRows rows (lm_head_ce.h VocabSlices), each slice broadcast by
+// its owner just before its use and released after, its gradient reduced onto its owner right
+// after its last block (the bits of the whole tensor's pass). params() and grads() then hold only
+// the pages of the run or slice in use (the rest reads as zero).
 //
 // Optional LoRA (lora.h): adapters on chosen linear modules of every layer, in their own flat
 // param / grad buffers with PEFT-named views. Once attached the base model is frozen: backward
@@ -41,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/lm_head_ce.h"
 #include "kernels/rope.h"
 #include "model/attention_backend.h"
 #include "model/lora.h"
@@ -258,8 +263,18 @@ class LlamaModel {
   // fp32 copy of a bf16 activation for the LoRA adapters (which compute in fp32): lora_x32_.
   const float* adapter_input(const uint16_t* x16, int64_t in);
   void head_forward_bf16(const float* norm_w, const float* lm, float* token_loss, int32_t* token_argmax,
-                         ForwardResult& res);
-  void head_backward_bf16(float* dhn, float* g_lm, const float* lm, const float* token_weight);
+                         ForwardResult& res, const VocabSlices* slices);
+  void head_backward_bf16(float* dhn, float* g_lm, const float* lm, const float* token_weight, const VocabSlices* slices);
+
+  // Stage 3's vocabulary slices (llama_zero3.cc): rows per slice, the hooks of the fused loss over
+  // tensor t (the LM head or tied embedding; `g`: its gradient in the backward, else null), and the
+  // sliced lookup and its backward of the embedding (view 0).
+  static constexpr int64_t kVocabSliceRows = 2 * kCeVocabBlock;
+  VocabSlices head_slices(size_t t, float* g);
+  void embedding_forward_sliced(float* y);
+  void embedding_backward_sliced(float* g_embed, const float* dres);
+  void slice_gather(size_t t, int64_t e0, int64_t e1, bool bf16_copy);
+  void slice_release(size_t t, int64_t e0, int64_t e1, bool bf16_copy);
 
   // Stage 3 (no-ops without shards): views [first, end) gathered / released / their gradients reduced.
   void unit_gather(size_t first, size_t end);

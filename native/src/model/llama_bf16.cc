@@ -317,23 +317,23 @@ void LlamaModel::layer_backward_bf16(int64_t l, LayerActs16& a, float* dres) {
 }
 
 void LlamaModel::head_forward_bf16(const float* norm_w, const float* lm, float* token_loss, int32_t* token_argmax,
-                                   ForwardResult& res) {
+                                   ForwardResult& res, const VocabSlices* slices) {
   const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
   timed(kProfNorm, [&] { rmsnorm_forward_bf16(hn16_, rstdf_, xfinal_, norm_w, n, D, cfg_.rms_eps); });
   CeResult ce;
   timed(kProfHeadFwd, [&] {
     ce = lm_head_ce_forward_bf16(token_loss, lse_ce_, hn16_, w16_of(lm), labels_.data(), n, D, V, normalizer_, kCeChunk,
-                                 token_argmax);
+                                 token_argmax, slices);
   });
   res.loss = ce.loss;
   res.valid = ce.valid;
 }
 
-void LlamaModel::head_backward_bf16(float* dhn, float* g_lm, const float* lm, const float* token_weight) {
+void LlamaModel::head_backward_bf16(float* dhn, float* g_lm, const float* lm, const float* token_weight, const VocabSlices* slices) {
   const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
   timed(kProfHeadBwd, [&] {
     lm_head_ce_backward_bf16(dhn, g_lm, hn16_, w16_of(lm), labels_.data(), lse_ce_, token_weight, n, D, V, normalizer_,
-                             kCeChunk);
+                             kCeChunk, slices);
   });
 }
 

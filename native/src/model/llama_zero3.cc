@@ -1,11 +1,13 @@
-// ZeRO stage 3 of the Llama model (llama.h, param_shards.h): installing the shards, and the
-// per-run gather / release / reduce-scatter the forward and backward call around each run of
-// tensors. Must never gather or reduce outside the fixed order of forward and backward (every
+// ZeRO stage 3 of the Llama model (llama.h, param_shards.h): installing the shards, the per-run
+// gather / release / reduce-scatter the forward and backward call around each run of tensors, and
+// the vocabulary slices of the embedding and the LM head. Must never gather or reduce outside the fixed order of forward and backward (every
 // rank of the world issues the same collectives), nor leave a run's pages resident after its use.
+#include <algorithm>
 #include <functional>
 #include <stdexcept>
 
 #include "kernels/bf16.h"
+#include "kernels/embedding.h"
 #include "model/flat_buffer.h"
 #include "model/llama.h"
 #include "model/param_shards.h"
@@ -90,6 +92,62 @@ void LlamaModel::unit_release(size_t first, size_t end) {
   shards_->release(params_->data, first, end);
   if (bf16_ && w16_) shards_->release(w16_->halves(), first, end, 2);
   shards_->note_resident(-run_bytes(*shards_, first, end, bf16_));
+}
+
+void LlamaModel::slice_gather(size_t t, int64_t e0, int64_t e1, bool bf16_copy) {
+  const int64_t len = std::min(e1, views_[t].numel) - e0;
+  shards_->note_resident(len * int64_t(bf16_copy ? 6 : 4));
+  shards_->gather_slice(params_->data, t, e0, e1);
+  if (bf16_copy) f32_to_bf16(w16_->halves() + views_[t].offset + e0, params_->data + views_[t].offset + e0, len);
+}
+
+void LlamaModel::slice_release(size_t t, int64_t e0, int64_t e1, bool bf16_copy) {
+  const int64_t len = std::min(e1, views_[t].numel) - e0;
+  shards_->release_slice(params_->data, t, e0, e1);
+  if (bf16_copy) shards_->release_slice(w16_->halves(), t, e0, e1, 2);
+  shards_->note_resident(-len * int64_t(bf16_copy ? 6 : 4));
+}
+
+VocabSlices LlamaModel::head_slices(size_t t, float* g) {
+  if (bf16_ && !w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
+  const int64_t D = cfg_.hidden;
+  VocabSlices s;
+  s.rows = kVocabSliceRows;
+  s.begin = [this, t, D, g](int64_t v0, int64_t v1) {
+    slice_gather(t, v0 * D, v1 * D, bf16_);
+    // the slice's gradient is resident from its first block to its reduction
+    if (g) shards_->note_resident((std::min(v1 * D, views_[t].numel) - v0 * D) * int64_t(sizeof(float)));
+  };
+  s.end = [this, t, D, g](int64_t v0, int64_t v1) {
+    slice_release(t, v0 * D, v1 * D, bf16_);
+    if (!g) return;
+    shards_->reduce_slice(grads_->data, t, v0 * D, v1 * D);
+    shards_->note_resident(-(std::min(v1 * D, views_[t].numel) - v0 * D) * int64_t(sizeof(float)));
+  };
+  return s;
+}
+
+void LlamaModel::embedding_forward_sliced(float* y) {
+  const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
+  const float* table = params_->data + views_.front().offset;
+  for (int64_t v0 = 0; v0 < V; v0 += kVocabSliceRows) {
+    const int64_t v1 = std::min(V, v0 + kVocabSliceRows);
+    slice_gather(0, v0 * D, v1 * D, false);
+    embedding_forward_rows(y, tokens_.data(), table, n, V, D, v0, v1);
+    slice_release(0, v0 * D, v1 * D, false);
+  }
+}
+
+void LlamaModel::embedding_backward_sliced(float* g_embed, const float* dres) {
+  const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
+  for (int64_t v0 = 0; v0 < V; v0 += kVocabSliceRows) {
+    const int64_t v1 = std::min(V, v0 + kVocabSliceRows);
+    const int64_t bytes = (v1 - v0) * D * int64_t(sizeof(float));
+    shards_->note_resident(bytes);
+    embedding_backward_rows(g_embed, dres, tokens_.data(), n, V, D, v0, v1);
+    shards_->reduce_slice(grads_->data, 0, v0 * D, v1 * D);
+    shards_->note_resident(-bytes);
+  }
 }
 
 void LlamaModel::unit_reduce(size_t first, size_t end) {

@@ -184,6 +184,49 @@ void ParamShards::release(void* full, size_t first, size_t end, size_t elem_byte
   release_range(static_cast<uint8_t*>(full) + lo * int64_t(elem_bytes), static_cast<size_t>(hi - lo) * elem_bytes);
 }
 
+void ParamShards::gather_slice(float* full, size_t t, int64_t e0, int64_t e1) {
+  const int64_t c = layout_.chunks[t], off = views_[t].offset;
+  e1 = std::min(e1, views_[t].numel);
+  for (int r = 0; r < layout_.world; ++r) {
+    const int64_t lo = std::max(e0, int64_t(r) * c), hi = std::min(e1, int64_t(r + 1) * c);
+    if (hi <= lo) continue;
+    if (r == layout_.rank) std::memcpy(full + off + lo, params_->data + starts_[t] + (lo - int64_t(r) * c), static_cast<size_t>(hi - lo) * sizeof(float));
+    if (layout_.world > 1) comm_->broadcast(full + off + lo, static_cast<size_t>(hi - lo) * sizeof(float), r);
+  }
+}
+
+void ParamShards::reduce_slice(float* full_grads, size_t t, int64_t e0, int64_t e1) {
+  const int64_t c = layout_.chunks[t], off = views_[t].offset;
+  e1 = std::min(e1, views_[t].numel);
+  float* part = grads_->data;
+  for (int r = 0; r < layout_.world; ++r) {
+    const int64_t lo = std::max(e0, int64_t(r) * c), hi = std::min(e1, int64_t(r + 1) * c);
+    if (hi <= lo) continue;
+    float* dst = part + starts_[t] + (lo - int64_t(r) * c);
+    if (layout_.world == 1) {
+      for (int64_t i = 0; i < hi - lo; ++i) dst[i] += full_grads[off + lo + i];
+      continue;
+    }
+    const int64_t piece = static_cast<int64_t>(out_.size());
+    for (int64_t a = lo; a < hi; a += piece) {
+      const int64_t len = std::min(hi, a + piece) - a;
+      // only the owner's chunk holds the slice: the others receive (and sum) zeros
+      std::fill(send_.begin(), send_.begin() + len * layout_.world, 0.f);
+      std::memcpy(send_.data() + int64_t(r) * len, full_grads + off + a, static_cast<size_t>(len) * sizeof(float));
+      comm_->reduce_scatter_sum(send_.data(), out_.data(), static_cast<size_t>(len), layout_.block);
+      if (r == layout_.rank)
+        for (int64_t i = 0; i < len; ++i) dst[(a - lo) + i] += out_[i];
+    }
+  }
+  release_slice(full_grads, t, e0, e1);
+}
+
+void ParamShards::release_slice(void* full, size_t t, int64_t e0, int64_t e1, size_t elem_bytes) const {
+  e1 = std::min(e1, views_[t].numel);
+  if (e1 <= e0) return;
+  release_range(static_cast<uint8_t*>(full) + (views_[t].offset + e0) * int64_t(elem_bytes), static_cast<size_t>(e1 - e0) * elem_bytes);
+}
+
 void ParamShards::note_resident(int64_t delta_bytes) {
   resident_ += delta_bytes;
   peak_ = std::max(peak_, resident_);

@@ -82,6 +82,16 @@ class ParamShards {
   void reduce_scatter(float* full_grads, size_t first, size_t end);
   // Releases tensors [first, end) of a flat buffer of `elem_bytes` per element (4: fp32, 2: bf16).
   void release(void* full, size_t first, size_t end, size_t elem_bytes = 4) const;
+
+  // A slice of one tensor (the vocabulary slices of the embedding and LM head): elements
+  // [e0, e1) of tensor t, in the tensor's own coordinates. Each lies in the parts of one or two
+  // owners, so the gather is one broadcast per owner (on the caller's communicator) and the
+  // reduction one reduce-scatter per piece with only the owner's chunk filled (the sum's order is
+  // reduce_scatter's). Collectives: every rank calls them with the same slices in the same order.
+  void gather_slice(float* full, size_t t, int64_t e0, int64_t e1);
+  // This rank's gradient part += the world sum of the slice of full_grads; the slice then released.
+  void reduce_slice(float* full_grads, size_t t, int64_t e0, int64_t e1);
+  void release_slice(void* full, size_t t, int64_t e0, int64_t e1, size_t elem_bytes = 4) const;
   // Element range [lo, hi) of the flat buffers that tensors [first, end) occupy.
   int64_t flat_lo(size_t first) const { return views_[first].offset; }
   int64_t flat_hi(size_t end) const { return views_[end - 1].offset + (views_[end - 1].numel + 15) / 16 * 16; }
