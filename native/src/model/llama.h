@@ -275,6 +275,16 @@ class LlamaModel {
   void embedding_backward_sliced(float* g_embed, const float* dres);
   void slice_gather(size_t t, int64_t e0, int64_t e1, bool bf16_copy);
   void slice_release(size_t t, int64_t e0, int64_t e1, bool bf16_copy);
+  // With a gather worker: starts gathering the slice the next slice_gather will ask for.
+  void slice_prefetch(size_t t, int64_t e0, int64_t e1, bool bf16_copy);
+  struct PendingSlice {
+    size_t t = 0;
+    int64_t e0 = 0, e1 = 0;
+    bool bf16 = false;
+    uint64_t ticket = 0;
+    bool on = false;
+  };
+  PendingSlice slice_pending_;
 
   // Stage 3 (no-ops without shards): views [first, end) gathered / released / their gradients reduced.
   void unit_gather(size_t first, size_t end);

@@ -96,9 +96,27 @@ void LlamaModel::unit_release(size_t first, size_t end) {
 
 void LlamaModel::slice_gather(size_t t, int64_t e0, int64_t e1, bool bf16_copy) {
   const int64_t len = std::min(e1, views_[t].numel) - e0;
+  if (slice_pending_.on) {
+    const PendingSlice p = slice_pending_;
+    slice_pending_.on = false;
+    shards_->wait_gather(p.ticket);
+    if (p.t == t && p.e0 == e0 && p.e1 == e1 && p.bf16 == bf16_copy) return;
+    // a pass that ended early left another slice prefetched: dropped
+    slice_release(p.t, p.e0, p.e1, p.bf16);
+  }
   shards_->note_resident(len * int64_t(bf16_copy ? 6 : 4));
+  // (no profile category of its own: the slices run inside the embedding's and the head's)
   shards_->gather_slice(params_->data, t, e0, e1);
   if (bf16_copy) f32_to_bf16(w16_->halves() + views_[t].offset + e0, params_->data + views_[t].offset + e0, len);
+}
+
+void LlamaModel::slice_prefetch(size_t t, int64_t e0, int64_t e1, bool bf16_copy) {
+  if (!shards_->overlaps() || e0 >= std::min(e1, views_[t].numel)) return;
+  const int64_t len = std::min(e1, views_[t].numel) - e0;
+  shards_->note_resident(len * int64_t(bf16_copy ? 6 : 4));
+  std::function<void()> post;
+  if (bf16_copy) post = [this, t, e0, len] { f32_to_bf16(w16_->halves() + views_[t].offset + e0, params_->data + views_[t].offset + e0, len); };
+  slice_pending_ = {t, e0, e1, bf16_copy, shards_->start_gather_slice(params_->data, t, e0, e1, std::move(post)), true};
 }
 
 void LlamaModel::slice_release(size_t t, int64_t e0, int64_t e1, bool bf16_copy) {
@@ -115,6 +133,8 @@ VocabSlices LlamaModel::head_slices(size_t t, float* g) {
   s.rows = kVocabSliceRows;
   s.begin = [this, t, D, g](int64_t v0, int64_t v1) {
     slice_gather(t, v0 * D, v1 * D, bf16_);
+    // the next slice's broadcast overlaps this one's blocks
+    if (v1 < cfg_.vocab) slice_prefetch(t, v1 * D, std::min(cfg_.vocab, v1 + kVocabSliceRows) * D, bf16_);
     // the slice's gradient is resident from its first block to its reduction
     if (g) shards_->note_resident((std::min(v1 * D, views_[t].numel) - v0 * D) * int64_t(sizeof(float)));
   };
@@ -133,6 +153,7 @@ void LlamaModel::embedding_forward_sliced(float* y) {
   for (int64_t v0 = 0; v0 < V; v0 += kVocabSliceRows) {
     const int64_t v1 = std::min(V, v0 + kVocabSliceRows);
     slice_gather(0, v0 * D, v1 * D, false);
+    if (v1 < V) slice_prefetch(0, v1 * D, std::min(V, v1 + kVocabSliceRows) * D, false);
     embedding_forward_rows(y, tokens_.data(), table, n, V, D, v0, v1);
     slice_release(0, v0 * D, v1 * D, false);
   }

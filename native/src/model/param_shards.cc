@@ -80,10 +80,7 @@ void ParamShards::work() {
     }
     std::exception_ptr e;
     try {
-      if (!error_) {
-        gather(j.full, j.first, j.end);
-        if (j.post) j.post();
-      }
+      if (!error_) j.run();
     } catch (...) {
       e = std::current_exception();
     }
@@ -96,16 +93,29 @@ void ParamShards::work() {
   }
 }
 
-uint64_t ParamShards::start_gather(float* full, size_t first, size_t end, std::function<void()> post) {
+uint64_t ParamShards::queue_job(std::function<void()> run) {
   if (!worker_.joinable()) {
-    gather(full, first, end);
-    if (post) post();
+    run();
     return 0;
   }
   std::lock_guard<std::mutex> g(mu_);
-  queue_.push_back({full, first, end, std::move(post)});
+  queue_.push_back({std::move(run)});
   cv_.notify_all();
   return ++queued_;
+}
+
+uint64_t ParamShards::start_gather(float* full, size_t first, size_t end, std::function<void()> post) {
+  return queue_job([this, full, first, end, post = std::move(post)] {
+    gather(full, first, end);
+    if (post) post();
+  });
+}
+
+uint64_t ParamShards::start_gather_slice(float* full, size_t t, int64_t e0, int64_t e1, std::function<void()> post) {
+  return queue_job([this, full, t, e0, e1, post = std::move(post)] {
+    gather_slice(full, t, e0, e1, gather_comm_ ? gather_comm_.get() : nullptr);
+    if (post) post();
+  });
 }
 
 void ParamShards::wait_gather(uint64_t ticket) {
@@ -184,14 +194,39 @@ void ParamShards::release(void* full, size_t first, size_t end, size_t elem_byte
   release_range(static_cast<uint8_t*>(full) + lo * int64_t(elem_bytes), static_cast<size_t>(hi - lo) * elem_bytes);
 }
 
-void ParamShards::gather_slice(float* full, size_t t, int64_t e0, int64_t e1) {
+void ParamShards::gather_slice(float* full, size_t t, int64_t e0, int64_t e1, comm::Communicator* via) {
+  comm::Communicator* c_ = via ? via : comm_.get();
   const int64_t c = layout_.chunks[t], off = views_[t].offset;
   e1 = std::min(e1, views_[t].numel);
   for (int r = 0; r < layout_.world; ++r) {
     const int64_t lo = std::max(e0, int64_t(r) * c), hi = std::min(e1, int64_t(r + 1) * c);
     if (hi <= lo) continue;
     if (r == layout_.rank) std::memcpy(full + off + lo, params_->data + starts_[t] + (lo - int64_t(r) * c), static_cast<size_t>(hi - lo) * sizeof(float));
-    if (layout_.world > 1) comm_->broadcast(full + off + lo, static_cast<size_t>(hi - lo) * sizeof(float), r);
+    if (layout_.world == 1) continue;
+    if (!c_->uses_shared_memory()) {
+      c_->broadcast(full + off + lo, static_cast<size_t>(hi - lo) * sizeof(float), r);
+      continue;
+    }
+    // on one host: the owner writes its rows into every peer's chunk of the shared window, in
+    // pieces of kPiece elements; the other chunks carry nothing
+    for (int64_t a = lo; a < hi; a += kPiece) {
+      const int64_t len = std::min(hi, a + kPiece) - a;
+      const size_t bytes = static_cast<size_t>(len) * sizeof(float), row = 4096, rows = (bytes + row - 1) / row;
+      uint8_t* base = reinterpret_cast<uint8_t*>(full + off + a);
+      const bool owner = r == layout_.rank;
+      c_->exchange(
+          bytes, rows,
+          [&](int j, uint8_t* d, comm::Communicator::Copy copy, size_t r0, size_t r1) {
+            if (!owner || j == r) return;
+            const size_t b0 = r0 * row, b1 = std::min(bytes, r1 * row);
+            copy(d + b0, base + b0, b1 - b0);
+          },
+          [&](int i, const uint8_t* data, size_t r0, size_t r1) {
+            if (owner || i != r) return;
+            const size_t b0 = r0 * row, b1 = std::min(bytes, r1 * row);
+            std::memcpy(base + b0, data + b0, b1 - b0);
+          });
+    }
   }
 }
 

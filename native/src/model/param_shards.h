@@ -65,6 +65,9 @@ class ParamShards {
   // Queues gather(full, first, end) and then `post` on the worker (without one: runs both now);
   // returns the ticket wait_gather takes.
   uint64_t start_gather(float* full, size_t first, size_t end, std::function<void()> post);
+  // Queues gather_slice(full, t, e0, e1) (over the gathers' communicator) and then `post` on the
+  // worker, as start_gather does; without a worker runs both now.
+  uint64_t start_gather_slice(float* full, size_t t, int64_t e0, int64_t e1, std::function<void()> post);
   // Blocks until the ticket's gather (and every one before it) is done; rethrows its failure.
   void wait_gather(uint64_t ticket);
 
@@ -88,7 +91,7 @@ class ParamShards {
   // owners, so the gather is one broadcast per owner (on the caller's communicator) and the
   // reduction one reduce-scatter per piece with only the owner's chunk filled (the sum's order is
   // reduce_scatter's). Collectives: every rank calls them with the same slices in the same order.
-  void gather_slice(float* full, size_t t, int64_t e0, int64_t e1);
+  void gather_slice(float* full, size_t t, int64_t e0, int64_t e1, comm::Communicator* via = nullptr);
   // This rank's gradient part += the world sum of the slice of full_grads; the slice then released.
   void reduce_slice(float* full_grads, size_t t, int64_t e0, int64_t e1);
   void release_slice(void* full, size_t t, int64_t e0, int64_t e1, size_t elem_bytes = 4) const;
@@ -119,10 +122,9 @@ class ParamShards {
   // the gather worker (gather_comm_ set)
   void work();
   struct Job {
-    float* full;
-    size_t first, end;
-    std::function<void()> post;
+    std::function<void()> run;
   };
+  uint64_t queue_job(std::function<void()> run);
   std::shared_ptr<comm::Communicator> gather_comm_;
   std::thread worker_;
   std::mutex mu_;
