@@ -64,6 +64,7 @@ export class RankChaos implements RankFaults {
   private readonly mine: Fault[];
   private readonly t0 = Date.now();
   private outputDir = '.';
+  private configured = false;
   private started = false;
   private slowUntil = 0;
   private slowDelayMs = 0;
@@ -113,6 +114,8 @@ export class RankChaos implements RankFaults {
 
   /** Writes the effect counts that changed since the last write (synchronously: a death may follow). */
   private flushEffects(): void {
+    // before the job arrives (configure()) there is no output_dir to write into: the counts wait
+    if (!this.configured) return;
     for (const f of this.mine) {
       const hits = (this.rulesOf.get(f.index) ?? []).reduce((a, r) => a + (r.hits ?? 0), 0);
       const count = (this.effects.get(f.index) ?? 0) + hits;
@@ -134,6 +137,7 @@ export class RankChaos implements RankFaults {
    */
   configure(job: JobSpec): void {
     this.outputDir = job.config.output_dir;
+    this.configured = true;
     if (this.mine.length) {
       this.flushTimer = setInterval(() => this.flushEffects(), EFFECTS_FLUSH_MS);
       this.flushTimer.unref();

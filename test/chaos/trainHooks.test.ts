@@ -81,3 +81,25 @@ t.test('expect: absorb is for gradient faults only', async (t) => {
   t.throws(() => parseFaultPlan(`${head}  - { kind: crash, at_step: 2 }`), /expect: absorb is for plans whose faults are all gradient faults/);
   t.throws(() => parseFaultPlan(`${head.replace('absorb', 'whatever')}  - { kind: crash, at_step: 2 }`), /expect: must be recover, give_up, absorb or fail_fast/);
 });
+
+t.test('a network fault that hits frames before the job arrives records its count in the job\'s output_dir, not the working directory', async (t) => {
+  const dir = t.testdir();
+  const cwd = process.cwd();
+  process.chdir(dir);
+  t.teardown(() => process.chdir(cwd));
+  const plan = parseFaultPlan('name: early\nseed: 1\nranks: 1\nfaults:\n  - kind: net_duplicate\n    p: 1\n');
+  const c = new RankChaos({ seed: plan.seed, faults: plan.faults }, 0, 0, 0, logger);
+  const sent: string[] = [];
+  const inner = { send: (_to: string, type: string) => void sent.push(type), onFrame: () => undefined, stats: { sent: 0, received: 0, dropped: 0, sendErrors: 0 }, close: async () => undefined };
+  const proxied = c.wrap(inner as never);
+  // the first frame (a hello, before the welcome brings the job) is hit: duplicated
+  proxied.send('coordinator:0', 'peer.heartbeat' as never, {} as never);
+  t.equal(sent.length, 2, 'the frame went out twice');
+  t.notOk(existsSync(join(dir, 'chaos-fired')), 'nothing written into the working directory before the job arrives');
+  const out = join(dir, 'out');
+  c.configure(loadJobConfig({ configPath: 'hooks.yaml', configText: `output_dir: ${out}\n`, env: {} }));
+  await c.close();
+  const files = readdirSync(join(out, 'chaos-fired')).filter((f) => f.startsWith('effects-'));
+  t.same(files, ['effects-0-rank-0-inc-0.json'], 'the count is written into the job\'s output_dir once it is known');
+  t.notOk(existsSync(join(dir, 'chaos-fired')), 'and never into the working directory');
+});
