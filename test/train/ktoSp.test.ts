@@ -5,10 +5,9 @@
 // replicas (sp 1 and sp 2; and with ZeRO stage 1) train as one replica with their global batch, the KL estimate being
 // the mean over the world's micro-batches as TRL gathers it.
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCoordinatedJob } from './helpers/coordinatedJob.js';
-import { runSpDegrees, sameMetrics, writeSpModel } from './helpers/spJob.js';
+import { runSpDegrees, sameMetrics, writeKtoRows, writeSpModel } from './helpers/spJob.js';
 
 const KEYS = ['loss', 'grad_norm', 'max_abs_grad', 'rewards/chosen', 'rewards/rejected', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'kl'];
 
@@ -16,16 +15,6 @@ const KEYS = ['loss', 'grad_norm', 'max_abs_grad', 'rewards/chosen', 'rewards/re
  * 8 answers of different lengths (shards cut prompts and answers at different places), tags
  * alternating, read in file order: every micro-batch holds both kinds.
  */
-function writeKtoRows(root: string): string {
-  const rows = Array.from({ length: 8 }, (_, i) => ({
-    instruction: `Question ${i}: what comes after ${i * 3}?`,
-    output: (i % 2 === 1 ? `I think it is ${i * 5} or so` : `${i * 3 + 1}, because counting goes up by one.`).slice(0, 11 + 2 * i),
-    kto_tag: i % 2 === 0,
-  }));
-  const path = join(root, 'kto.jsonl');
-  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  return path;
-}
 
 const jobLines = (model: string, data: string, extra: string[]) => [
   `model_name_or_path: ${model}`, 'stage: kto', 'finetuning_type: full', `dataset: ${data}`, 'cutoff_len: 64',

@@ -12,21 +12,11 @@ import { join } from 'node:path';
 import { loadJobConfig } from '../../src/config/loadJobConfig.js';
 import { estimateRankMemory } from '../../src/train/resourceEstimate.js';
 import { runCoordinatedJob } from './helpers/coordinatedJob.js';
-import { writeSpModel, writeSpPairs } from './helpers/spJob.js';
+import { writeKtoRows, writeSpModel, writeSpPairs } from './helpers/spJob.js';
 
 const RTOL = 1e-6;
 const STEPS = 4;
 
-function writeKtoRows(root: string, n = 8): string {
-  const rows = Array.from({ length: n }, (_, i) => ({
-    instruction: `Question ${i}: what comes after ${i * 3}?`,
-    output: (i % 2 === 1 ? `I think it is ${i * 5} or so` : `${i * 3 + 1}, because counting goes up by one.`).slice(0, 11 + 2 * i),
-    kto_tag: i % 2 === 0,
-  }));
-  const path = join(root, 'kto.jsonl');
-  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  return path;
-}
 
 type Stage = 'dpo' | 'kto';
 type Tuning = 'full' | 'lora';

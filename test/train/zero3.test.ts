@@ -15,12 +15,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Model } from '../../src/engine/model/index.js';
 import { parseModelConfig } from '../../src/engine/modelConfig.js';
-import { readSafetensors } from '../../src/engine/safetensors.js';
 import { singleProcessRuntime } from '../../src/train/ParallelRuntime.js';
 import { Partition } from '../../src/train/zero/partition.js';
 import { shardModel } from '../../src/train/zero/shardModel.js';
 import { runCoordinatedJob } from './helpers/coordinatedJob.js';
-import { writeSpModel } from './helpers/spJob.js';
+import { weightsDiff, writeSpModel } from './helpers/spJob.js';
 import { microHfConfig, progressionData, writeMicroModelDir } from './helpers/trainFixtures.js';
 
 const maxAbs = (x: Float32Array) => x.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
@@ -139,17 +138,6 @@ function jobsIn(t: Test) {
   return { root, model, run };
 }
 
-/** The largest difference of two runs' final weights, relative to each tensor's largest value. */
-async function weightsDiff(a: string, b: string): Promise<number> {
-  const [x, y] = [await readSafetensors(join(a, 'model.safetensors')), await readSafetensors(join(b, 'model.safetensors'))];
-  let worst = 0;
-  for (const [k, w] of x.tensors) {
-    const v = y.tensors.get(k)!.data;
-    const mx = Math.max(maxAbs(w.data), 1e-30);
-    for (let i = 0; i < w.data.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w.data[i]!) / mx);
-  }
-  return worst;
-}
 
 const lossDiff = (a: { metrics: { loss: number }[] }, b: { metrics: { loss: number }[] }) => Math.max(...a.metrics.map((m, i) => Math.abs(b.metrics[i]!.loss - m.loss) / Math.abs(m.loss)));
 

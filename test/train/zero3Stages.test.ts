@@ -14,23 +14,12 @@
 import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors } from '../../src/engine/safetensors.js';
 import { runCoordinatedJob } from './helpers/coordinatedJob.js';
-import { writeSpModel, writeSpPairs } from './helpers/spJob.js';
+import { weightsDiff, writeKtoRows, writeSpModel, writeSpPairs } from './helpers/spJob.js';
 
 const ROWS_RTOL = 1e-5;
 const WEIGHTS_RTOL = 2e-5;
 
-function writeKtoRows(root: string, n: number): string {
-  const rows = Array.from({ length: n }, (_, i) => ({
-    instruction: `Question ${i}: what comes after ${i * 3}?`,
-    output: (i % 2 === 1 ? `I think it is ${i * 5} or so` : `${i * 3 + 1}, because counting goes up by one.`).slice(0, 11 + 2 * i),
-    kto_tag: i % 2 === 0,
-  }));
-  const path = join(root, 'kto.jsonl');
-  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  return path;
-}
 
 function writeSftRows(root: string): string {
   const rows = Array.from({ length: 11 }, (_, i) => ({ instruction: `Say ${i} in words, then count on.`, input: '', output: `number ${i}, ${'and more '.repeat(1 + (i % 3))}${i + 1}.` }));
@@ -49,19 +38,6 @@ function jobLines(stage: string, model: string, data: string, sp: number): strin
     // 3 held-out items over 2 replicas: one replica evaluates 2, the other 1 (and a filler under stage 3)
     'val_size: 3', 'eval_strategy: steps', 'eval_steps: 2', 'per_device_eval_batch_size: 2', 'do_eval: true',
   ];
-}
-
-const maxAbs = (x: Float32Array) => x.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-
-async function weightsDiff(a: string, b: string): Promise<number> {
-  const [x, y] = [await readSafetensors(join(a, 'model.safetensors')), await readSafetensors(join(b, 'model.safetensors'))];
-  let worst = 0;
-  for (const [k, w] of x.tensors) {
-    const v = y.tensors.get(k)!.data;
-    const mx = Math.max(maxAbs(w.data), 1e-30);
-    for (let i = 0; i < w.data.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w.data[i]!) / mx);
-  }
-  return worst;
 }
 
 /** Every numeric key the rows share, but the clocks. */

@@ -5,12 +5,13 @@
  * dropout), one SP all-reduce per chunk completes the partial sums, and one world all-reduce
  * gathers the replicas' items (each item written by one SP rank 0, zeros elsewhere: exact).
  * Under ZeRO 3 a replica one item short forwards one item more, discarded, so every rank makes
- * the same number of forwards (each gathers over the world).
+ * the same number of forwards (each gathers over the world): the shares are replicaBatches'.
  * Must never touch gradients, and must issue the same collectives on every member of a group.
  */
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { ItemSource } from '../data/ItemSource.js';
 import { forwardLogps, type ReferenceModel } from '../loop/dpo.js';
+import { replicaBatches } from '../loop/evaluate.js';
 import { shardSequence, type PackedSequence } from '../loop/sequences.js';
 
 /** Items per SP all-reduce while scoring. */
@@ -28,16 +29,10 @@ export interface ScoredSet<T> {
  */
 export async function scoreReference(reference: ReferenceModel, runtime: ParallelRuntime, sets: readonly ScoredSet<unknown>[], out: Float64Array): Promise<void> {
   let at = 0;
-  // ZeRO 3 (each forward gathers over the world): a share one item short scores item 0 once
-  // more at its end, not written, so every rank makes the same forwards
-  const filler = reference.model.shards !== null;
   for (const set of sets) {
-    const mine: number[] = [];
-    for (let i = runtime.dpRank; i < set.items.length; i += runtime.dp) mine.push(i);
-    const own = mine.length;
-    if (filler && set.items.length > 0 && own < Math.ceil(set.items.length / runtime.dp)) mine.push(0);
-    for (let first = 0; first < mine.length; first += CHUNK_ITEMS) {
-      const chunk = mine.slice(first, first + CHUNK_ITEMS);
+    // this replica's item indexes in chunks (under ZeRO 3 with item 0 once more, not counted, when the share is short)
+    const indexes = Array.from({ length: set.items.length }, (_, i) => i);
+    for (const { items: chunk, counted } of replicaBatches(indexes, runtime, CHUNK_ITEMS, reference.model)) {
       const shards = chunk.flatMap((i) => set.sequences(set.items.at(i)!).map((s) => shardSequence(s, runtime.sp, runtime.spRank)));
       const partial = new Float64Array(shards.length);
       reference.enter?.();
@@ -47,7 +42,7 @@ export async function scoreReference(reference: ReferenceModel, runtime: Paralle
         reference.exit?.();
       }
       await runtime.allReduceSum(partial, 'sp');
-      if (runtime.spRank === 0) for (const [k, i] of chunk.entries()) if (first + k < own) out.set(partial.subarray(2 * k, 2 * k + 2), at + 2 * i);
+      if (runtime.spRank === 0) for (let k = 0; k < counted; k++) out.set(partial.subarray(2 * k, 2 * k + 2), at + 2 * chunk[k]!);
     }
     at += 2 * set.items.length;
   }

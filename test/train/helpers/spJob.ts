@@ -3,6 +3,7 @@
 import type { Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readSafetensors } from '../../../src/engine/safetensors.js';
 import { runCoordinatedJob } from './coordinatedJob.js';
 import { writeMicroModelDir } from './trainFixtures.js';
 
@@ -57,6 +58,32 @@ export function sameMetrics(t: Test, runs: { metrics: Record<string, number>[] }
  * Writes the DPO equivalence jobs' preference pairs to root/pairs.jsonl and returns the path:
  * responses of different lengths, so shards split prompts and responses at different places.
  */
+/** `n` KTO rows (LLaMA-Factory's kto_tag format, alternately desirable) in root/kto.jsonl; returns the path. */
+export function writeKtoRows(root: string, n = 8): string {
+  const rows = Array.from({ length: n }, (_, i) => ({
+    instruction: `Question ${i}: what comes after ${i * 3}?`,
+    output: (i % 2 === 1 ? `I think it is ${i * 5} or so` : `${i * 3 + 1}, because counting goes up by one.`).slice(0, 11 + 2 * i),
+    kto_tag: i % 2 === 0,
+  }));
+  const path = join(root, 'kto.jsonl');
+  writeFileSync(path, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return path;
+}
+
+const maxAbs = (x: Float32Array) => x.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+
+/** The largest difference of two output dirs' final weights (model.safetensors), relative to each tensor's largest value. */
+export async function weightsDiff(a: string, b: string): Promise<number> {
+  const [x, y] = [await readSafetensors(join(a, 'model.safetensors')), await readSafetensors(join(b, 'model.safetensors'))];
+  let worst = 0;
+  for (const [k, w] of x.tensors) {
+    const v = y.tensors.get(k)!.data;
+    const mx = Math.max(maxAbs(w.data), 1e-30);
+    for (let i = 0; i < w.data.length; i++) worst = Math.max(worst, Math.abs(v[i]! - w.data[i]!) / mx);
+  }
+  return worst;
+}
+
 export function writeSpPairs(root: string): string {
   const rows = Array.from({ length: 8 }, (_, i) => ({
     instruction: `Question ${i}: what comes after ${i * 3}?`,
