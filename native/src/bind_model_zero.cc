@@ -1,8 +1,7 @@
 // Bindings of ZeRO stage 3's parameter shards (see bind_model.h, model/param_shards.h):
 // installing them over the world communicator (or none, for a world of one), the packed part
 // buffers as Float32Arrays, and gathering / releasing the whole parameter set for checkpoints.
-// Must never shard a model with adapters or a pending forward, or run a collective on the main
-// thread.
+// Must never shard a model with a pending forward, or run a collective on the main thread.
 #include <string>
 #include <vector>
 

@@ -291,11 +291,6 @@ function crossCheck(values: Map<string, Setting>, problems: ConfigProblem[], wor
   if (v('precompute_ref_log_probs') === true && (stage === 'dpo' ? ['orpo', 'simpo'].includes(v('pref_loss')) : stage !== 'kto'))
     problems.push({ key: 'precompute_ref_log_probs', source: s('precompute_ref_log_probs').source, value: true, message: `only has an effect with a reference model: stage kto, or dpo with pref_loss sigmoid, ipo or hinge (it is ${stage}${stage === 'dpo' ? ` with pref_loss ${v<string>('pref_loss')}, reference-free` : ''})`, fix: 'remove it' });
   problems.push(...evalKeyProblems((p) => values.get(p)!));
-  // the value head's statistics join the model's over whole gradients; ZeRO 2 keeps only a part of them
-  if (stage === 'rm' && v<number>('zero_stage') >= 2)
-    problems.push({ key: 'zero_stage', source: s('zero_stage').source, value: v('zero_stage'), message: 'stage rm runs with zero_stage 0 or 1 (ZeRO 2 partitions the gradients the value head is judged with)', fix: 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' });
-  // ZeRO 3 gathers every layer inside forward and backward: every rank must run the same passes
-  if (v<number>('zero_stage') === 3) problems.push(...zero3Problems(stage, (k) => ({ value: v(k), source: s(k).source })));
   const sp = v<number>('sequence_parallel_size');
   if (worldSize !== undefined && worldSize % sp !== 0)
     problems.push({ key: 'sequence_parallel_size', source: s('sequence_parallel_size').source, value: sp, message: `must divide the world size ${worldSize}`, fix: `use one of ${divisors(worldSize).join(', ')} or change the hosts' slots` });
@@ -350,16 +345,3 @@ export function formatIgnored(ignored: readonly IgnoredKey[]): string | undefine
 /** The env name of a key, for docs and messages. */
 export { envName };
 
-/**
- * What ZeRO stage 3 does not run yet: LoRA (its base weights would have to be whole) and stage rm
- * (its value head is judged together with the model's whole gradients, as at stage 2).
- */
-function zero3Problems(stage: string, get: (k: string) => { value: unknown; source: string }): { key: string; source: string; value: unknown; message: string; fix: string }[] {
-  const out = [];
-  const z = get('zero_stage');
-  if (get('finetuning_type').value !== 'full')
-    out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 shards the base weights, which finetuning_type lora keeps whole and frozen', fix: 'use zero_stage: 2 with LoRA (or finetuning_type: full)' });
-  if (stage === 'rm')
-    out.push({ key: 'zero_stage', source: z.source, value: 3, message: 'zero_stage 3 does not run stage rm (its value head is judged with the model\'s whole gradients)', fix: 'use zero_stage: 1 (or a DeepSpeed JSON with zero_optimization.stage 1)' });
-  return out;
-}

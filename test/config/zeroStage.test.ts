@@ -1,7 +1,6 @@
 // zero_stage from the job or from the DeepSpeed JSON's zero_optimization.stage, stage 3
 // (LLaMA-Factory's ds_z3_config.json) included; a stage DeepSpeed does not have and a job value
-// that disagrees with the JSON are problems; stage 3 refuses what it does not run (LoRA, stage
-// rm), naming zero_stage and the fix, and takes dpo, kto and evaluation.
+// that disagrees with the JSON are problems; every training stage and LoRA take every ZeRO stage.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,27 +36,17 @@ t.test('bad stages are problems naming the key', async (t) => {
   t.same(job.map((p) => p.key), ['zero_stage'], 'zero_stage 4 in the job');
 });
 
-t.test('zero_stage 3 refuses LoRA and stage rm, naming zero_stage and the fix; it takes dpo, kto and evaluation', async (t) => {
-  const refused = (text: string) => problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: text, env: {} }));
-  const lora = refused('stage: sft\nfinetuning_type: lora\nzero_stage: 3\n');
-  t.same(lora.map((p) => p.key), ['zero_stage']);
-  t.match(lora[0]!.message, /finetuning_type lora/);
-  t.match(lora[0]!.fix, /zero_stage: 2/);
-  const rm = refused('stage: rm\nfinetuning_type: full\nzero_stage: 3\n');
-  t.ok(rm.some((p) => p.key === 'zero_stage' && /stage rm/.test(p.message) && /zero_stage: 1/.test(p.fix)), 'stage rm');
+t.test('every stage takes every ZeRO stage: LoRA and stage rm at 2 and 3, dpo, kto and evaluation at 3', async (t) => {
+  const zero = (text: string) => loadJobConfig({ configPath: 'j.yaml', configText: text, env: {} }).config.zero_stage;
+  for (const z of [2, 3]) {
+    t.equal(zero(`stage: sft\nfinetuning_type: lora\nzero_stage: ${z}\n`), z, `LoRA at zero_stage ${z}`);
+    t.equal(zero(`stage: rm\nfinetuning_type: full\nzero_stage: ${z}\n`), z, `stage rm at zero_stage ${z}`);
+    t.equal(zero(`stage: rm\nfinetuning_type: lora\nzero_stage: ${z}\n`), z, `stage rm with LoRA at zero_stage ${z}`);
+  }
   for (const stage of ['dpo', 'kto']) {
     const text = `stage: ${stage}\nfinetuning_type: full\nzero_stage: 3\nval_size: 0.1\neval_strategy: steps\ndo_eval: true\n`;
-    t.equal(loadJobConfig({ configPath: 'j.yaml', configText: text, env: {} }).config.zero_stage, 3, `stage ${stage} with evaluation`);
+    t.equal(zero(text), 3, `stage ${stage} with evaluation`);
   }
-  const ds = refused(`stage: sft\ndeepspeed: ${z3}\n`);
-  t.ok(ds.some((p) => p.key === 'zero_stage' && /lora/.test(p.message)), 'also when the DeepSpeed JSON asks for it (finetuning_type defaults to lora)');
-});
-
-t.test('stage rm takes zero_stage 0 or 1: ZeRO 2 is refused naming the key', async (t) => {
-  t.equal(loadJobConfig({ configPath: 'j.yaml', configText: 'stage: rm\nzero_stage: 1\n', env: {} }).config.zero_stage, 1);
-  const ps = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: 'stage: rm\nzero_stage: 2\n', env: {} }));
-  t.same(ps.map((p) => p.key), ['zero_stage']);
-  t.match(ps[0]!.message, /stage rm runs with zero_stage 0 or 1/);
-  const ds = problemsOf(() => loadJobConfig({ configPath: 'j.yaml', configText: `stage: rm\ndeepspeed: ${z3}\n`, env: {} }));
-  t.ok(ds.some((p) => p.key === 'zero_stage'), 'also when the DeepSpeed JSON asks for it');
+  t.equal(zero(`stage: sft\ndeepspeed: ${z3}\n`), 3, 'ds_z3_config.json with LLaMA-Factory\'s default finetuning_type lora');
+  t.equal(zero(`stage: rm\ndeepspeed: ${z3}\n`), 3, 'ds_z3_config.json with stage rm');
 });

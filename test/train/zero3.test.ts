@@ -20,7 +20,7 @@ import { Partition } from '../../src/train/zero/partition.js';
 import { shardModel } from '../../src/train/zero/shardModel.js';
 import { runCoordinatedJob } from './helpers/coordinatedJob.js';
 import { weightsDiff, writeSpModel } from './helpers/spJob.js';
-import { microHfConfig, progressionData, writeMicroModelDir } from './helpers/trainFixtures.js';
+import { microHfConfig, passLosses, progressionData, writeMicroModelDir } from './helpers/trainFixtures.js';
 
 const maxAbs = (x: Float32Array) => x.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
 
@@ -38,14 +38,7 @@ t.test('world of one: the sharded model computes the unsharded one\'s losses and
         t.equal(maxAbs(z3.params), 0, `${name}: the flat parameters are released once sharded`);
         const partition = new Partition(z3.views, 1);
         t.ok(sh.params.every((v, i) => v === partition.pack(whole, 0)[i]), `${name}: the part is the packed weights`);
-        const losses: number[][] = [[], []];
-        for (const s of seqs) {
-          for (const [k, m] of [ref, z3].entries()) {
-            const r = await m.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 40 });
-            await m.backward();
-            losses[k]!.push(r.loss);
-          }
-        }
+        const losses = await passLosses([ref, z3], seqs);
         t.same(losses[1], losses[0], `${name}: the same losses, bitwise`);
         t.equal(maxAbs(z3.params) + maxAbs(z3.grads), 0, `${name}: no parameter or gradient left in the flat buffers after the passes`);
         const want = partition.pack(ref.grads, 0);

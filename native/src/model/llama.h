@@ -191,8 +191,9 @@ class LlamaModel {
   const double* profile() const { return profile_; }
 
   // ZeRO stage 3 (see the header comment): from now on this rank keeps only its part (taken from
-  // the current parameters, which are then released). Throws std::logic_error with adapters
-  // attached or a forward awaiting its backward; nullptr is refused.
+  // the current parameters, which are then released). With adapters attached only the frozen base
+  // is sharded (the adapters stay whole; attach them first). Throws std::logic_error with a
+  // forward awaiting its backward; nullptr is refused.
   void set_param_shards(std::shared_ptr<ParamShards> s);
   const std::shared_ptr<ParamShards>& param_shards() const { return shards_; }
   // Stage 3: every parameter gathered into params() (a collective; for checkpoints and hashes).

@@ -1,6 +1,8 @@
 // ZeRO stage 3 of the Llama model (llama.h, param_shards.h): installing the shards, the per-run
 // gather / release / reduce-scatter the forward and backward call around each run of tensors, and
-// the vocabulary slices of the embedding and the LM head. Must never gather or reduce outside the fixed order of forward and backward (every
+// the vocabulary slices of the embedding and the LM head. With LoRA adapters (attached before the
+// shards) only the frozen base is sharded: it is gathered as without them and nothing of it is
+// reduced. Must never gather or reduce outside the fixed order of forward and backward (every
 // rank of the world issues the same collectives), nor leave a run's pages resident after its use.
 #include <algorithm>
 #include <functional>
@@ -16,7 +18,6 @@ namespace ua {
 
 void LlamaModel::set_param_shards(std::shared_ptr<ParamShards> s) {
   if (!s) throw std::logic_error("shardParameters: no shards given");
-  if (lora_) throw std::logic_error("shardParameters: ZeRO stage 3 shards the base parameters; LoRA adapters are attached");
   if (has_forward_) throw std::logic_error("shardParameters: a forward awaits its backward; run backward first");
   if (shards_) throw std::logic_error("shardParameters: the parameters are already sharded");
   shards_ = std::move(s);
@@ -172,7 +173,9 @@ void LlamaModel::embedding_backward_sliced(float* g_embed, const float* dres) {
 }
 
 void LlamaModel::unit_reduce(size_t first, size_t end) {
-  if (!shards_) return;
+  // with adapters the base is frozen: no base gradient is written, none reduced (the adapters'
+  // gradients stay whole, reduced by the optimizer as under stage 2)
+  if (!shards_ || lora_) return;
   const int64_t bytes = (shards_->flat_hi(end) - shards_->flat_lo(first)) * int64_t(sizeof(float));
   // the run's gradient was resident since its backward began
   shards_->note_resident(bytes);

@@ -282,8 +282,10 @@ export class Model {
    * the replicas once per step), so `params` and `grads` read as zero except while gatherParameters()
    * holds the parameters. With `gatherWorld` (a second communicator over the same world, used by
    * nothing else) the gathers run on a worker thread of their own, each run's gather overlapping
-   * the compute before it. Every rank calls it at the same point. ERR_STATE with LoRA or a pending
-   * forward.
+   * the compute before it. Every rank calls it at the same point. With LoRA adapters (attached
+   * first) only the frozen base is sharded: nothing of it is reduced, and the adapters stay whole
+   * in `trainable` (the trainer partitions their gradients and moments as under stage 2).
+   * ERR_STATE with a pending forward.
    */
   shardParameters(world: Communicator | null, layout: ShardLayout, gatherWorld: Communicator | null = null): ParameterShards {
     this.h.shardParameters(world ? world.nativeHandle : null, layout.rank, layout.world, layout.dp, layout.block, [...layout.chunks], gatherWorld ? gatherWorld.nativeHandle : null);

@@ -28,7 +28,7 @@ import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import { Partition, type PartSegment } from '../zero/partition.js';
 import { bucketBuffers, gatherParts, partitionedStats, planOnPart, reduceScatterGradients, type BucketBuffers } from '../zero/shardedGradients.js';
 import type { ZeroGroup } from '../zero/ZeroGroup.js';
-import { decays, spanTableOf, spansOf, stepPlanOf } from './applyPlan.js';
+import { applyPlan, decays, spanTableOf, spansOf, stepPlanOf } from './applyPlan.js';
 
 /** AdamW's hyper-parameters (job keys; the LR comes per step). */
 export interface AdamWConfig {
@@ -113,6 +113,19 @@ export class Optimizer {
     const sh = this.shard;
     if (sh?.grads) return partitionedStats(this.set.grads, this.set.views, sh.partition, sh.group, sh.packed);
     return gradStats(this.set.grads, spansOf(this.set));
+  }
+
+  /**
+   * The plan's operations but the clip (noise, scaling, centralization) on the reduced gradients,
+   * in place (stages 2 and 3: on this rank's part, the effects the whole step's); `stats` are the
+   * statistics the plan was made from. For a caller that clips by a norm of its own (stage rm's
+   * joint norm) and then steps with a clip-only plan.
+   */
+  async applyOperations(plan: PolicyPlan, stats: GradStats): Promise<PlanEffects> {
+    const op = { ...plan, clipNorm: 0 };
+    const sh = this.shard;
+    if (sh?.grads) return planOnPart(this.set.grads, this.set.views, sh.partition, sh.group, op, stats, sh.packed);
+    return applyPlan(this.set, op, stats);
   }
 
   /** The gradients the plan and AdamW read: the whole reduced buffer, or under stage 3 this rank's packed part. */

@@ -161,8 +161,11 @@ export class Trainer {
     const rt = o.runtime;
     const sh = o.model.shards;
     if ((o.config.zero_stage >= 3) !== (sh !== null)) throw new Error(`Trainer: zero_stage ${o.config.zero_stage} with ${sh ? 'a sharded' : 'an unsharded'} model (stage 3 needs zero/shardModel.ts first, and only stage 3 takes one)`);
-    const set = sh ? { params: sh.params, grads: sh.grads, views: o.model.views } : o.model.trainable;
-    this.optimizer = new Optimizer(set, o.config, zeroGroupOf(rt, o.config.zero_stage));
+    // stage 3 with LoRA: the sharded base is frozen, and the whole adapters' gradients and moments
+    // are partitioned as under stage 2 (they are a small fraction of the model)
+    const packed = sh !== null && o.model.lora === null;
+    const set = packed ? { params: sh.params, grads: sh.grads, views: o.model.views } : o.model.trainable;
+    this.optimizer = new Optimizer(set, o.config, zeroGroupOf(rt, sh && !packed ? 2 : o.config.zero_stage));
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }
@@ -221,10 +224,13 @@ export class Trainer {
     return { step: this.step, finalHash: await this.weightsHash(), losses };
   }
 
-  /** ZeRO 3: the whole parameters gathered (a collective) while `use` reads them, released after. */
+  /**
+   * ZeRO 3: the whole parameters gathered (a collective) while `use` reads them, released after;
+   * with LoRA nothing is gathered (hashes and checkpoints read the whole adapters alone).
+   */
   private async withWholeParameters<T>(use: () => Promise<T> | T): Promise<T> {
     const { model } = this.o;
-    if (!model.shards) return use();
+    if (!model.shards || model.lora) return use();
     await model.gatherParameters();
     try {
       return await use();
@@ -324,7 +330,7 @@ export class Trainer {
     o.gradientHook?.(grads, step);
 
     // rm: the model's and the value head's gradients are one gradient to the policy (one global norm)
-    const stats = o.rm ? await o.rm.jointStats(train) : await this.optimizer.gradStats();
+    const stats = o.rm ? await o.rm.jointStats(await this.optimizer.gradStats(), train.views) : await this.optimizer.gradStats();
     const t = this.policy.step({
       step,
       totalSteps: this.schedule.totalSteps,
@@ -343,7 +349,7 @@ export class Trainer {
         throw new PolicyEscalation(step, this.policy.context.nonfiniteStreak);
       }
     } else {
-      const fx = o.rm ? await o.rm.updateWithModel(this.optimizer, train, plan, lr) : await this.optimizer.step(plan, stats, lr);
+      const fx = o.rm ? await o.rm.updateWithModel(this.optimizer, plan, lr) : await this.optimizer.step(plan, stats, lr);
       if (c.debug) o.logger.info(`step ${step} plan`, { plan: { ...plan }, effects: { ...fx }, path: t.path });
     }
     this.lastLr = plan.skipUpdate ? 0 : lr;

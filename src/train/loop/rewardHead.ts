@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../engine/safetensors.js';
-import type { Model, TrainableSet } from '../../engine/model/index.js';
+import type { Model, ParamView, TrainableSet } from '../../engine/model/index.js';
 import { gradStats, type GradStats, type PlanEffects } from '../../engine/ops/optim.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
@@ -86,33 +86,35 @@ export class RewardHead {
   }
 
   /**
-   * The statistics the gradient policy judges for stage rm: the model's trainable tensors (`train`,
-   * reduced) and the head's (reduced) as one gradient; kept for updateWithModel.
+   * The statistics the gradient policy judges for stage rm: the model's trainable tensors (their
+   * reduced statistics as the model's optimizer gives them, `optimizer.gradStats()`: global under
+   * ZeRO 2 and 3 as well; `views` the tensors) and the head's (reduced) as one gradient; kept for
+   * updateWithModel.
    */
-  async jointStats(train: TrainableSet): Promise<GradStats> {
-    const model = await gradStats(train.grads, spansOf(train));
+  async jointStats(model: GradStats, views: readonly ParamView[]): Promise<GradStats> {
     const head = await gradStats(this.set.grads, spansOf(this.set));
     this.parts = { model, head };
-    return jointStats(model, train.views.map((v) => v.numel), head, this.set.views.map((v) => v.numel));
+    return jointStats(model, views.map((v) => v.numel), head, this.set.views.map((v) => v.numel));
   }
 
   /**
-   * The model's update (its `optimizer` over `train`) and the head's with the same plan and LR
+   * The model's update (its `optimizer`) and the head's with the same plan and LR
    * and one global clip: first the plan's other operations on each set (noise, scaling judged on
    * each tensor's own mean |g|, centralization), then the L2 norm over both sets after them, the
    * clip factor from that norm and AdamW, each set by its own optimizer. Clears the head's
    * gradients. Needs this step's jointStats first.
    */
-  async updateWithModel(optimizer: Optimizer, train: TrainableSet, plan: PolicyPlan, lr: number): Promise<JointEffects> {
+  async updateWithModel(optimizer: Optimizer, plan: PolicyPlan, lr: number): Promise<JointEffects> {
     const parts = this.parts;
     if (!parts) throw Object.assign(new Error('RewardHead.updateWithModel before jointStats'), { code: 'ERR_STATE' });
     this.parts = null;
-    const before = { ...plan, clipNorm: 0 };
-    const fm = await applyPlan(train, before, parts.model);
-    const fh = await applyPlan(this.set, before, parts.head);
+    // the model's through its optimizer: on this rank's part of the gradient under ZeRO 2 and 3
+    const fm = await optimizer.applyOperations(plan, parts.model);
+    const fh = await applyPlan(this.set, { ...plan, clipNorm: 0 }, parts.head);
     const changed = (f: PlanEffects) => f.noised + f.scaled + f.centralized > 0;
-    // unchanged gradients keep the reduced norms the policy saw
-    const nm = changed(fm) ? (await gradStats(train.grads, spansOf(train))).l2Norm : parts.model.l2Norm;
+    // unchanged gradients keep the reduced norms the policy saw (the effects are every rank's
+    // alike, so either every rank runs the collective of a partitioned gradStats or none)
+    const nm = changed(fm) ? (await optimizer.gradStats()).l2Norm : parts.model.l2Norm;
     const nh = changed(fh) ? (await gradStats(this.set.grads, spansOf(this.set))).l2Norm : parts.head.l2Norm;
     const norm = Math.hypot(nm, nh);
     // the operations are done: the second pass clips by the global norm and steps AdamW

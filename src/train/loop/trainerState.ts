@@ -70,8 +70,9 @@ export async function restoreTrainer(path: string, model: Model, optimizer: Opti
       logger.info(`ZeRO: optimizer state ${map ? `of ${map.world} parts re-cut by its partition map` : '(consolidated) cut'} into ${partition.world} parts`);
     }
   }
-  // ZeRO 3: the weights were read whole; this rank keeps its part (any world size: the cut is the run's)
-  if (model.shards) await model.takeParameterPart();
+  // ZeRO 3: the weights were read whole; this rank keeps its part (any world size: the cut is the
+  // run's). With LoRA the checkpoint held the adapters alone: the frozen base part stays as it is
+  if (model.shards && !model.lora) await model.takeParameterPart();
   if (configHash && st.config_hash && st.config_hash !== configHash) {
     logger.warn(`resuming ${path} under different settings (config hash ${st.config_hash.slice(0, 12)} != ${configHash.slice(0, 12)}): the run will not match an uninterrupted one`);
   }

@@ -72,9 +72,12 @@ export function writeKtoRows(root: string, n = 8): string {
 
 const maxAbs = (x: Float32Array) => x.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
 
-/** The largest difference of two output dirs' final weights (model.safetensors), relative to each tensor's largest value. */
-export async function weightsDiff(a: string, b: string): Promise<number> {
-  const [x, y] = [await readSafetensors(join(a, 'model.safetensors')), await readSafetensors(join(b, 'model.safetensors'))];
+/**
+ * The largest difference of two output dirs' final weights (`file`: model.safetensors, or e.g.
+ * adapter_model.safetensors), relative to each tensor's largest value.
+ */
+export async function weightsDiff(a: string, b: string, file = 'model.safetensors'): Promise<number> {
+  const [x, y] = [await readSafetensors(join(a, file)), await readSafetensors(join(b, file))];
   let worst = 0;
   for (const [k, w] of x.tensors) {
     const v = y.tensors.get(k)!.data;

@@ -93,3 +93,19 @@ export function trainConfig(outputDir: string, extra: Partial<TrainConfig> = {})
 }
 
 export const policy = (extra: Partial<PolicyConfig> = {}): PolicyConfig => ({ ...defaultPolicyConfig, ...extra });
+
+/**
+ * Forward and backward of every sequence of `seqs` on each of `models` in turn (normalizer 40),
+ * the gradients accumulating; returns each model's losses in order.
+ */
+export async function passLosses(models: readonly Model[], seqs: readonly PackedSequence[]): Promise<number[][]> {
+  const losses: number[][] = models.map(() => []);
+  for (const s of seqs) {
+    for (const [k, m] of models.entries()) {
+      const r = await m.forward({ tokens: s.tokens, labels: s.labels, positions: s.positions, docLens: s.docLens, normalizer: 40 });
+      await m.backward();
+      losses[k]!.push(r.loss);
+    }
+  }
+  return losses;
+}
