@@ -90,6 +90,7 @@ export async function runOnce(o: RunOnceOptions): Promise<RunOnce> {
   const t0 = Date.now();
   const harnessEffects = new Map<number, number>();
   const bump = (f: Fault, n = 1) => harnessEffects.set(f.index, (harnessEffects.get(f.index) ?? 0) + n);
+  const fills: Promise<void>[] = [];
   // a malformed row: the job trains on a dataset of the harness's, with one line cut short
   const bad = o.faults.find((f) => f.kind === 'malformed_row');
   const malformed = bad ? writeMalformedDataset(`${outputDir}-data`, bad.row) : null;
@@ -166,10 +167,14 @@ export async function runOnce(o: RunOnceOptions): Promise<RunOnce> {
       case 'malformed_row':
         break;
       case 'disk_full':
-        void fillUp(outputDir).then((bytes) => {
-          bump(f, bytes > 0 ? 1 : 0);
-          coord.events.emit(jobEvents.chaosResumed({ fault: f.index, kind: `${f.kind} (${(bytes / 2 ** 20).toFixed(1)} MiB written)`, ranks }));
-        });
+        // awaited before the effects are counted: a rank can meet the full disk and the job end
+        // while the last, smaller pieces are still being written
+        fills.push(
+          fillUp(outputDir).then((bytes) => {
+            bump(f, bytes > 0 ? 1 : 0);
+            coord.events.emit(jobEvents.chaosResumed({ fault: f.index, kind: `${f.kind} (${(bytes / 2 ** 20).toFixed(1)} MiB written)`, ranks }));
+          }),
+        );
         break;
       default:
         if (kind && coordProxy.proxy) addCoordRule(f, coordProxy.proxy, firedRule(f, kind, peersOf(f), coordProxy.proxy.elapsedMs));
@@ -221,6 +226,7 @@ export async function runOnce(o: RunOnceOptions): Promise<RunOnce> {
     unsubscribe();
     for (const t of timers) clearTimeout(t);
   }
+  await Promise.all(fills);
   const events = [...coord.events.recent];
   const joinedPids = [...eventsOf(events, 'agent.joined'), ...eventsOf(events, 'rank.joined')].map((e) => e.pid);
   const pids = [...new Set([...launcher.pids, ...joinedPids])];
