@@ -163,9 +163,9 @@ export class Trainer {
     if ((o.config.zero_stage >= 3) !== (sh !== null)) throw new Error(`Trainer: zero_stage ${o.config.zero_stage} with ${sh ? 'a sharded' : 'an unsharded'} model (stage 3 needs zero/shardModel.ts first, and only stage 3 takes one)`);
     // stage 3 with LoRA: the sharded base is frozen, and the whole adapters' gradients and moments
     // are partitioned as under stage 2 (they are a small fraction of the model)
-    const packed = sh !== null && o.model.lora === null;
-    const set = packed ? { params: sh.params, grads: sh.grads, views: o.model.views } : o.model.trainable;
-    this.optimizer = new Optimizer(set, o.config, zeroGroupOf(rt, sh && !packed ? 2 : o.config.zero_stage));
+    const adaptersOnShards = sh !== null && o.model.lora !== null;
+    const set = sh && !adaptersOnShards ? { params: sh.params, grads: sh.grads, views: o.model.views } : o.model.trainable;
+    this.optimizer = new Optimizer(set, o.config, zeroGroupOf(rt, adaptersOnShards ? 2 : o.config.zero_stage));
     this.policy = new PolicyRunner(o.policy);
     this.lossScale = parseLossScale(o.lossScale);
   }

@@ -13,13 +13,12 @@
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors } from '../../engine/safetensors.js';
 import type { Model, ParamView, TrainableSet } from '../../engine/model/index.js';
-import { gradStats, type GradStats, type PlanEffects } from '../../engine/ops/optim.js';
+import type { GradStats, PlanEffects } from '../../engine/ops/optim.js';
 import type { PolicyPlan } from '../../statecharts/trainingPolicy.js';
 import type { ParallelRuntime } from '../ParallelRuntime.js';
 import type { PreferenceItem } from './dpo.js';
 import { Optimizer, type AdamWConfig } from './Optimizer.js';
 import { rmStep, valueHead } from './rm.js';
-import { applyPlan, spansOf } from './applyPlan.js';
 import { dropoutKeyOf, type StepSums } from './StepSums.js';
 
 export const VALUE_HEAD_FILE = 'value_head.safetensors';
@@ -92,7 +91,7 @@ export class RewardHead {
    * updateWithModel.
    */
   async jointStats(model: GradStats, views: readonly ParamView[]): Promise<GradStats> {
-    const head = await gradStats(this.set.grads, spansOf(this.set));
+    const head = await this.optimizer.gradStats();
     this.parts = { model, head };
     return jointStats(model, views.map((v) => v.numel), head, this.set.views.map((v) => v.numel));
   }
@@ -108,14 +107,14 @@ export class RewardHead {
     const parts = this.parts;
     if (!parts) throw Object.assign(new Error('RewardHead.updateWithModel before jointStats'), { code: 'ERR_STATE' });
     this.parts = null;
-    // the model's through its optimizer: on this rank's part of the gradient under ZeRO 2 and 3
+    // each through its optimizer (the model's: on this rank's part of the gradient under ZeRO 2 and 3)
     const fm = await optimizer.applyOperations(plan, parts.model);
-    const fh = await applyPlan(this.set, { ...plan, clipNorm: 0 }, parts.head);
+    const fh = await this.optimizer.applyOperations(plan, parts.head);
     const changed = (f: PlanEffects) => f.noised + f.scaled + f.centralized > 0;
     // unchanged gradients keep the reduced norms the policy saw (the effects are every rank's
     // alike, so either every rank runs the collective of a partitioned gradStats or none)
     const nm = changed(fm) ? (await optimizer.gradStats()).l2Norm : parts.model.l2Norm;
-    const nh = changed(fh) ? (await gradStats(this.set.grads, spansOf(this.set))).l2Norm : parts.head.l2Norm;
+    const nh = changed(fh) ? (await this.optimizer.gradStats()).l2Norm : parts.head.l2Norm;
     const norm = Math.hypot(nm, nh);
     // the operations are done: the second pass clips by the global norm and steps AdamW
     const clipOnly: PolicyPlan = { ...plan, noiseStd: 0, scaleFactor: 1, centralize: 'none' };
