@@ -27,7 +27,7 @@ interface RankResult {
   localTokens: number;
   stepSeconds: number;
   peakRssBytes: number;
-  /** parameters + gradients + optimizer state held (ZeRO 3: with the layers gathered at once), and stage 0's */
+  /** parameters + gradients + optimizer state held (ZeRO 3: with the pieces gathered at once), and stage 0's */
   stateBytes: number;
   stage0StateBytes: number;
   parts: Record<string, number>;

@@ -2,7 +2,7 @@
  * One rank process of `bench memory` (spawned by bench/memory.ts, never run by hand): one whole
  * training step (forward, backward, gradient reduction, statistics, the policy's plan and the
  * AdamW update with the state sharded as ZeRO `zero` over the SP group; at 3 the parameters too,
- * each layer gathered for its forward and backward) on this rank's shard of one sequence, then its
+ * each layer's attention run and MLP matrices or slices gathered in turn) on this rank's shard of one sequence, then its
  * peak RSS and the named parts of its memory, with the parameter + gradient + optimizer bytes it
  * holds beside what stage 0 holds of the same model. Prints one `result <json>` line. Must never
  * call process.exit.
@@ -59,14 +59,14 @@ async function main() {
   const parameters = sh ? sh.params.byteLength : model.params.byteLength;
   const gradients = sh ? sh.grads.byteLength : optimizer.shardsGradients ? optimizer.partition!.partLength * 4 : model.grads.byteLength;
   const optimizerBytes = optimizer.m.byteLength + optimizer.v.byteLength;
-  // stage 3: the runs gathered at once (weights, bf16 copies, their gradients), at their most
+  // stage 3: the pieces gathered at once (weights, bf16 copies, their gradients), at their most
   const gathered = shard ? shard.peakResidentBytes : 0;
   const result = {
     rank: args.rank,
     localTokens: input.tokens.length,
     stepSeconds,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
-    // parameters + gradients + optimizer (+ stage 3's gathered runs), and stage 0's of the same model
+    // parameters + gradients + optimizer (+ stage 3's gathered pieces), and stage 0's of the same model
     stateBytes: parameters + gradients + optimizerBytes + gathered,
     stage0StateBytes: 4 * model.params.byteLength,
     parts: {
@@ -75,7 +75,7 @@ async function main() {
       // stage 2 keeps only its reduced part; the backward still writes the full-size buffer (listed apart)
       gradients,
       ...(optimizer.shardsGradients && !sh ? { backward_gradient_buffer: model.grads.byteLength } : {}),
-      ...(sh ? { gathered_layers: gathered } : {}),
+      ...(sh ? { gathered } : {}),
       optimizer: optimizerBytes,
       activations: model.activationBytes,
       communication: (model.sequenceParallelStats()?.bufferBytes ?? 0) + (shard?.bufferBytes ?? 0),

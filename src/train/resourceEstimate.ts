@@ -95,6 +95,20 @@ export function paramCount(d: ModelDims): number {
   return d.vocab * d.hidden * (d.tied ? 1 : 2) + d.layers * perLayer + d.hidden;
 }
 
+/**
+ * ZeRO 3: parameters of the largest piece of a layer gathered at once (native llama.h): the
+ * attention run (its four projections and two norms), or, untiled, one MLP matrix; the tiled MLP
+ * goes by slices of the intermediate dimension no larger than the attention run.
+ */
+export function gatheredPieceParams(d: ModelDims, world: number, tiledMlp: boolean): number {
+  const attention = linears(d).slice(0, 4).reduce((a, [i, o]) => a + i * o, 0) + 2 * d.hidden;
+  const matrix = d.hidden * d.intermediate;
+  if (!tiledMlp) return Math.max(attention, matrix);
+  const rows = Math.ceil(d.intermediate / world);
+  const slices = Math.max(1, Math.min(rows, Math.ceil((3 * matrix) / attention)));
+  return Math.max(attention, 3 * d.hidden * world * Math.ceil(rows / slices));
+}
+
 export function estimateRankMemory(x: EstimateInput): RankEstimate {
   const d = x.dims;
   const params = paramCount(d);
@@ -112,12 +126,11 @@ export function estimateRankMemory(x: EstimateInput): RankEstimate {
   const activations = tokens * d.layers * perTokenLayer * act + logits + mlpTile;
   // checkpointing: every layer's input plus one recomputed layer, which reads that input in place
   const checkpointed = tokens * (d.layers * d.hidden * act + (perTokenLayer - d.hidden) * act) + logits + mlpTile;
-  // ZeRO: each sharded part is 1/world of the whole (stage 3 also holds one gathered layer)
+  // ZeRO: each sharded part is 1/world of the whole (stage 3 also holds the piece gathered at once)
   const world = x.world ?? x.sp;
   const stage = x.zeroStage ?? 0;
   const share = (from: number) => (stage >= from ? world : 1);
-  const layerParams = (params - d.vocab * d.hidden * (d.tied ? 1 : 2)) / d.layers;
-  const weights = params / share(3) + (stage >= 3 ? layerParams : 0);
+  const weights = params / share(3) + (stage >= 3 ? gatheredPieceParams(d, world, x.tiledMlp === true) : 0);
   const zeroNote = (from: number) => (stage >= from && world > 1 ? `, ZeRO ${stage}: 1/${world}` : '');
   const parts = [
     { name: `weights (fp32${zeroNote(3)})`, bytes: weights * 4 },

@@ -1,9 +1,11 @@
-// ZeRO stage 3 (REFERENCE §8: parameters sharded too, each layer gathered for its forward and
-// backward, the embedding and LM head in vocabulary slices). In process, a world of one: the sharded model's forward and backward give the
+// ZeRO stage 3 (REFERENCE §8: parameters sharded too, each layer's attention run and MLP matrices
+// gathered in turn for its forward and backward, the embedding and LM head in vocabulary slices).
+// In process, a world of one: the sharded model's forward and backward give the
 // unsharded model's losses (bitwise) and its gradients in the packed part (bitwise untied; tied,
 // within fp32 summation order: the head's and the lookup's embedding gradients are added in
-// another order), fp32 and bf16, with and without checkpointing, and the parameter buffer holds
-// nothing between calls; gathered again it is the original weights. Then jobs on loopback (the
+// another order), fp32 and bf16, with and without checkpointing, the parameter buffer holds
+// nothing between calls (gathered again it is the original weights), and no layer is ever
+// gathered whole. The tiled MLP's slices: zero3TiledMlp.test.ts. Then jobs on loopback (the
 // gathers on their worker thread): stage 3 ends with stage 0's weights (1e-6) and plan digests at
 // DP 2 and SP 2 x DP 2 (checkpointing on), bitwise the same run to run, close to it with two
 // micro-batches a step (1e-5: each micro-batch's world sum is added into the part), with tied
@@ -58,13 +60,14 @@ t.test('world of one: the sharded model computes the unsharded one\'s losses and
         t.equal(maxAbs(z3.params), 0, `${name}: released again`);
         const st = z3.shardStats()!;
         t.equal(st.partLength, partition.partLength, `${name}: the part's length`);
-        // the runs: the embedding, each layer, the final norm with the LM head (tied: with the embedding)
+        // the pieces: the embedding, each layer's attention run and MLP matrices, the final norm with the LM head (tied: with the embedding)
         const bytesOf = (names: (n: string) => boolean) => z3.views.filter((v) => names(v.name)).reduce((a, v) => a + Math.ceil(v.numel / 16) * 64, 0);
         const layer = bytesOf((n) => n.startsWith('model.layers.0.'));
+        const attention = bytesOf((n) => n.startsWith('model.layers.0.') && !n.includes('.mlp.'));
         const head = bytesOf((n) => n === 'model.norm.weight' || n === 'lm_head.weight' || (tied && n === 'model.embed_tokens.weight'));
-        const largest = Math.max(layer, head, bytesOf((n) => n === 'model.embed_tokens.weight'));
-        // a run's fp32 weights, their bf16 copy and its gradient at most
-        t.ok(st.peakResidentBytes >= layer && st.peakResidentBytes <= (bf16 ? 2.5 : 2) * largest, `${name}: at most ${st.peakResidentBytes} bytes gathered at once (the largest run: ${largest}; the whole model: ${whole.byteLength})`);
+        const largest = Math.max(attention, head, bytesOf((n) => n === 'model.embed_tokens.weight'), bytesOf((n) => n === 'model.layers.0.mlp.gate_proj.weight'));
+        // a piece's fp32 weights, their bf16 copy and its gradient at most: never a whole layer
+        t.ok(st.peakResidentBytes >= attention && st.peakResidentBytes <= (bf16 ? 2.5 : 2) * largest && st.peakResidentBytes < (bf16 ? 2.5 : 2) * layer, `${name}: at most ${st.peakResidentBytes} bytes gathered at once (the largest piece: ${largest}; a layer: ${layer}; the whole model: ${whole.byteLength})`);
         await z3.zeroGrad();
         t.equal(maxAbs(sh.grads), 0, `${name}: zeroGrad clears the part`);
       }

@@ -60,7 +60,7 @@ void mlp_forward_tiled(float* y, const float* xn, const float* wg, const float* 
 
 void mlp_backward_tiled(float* dxn, float* dwg, float* dwu, float* dwd, const float* dy, const float* xn,
                         const float* wg, const float* wu, const float* wd, int64_t n, int64_t D, int64_t I,
-                        int64_t tile, float* scratch) {
+                        int64_t tile, float* scratch, bool accumulate_dxn) {
   check("mlp_backward_tiled", n, D, I, tile);
   const Tile t = split(scratch, tile, I);
   for (int64_t r0 = 0; r0 < n; r0 += tile) {
@@ -75,7 +75,7 @@ void mlp_backward_tiled(float* dxn, float* dwg, float* dwu, float* dwd, const fl
     std::memset(t.dg, 0, sizeof(float) * static_cast<size_t>(m * I));
     std::memset(t.du, 0, sizeof(float) * static_cast<size_t>(m * I));
     swiglu_backward(t.dg, t.du, dact, t.gate, t.up, m * I);
-    matmul(dx, t.dg, wg, m, D, I, false, false, 1.f, 0.f);
+    matmul(dx, t.dg, wg, m, D, I, false, false, 1.f, accumulate_dxn ? 1.f : 0.f);
     matmul(dx, t.du, wu, m, D, I, false, false, 1.f, 1.f);
     if (dwg) linear_backward(nullptr, dwg, nullptr, t.dg, x, wg, m, D, I);
     if (dwu) linear_backward(nullptr, dwu, nullptr, t.du, x, wu, m, D, I);

@@ -24,10 +24,10 @@ int64_t mlp_tile_scratch(int64_t tile, int64_t I);
 void mlp_forward_tiled(float* y, const float* xn, const float* wg, const float* wu, const float* wd, int64_t n,
                        int64_t D, int64_t I, int64_t tile, float* scratch);
 
-// dxn[n, D] = dL/dxn (written); dwg, dwu [I, D] and dwd [D, I] += their gradients (each
-// nullable: a frozen base). dy: dL/dy [n, D].
+// dxn[n, D] = dL/dxn (written; accumulate_dxn: added, for an MLP run in slices of I); dwg, dwu
+// [I, D] and dwd [D, I] += their gradients (each nullable: a frozen base). dy: dL/dy [n, D].
 void mlp_backward_tiled(float* dxn, float* dwg, float* dwu, float* dwd, const float* dy, const float* xn,
                         const float* wg, const float* wu, const float* wd, int64_t n, int64_t D, int64_t I,
-                        int64_t tile, float* scratch);
+                        int64_t tile, float* scratch, bool accumulate_dxn = false);
 
 }  // namespace ua

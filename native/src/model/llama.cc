@@ -236,8 +236,11 @@ int64_t LlamaModel::mlp_tile_for(int64_t n) const {
 
 void LlamaModel::ensure_buffers(int64_t n) {
   const int64_t tile = mlp_tile_for(n);
-  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && mlp_tile_ == tile && arena_) return;
+  // stage 3 runs the tiled MLP in slices, the widest of which may pass I by the padding
+  const int64_t tile_cols = tile && shards_ ? std::max(cfg_.intermediate, mlp_slice_width()) : cfg_.intermediate;
+  if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && mlp_tile_ == tile && mlp_tile_cols_ == tile_cols && arena_) return;
   mlp_tile_ = 0;
+  mlp_tile_cols_ = tile_cols;
   scratch_mlp_ = nullptr;
   if (bf16_) return ensure_buffers_bf16(n);
   const int64_t D = cfg_.hidden, I = cfg_.intermediate, QD = cfg_.heads * cfg_.head_dim,
@@ -256,7 +259,7 @@ void LlamaModel::ensure_buffers(int64_t n) {
   const int64_t shared = std::max(RoundUp(n * D) * 2, attn_grads);
   int64_t total = per_layer * cfg_.layers + (checkpointing_ ? full : 0);
   total += shared + RoundUp(n * D) + RoundUp(n) * 2;  // xfinal + hn | attention gradients, dres, rstdf, lse_ce
-  total += (tile ? RoundUp(mlp_tile_scratch(tile, I)) : RoundUp(n * I) * 3) + RoundUp(n * D);  // scratch
+  total += (tile ? RoundUp(mlp_tile_scratch(tile, tile_cols)) : RoundUp(n * I) * 3) + RoundUp(n * D);  // scratch
   arena_.reset();
   arena_ = std::make_unique<FloatStorage>(total);
   flat::Cursor c(arena_->data);
@@ -270,7 +273,7 @@ void LlamaModel::ensure_buffers(int64_t n) {
   rstdf_ = c.take(n);
   lse_ce_ = c.take(n);
   take_scratch(c, n, tile ? 0 : n, shared_base);
-  if (tile) scratch_mlp_ = c.take(mlp_tile_scratch(tile, I));
+  if (tile) scratch_mlp_ = c.take(mlp_tile_scratch(tile, tile_cols));
   buf_n_ = n;
   buf_ckpt_ = checkpointing_;
   buf_bf16_ = false;
@@ -353,19 +356,32 @@ void LlamaModel::layer_forward(int64_t l, LayerActs& a, float* y) {
     // The backward recomputes gate and up per tile from xn2: a recomputation stops here.
     if (!y) return;
     timed(kProfCopy, [&] { ParallelCopy(y, a.h, n * D); });
+    if (shards_) {
+      // stage 3: the attention run is done with; the MLP is gathered slice by slice
+      unit_release(layer_first(l), run_end(l));
+      mlp_forward_sliced(l, a.xn2, y);
+      return;
+    }
     timed(kProfGemm, [&] { mlp_forward_tiled(y, a.xn2, p.wg, p.wu, p.wd, n, D, I, mlp_tile_, scratch_mlp_); });
     return;
   }
-  timed(kProfGemm, [&] {
-    linear_forward(a.gate, a.xn2, p.wg, nullptr, n, D, I);
-    linear_forward(a.up, a.xn2, p.wu, nullptr, n, D, I);
-  });
+  // stage 3: one MLP matrix gathered at a time (no-ops otherwise)
+  fwd_switch(l, kPieceAttn, kPieceGate, kPieceUp);
+  timed(kProfGemm, [&] { linear_forward(a.gate, a.xn2, p.wg, nullptr, n, D, I); });
+  fwd_switch(l, kPieceGate, kPieceUp, kPieceDown);
+  timed(kProfGemm, [&] { linear_forward(a.up, a.xn2, p.wu, nullptr, n, D, I); });
   if (adapter_on(l, kLoraGate)) adapter_forward(l, kLoraGate, a.gate, a.xn2, D, I);
   if (adapter_on(l, kLoraUp)) adapter_forward(l, kLoraUp, a.up, a.xn2, D, I);
-  if (!y) return;
+  if (!y) {
+    // a recompute: the backward starts with down, prefetched
+    fwd_done(l, kPieceUp);
+    return;
+  }
   timed(kProfSwiglu, [&] { swiglu_forward(scratch_act_, a.gate, a.up, n * I); });
   timed(kProfCopy, [&] { ParallelCopy(y, a.h, n * D); });
+  fwd_switch(l, kPieceUp, kPieceDown, -1);
   timed(kProfGemm, [&] { matmul(y, scratch_act_, p.wd, n, D, I, false, true, 1.f, 1.f); });
+  fwd_done(l, kPieceDown);
   if (adapter_on(l, kLoraDown)) adapter_forward(l, kLoraDown, y, scratch_act_, I, D);
 }
 
@@ -383,9 +399,11 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
   // MLP: y = h + act Wd^T (+ s Bd Ad drop(act)); the tiled MLP carries no adapter.
   if (mlp_tile_) {
     float* dxn2 = scratch_dD_;
-    timed(kProfGemm, [&] {
-      mlp_backward_tiled(dxn2, g.wg, g.wu, g.wd, dres, a.xn2, p.wg, p.wu, p.wd, n, D, I, mlp_tile_, scratch_mlp_);
-    });
+    if (shards_) mlp_backward_sliced(l, a.xn2, dres, dxn2);  // ends with the attention run gathered
+    else
+      timed(kProfGemm, [&] {
+        mlp_backward_tiled(dxn2, g.wg, g.wu, g.wd, dres, a.xn2, p.wg, p.wu, p.wd, n, D, I, mlp_tile_, scratch_mlp_);
+      });
     timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
   } else {
     float* act = scratch_act_;
@@ -397,10 +415,12 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
       adapter_backward(l, kLoraDown, scratch_dg_, dres, act, I, D);
     }
     float* dact = scratch_act_;  // act is dead once dWd is accumulated
+    bwd_begin(l, kPieceDown);    // stage 3: one MLP matrix gathered at a time (no-ops otherwise)
     timed(kProfGemm, [&] {
       if (train_base) linear_backward(nullptr, g.wd, nullptr, dres, act, p.wd, n, I, D);  // dWd += dy^T act
       matmul(dact, dres, p.wd, n, I, D, false, false, 1.f, 0.f);                          // dact = dy Wd
     });
+    bwd_switch(l, kPieceDown, kPieceGate);
     if (down_on) timed(kProfCopy, [&] { ParallelAdd(dact, scratch_dg_, n * I); });
     timed(kProfCopy, [&] {
       ParallelZero(scratch_dg_, n * I);
@@ -410,12 +430,14 @@ void LlamaModel::layer_backward(int64_t l, LayerActs& a, float* dres) {
     float* dxn2 = scratch_dD_;
     timed(kProfGemm, [&] {
       matmul(dxn2, scratch_dg_, p.wg, n, D, I, false, false, 1.f, 0.f);
-      matmul(dxn2, scratch_du_, p.wu, n, D, I, false, false, 1.f, 1.f);
-      if (train_base) {
-        linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
-        linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
-      }
+      if (train_base) linear_backward(nullptr, g.wg, nullptr, scratch_dg_, a.xn2, p.wg, n, D, I);
     });
+    bwd_switch(l, kPieceGate, kPieceUp);
+    timed(kProfGemm, [&] {
+      matmul(dxn2, scratch_du_, p.wu, n, D, I, false, false, 1.f, 1.f);
+      if (train_base) linear_backward(nullptr, g.wu, nullptr, scratch_du_, a.xn2, p.wu, n, D, I);
+    });
+    bwd_switch(l, kPieceUp, kPieceAttn);
     if (adapter_on(l, kLoraGate)) adapter_backward(l, kLoraGate, dxn2, scratch_dg_, a.xn2, D, I);
     if (adapter_on(l, kLoraUp)) adapter_backward(l, kLoraUp, dxn2, scratch_du_, a.xn2, D, I);
     timed(kProfNorm, [&] { rmsnorm_backward(dres, g.ln2, dxn2, a.h, p.ln2, a.rstd2, n, D); });  // dres = dL/dh
@@ -524,21 +546,18 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   const int64_t D = cfg_.hidden, V = cfg_.vocab;
   const float* embed = params_->data + views_.front().offset;
   if (bf16_ && !shards_ && w16_stale_.exchange(false)) timed(kProfConvert, [&] { refresh_w16(); });
-  const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
+  const size_t norm_idx = norm_index();
   // stage 3: the final norm is a run of its own, the embedding and LM head go by vocabulary slices
   const size_t head_t = cfg_.tie_embeddings ? 0 : views_.size() - 1;
-  // each run's gather overlaps the compute of the one before (with a gather worker)
-  auto next_run = [&](int64_t l) {
-    if (l < cfg_.layers) unit_prefetch(layer_first(l), layer_first(l + 1));
-    else unit_prefetch(norm_idx, norm_idx + 1);
-  };
-  next_run(0);
+  // each piece's gather overlaps the compute of the one before (with a gather worker)
+  if (shards_) prefetch_forward(0);
   if (shards_) timed(kProfEmbed, [&] { embedding_forward_sliced(layer_base_[0]); });
   else timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     float* y = l + 1 < cfg_.layers ? layer_base_[l + 1] : xfinal_;
-    unit_gather(layer_first(l), layer_first(l + 1));
-    next_run(l + 1);
+    // stage 3: the attention run; the MLP releases it and prefetches what follows the layer
+    unit_gather(layer_first(l), run_end(l));
+    prefetch_mlp(l);
     if (bf16_) {
       LayerActs16 a = acts16_for(l);
       layer_forward_bf16(l, a, y);
@@ -546,7 +565,6 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
       LayerActs a = acts_for(l);
       layer_forward(l, a, y);
     }
-    unit_release(layer_first(l), layer_first(l + 1));
   }
   const float* norm_w = params_->data + views_[norm_idx].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
@@ -589,7 +607,7 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   if (!has_forward_) throw std::logic_error("backward: no forward since the last backward");
   has_forward_ = false;
   const int64_t n = buf_n_, D = cfg_.hidden, V = cfg_.vocab;
-  const size_t norm_idx = views_.size() - (cfg_.tie_embeddings ? 1 : 2);
+  const size_t norm_idx = norm_index();
   const float* embed = params_->data + views_.front().offset;
   const float* norm_w = params_->data + views_[norm_idx].offset;
   const float* lm = cfg_.tie_embeddings ? embed : params_->data + views_.back().offset;
@@ -600,6 +618,7 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
 
   const size_t head_t = cfg_.tie_embeddings ? 0 : views_.size() - 1;
   unit_gather(norm_idx, norm_idx + 1);
+  grads_begin(norm_idx, norm_idx + 1);
   VocabSlices hs;
   if (shards_) hs = head_slices(head_t, g_lm);
   const VocabSlices* sl = shards_ ? &hs : nullptr;
@@ -619,10 +638,15 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
   timed(kProfNorm, [&] { rmsnorm_backward(dres_, g_norm, dhn, xfinal_, norm_w, rstdf_, n, D); });
   // weights released first, then the next run's gather overlaps this run's reduce-scatter
   unit_release(norm_idx, norm_idx + 1);
-  if (cfg_.layers > 0) unit_prefetch(layer_first(cfg_.layers - 1), layer_first(cfg_.layers));
+  prefetch_backward(cfg_.layers - 1);
   unit_reduce(norm_idx, norm_idx + 1);
   for (int64_t l = cfg_.layers - 1; l >= 0; --l) {
-    unit_gather(layer_first(l), layer_first(l + 1));
+    // stage 3: the layer's backward starts with its MLP, which gathers the attention run again
+    // last; a recompute runs first on the attention run (and, untiled, the MLP's gate and up)
+    if (buf_ckpt_) {
+      unit_gather(layer_first(l), run_end(l));
+      prefetch_mlp(l);
+    }
     if (bf16_) {
       LayerActs16 a = acts16_for(l);
       if (buf_ckpt_) {
@@ -637,12 +661,14 @@ void LlamaModel::backward(const float* token_weight, const float* d_hidden) {
         recomputing_ = true;
         layer_forward(l, a, nullptr);
         recomputing_ = false;
+        // the tiled recompute stops before the MLP: the attention run is released here
+        if (mlp_sliced()) unit_release(layer_first(l), run_end(l));
       }
       layer_backward(l, a, dres_);
     }
-    unit_release(layer_first(l), layer_first(l + 1));
-    if (l > 0) unit_prefetch(layer_first(l - 1), layer_first(l));
-    unit_reduce(layer_first(l), layer_first(l + 1));
+    unit_release(layer_first(l), run_end(l));
+    prefetch_backward(l - 1);
+    unit_reduce(layer_first(l), run_end(l));
   }
   if (train_base) {
     if (shards_) timed(kProfEmbed, [&] { embedding_backward_sliced(g_embed, dres_); });

@@ -19,19 +19,21 @@
 // attention output, gate/up) are kept in bf16; the layer inputs, h and the statistics in fp32.
 //
 // ZeRO stage 3 (set_param_shards, llama_zero3.cc): this rank keeps only its part of the parameters
-// and gradients (param_shards.h); each run of tensors (the embedding, a layer, the final norm with
-// the LM head) is gathered over the world into params() just before its forward, again before its
-// backward (and before a checkpointing recompute), and released after; its gradient is
-// reduce-scattered into this rank's part right after its backward and released. Under bf16 each
-// gathered run gets its own bf16 copy, released with it. With a gather worker (param_shards.h) the
-// forward gathers the next run while the current one computes, and the backward gathers the next
-// run while the current one's gradient is reduce-scattered (after its weights are released), so
-// at most two runs' worth of weights and gradients are resident, as without it. The embedding and
+// and gradients (param_shards.h); each piece of the model (a layer's attention run, then its MLP
+// matrices one by one or, tiled, its MLP in slices of the intermediate dimension; the final norm)
+// is gathered over the world into params() (an MLP slice: into compact buffers) just before its
+// forward, again before its backward (and before a checkpointing recompute), and released after;
+// its gradient is reduce-scattered into this rank's part right after its backward and released.
+// Under bf16 each gathered piece gets its own bf16 copy, released with it. With a gather worker
+// (param_shards.h) the forward gathers the next piece while the current one computes, and the
+// backward gathers the next piece while the current one's gradient is reduce-scattered (after its
+// weights are released), so at most about one attention run's weights and gradient are resident,
+// never a whole layer. The embedding and
 // the LM head are not gathered whole: the lookup, the fused loss and their backwards walk the
 // vocabulary in slices of kVocabSliceRows rows (lm_head_ce.h VocabSlices), each slice broadcast by
 // its owner just before its use and released after, its gradient reduced onto its owner right
 // after its last block (the bits of the whole tensor's pass). params() and grads() then hold only
-// the pages of the run or slice in use (the rest reads as zero).
+// the pages of the piece or slice in use (the rest reads as zero).
 //
 // Optional LoRA (lora.h): adapters on chosen linear modules of every layer, in their own flat
 // param / grad buffers with PEFT-named views. Once attached the base model is frozen: backward
@@ -296,15 +298,75 @@ class LlamaModel {
   void unit_prefetch(size_t first, size_t end);
   // The bf16 copy of views [first, end) (runs on the gather worker: no profiling there).
   void convert_w16(size_t first, size_t end);
+  // The prefetched piece: a run of views [first, end), or (slice >= 0) MLP slice `slice` of layer
+  // `layer`.
   struct PendingGather {
     size_t first = 0, end = 0;
+    int64_t layer = -1, slice = -1;
     uint64_t ticket = 0;
     bool on = false;
   };
   PendingGather pending_;
+  // Drops a prefetched piece nobody asked for (a pass that ended early).
+  void drop_pending();
   // The views of layer l: [layer_first(l), layer_first(l + 1)).
   size_t layer_first(int64_t l) const;
+  size_t norm_index() const { return views_.size() - (cfg_.tie_embeddings ? 1 : 2); }
   void zero_param_shard_grads();
+  // Stage 3: the run's gradient is resident from its backward's start to its reduction
+  // (accounting only; unit_reduce takes it back).
+  void grads_begin(size_t first, size_t end);
+
+  // Stage 3's pieces of a layer (llama_zero3.cc): its attention run (input norm to
+  // post-attention norm: [layer_first(l), run_end(l))) and its MLP, gathered one piece at a time
+  // with the next one prefetched, so at most about one attention run's weights and gradients
+  // are resident, never a whole layer.
+  // - Untiled MLP (mlp_split): each MLP matrix is a piece of its own (a run of one view), gate,
+  //   up, down in the forward and down, gate, up in the backward; the products are the unsharded
+  //   ones (bitwise).
+  // - Tiled MLP (mlp_sliced): the MLP is gathered in mlp_slices() slices of the intermediate
+  //   dimension: slice s is every rank's local rows [s b, (s + 1) b) of gate and up and the same
+  //   intermediate columns of down, in compact buffers (two weight sets, so the next slice's
+  //   gather overlaps this one's compute, and one gradient set). The products over I are then
+  //   summed slice by slice: not bitwise the unsharded model (one slice: bitwise).
+  enum LayerPiece { kPieceAttn = 0, kPieceGate = 1, kPieceUp = 2, kPieceDown = 3 };
+  bool mlp_sliced() const { return shards_ && mlp_tile_ > 0; }
+  bool mlp_split() const { return shards_ && mlp_tile_ == 0; }
+  // The end of layer l's attention run (stage 3).
+  size_t run_end(int64_t l) const { return layer_first(l + 1) - 3; }
+  size_t piece_first(int64_t l, int p) const { return p == kPieceAttn ? layer_first(l) : run_end(l) + static_cast<size_t>(p - 1); }
+  size_t piece_end(int64_t l, int p) const { return p == kPieceAttn ? run_end(l) : run_end(l) + static_cast<size_t>(p); }
+  // Untiled forward: piece `from` released, `to` gathered, then `next` prefetched (-1: what
+  // follows the layer). fwd_done releases the last one. No-ops unless mlp_split().
+  void fwd_switch(int64_t l, int from, int to, int next);
+  void fwd_done(int64_t l, int p);
+  // Untiled backward: `p` gathered, its gradient resident from now (bwd_begin); `from`'s weights
+  // released, `to` prefetched, `from`'s gradient reduced, `to` gathered (bwd_switch).
+  void bwd_begin(int64_t l, int p);
+  void bwd_switch(int64_t l, int from, int to);
+  // Prefetches the first MLP piece of layer l's forward (after its attention run is gathered).
+  void prefetch_mlp(int64_t l);
+  struct MlpSlice {
+    float *wg, *wu, *wd;  // [w, D], [w, D], [D, w]
+  };
+  int64_t mlp_slice_rows() const;   // b: local rows of gate / up per slice
+  int64_t mlp_slices() const;       // S
+  int64_t mlp_slice_width() const;  // world * b
+  // down's columns of slice s (-1: a padding column)
+  std::vector<int64_t> mlp_columns(int64_t s) const;
+  MlpSlice mlp_buffers(FloatStorage& st) const;
+  FloatStorage& mlp_weights(int64_t l, int64_t s);
+  void mlp_gather_job(int64_t l, int64_t s);
+  MlpSlice mlp_gather(int64_t l, int64_t s);
+  void mlp_prefetch(int64_t l, int64_t s);
+  void mlp_release(int64_t l, int64_t s);
+  // The first piece of layer l's forward (l == layers: the final norm) / backward, prefetched.
+  void prefetch_forward(int64_t l);
+  void prefetch_backward(int64_t l);
+  void mlp_forward_sliced(int64_t l, const float* xn2, float* y);
+  // dxn2 = dL/dxn2; gathers the attention run (for the post-attention norm) before it returns.
+  void mlp_backward_sliced(int64_t l, const float* xn2, const float* dy, float* dxn2);
+  std::unique_ptr<FloatStorage> mlp_w_[2], mlp_g_;
 
   void build_views();
   LayerParams layer_params(const std::shared_ptr<FloatStorage>& s, int64_t l) const;
@@ -348,6 +410,7 @@ class LlamaModel {
   bool buf_bf16_ = false;
   int64_t mlp_tile_request_ = 0;
   int64_t mlp_tile_ = 0;            // tile rows of the current buffers (0: untiled)
+  int64_t mlp_tile_cols_ = 0;       // the intermediate columns its scratch holds
   float* scratch_mlp_ = nullptr;    // tiled: mlp_tile_scratch(mlp_tile_, I) floats
   std::unique_ptr<FloatStorage> arena_;
   std::vector<float*> layer_base_;  // per layer: saved activations (all, or only x when checkpointing)

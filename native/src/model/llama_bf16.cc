@@ -180,10 +180,11 @@ void LlamaModel::layer_forward_bf16(int64_t l, LayerActs16& a, float* y) {
   if (adapter_on(l, kLoraO)) adapter_forward(l, kLoraO, a.h, adapter_input(a.att, QD), QD, D);
 
   timed(kProfNorm, [&] { rmsnorm_forward_bf16(a.xn2, a.rstd2, a.h, p.ln2, n, D, cfg_.rms_eps); });
-  timed(kProfGemm, [&] {
-    linear_forward_bf16(scratch_dg_, a.xn2, w.wg, nullptr, n, D, I);
-    linear_forward_bf16(scratch_du_, a.xn2, w.wu, nullptr, n, D, I);
-  });
+  // stage 3: one MLP matrix gathered at a time (no-ops otherwise)
+  fwd_switch(l, kPieceAttn, kPieceGate, kPieceUp);
+  timed(kProfGemm, [&] { linear_forward_bf16(scratch_dg_, a.xn2, w.wg, nullptr, n, D, I); });
+  fwd_switch(l, kPieceGate, kPieceUp, kPieceDown);
+  timed(kProfGemm, [&] { linear_forward_bf16(scratch_du_, a.xn2, w.wu, nullptr, n, D, I); });
   if (adapter_on(l, kLoraGate) || adapter_on(l, kLoraUp)) {
     const float* x32 = adapter_input(a.xn2, D);
     if (adapter_on(l, kLoraGate)) adapter_forward(l, kLoraGate, scratch_dg_, x32, D, I);
@@ -191,9 +192,15 @@ void LlamaModel::layer_forward_bf16(int64_t l, LayerActs16& a, float* y) {
   }
   // gate and up are saved rounded; act (s16_i1_) is computed from the rounded values.
   timed(kProfSwiglu, [&] { swiglu_forward_bf16(s16_i1_, a.gate, a.up, scratch_dg_, scratch_du_, n * I); });
-  if (!y) return;
+  if (!y) {
+    // a recompute: the backward starts with down, prefetched
+    fwd_done(l, kPieceUp);
+    return;
+  }
   timed(kProfCopy, [&] { ParallelCopy(y, a.h, n * D); });
+  fwd_switch(l, kPieceUp, kPieceDown, -1);
   timed(kProfGemm, [&] { linear_forward_bf16(y, s16_i1_, w.wd, nullptr, n, I, D, 1.f); });
+  fwd_done(l, kPieceDown);
   if (adapter_on(l, kLoraDown)) adapter_forward(l, kLoraDown, y, adapter_input(s16_i1_, I), I, D);
 }
 
@@ -219,10 +226,12 @@ void LlamaModel::layer_backward_bf16(int64_t l, LayerActs16& a, float* dres) {
     adapter_backward(l, kLoraDown, scratch_dg_, dres, adapter_input(act, I), I, D);
   }
   float* dact = scratch_act_;
+  bwd_begin(l, kPieceDown);  // stage 3: one MLP matrix gathered at a time (no-ops otherwise)
   timed(kProfGemm, [&] {
     if (train_base) matmul_bf16(g.wd, dy16, act, D, I, n, true, false, 1.f, 1.f);  // dWd += dy^T act
     matmul_bf16(dact, dy16, w.wd, n, I, D, false, false, 1.f, 0.f);                 // dact = dy Wd
   });
+  bwd_switch(l, kPieceDown, kPieceGate);
   if (down_on) timed(kProfCopy, [&] { ParallelAdd(dact, scratch_dg_, n * I); });
   // d_gate, d_up in bf16 for the products (act is dead: its buffer takes d_gate), and in fp32
   // for adapters that need them.
@@ -236,12 +245,14 @@ void LlamaModel::layer_backward_bf16(int64_t l, LayerActs16& a, float* dres) {
   float* dxn2 = scratch_dD_;
   timed(kProfGemm, [&] {
     matmul_bf16(dxn2, dg16, w.wg, n, D, I, false, false, 1.f, 0.f);
-    matmul_bf16(dxn2, du16, w.wu, n, D, I, false, false, 1.f, 1.f);
-    if (train_base) {
-      matmul_bf16(g.wg, dg16, a.xn2, I, D, n, true, false, 1.f, 1.f);
-      matmul_bf16(g.wu, du16, a.xn2, I, D, n, true, false, 1.f, 1.f);
-    }
+    if (train_base) matmul_bf16(g.wg, dg16, a.xn2, I, D, n, true, false, 1.f, 1.f);
   });
+  bwd_switch(l, kPieceGate, kPieceUp);
+  timed(kProfGemm, [&] {
+    matmul_bf16(dxn2, du16, w.wu, n, D, I, false, false, 1.f, 1.f);
+    if (train_base) matmul_bf16(g.wu, du16, a.xn2, I, D, n, true, false, 1.f, 1.f);
+  });
+  bwd_switch(l, kPieceUp, kPieceAttn);
   if (gate_on || up_on) {
     const float* x32 = adapter_input(a.xn2, D);
     if (gate_on) adapter_backward(l, kLoraGate, dxn2, scratch_dg_, x32, D, I);

@@ -10,11 +10,14 @@
 
 #include "kernels/bf16.h"
 #include "kernels/embedding.h"
+#include "kernels/mlp_tiled.h"
 #include "model/flat_buffer.h"
 #include "model/llama.h"
 #include "model/param_shards.h"
 
 namespace ua {
+
+using flat::RoundUp;
 
 void LlamaModel::set_param_shards(std::shared_ptr<ParamShards> s) {
   if (!s) throw std::logic_error("shardParameters: no shards given");
@@ -69,18 +72,27 @@ void LlamaModel::unit_prefetch(size_t first, size_t end) {
   shards_->note_resident(run_bytes(*shards_, first, end, bf16_));
   std::function<void()> post;
   if (bf16_) post = [this, first, end] { convert_w16(first, end); };
-  pending_ = {first, end, shards_->start_gather(params_->data, first, end, std::move(post)), true};
+  pending_ = {first, end, -1, -1, shards_->start_gather(params_->data, first, end, std::move(post)), true};
+}
+
+void LlamaModel::drop_pending() {
+  const PendingGather p = pending_;
+  pending_.on = false;
+  shards_->wait_gather(p.ticket);
+  if (p.slice >= 0) mlp_release(p.layer, p.slice);
+  else unit_release(p.first, p.end);
 }
 
 void LlamaModel::unit_gather(size_t first, size_t end) {
   if (!shards_) return;
   if (pending_.on) {
-    const PendingGather p = pending_;
-    pending_.on = false;
-    timed(kProfComm, [&] { shards_->wait_gather(p.ticket); });
-    if (p.first == first && p.end == end) return;
-    // a pass that ended early left another run prefetched: dropped
-    unit_release(p.first, p.end);
+    if (pending_.slice < 0 && pending_.first == first && pending_.end == end) {
+      pending_.on = false;
+      timed(kProfComm, [&] { shards_->wait_gather(pending_.ticket); });
+      return;
+    }
+    // a pass that ended early left another piece prefetched
+    drop_pending();
   }
   if (bf16_ && !w16_) w16_ = std::make_unique<FloatStorage>((flat_size_ + 1) / 2);
   shards_->note_resident(run_bytes(*shards_, first, end, bf16_));
@@ -172,15 +184,192 @@ void LlamaModel::embedding_backward_sliced(float* g_embed, const float* dres) {
   }
 }
 
+void LlamaModel::grads_begin(size_t first, size_t end) {
+  if (!shards_ || lora_) return;
+  shards_->note_resident((shards_->flat_hi(end) - shards_->flat_lo(first)) * int64_t(sizeof(float)));
+}
+
 void LlamaModel::unit_reduce(size_t first, size_t end) {
   // with adapters the base is frozen: no base gradient is written, none reduced (the adapters'
   // gradients stay whole, reduced by the optimizer as under stage 2)
   if (!shards_ || lora_) return;
-  const int64_t bytes = (shards_->flat_hi(end) - shards_->flat_lo(first)) * int64_t(sizeof(float));
-  // the run's gradient was resident since its backward began
-  shards_->note_resident(bytes);
   timed(kProfComm, [&] { shards_->reduce_scatter(grads_->data, first, end); });
-  shards_->note_resident(-bytes);
+  // resident since grads_begin
+  shards_->note_resident(-(shards_->flat_hi(end) - shards_->flat_lo(first)) * int64_t(sizeof(float)));
+}
+
+// ---- the tiled MLP in slices of the intermediate dimension ----
+
+int64_t LlamaModel::mlp_slices() const {
+  const int64_t b = mlp_slice_rows(), cI = shards_->chunk_rows(layer_first(1) - 3, cfg_.hidden);
+  return (cI + b - 1) / b;
+}
+
+int64_t LlamaModel::mlp_slice_rows() const {
+  // as many slices as make one no larger than the attention run (whose weights and gradient are
+  // resident together anyway), each at least a row
+  const size_t first = layer_first(0), end = layer_first(1), wg = end - 3;
+  int64_t attn = 0, mlp = 0;
+  for (size_t i = first; i < end; ++i) (i < wg ? attn : mlp) += views_[i].numel;
+  const int64_t cI = shards_->chunk_rows(wg, cfg_.hidden);
+  const int64_t want = std::max<int64_t>(1, std::min(cI, (mlp + std::max<int64_t>(attn, 1) - 1) / std::max<int64_t>(attn, 1)));
+  return std::max<int64_t>(1, (cI + want - 1) / want);
+}
+
+int64_t LlamaModel::mlp_slice_width() const { return int64_t(shards_->layout().world) * mlp_slice_rows(); }
+
+std::vector<int64_t> LlamaModel::mlp_columns(int64_t s) const {
+  const int64_t b = mlp_slice_rows(), world = shards_->layout().world, I = cfg_.intermediate;
+  const int64_t cI = shards_->chunk_rows(layer_first(1) - 3, cfg_.hidden);
+  std::vector<int64_t> sel(static_cast<size_t>(world * b), -1);
+  for (int64_t r = 0; r < world; ++r)
+    for (int64_t k = 0; k < b; ++k) {
+      const int64_t local = s * b + k, idx = r * cI + local;
+      if (local < cI && idx < I) sel[static_cast<size_t>(r * b + k)] = idx;
+    }
+  return sel;
+}
+
+LlamaModel::MlpSlice LlamaModel::mlp_buffers(FloatStorage& st) const {
+  const int64_t block = RoundUp(mlp_slice_width() * cfg_.hidden);
+  return {st.data, st.data + block, st.data + 2 * block};
+}
+
+FloatStorage& LlamaModel::mlp_weights(int64_t l, int64_t s) {
+  // consecutive slices (the only ones resident together) alternate between the two sets
+  std::unique_ptr<FloatStorage>& st = mlp_w_[(l * mlp_slices() + s) % 2];
+  if (!st) {
+    st = std::make_unique<FloatStorage>(3 * RoundUp(mlp_slice_width() * cfg_.hidden));
+    release_range(st->data, static_cast<size_t>(st->size) * sizeof(float));
+  }
+  return *st;
+}
+
+namespace {
+int64_t slice_bytes(int64_t w, int64_t D) { return 3 * w * D * int64_t(sizeof(float)); }
+}  // namespace
+
+void LlamaModel::mlp_gather_job(int64_t l, int64_t s) {
+  const MlpSlice m = mlp_buffers(mlp_weights(l, s));
+  const size_t wg = layer_first(l + 1) - 3;
+  const int64_t b = mlp_slice_rows(), D = cfg_.hidden;
+  shards_->note_resident(slice_bytes(mlp_slice_width(), D));
+  std::vector<int64_t> sel = mlp_columns(s);
+  const uint64_t ticket = shards_->start_job([this, m, wg, b, s, D, sel = std::move(sel)] {
+    shards_->gather_rows(m.wg, wg, D, s * b, (s + 1) * b);
+    shards_->gather_rows(m.wu, wg + 1, D, s * b, (s + 1) * b);
+    shards_->gather_cols(m.wd, wg + 2, cfg_.intermediate, sel);
+  });
+  pending_ = {0, 0, l, s, ticket, true};
+}
+
+void LlamaModel::mlp_prefetch(int64_t l, int64_t s) {
+  if (!shards_->overlaps()) return;
+  mlp_gather_job(l, s);
+}
+
+LlamaModel::MlpSlice LlamaModel::mlp_gather(int64_t l, int64_t s) {
+  if (pending_.on && !(pending_.slice == s && pending_.layer == l)) drop_pending();
+  if (!pending_.on) mlp_gather_job(l, s);
+  pending_.on = false;
+  timed(kProfComm, [&] { shards_->wait_gather(pending_.ticket); });
+  return mlp_buffers(mlp_weights(l, s));
+}
+
+void LlamaModel::mlp_release(int64_t l, int64_t s) {
+  FloatStorage& st = mlp_weights(l, s);
+  release_range(st.data, static_cast<size_t>(st.size) * sizeof(float));
+  shards_->note_resident(-slice_bytes(mlp_slice_width(), cfg_.hidden));
+}
+
+void LlamaModel::prefetch_forward(int64_t l) {
+  if (l < cfg_.layers) unit_prefetch(layer_first(l), run_end(l));
+  else unit_prefetch(norm_index(), norm_index() + 1);
+}
+
+void LlamaModel::prefetch_mlp(int64_t l) {
+  if (mlp_sliced()) mlp_prefetch(l, 0);
+  else if (mlp_split()) unit_prefetch(piece_first(l, kPieceGate), piece_end(l, kPieceGate));
+}
+
+void LlamaModel::prefetch_backward(int64_t l) {
+  if (l < 0 || !shards_) return;
+  // with checkpointing the backward starts with the recompute's attention run, else with the MLP
+  if (buf_ckpt_) unit_prefetch(layer_first(l), run_end(l));
+  else if (mlp_sliced()) mlp_prefetch(l, 0);
+  else unit_prefetch(piece_first(l, kPieceDown), piece_end(l, kPieceDown));
+}
+
+void LlamaModel::fwd_switch(int64_t l, int from, int to, int next) {
+  if (!mlp_split()) return;
+  unit_release(piece_first(l, from), piece_end(l, from));
+  unit_gather(piece_first(l, to), piece_end(l, to));
+  if (next >= 0) unit_prefetch(piece_first(l, next), piece_end(l, next));
+  else prefetch_forward(l + 1);
+}
+
+void LlamaModel::fwd_done(int64_t l, int p) {
+  if (mlp_split()) unit_release(piece_first(l, p), piece_end(l, p));
+}
+
+void LlamaModel::bwd_begin(int64_t l, int p) {
+  if (!mlp_split()) return;
+  unit_gather(piece_first(l, p), piece_end(l, p));
+  grads_begin(piece_first(l, p), piece_end(l, p));
+}
+
+void LlamaModel::bwd_switch(int64_t l, int from, int to) {
+  if (!mlp_split()) return;
+  // weights released first, then the next piece's gather overlaps this one's reduce-scatter
+  unit_release(piece_first(l, from), piece_end(l, from));
+  unit_prefetch(piece_first(l, to), piece_end(l, to));
+  unit_reduce(piece_first(l, from), piece_end(l, from));
+  bwd_begin(l, to);
+}
+
+void LlamaModel::mlp_forward_sliced(int64_t l, const float* xn2, float* y) {
+  const int64_t n = buf_n_, D = cfg_.hidden, S = mlp_slices(), w = mlp_slice_width();
+  for (int64_t s = 0; s < S; ++s) {
+    const MlpSlice m = mlp_gather(l, s);
+    if (s + 1 < S) mlp_prefetch(l, s + 1);
+    else prefetch_forward(l + 1);
+    timed(kProfGemm, [&] { mlp_forward_tiled(y, xn2, m.wg, m.wu, m.wd, n, D, w, mlp_tile_, scratch_mlp_); });
+    mlp_release(l, s);
+  }
+}
+
+void LlamaModel::mlp_backward_sliced(int64_t l, const float* xn2, const float* dy, float* dxn2) {
+  const int64_t n = buf_n_, D = cfg_.hidden, S = mlp_slices(), w = mlp_slice_width(), b = mlp_slice_rows();
+  const bool train_base = !lora_;
+  const size_t wg = layer_first(l + 1) - 3;
+  MlpSlice g{};
+  if (train_base) {
+    if (!mlp_g_) {
+      mlp_g_ = std::make_unique<FloatStorage>(3 * RoundUp(w * D));
+      release_range(mlp_g_->data, static_cast<size_t>(mlp_g_->size) * sizeof(float));
+    }
+    g = mlp_buffers(*mlp_g_);
+  }
+  for (int64_t s = 0; s < S; ++s) {
+    const MlpSlice m = mlp_gather(l, s);
+    if (train_base) shards_->note_resident(slice_bytes(w, D));
+    timed(kProfGemm, [&] {
+      mlp_backward_tiled(dxn2, g.wg, g.wu, g.wd, dy, xn2, m.wg, m.wu, m.wd, n, D, w, mlp_tile_, scratch_mlp_, s > 0);
+    });
+    // weights released first, then the next piece's gather overlaps this slice's reductions
+    mlp_release(l, s);
+    if (s + 1 < S) mlp_prefetch(l, s + 1);
+    else unit_prefetch(layer_first(l), run_end(l));
+    if (!train_base) continue;
+    timed(kProfComm, [&] {
+      shards_->reduce_rows(g.wg, wg, D, s * b, (s + 1) * b);
+      shards_->reduce_rows(g.wu, wg + 1, D, s * b, (s + 1) * b);
+      shards_->reduce_cols(g.wd, wg + 2, cfg_.intermediate, mlp_columns(s));
+    });
+    shards_->note_resident(-slice_bytes(w, D));
+  }
+  unit_gather(layer_first(l), run_end(l));
+  grads_begin(layer_first(l), run_end(l));
 }
 
 }  // namespace ua

@@ -262,13 +262,139 @@ void ParamShards::release_slice(void* full, size_t t, int64_t e0, int64_t e1, si
   release_range(static_cast<uint8_t*>(full) + (views_[t].offset + e0) * int64_t(elem_bytes), static_cast<size_t>(e1 - e0) * elem_bytes);
 }
 
+int64_t ParamShards::rows_per_piece(int64_t width) const {
+  const int64_t piece = layout_.world > 1 ? static_cast<int64_t>(out_.size()) : kPiece;
+  if (width > piece) throw std::logic_error("shardParameters: a row of " + std::to_string(width) + " floats is wider than a piece of " + std::to_string(piece));
+  return piece / width;
+}
+
+template <typename Pack, typename Unpack>
+void ParamShards::gather_block(int64_t nrows, int64_t width, Pack&& pack, Unpack&& unpack) {
+  if (nrows <= 0 || width <= 0) return;
+  const int64_t rp = rows_per_piece(width);
+  pack_.resize(static_cast<size_t>(std::min(rp, nrows) * width));
+  for (int64_t i0 = 0; i0 < nrows; i0 += rp) {
+    const int64_t i1 = std::min(nrows, i0 + rp), len = (i1 - i0) * width;
+    pack(i0, i1, pack_.data());
+    if (layout_.world == 1) {
+      unpack(0, i0, i1, pack_.data());
+      continue;
+    }
+    (gather_comm_ ? gather_comm_ : comm_)->all_gather(pack_.data(), recv_.data(), static_cast<size_t>(len) * sizeof(float));
+    for (int r = 0; r < layout_.world; ++r) unpack(r, i0, i1, recv_.data() + int64_t(r) * len);
+  }
+}
+
+template <typename Fill, typename Add>
+void ParamShards::reduce_block(int64_t nrows, int64_t width, Fill&& fill, Add&& add) {
+  if (nrows <= 0 || width <= 0) return;
+  const int64_t rp = rows_per_piece(width);
+  std::vector<float> single;
+  if (layout_.world == 1) single.resize(static_cast<size_t>(std::min(rp, nrows) * width));
+  for (int64_t i0 = 0; i0 < nrows; i0 += rp) {
+    const int64_t i1 = std::min(nrows, i0 + rp), len = (i1 - i0) * width;
+    if (layout_.world == 1) {
+      fill(0, i0, i1, single.data());
+      add(i0, i1, single.data());
+      continue;
+    }
+    std::fill(send_.begin(), send_.begin() + len * layout_.world, 0.f);
+    for (int r = 0; r < layout_.world; ++r) fill(r, i0, i1, send_.data() + int64_t(r) * len);
+    comm_->reduce_scatter_sum(send_.data(), out_.data(), static_cast<size_t>(len), layout_.block);
+    add(i0, i1, out_.data());
+  }
+}
+
+void ParamShards::gather_rows(float* out, size_t t, int64_t cols, int64_t r0, int64_t r1) {
+  const int64_t cr = chunk_rows(t, cols), rows = views_[t].numel / cols, bw = r1 - r0, me = layout_.rank;
+  const float* part = params_->data + starts_[t];
+  gather_block(
+      bw, cols,
+      [&](int64_t i0, int64_t i1, float* dst) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t local = r0 + i;
+          float* d = dst + (i - i0) * cols;
+          if (local < cr && me * cr + local < rows) std::memcpy(d, part + local * cols, static_cast<size_t>(cols) * sizeof(float));
+          else std::memset(d, 0, static_cast<size_t>(cols) * sizeof(float));
+        }
+      },
+      [&](int r, int64_t i0, int64_t i1, const float* src) {
+        std::memcpy(out + (int64_t(r) * bw + i0) * cols, src, static_cast<size_t>((i1 - i0) * cols) * sizeof(float));
+      });
+}
+
+void ParamShards::reduce_rows(float* g, size_t t, int64_t cols, int64_t r0, int64_t r1) {
+  const int64_t cr = chunk_rows(t, cols), rows = views_[t].numel / cols, bw = r1 - r0, me = layout_.rank;
+  float* part = grads_->data + starts_[t];
+  reduce_block(
+      bw, cols,
+      [&](int r, int64_t i0, int64_t i1, float* dst) {
+        std::memcpy(dst, g + (int64_t(r) * bw + i0) * cols, static_cast<size_t>((i1 - i0) * cols) * sizeof(float));
+      },
+      [&](int64_t i0, int64_t i1, const float* src) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t local = r0 + i;
+          if (local >= cr || me * cr + local >= rows) continue;
+          float* d = part + local * cols;
+          const float* s = src + (i - i0) * cols;
+          for (int64_t c = 0; c < cols; ++c) d[c] += s[c];
+        }
+      });
+  release_range(g, static_cast<size_t>(int64_t(layout_.world) * bw * cols) * sizeof(float));
+}
+
+void ParamShards::gather_cols(float* out, size_t t, int64_t cols, const std::vector<int64_t>& sel) {
+  const int64_t cr = chunk_rows(t, cols), rows = views_[t].numel / cols, width = static_cast<int64_t>(sel.size()), me = layout_.rank;
+  const float* part = params_->data + starts_[t];
+  gather_block(
+      cr, width,
+      [&](int64_t i0, int64_t i1, float* dst) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const float* row = part + i * cols;
+          float* d = dst + (i - i0) * width;
+          const bool real = me * cr + i < rows;
+          for (int64_t j = 0; j < width; ++j) d[j] = real && sel[j] >= 0 ? row[sel[j]] : 0.f;
+        }
+      },
+      [&](int r, int64_t i0, int64_t i1, const float* src) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t row = int64_t(r) * cr + i;
+          if (row < rows) std::memcpy(out + row * width, src + (i - i0) * width, static_cast<size_t>(width) * sizeof(float));
+        }
+      });
+}
+
+void ParamShards::reduce_cols(float* g, size_t t, int64_t cols, const std::vector<int64_t>& sel) {
+  const int64_t cr = chunk_rows(t, cols), rows = views_[t].numel / cols, width = static_cast<int64_t>(sel.size()), me = layout_.rank;
+  float* part = grads_->data + starts_[t];
+  reduce_block(
+      cr, width,
+      [&](int r, int64_t i0, int64_t i1, float* dst) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t row = int64_t(r) * cr + i;
+          if (row < rows) std::memcpy(dst + (i - i0) * width, g + row * width, static_cast<size_t>(width) * sizeof(float));
+          else std::memset(dst + (i - i0) * width, 0, static_cast<size_t>(width) * sizeof(float));
+        }
+      },
+      [&](int64_t i0, int64_t i1, const float* src) {
+        for (int64_t i = i0; i < i1; ++i) {
+          if (me * cr + i >= rows) continue;
+          float* row = part + i * cols;
+          const float* s = src + (i - i0) * width;
+          for (int64_t j = 0; j < width; ++j)
+            if (sel[j] >= 0) row[sel[j]] += s[j];
+        }
+      });
+  release_range(g, static_cast<size_t>(rows * width) * sizeof(float));
+}
+
 void ParamShards::note_resident(int64_t delta_bytes) {
   resident_ += delta_bytes;
   peak_ = std::max(peak_, resident_);
 }
 
 int64_t ParamShards::buffer_bytes() const {
-  return static_cast<int64_t>((send_.size() + recv_.size() + out_.size()) * sizeof(float));
+  return static_cast<int64_t>((send_.size() + recv_.size() + out_.size() + pack_.size()) * sizeof(float));
 }
 
 }  // namespace ua

@@ -95,6 +95,24 @@ class ParamShards {
   // This rank's gradient part += the world sum of the slice of full_grads; the slice then released.
   void reduce_slice(float* full_grads, size_t t, int64_t e0, int64_t e1);
   void release_slice(void* full, size_t t, int64_t e0, int64_t e1, size_t elem_bytes = 4) const;
+
+  // Blocks of a matrix tensor t of `cols` columns (cut by whole rows: rank r holds rows
+  // [r * cr, (r + 1) * cr), cr = chunk / cols), gathered into or reduced from a compact buffer
+  // instead of the flat one (the MLP's slices of the intermediate dimension under tiling):
+  // - rows: every rank's local rows [r0, r1) <-> buffer rows r * (r1 - r0) + i ([world * (r1 - r0),
+  //   cols]; rows past the tensor or the chunk read as zero and are not reduced);
+  // - cols: every row's columns sel[j] <-> buffer column j ([rows, sel.size()]; sel[j] < 0: a zero
+  //   column, not reduced).
+  // The gathers use the gathers' buffers (call them on the worker: start_job), the reductions the
+  // caller's; a reduction adds the world sum into this rank's gradient part and releases `g`.
+  void gather_rows(float* out, size_t t, int64_t cols, int64_t r0, int64_t r1);
+  void reduce_rows(float* g, size_t t, int64_t cols, int64_t r0, int64_t r1);
+  void gather_cols(float* out, size_t t, int64_t cols, const std::vector<int64_t>& sel);
+  void reduce_cols(float* g, size_t t, int64_t cols, const std::vector<int64_t>& sel);
+  // Queues `run` on the gather worker (without one: runs it now); the ticket is wait_gather's.
+  uint64_t start_job(std::function<void()> run) { return queue_job(std::move(run)); }
+  // Rows per rank of tensor t's part when it has `cols` columns.
+  int64_t chunk_rows(size_t t, int64_t cols) const { return layout_.chunks[t] / cols; }
   // Element range [lo, hi) of the flat buffers that tensors [first, end) occupy.
   int64_t flat_lo(size_t first) const { return views_[first].offset; }
   int64_t flat_hi(size_t end) const { return views_[end - 1].offset + (views_[end - 1].numel + 15) / 16 * 16; }
@@ -117,6 +135,12 @@ class ParamShards {
   int64_t part_length_ = 0;
   std::shared_ptr<FloatStorage> params_, grads_;
   std::vector<float> send_, recv_, out_;
+  std::vector<float> pack_;  // the gathers' (worker's) packed rows of this rank
+  // Moves block rows in pieces: pack(i0, i1, dst) writes this rank's rows [i0, i1) of `width`
+  // floats each; unpack(r, i0, i1, src) reads rank r's.
+  int64_t rows_per_piece(int64_t width) const;
+  template <typename Pack, typename Unpack> void gather_block(int64_t nrows, int64_t width, Pack&& pack, Unpack&& unpack);
+  template <typename Fill, typename Add> void reduce_block(int64_t nrows, int64_t width, Fill&& fill, Add&& add);
   int64_t resident_ = 0, peak_ = 0;
 
   // the gather worker (gather_comm_ set)
