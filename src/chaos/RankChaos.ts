@@ -9,8 +9,8 @@
  * incarnation, so the harness can prove it had an effect. Must never act on a fault meant for
  * another rank.
  */
-import { mkdirSync, readdirSync, statSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, renameSync, statSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { RankFaults } from '../actors/rank/RankRuntime.js';
 import type { JobSpec } from '../config/JobSpec.js';
 import type { Transport } from '../transport/Transport.js';
@@ -36,6 +36,17 @@ export interface FiredMarker {
   incarnation: number;
   /** Date.now() when it fired (wall clock: shared with the harness on the same host) */
   wallMs: number;
+}
+
+/**
+ * Writes a marker or an effect count whole or not at all: a rank SIGKILLed mid-write (a partition
+ * or a hang is answered with SIGKILL) must not leave a truncated file whose count then reads as
+ * lost. The temporary name starts with a dot, so readers of `*.json` and `effects-*` skip it.
+ */
+function writeWhole(path: string, text: string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
 }
 
 export function firedMarkerPath(outputDir: string, fault: number, rank: number): string {
@@ -123,7 +134,7 @@ export class RankChaos implements RankFaults {
       const e: EffectCount = { fault: f.index, kind: f.kind, rank: this.rank, incarnation: this.incarnation, count };
       try {
         mkdirSync(join(this.outputDir, FIRED_DIR), { recursive: true });
-        writeFileSync(effectsPath(this.outputDir, f.index, this.rank, this.incarnation), JSON.stringify(e) + '\n');
+        writeWhole(effectsPath(this.outputDir, f.index, this.rank, this.incarnation), JSON.stringify(e) + '\n');
         this.written.set(f.index, count);
       } catch {
         /* counted again at the next flush */
@@ -172,7 +183,7 @@ export class RankChaos implements RankFaults {
     const m: FiredMarker = { fault: f.index, kind: f.kind, rank: this.rank, step, incarnation: this.incarnation, wallMs: Date.now() };
     try {
       mkdirSync(join(this.outputDir, FIRED_DIR), { recursive: true });
-      writeFileSync(firedMarkerPath(this.outputDir, f.index, this.rank), JSON.stringify(m) + '\n');
+      writeWhole(firedMarkerPath(this.outputDir, f.index, this.rank), JSON.stringify(m) + '\n');
     } catch (e) {
       this.log.warn('chaos: cannot record a fired fault', { error: (e as Error).message });
     }

@@ -24,6 +24,8 @@ export interface Transport {
   send<K extends MessageType>(to: PeerId, type: K, body: BodyOf<K>): void;
   onFrame(handler: FrameHandler): void;
   readonly stats: TransportStats;
+  /** A wrapper that holds frames back (the chaos FaultProxy) delivers them now, within timeoutMs. */
+  drain?(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 // End to end on loopback: coordinator + local node agent + rank processes running the synthetic
 // workload. Checks completion, one_for_all recovery from a checkpoint, giving up on a restart
-// storm, and that no process of the job is left.
+// storm, that a last step report a transport wrapper still holds when the ranks are gone gets its
+// row, and that no process of the job is left.
 import t from 'tap';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { LocalLauncher } from '../../src/actors/launchers/LocalLauncher.js';
 import { resolveJobDocument } from '../../src/config/resolveJobDocument.js';
 import { cliEntry } from '../../src/util/packageRoot.js';
 import { createLogger } from '../../src/util/Logger.js';
+import type { FrameHandler, Transport } from '../../src/transport/Transport.js';
 import { pidExists as alive } from '../helpers/jobProcesses.js';
 
 
@@ -47,6 +49,43 @@ t.test('a 2-rank job runs to completion and leaves no process behind', async (t)
   t.ok(existsSync(join(dir, 'checkpoint-12', 'state.json')));
   await new Promise((r) => setTimeout(r, 200));
   t.same(pids.filter(alive), [], `no process left (checked ${pids.length})`);
+});
+
+t.test('a last step report held back until the ranks are gone (a reordering network) still gets its row', async (t) => {
+  const dir = t.testdir();
+  const logger = createLogger('warn');
+  const launcher = new LocalLauncher(cliEntry(), logger);
+  // holds rank 1's report of the last step (every copy) until drain(): it is overtaken by the
+  // rank's final report, and nothing follows it before the rank exits
+  let held: (() => void) | null = null;
+  let drained = 0;
+  const wrap = (inner: Transport): Transport => ({
+    send: (to, type, body) => inner.send(to, type, body),
+    onFrame: (h: FrameHandler) =>
+      inner.onFrame((f, from) => {
+        if (f.type === 'rank.step.done' && f.sender === 1 && f.body.step === 12) {
+          held ??= () => h(f, from);
+          return;
+        }
+        h(f, from);
+      }),
+    get stats() {
+      return inner.stats;
+    },
+    drain: async () => {
+      drained++;
+      const go = held;
+      held = null;
+      go?.();
+    },
+    close: async () => {},
+  });
+  const coord = new Coordinator({ job: resolveJobDocument(jobConfig(dir), { name: 'job.yaml', worldSize: 2 }), hosts: [{ host: 'localhost', slots: 2 }], launcher, logger, workload: 'synthetic', wrapTransport: wrap });
+  const result = await coord.run();
+  t.equal(result.ok, true, String(result.reason));
+  t.equal(drained, 1, 'the coordinator drained its transport once, at shutdown');
+  const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.same(metrics.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 'every step has its row, the last one too');
 });
 
 t.test('a rank failure restarts the whole group from the last checkpoint; same final state', async (t) => {

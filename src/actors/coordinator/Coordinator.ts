@@ -372,6 +372,9 @@ export class Coordinator {
     this.agentSilence.cancelAll();
     this.monitor?.stop();
     this.kv.clear();
+    // every rank is gone: a frame a wrapper still holds (a reordered last step report) is handled
+    // before the last rows are written
+    if (this.link !== this.router) await this.link?.drain?.(1000);
     await this.events.flush();
     await this.steps.flush();
     if (this.link !== this.router) await this.link?.close();
