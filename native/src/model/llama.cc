@@ -237,7 +237,7 @@ int64_t LlamaModel::mlp_tile_for(int64_t n) const {
 void LlamaModel::ensure_buffers(int64_t n) {
   const int64_t tile = mlp_tile_for(n);
   // stage 3 runs the tiled MLP in slices, the widest of which may pass I by the padding
-  const int64_t tile_cols = tile && shards_ ? std::max(cfg_.intermediate, mlp_slice_width()) : cfg_.intermediate;
+  const int64_t tile_cols = tile && shards_ ? std::max(cfg_.intermediate, mlp_plan_.width) : cfg_.intermediate;
   if (buf_n_ == n && buf_ckpt_ == checkpointing_ && buf_bf16_ == bf16_ && mlp_tile_ == tile && mlp_tile_cols_ == tile_cols && arena_) return;
   mlp_tile_ = 0;
   mlp_tile_cols_ = tile_cols;
@@ -550,7 +550,7 @@ ForwardResult LlamaModel::forward(const int32_t* tokens, const int32_t* labels, 
   // stage 3: the final norm is a run of its own, the embedding and LM head go by vocabulary slices
   const size_t head_t = cfg_.tie_embeddings ? 0 : views_.size() - 1;
   // each piece's gather overlaps the compute of the one before (with a gather worker)
-  if (shards_) prefetch_forward(0);
+  prefetch_forward(0);  // stage 3 only (a no-op otherwise)
   if (shards_) timed(kProfEmbed, [&] { embedding_forward_sliced(layer_base_[0]); });
   else timed(kProfEmbed, [&] { embedding_forward(layer_base_[0], tokens_.data(), embed, n, V, D); });
   for (int64_t l = 0; l < cfg_.layers; ++l) {

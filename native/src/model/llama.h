@@ -324,7 +324,7 @@ class LlamaModel {
   // - Untiled MLP (mlp_split): each MLP matrix is a piece of its own (a run of one view), gate,
   //   up, down in the forward and down, gate, up in the backward; the products are the unsharded
   //   ones (bitwise).
-  // - Tiled MLP (mlp_sliced): the MLP is gathered in mlp_slices() slices of the intermediate
+  // - Tiled MLP (mlp_sliced): the MLP is gathered in mlp_plan_.count slices of the intermediate
   //   dimension: slice s is every rank's local rows [s b, (s + 1) b) of gate and up and the same
   //   intermediate columns of down, in compact buffers (two weight sets, so the next slice's
   //   gather overlaps this one's compute, and one gradient set). The products over I are then
@@ -349,11 +349,15 @@ class LlamaModel {
   struct MlpSlice {
     float *wg, *wu, *wd;  // [w, D], [w, D], [D, w]
   };
-  int64_t mlp_slice_rows() const;   // b: local rows of gate / up per slice
-  int64_t mlp_slices() const;       // S
-  int64_t mlp_slice_width() const;  // world * b
-  // down's columns of slice s (-1: a padding column)
-  std::vector<int64_t> mlp_columns(int64_t s) const;
+  // The slicing, fixed by the config and the shards' layout (set_param_shards).
+  struct MlpSlicePlan {
+    int64_t rows = 0;   // b: local rows of gate / up per slice
+    int64_t count = 0;  // S
+    int64_t width = 0;  // world * b
+    std::vector<std::vector<int64_t>> columns;  // per slice: down's columns (-1: a padding column)
+  };
+  MlpSlicePlan mlp_plan_;
+  void plan_mlp_slices();
   MlpSlice mlp_buffers(FloatStorage& st) const;
   FloatStorage& mlp_weights(int64_t l, int64_t s);
   void mlp_gather_job(int64_t l, int64_t s);

@@ -25,6 +25,7 @@ void LlamaModel::set_param_shards(std::shared_ptr<ParamShards> s) {
   if (shards_) throw std::logic_error("shardParameters: the parameters are already sharded");
   shards_ = std::move(s);
   w16_.reset();  // the full bf16 copy: from now on one per gathered run
+  plan_mlp_slices();
   take_param_part();
 }
 
@@ -200,46 +201,38 @@ void LlamaModel::unit_reduce(size_t first, size_t end) {
 
 // ---- the tiled MLP in slices of the intermediate dimension ----
 
-int64_t LlamaModel::mlp_slices() const {
-  const int64_t b = mlp_slice_rows(), cI = shards_->chunk_rows(layer_first(1) - 3, cfg_.hidden);
-  return (cI + b - 1) / b;
-}
-
-int64_t LlamaModel::mlp_slice_rows() const {
+void LlamaModel::plan_mlp_slices() {
   // as many slices as make one no larger than the attention run (whose weights and gradient are
   // resident together anyway), each at least a row
-  const size_t first = layer_first(0), end = layer_first(1), wg = end - 3;
+  const size_t wg = run_end(0);
   int64_t attn = 0, mlp = 0;
-  for (size_t i = first; i < end; ++i) (i < wg ? attn : mlp) += views_[i].numel;
-  const int64_t cI = shards_->chunk_rows(wg, cfg_.hidden);
-  const int64_t want = std::max<int64_t>(1, std::min(cI, (mlp + std::max<int64_t>(attn, 1) - 1) / std::max<int64_t>(attn, 1)));
-  return std::max<int64_t>(1, (cI + want - 1) / want);
-}
-
-int64_t LlamaModel::mlp_slice_width() const { return int64_t(shards_->layout().world) * mlp_slice_rows(); }
-
-std::vector<int64_t> LlamaModel::mlp_columns(int64_t s) const {
-  const int64_t b = mlp_slice_rows(), world = shards_->layout().world, I = cfg_.intermediate;
-  const int64_t cI = shards_->chunk_rows(layer_first(1) - 3, cfg_.hidden);
-  std::vector<int64_t> sel(static_cast<size_t>(world * b), -1);
-  for (int64_t r = 0; r < world; ++r)
-    for (int64_t k = 0; k < b; ++k) {
-      const int64_t local = s * b + k, idx = r * cI + local;
-      if (local < cI && idx < I) sel[static_cast<size_t>(r * b + k)] = idx;
-    }
-  return sel;
+  for (size_t i = layer_first(0); i < layer_first(1); ++i) (i < wg ? attn : mlp) += views_[i].numel;
+  const int64_t cI = shards_->chunk_rows(wg, cfg_.hidden), world = shards_->layout().world, I = cfg_.intermediate;
+  attn = std::max<int64_t>(attn, 1);
+  const int64_t want = std::max<int64_t>(1, std::min(cI, (mlp + attn - 1) / attn));
+  MlpSlicePlan& p = mlp_plan_;
+  p.rows = std::max<int64_t>(1, (cI + want - 1) / want);
+  p.count = (cI + p.rows - 1) / p.rows;
+  p.width = world * p.rows;
+  p.columns.assign(static_cast<size_t>(p.count), std::vector<int64_t>(static_cast<size_t>(p.width), -1));
+  for (int64_t s = 0; s < p.count; ++s)
+    for (int64_t r = 0; r < world; ++r)
+      for (int64_t k = 0; k < p.rows; ++k) {
+        const int64_t local = s * p.rows + k, idx = r * cI + local;
+        if (local < cI && idx < I) p.columns[static_cast<size_t>(s)][static_cast<size_t>(r * p.rows + k)] = idx;
+      }
 }
 
 LlamaModel::MlpSlice LlamaModel::mlp_buffers(FloatStorage& st) const {
-  const int64_t block = RoundUp(mlp_slice_width() * cfg_.hidden);
+  const int64_t block = RoundUp(mlp_plan_.width * cfg_.hidden);
   return {st.data, st.data + block, st.data + 2 * block};
 }
 
 FloatStorage& LlamaModel::mlp_weights(int64_t l, int64_t s) {
   // consecutive slices (the only ones resident together) alternate between the two sets
-  std::unique_ptr<FloatStorage>& st = mlp_w_[(l * mlp_slices() + s) % 2];
+  std::unique_ptr<FloatStorage>& st = mlp_w_[(l * mlp_plan_.count + s) % 2];
   if (!st) {
-    st = std::make_unique<FloatStorage>(3 * RoundUp(mlp_slice_width() * cfg_.hidden));
+    st = std::make_unique<FloatStorage>(3 * RoundUp(mlp_plan_.width * cfg_.hidden));
     release_range(st->data, static_cast<size_t>(st->size) * sizeof(float));
   }
   return *st;
@@ -251,14 +244,13 @@ int64_t slice_bytes(int64_t w, int64_t D) { return 3 * w * D * int64_t(sizeof(fl
 
 void LlamaModel::mlp_gather_job(int64_t l, int64_t s) {
   const MlpSlice m = mlp_buffers(mlp_weights(l, s));
-  const size_t wg = layer_first(l + 1) - 3;
-  const int64_t b = mlp_slice_rows(), D = cfg_.hidden;
-  shards_->note_resident(slice_bytes(mlp_slice_width(), D));
-  std::vector<int64_t> sel = mlp_columns(s);
-  const uint64_t ticket = shards_->start_job([this, m, wg, b, s, D, sel = std::move(sel)] {
+  const size_t wg = run_end(l);
+  const int64_t b = mlp_plan_.rows, D = cfg_.hidden;
+  shards_->note_resident(slice_bytes(mlp_plan_.width, D));
+  const uint64_t ticket = shards_->start_job([this, m, wg, b, s, D] {
     shards_->gather_rows(m.wg, wg, D, s * b, (s + 1) * b);
     shards_->gather_rows(m.wu, wg + 1, D, s * b, (s + 1) * b);
-    shards_->gather_cols(m.wd, wg + 2, cfg_.intermediate, sel);
+    shards_->gather_cols(m.wd, wg + 2, cfg_.intermediate, mlp_plan_.columns[static_cast<size_t>(s)]);
   });
   pending_ = {0, 0, l, s, ticket, true};
 }
@@ -279,7 +271,7 @@ LlamaModel::MlpSlice LlamaModel::mlp_gather(int64_t l, int64_t s) {
 void LlamaModel::mlp_release(int64_t l, int64_t s) {
   FloatStorage& st = mlp_weights(l, s);
   release_range(st.data, static_cast<size_t>(st.size) * sizeof(float));
-  shards_->note_resident(-slice_bytes(mlp_slice_width(), cfg_.hidden));
+  shards_->note_resident(-slice_bytes(mlp_plan_.width, cfg_.hidden));
 }
 
 void LlamaModel::prefetch_forward(int64_t l) {
@@ -328,7 +320,7 @@ void LlamaModel::bwd_switch(int64_t l, int from, int to) {
 }
 
 void LlamaModel::mlp_forward_sliced(int64_t l, const float* xn2, float* y) {
-  const int64_t n = buf_n_, D = cfg_.hidden, S = mlp_slices(), w = mlp_slice_width();
+  const int64_t n = buf_n_, D = cfg_.hidden, S = mlp_plan_.count, w = mlp_plan_.width;
   for (int64_t s = 0; s < S; ++s) {
     const MlpSlice m = mlp_gather(l, s);
     if (s + 1 < S) mlp_prefetch(l, s + 1);
@@ -339,9 +331,9 @@ void LlamaModel::mlp_forward_sliced(int64_t l, const float* xn2, float* y) {
 }
 
 void LlamaModel::mlp_backward_sliced(int64_t l, const float* xn2, const float* dy, float* dxn2) {
-  const int64_t n = buf_n_, D = cfg_.hidden, S = mlp_slices(), w = mlp_slice_width(), b = mlp_slice_rows();
+  const int64_t n = buf_n_, D = cfg_.hidden, S = mlp_plan_.count, w = mlp_plan_.width, b = mlp_plan_.rows;
   const bool train_base = !lora_;
-  const size_t wg = layer_first(l + 1) - 3;
+  const size_t wg = run_end(l);
   MlpSlice g{};
   if (train_base) {
     if (!mlp_g_) {
@@ -364,7 +356,7 @@ void LlamaModel::mlp_backward_sliced(int64_t l, const float* xn2, const float* d
     timed(kProfComm, [&] {
       shards_->reduce_rows(g.wg, wg, D, s * b, (s + 1) * b);
       shards_->reduce_rows(g.wu, wg + 1, D, s * b, (s + 1) * b);
-      shards_->reduce_cols(g.wd, wg + 2, cfg_.intermediate, mlp_columns(s));
+      shards_->reduce_cols(g.wd, wg + 2, cfg_.intermediate, mlp_plan_.columns[static_cast<size_t>(s)]);
     });
     shards_->note_resident(-slice_bytes(w, D));
   }
