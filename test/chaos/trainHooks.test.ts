@@ -57,7 +57,9 @@ t.test('inert hooks are called in order and change nothing', async (t) => {
 t.test('a NaN fault before the reduction: the update is skipped, the weights stay finite', async (t) => {
   const dir = t.testdir();
   const steps: StepInfo[] = [];
-  const { model } = await train(dir, rankChaos('  - { kind: nan_gradients, at_step: 3, target: { rank: 0 } }', dir), steps);
+  const chaos = rankChaos('  - { kind: nan_gradients, at_step: 3, target: { rank: 0 } }', dir);
+  // closed before the test directory is removed: its timed flush of the effect counts writes there
+  const { model } = await train(dir, chaos, steps).finally(() => chaos.close());
   const s3 = steps.find((s) => s.step === 3)!;
   t.ok(s3.stats.nonfinite > 0, `step 3 counts non-finite gradient values: ${s3.stats.nonfinite}`);
   t.equal(s3.stats.lr, 0, 'step 3: update skipped (lr 0)');
@@ -69,7 +71,8 @@ t.test('a NaN fault before the reduction: the update is skipped, the weights sta
 t.test('a failed checkpoint write leaves no checkpoint and fails the run with its code', async (t) => {
   const dir = t.testdir();
   // armed before step 3: the next write (checkpoint-4, the last) fails between files and rename
-  await t.rejects(train(dir, rankChaos('  - { kind: checkpoint_write_fail, at_step: 3, target: { rank: 0 } }', dir)), { code: 'ERR_CHAOS_CHECKPOINT_WRITE' });
+  const chaos = rankChaos('  - { kind: checkpoint_write_fail, at_step: 3, target: { rank: 0 } }', dir);
+  await t.rejects(train(dir, chaos).finally(() => chaos.close()), { code: 'ERR_CHAOS_CHECKPOINT_WRITE' });
   const names = readdirSync(dir).filter((n) => n.includes('checkpoint-'));
   t.same(names.filter((n) => /^checkpoint-\d+$/.test(n)), ['checkpoint-2'], `only checkpoint-2 was committed (directory: ${names.join(', ')})`);
   t.equal(await latestValidCheckpoint(dir, () => undefined), join(dir, 'checkpoint-2'), 'the newest valid checkpoint is the previous one');

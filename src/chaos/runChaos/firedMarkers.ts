@@ -29,7 +29,8 @@ export function watchFiredMarkers(outputDir: string, onMarker: (m: FiredMarker) 
       return;
     }
     for (const n of names) {
-      if (seen.has(n) || !n.endsWith('.json')) continue;
+      // markers only: the effect counts beside them (effects-*.json) are not markers
+      if (seen.has(n) || !n.startsWith('fault-') || !n.endsWith('.json')) continue;
       try {
         const m = JSON.parse(readFileSync(join(dir, n), 'utf8')) as FiredMarker;
         seen.add(n);
