@@ -41,7 +41,7 @@ export interface FiredMarker {
 /**
  * Writes a marker or an effect count whole or not at all: a rank SIGKILLed mid-write (a partition
  * or a hang is answered with SIGKILL) must not leave a truncated file whose count then reads as
- * lost. The temporary name starts with a dot, so readers of `*.json` and `effects-*` skip it.
+ * lost. The temporary name starts with a dot, so isFiredMarkerName and isEffectsName refuse it.
  */
 function writeWhole(path: string, text: string): void {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
@@ -52,6 +52,9 @@ function writeWhole(path: string, text: string): void {
 export function firedMarkerPath(outputDir: string, fault: number, rank: number): string {
   return join(outputDir, FIRED_DIR, `fault-${fault}-rank-${rank}.json`);
 }
+
+/** Whether a name in FIRED_DIR is a fired marker (firedMarkerPath), not a count or a write in progress. */
+export const isFiredMarkerName = (name: string): boolean => /^fault-\d+-rank-\d+\.json$/.test(name);
 
 /** What one rank's incarnation counted of a fault's effects. */
 export interface EffectCount {
@@ -65,6 +68,9 @@ export interface EffectCount {
 export function effectsPath(outputDir: string, fault: number, rank: number, incarnation: number): string {
   return join(outputDir, FIRED_DIR, `effects-${fault}-rank-${rank}-inc-${incarnation}.json`);
 }
+
+/** Whether a name in FIRED_DIR is an effect count (effectsPath). */
+export const isEffectsName = (name: string): boolean => /^effects-\d+-rank-\d+-inc-\d+\.json$/.test(name);
 
 /** How often the effect counts are written while the rank runs (a killed rank loses at most this much). */
 const EFFECTS_FLUSH_MS = 200;

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Fault } from '../FaultPlan.js';
-import { FIRED_DIR, firedMarkerPath, type EffectCount, type FiredMarker } from '../RankChaos.js';
+import { FIRED_DIR, firedMarkerPath, isEffectsName, isFiredMarkerName, type EffectCount, type FiredMarker } from '../RankChaos.js';
 
 /** When and where a fault was injected: by the harness, or as a rank's marker says. */
 export interface Injection {
@@ -29,8 +29,7 @@ export function watchFiredMarkers(outputDir: string, onMarker: (m: FiredMarker) 
       return;
     }
     for (const n of names) {
-      // markers only: the effect counts beside them (effects-*.json) are not markers
-      if (seen.has(n) || !n.startsWith('fault-') || !n.endsWith('.json')) continue;
+      if (seen.has(n) || !isFiredMarkerName(n)) continue;
       try {
         const m = JSON.parse(readFileSync(join(dir, n), 'utf8')) as FiredMarker;
         seen.add(n);
@@ -68,7 +67,7 @@ export function readRankEffects(outputDir: string): Map<number, number> {
     return out;
   }
   for (const n of names) {
-    if (!n.startsWith('effects-')) continue;
+    if (!isEffectsName(n)) continue;
     try {
       const e = JSON.parse(readFileSync(join(dir, n), 'utf8')) as EffectCount;
       out.set(e.fault, (out.get(e.fault) ?? 0) + e.count);
